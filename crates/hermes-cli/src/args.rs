@@ -1,0 +1,204 @@
+//! Clap types only: what the user can type. No I/O happens here; the
+//! commands in `commands/` turn these into library calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use hermes_core::ProfileName;
+
+#[derive(Debug, Parser)]
+#[command(name = "hermes", version, about = "Supervise per-profile gateways with s6, systemd, launchd or Windows tasks")]
+pub struct Cli {
+    /// Profile to act on (default: the root profile, `default`).
+    #[arg(short = 'p', long = "profile", global = true, value_parser = parse_profile)]
+    pub profile: Option<ProfileName>,
+    /// Open the interactive terminal console.
+    #[arg(short = 'T', long = "tui")]
+    pub tui: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+pub fn parse_profile(raw: &str) -> Result<ProfileName, String> {
+    ProfileName::parse(raw).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, delete, list and show profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Run, start, stop and inspect a profile's gateway.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Run a user-level s6 supervision tree in the foreground.
+    Supervise(SuperviseArgs),
+    /// Service manager, supervisor and every supervised service.
+    Status(JsonFlag),
+    /// Check the installation and say how to fix what is wrong.
+    Doctor(JsonFlag),
+    /// Serve the web dashboard.
+    Dashboard(DashboardArgs),
+    /// Open the interactive terminal console.
+    Tui,
+    /// Send to, list and describe a profile's webhook inbox.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Container init stages and boot reconciliation.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Create a profile with its own gateway port, webhook secret and alias.
+    Create {
+        #[arg(value_parser = parse_profile)]
+        name: ProfileName,
+        /// Do not write the `NAME` alias wrapper.
+        #[arg(long)]
+        no_alias: bool,
+        /// Gateway port (default: the next free one).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
+    },
+    /// Stop and unregister the profile's gateway, then remove the profile.
+    Delete {
+        #[arg(value_parser = parse_profile)]
+        name: ProfileName,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// List profiles.
+    List(JsonFlag),
+    /// Show one profile.
+    Show {
+        #[arg(value_parser = parse_profile)]
+        name: ProfileName,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LifecycleArgs {
+    /// Act on every registered gateway.
+    #[arg(long)]
+    pub all: bool,
+    /// Seconds to wait for the outcome.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ManagerArgs {
+    /// Only print the files and commands; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Service manager to use instead of the detected one.
+    #[arg(long, value_parser = ["s6", "systemd", "launchd", "windows", "none"])]
+    pub manager: Option<String>,
+    /// systemd: a system unit instead of a user unit.
+    #[arg(long)]
+    pub system: bool,
+    /// systemd --system: the user the gateway runs as.
+    #[arg(long)]
+    pub run_as_user: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Run the gateway in the foreground until SIGTERM.
+    Run {
+        /// Take over from a gateway that holds the profile lock.
+        #[arg(long)]
+        replace: bool,
+        /// Write a newline to this descriptor once serving (s6 readiness).
+        #[arg(long)]
+        notify_fd: Option<i32>,
+        /// In the container: run here instead of starting the supervised slot.
+        #[arg(long)]
+        no_supervise: bool,
+    },
+    /// Start the gateway and wait until it is ready.
+    Start(LifecycleArgs),
+    /// Stop the gateway and wait until it is down.
+    Stop(LifecycleArgs),
+    /// Restart the gateway and wait until it is ready again.
+    Restart(LifecycleArgs),
+    /// Show the gateway's supervision state.
+    Status {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install the gateway as a service of the host's service manager.
+    Install(ManagerArgs),
+    /// Remove the gateway's host service.
+    Uninstall(ManagerArgs),
+    /// Called by the s6 finish script: record the exit, apply the crash-loop policy.
+    #[command(hide = true)]
+    FinishHook {
+        /// s6's first finish argument: exit code, or 256 when killed by a signal.
+        code: i32,
+        /// s6's second finish argument: the signal number.
+        signal: i32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// Scan directory (default: $HERMES_SCANDIR, else $XDG_RUNTIME_DIR/hermes/service).
+    #[arg(long)]
+    pub scandir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    #[arg(long, env = "HERMES_DASHBOARD_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, env = "HERMES_DASHBOARD_PORT", default_value_t = 9119)]
+    pub port: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Sign and send an event to the profile's gateway.
+    Send {
+        hook: String,
+        /// Body: literal text, @FILE, or - for standard input.
+        #[arg(long, default_value = "-")]
+        data: String,
+    },
+    /// List stored events.
+    List {
+        hook: String,
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the hook's URL and how to sign requests.
+    Url { hook: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Rebuild gateway slots from the volume (stage 2 runs this at boot).
+    Reconcile {
+        /// Print the decisions; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}

@@ -1,0 +1,14 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = hermes_cli::args::Cli::parse();
+    match hermes_cli::run(cli) {
+        Ok(status) => ExitCode::from(status.code()),
+        Err(err) => {
+            eprintln!("hermes: {err:#}");
+            ExitCode::from(hermes_cli::exit_code_for(&err))
+        }
+    }
+}

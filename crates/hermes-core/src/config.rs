@@ -1,0 +1,190 @@
+//! A profile's `config.yaml`. Only the sections hermes owns are typed and
+//! strict (`gateway`, `webhooks`); anything else in the file belongs to other
+//! tools and is left alone. `validate` reports every problem at once.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, FsError};
+
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// The root profile's port; named profiles get the next free one above it.
+pub const BASE_PORT: u16 = 8700;
+pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    #[serde(default = "default_host")]
+    pub host: String,
+    pub port: u16,
+}
+
+fn default_host() -> String {
+    DEFAULT_HOST.to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Segments older than this many hours are deleted whole (0 = keep forever).
+    #[serde(default)]
+    pub retention_hours: u64,
+    /// Keep at most this many bytes of segments per hook (0 = no cap).
+    #[serde(default)]
+    pub retention_bytes: u64,
+}
+
+fn default_max_body() -> u64 {
+    DEFAULT_MAX_BODY
+}
+
+impl Default for WebhookSection {
+    fn default() -> Self {
+        WebhookSection {
+            max_body_bytes: DEFAULT_MAX_BODY,
+            retention_hours: 0,
+            retention_bytes: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    pub gateway: GatewaySection,
+    #[serde(default)]
+    pub webhooks: WebhookSection,
+    /// Sections owned by other tools, kept as they are.
+    #[serde(flatten)]
+    pub other: serde_yaml::Mapping,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {}", problems.join("; "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("unable to encode {path}: {message}")]
+    Encode { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn new(port: u16) -> Self {
+        Config {
+            gateway: GatewaySection {
+                host: default_host(),
+                port,
+            },
+            webhooks: WebhookSection::default(),
+            other: serde_yaml::Mapping::new(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = fsutil::read_no_follow(path)?;
+        let config: Config = serde_yaml::from_slice(&bytes).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// The port a profile's config claims, without judging the rest of the file.
+    pub fn read_port(path: &Path) -> Option<u16> {
+        #[derive(Deserialize)]
+        struct PortOnly {
+            gateway: PortSection,
+        }
+        #[derive(Deserialize)]
+        struct PortSection {
+            port: u16,
+        }
+        let bytes = fsutil::read_no_follow(path).ok()?;
+        serde_yaml::from_slice::<PortOnly>(&bytes)
+            .ok()
+            .map(|c| c.gateway.port)
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.gateway.port == 0 {
+            problems.push("gateway.port must be between 1 and 65535".to_string());
+        }
+        if self.gateway.host.parse::<IpAddr>().is_err() && self.gateway.host != "localhost" {
+            problems.push(format!(
+                "gateway.host {:?} is not an IP address",
+                self.gateway.host
+            ));
+        }
+        if self.webhooks.max_body_bytes == 0 {
+            problems.push("webhooks.max_body_bytes must be at least 1".to_string());
+        }
+        problems
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = serde_yaml::to_string(self).map_err(|e| ConfigError::Encode {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        fsutil::atomic_write(path, text.as_bytes(), 0o640)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn round_trips_and_keeps_other_sections() {
+        let c = load_str("gateway:\n  port: 8705\nmodel:\n  name: x\n").unwrap();
+        assert_eq!(c.gateway.port, 8705);
+        assert_eq!(c.gateway.host, "127.0.0.1");
+        let text = serde_yaml::to_string(&c).unwrap();
+        assert!(text.contains("model:"), "{text}");
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let err = load_str("gateway:\n  port: 0\n  host: nowhere\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("gateway.port") && msg.contains("gateway.host"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_gateway_keys_and_bad_yaml_are_refused() {
+        assert!(load_str("gateway:\n  port: 1\n  prot: 2\n").is_err());
+        assert!(load_str("gateway: [\n").is_err());
+        assert!(load_str("other: 1\n").is_err());
+    }
+}

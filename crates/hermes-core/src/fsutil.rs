@@ -1,0 +1,217 @@
+//! Filesystem helpers that every writer of hermes state uses: atomic replace,
+//! reads and directory creation that refuse symlinks, and advisory locks.
+//! Every error names the path it failed on.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+#[derive(Debug, thiserror::Error)]
+#[error("unable to {op} {path}: {source}")]
+pub struct FsError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    pub fn new(op: &'static str, path: &Path, source: io::Error) -> Self {
+        FsError {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.source.kind() == io::ErrorKind::NotFound
+    }
+}
+
+fn symlink_refused(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} is a symbolic link; refusing to follow it",
+        path.display()
+    ))
+}
+
+/// Write `data` to `path` so that readers see the old content or the new, never a mix:
+/// temp file in the same directory, fsync, rename, fsync of the directory.
+pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        file.write_all(data)?;
+        // The mode argument is filtered by the umask; the file must end up exactly `mode`.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.sync_all()
+    };
+    if let Err(err) = write() {
+        let _ = fs::remove_file(&tmp);
+        return Err(FsError::new("write", &tmp, err));
+    }
+    // rename replaces a symlink at `path` rather than writing through it.
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        FsError::new("rename into", path, e)
+    })?;
+    sync_dir(dir)
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| FsError::new("sync directory", dir, e))
+}
+
+/// Read a whole file without following a symlink at its last component.
+pub fn read_no_follow(path: &Path) -> Result<Vec<u8>, FsError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                FsError::new("read", path, symlink_refused(path))
+            } else {
+                FsError::new("read", path, e)
+            }
+        })?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)
+        .map_err(|e| FsError::new("read", path, e))?;
+    Ok(buf)
+}
+
+/// Create `dir` (and parents) with `mode`; an existing symlink anywhere we create is refused.
+pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), FsError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(FsError::new("use directory", dir, symlink_refused(dir)))
+        }
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(FsError::new(
+                "use directory",
+                dir,
+                io::Error::other("exists and is not a directory"),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(FsError::new("inspect", dir, e)),
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        ensure_dir(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => ensure_dir(dir, mode),
+        Err(e) => Err(FsError::new("create directory", dir, e)),
+    }
+}
+
+/// An exclusive advisory lock held until dropped.
+pub struct FileLock {
+    _lock: Flock<File>,
+}
+
+fn open_lock_file(path: &Path) -> Result<File, FsError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| FsError::new("open lock file", path, e))
+}
+
+/// Block until the exclusive lock on `path` is ours.
+pub fn lock_exclusive(path: &Path) -> Result<FileLock, FsError> {
+    let file = open_lock_file(path)?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map(|lock| FileLock { _lock: lock })
+        .map_err(|(_, errno)| FsError::new("lock", path, io::Error::from(errno)))
+}
+
+/// Take the lock if nobody holds it; `Ok(None)` when it is held elsewhere.
+pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>, FsError> {
+    let file = open_lock_file(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(FileLock { _lock: lock })),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(FsError::new("lock", path, io::Error::from(errno))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_sets_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        atomic_write(&path, b"one", 0o600).unwrap();
+        atomic_write(&path, b"two", 0o640).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "temp file left behind");
+    }
+
+    #[test]
+    fn atomic_write_replaces_a_planted_symlink_instead_of_following_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("outside");
+        fs::write(&target, b"precious").unwrap();
+        let path = dir.path().join("state");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        atomic_write(&path, b"new", 0o600).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"precious");
+        assert!(!fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn reads_refuse_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        fs::write(&target, b"x").unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = read_no_follow(&link).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(ensure_dir(&link, 0o700).is_err());
+    }
+
+    #[test]
+    fn try_lock_sees_a_held_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = try_lock_exclusive(&path).unwrap();
+        assert!(held.is_some());
+        assert!(try_lock_exclusive(&path).unwrap().is_none());
+        drop(held);
+        assert!(try_lock_exclusive(&path).unwrap().is_some());
+    }
+}

@@ -1,0 +1,17 @@
+//! The shared vocabulary of hermes: validated names, the `HERMES_HOME` layout,
+//! profile files, the gateway state file, the exit-code table and the
+//! service-manager trait. No part of hermes talks to a supervisor from here;
+//! the backends live in their own crates.
+
+pub mod config;
+pub mod exit;
+pub mod fsutil;
+pub mod home;
+pub mod name;
+pub mod profile;
+pub mod service;
+pub mod state;
+
+pub use exit::ExitStatus;
+pub use home::HermesHome;
+pub use name::{NameError, ProfileName};

@@ -1,0 +1,232 @@
+//! The one trait every service manager implements (s6 in the container and
+//! under `hermes supervise`; systemd, launchd, Windows Scheduled Tasks and
+//! `none` on hosts), and the types the CLI, dashboard and TUI share.
+//!
+//! Tier 1 is lifecycle (install, start, stop, restart, status). Tier 2 is
+//! runtime registration of profile gateways, which only s6 supports; the
+//! default methods refuse it with a typed error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::fsutil::FsError;
+use crate::name::ProfileName;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManagerKind {
+    S6,
+    Systemd,
+    Launchd,
+    Windows,
+    None,
+}
+
+impl ManagerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManagerKind::S6 => "s6",
+            ManagerKind::Systemd => "systemd",
+            ManagerKind::Launchd => "launchd",
+            ManagerKind::Windows => "windows",
+            ManagerKind::None => "none",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw.trim().to_ascii_lowercase().as_str() {
+            "s6" => ManagerKind::S6,
+            "systemd" => ManagerKind::Systemd,
+            "launchd" => ManagerKind::Launchd,
+            "windows" => ManagerKind::Windows,
+            "none" => ManagerKind::None,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ManagerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a service manager needs to run one profile's gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySpec {
+    pub profile: ProfileName,
+    /// Absolute path of the hermes binary.
+    pub program: PathBuf,
+    /// `HERMES_HOME` (the root, not the profile directory).
+    pub home: PathBuf,
+    /// Working directory of the gateway: the profile directory.
+    pub workdir: PathBuf,
+    pub log_dir: PathBuf,
+    /// Environment for the gateway, on top of what the manager provides.
+    pub env: BTreeMap<String, String>,
+}
+
+impl GatewaySpec {
+    /// Arguments after the program. The default profile takes no `-p`.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if !self.profile.is_default() {
+            args.push("-p".to_string());
+            args.push(self.profile.to_string());
+        }
+        args.extend(["gateway", "run", "--replace"].map(String::from));
+        args
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Want {
+    Up,
+    Down,
+}
+
+/// The supervisor's view of one gateway service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotStatus {
+    pub profile: ProfileName,
+    /// The manager's name for the service (`gateway-coder`, `hermes-gateway-coder.service`, …).
+    pub service: String,
+    /// A supervisor process is watching the service.
+    pub supervised: bool,
+    pub up: bool,
+    /// Up and has signalled readiness.
+    pub ready: bool,
+    pub want: Want,
+    pub pid: Option<u32>,
+    /// Seconds in the current up or down state.
+    pub for_secs: Option<u64>,
+    /// How the last run ended, when the service is down.
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no gateway slot for profile '{profile}': create it with `hermes profile create {profile}`, or pass an existing profile with -p")]
+    NotRegistered { profile: ProfileName },
+    #[error("no supervisor is running on {scandir}: start one with `hermes supervise` (or run hermes in its container)")]
+    NoSupervisor { scandir: PathBuf },
+    #[error("{program} not found: install s6 (Debian: apt-get install s6 execline)")]
+    NotInstalled { program: String },
+    #[error("`{}` failed ({}): {}", argv.join(" "), code.map_or("killed".to_string(), |c| format!("exit {c}")), stderr.trim())]
+    Command {
+        argv: Vec<String>,
+        code: Option<i32>,
+        stderr: String,
+    },
+    #[error("unable to run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{action} of '{profile}' did not finish within {}s", waited.as_secs_f32())]
+    Timeout {
+        action: &'static str,
+        profile: ProfileName,
+        waited: Duration,
+    },
+    #[error("gateway '{profile}' failed to start: {reason}")]
+    StartFailed {
+        profile: ProfileName,
+        reason: String,
+    },
+    #[error("{operation} is not supported by the {manager} service manager{}", hint.as_ref().map(|h| format!(": {h}")).unwrap_or_default())]
+    Unsupported {
+        manager: ManagerKind,
+        operation: &'static str,
+        hint: Option<String>,
+    },
+    #[error("the supervisor on {path} runs as uid {owner}, not as you (uid {uid}): run this command as that user")]
+    WrongUser { path: PathBuf, owner: u32, uid: u32 },
+    #[error("the supervisor already has {limit} gateway slots, its limit: delete unused profiles or raise HERMES_MAX_SLOTS and restart the supervisor")]
+    TooManySlots { limit: usize },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+pub trait ServiceManager {
+    fn kind(&self) -> ManagerKind;
+
+    /// Make the manager know the gateway (write its unit, plist, task or slot), started.
+    fn install(&self, spec: &GatewaySpec) -> Result<(), ServiceError>;
+    fn uninstall(&self, profile: &ProfileName) -> Result<(), ServiceError>;
+    /// Bring the gateway up and wait (at most `timeout`) until it is ready or has failed.
+    fn start(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError>;
+    /// Bring the gateway down and wait until it is.
+    fn stop(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError>;
+    fn restart(&self, profile: &ProfileName, timeout: Duration)
+        -> Result<SlotStatus, ServiceError>;
+    fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError>;
+
+    fn supports_registration(&self) -> bool {
+        false
+    }
+    /// Publish a supervised slot at run time; down unless `start_now`.
+    fn register(&self, spec: &GatewaySpec, start_now: bool) -> Result<(), ServiceError> {
+        let _ = (spec, start_now);
+        Err(self.registration_unsupported("register"))
+    }
+    /// Stop the slot, wait for it to be down, and remove it.
+    fn unregister(&self, profile: &ProfileName) -> Result<(), ServiceError> {
+        let _ = profile;
+        Err(self.registration_unsupported("unregister"))
+    }
+    /// Profiles with a registered slot, sorted.
+    fn list(&self) -> Result<Vec<ProfileName>, ServiceError> {
+        Err(self.registration_unsupported("list"))
+    }
+
+    fn registration_unsupported(&self, operation: &'static str) -> ServiceError {
+        ServiceError::Unsupported {
+            manager: self.kind(),
+            operation,
+            hint: Some("use `hermes gateway install` for this manager".to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_profile_runs_without_p() {
+        let spec = |name: &str| GatewaySpec {
+            profile: ProfileName::parse(name).unwrap(),
+            program: "/usr/bin/hermes".into(),
+            home: "/h".into(),
+            workdir: "/h".into(),
+            log_dir: "/h/logs".into(),
+            env: BTreeMap::new(),
+        };
+        assert_eq!(spec("default").args(), ["gateway", "run", "--replace"]);
+        assert_eq!(
+            spec("coder").args(),
+            ["-p", "coder", "gateway", "run", "--replace"]
+        );
+    }
+
+    #[test]
+    fn command_errors_name_argv_code_and_stderr() {
+        let e = ServiceError::Command {
+            argv: vec!["s6-svc".into(), "-u".into(), "/x".into()],
+            code: Some(111),
+            stderr: "s6-svc: fatal: oops\n".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "`s6-svc -u /x` failed (exit 111): s6-svc: fatal: oops"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! `gateway_state.json`: what the gateway reports about itself (`gateway_state`),
+//! what the operator asked for (`desired_state`, written only by start, stop and
+//! restart) and the supervisor's record of exits. Written atomically; fields
+//! this version does not know are kept on rewrite; a corrupt file reads as "no state".
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::fsutil::{self, FsError};
+use crate::home::ProfilePaths;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Starting,
+    Running,
+    Degraded,
+    Draining,
+    Stopped,
+    StartupFailed,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Starting => "starting",
+            RunState::Running => "running",
+            RunState::Degraded => "degraded",
+            RunState::Draining => "draining",
+            RunState::Stopped => "stopped",
+            RunState::StartupFailed => "startup_failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    Running,
+    Stopped,
+}
+
+impl DesiredState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredState::Running => "running",
+            DesiredState::Stopped => "stopped",
+        }
+    }
+}
+
+/// How the gateway process last ended, as its finish hook saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    /// Exit code, absent when killed by a signal.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_state: Option<RunState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_reason: Option<String>,
+    #[serde(default)]
+    pub restarts: u32,
+    /// Consecutive short runs that ended in failure; drives the crash-loop back-off.
+    #[serde(default)]
+    pub fast_failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<LastExit>,
+    /// When the current (or last) gateway process started, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub updated_at: u64,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("unable to encode {path}: {source}")]
+    Encode {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// What reading the state file found.
+#[derive(Debug)]
+pub enum Loaded {
+    Missing,
+    /// Present but unreadable as state; the text says why. Treated as no state.
+    Corrupt(String),
+    Found(GatewayState),
+}
+
+impl Loaded {
+    pub fn state(self) -> GatewayState {
+        match self {
+            Loaded::Found(state) => state,
+            Loaded::Missing | Loaded::Corrupt(_) => GatewayState::default(),
+        }
+    }
+}
+
+pub fn load(path: &Path) -> Result<Loaded, FsError> {
+    match fsutil::read_no_follow(path) {
+        Ok(bytes) => Ok(match serde_json::from_slice::<GatewayState>(&bytes) {
+            Ok(state) => Loaded::Found(state),
+            Err(e) => Loaded::Corrupt(e.to_string()),
+        }),
+        Err(e) if e.is_not_found() => Ok(Loaded::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn save(path: &Path, state: &GatewayState) -> Result<(), StateError> {
+    let mut text = serde_json::to_vec_pretty(state).map_err(|source| StateError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.push(b'\n');
+    fsutil::atomic_write(path, &text, 0o644)?;
+    Ok(())
+}
+
+/// Read-modify-write under the profile's state lock, stamping `updated_at`.
+pub fn update<T>(
+    profile: &ProfilePaths,
+    change: impl FnOnce(&mut GatewayState) -> T,
+) -> Result<T, StateError> {
+    let _lock = fsutil::lock_exclusive(&profile.state_lock())?;
+    let path = profile.state();
+    let mut state = load(&path)?.state();
+    let out = change(&mut state);
+    state.updated_at = now_ms();
+    save(&path, &state)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::HermesHome;
+    use crate::name::ProfileName;
+
+    #[test]
+    fn unknown_fields_survive_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        let paths = home.profile(&ProfileName::default_profile());
+        std::fs::write(
+            paths.state(),
+            r#"{"gateway_state":"running","platforms":{"x":1},"kind":"hermes-gateway"}"#,
+        )
+        .unwrap();
+        update(&paths, |s| s.desired_state = Some(DesiredState::Stopped)).unwrap();
+        let raw: Value = serde_json::from_slice(&std::fs::read(paths.state()).unwrap()).unwrap();
+        assert_eq!(raw["platforms"]["x"], 1);
+        assert_eq!(raw["kind"], "hermes-gateway");
+        assert_eq!(raw["desired_state"], "stopped");
+        assert_eq!(raw["gateway_state"], "running");
+    }
+
+    #[test]
+    fn corrupt_state_reads_as_none_and_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        let paths = home.profile(&ProfileName::default_profile());
+        std::fs::write(paths.state(), b"{not json").unwrap();
+        assert!(matches!(load(&paths.state()).unwrap(), Loaded::Corrupt(_)));
+        update(&paths, |s| s.gateway_state = Some(RunState::Starting)).unwrap();
+        let state = load(&paths.state()).unwrap().state();
+        assert_eq!(state.gateway_state, Some(RunState::Starting));
+        assert!(state.updated_at > 0);
+    }
+
+    #[test]
+    fn states_serialise_in_snake_case() {
+        let s = serde_json::to_string(&RunState::StartupFailed).unwrap();
+        assert_eq!(s, "\"startup_failed\"");
+    }
+}
