@@ -1,0 +1,348 @@
+//! The actions every front end offers (start, stop, restart, create, delete),
+//! implemented once. Each records what the operator asked for in
+//! `desired_state` before asking the manager, so a reboot honours it even if
+//! the call times out.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hermes_core::fsutil::FsError;
+use hermes_core::profile::{self, AliasOutcome, ProfileError};
+use hermes_core::service::{ServiceError, ServiceManager, SlotStatus};
+use hermes_core::state::{self, DesiredState, StateError};
+use hermes_core::ProfileName;
+use serde::Serialize;
+
+use crate::env::Environment;
+use crate::logs;
+
+/// Log lines shown with a failed action.
+pub const FAILURE_TAIL: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Verb {
+    pub fn parse(raw: &str) -> Option<Verb> {
+        match raw {
+            "start" => Some(Verb::Start),
+            "stop" => Some(Verb::Stop),
+            "restart" => Some(Verb::Restart),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+        }
+    }
+
+    fn desired(self) -> DesiredState {
+        match self {
+            Verb::Start | Verb::Restart => DesiredState::Running,
+            Verb::Stop => DesiredState::Stopped,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{} of gateway '{profile}' failed: {source}", verb.as_str())]
+    Service {
+        verb: Verb,
+        profile: ProfileName,
+        #[source]
+        source: Box<ServiceError>,
+        /// The last lines of the gateway's log, to show with the error.
+        log_tail: Vec<String>,
+    },
+    #[error("unable to record desired_state of '{profile}': {source}")]
+    State {
+        profile: ProfileName,
+        #[source]
+        source: StateError,
+    },
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error("unable to remove the alias of '{profile}': {source}")]
+    Alias {
+        profile: ProfileName,
+        #[source]
+        source: FsError,
+    },
+}
+
+impl ActionError {
+    /// Whether the request named something that does not exist (HTTP 404).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ActionError::Profile(ProfileError::NotFound(_)))
+            || matches!(self, ActionError::Service { source, .. } if matches!(**source, ServiceError::NotRegistered { .. }))
+    }
+
+    /// Whether the request conflicts with what exists (HTTP 409).
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            ActionError::Profile(
+                ProfileError::Exists(_)
+                    | ProfileError::PortTaken { .. }
+                    | ProfileError::Default(..)
+                    | ProfileError::NotAProfile(_)
+            )
+        )
+    }
+
+    pub fn log_tail(&self) -> &[String] {
+        match self {
+            ActionError::Service { log_tail, .. } => log_tail,
+            _ => &[],
+        }
+    }
+}
+
+/// What a lifecycle action did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub profile: ProfileName,
+    pub action: Verb,
+    /// The slot was registered by this call (a profile created from outside).
+    pub registered: bool,
+    pub status: SlotStatus,
+    pub message: String,
+}
+
+/// Start, stop or restart one gateway and wait (at most `timeout`) for the outcome.
+pub fn lifecycle(
+    env: &dyn Environment,
+    profile: &ProfileName,
+    verb: Verb,
+    timeout: Duration,
+) -> Result<Outcome, ActionError> {
+    let home = env.home();
+    let manager = env.manager();
+    let exists = profile::existing(home, profile);
+    // A slot left without its profile can still be stopped, never started.
+    let paths = match (exists, verb) {
+        (Ok(paths), _) => Some(paths),
+        (Err(ProfileError::NotFound(_)), Verb::Stop) if has_slot(&*manager, profile) => None,
+        (Err(e), _) => return Err(e.into()),
+    };
+    if let Some(paths) = &paths {
+        state::update(paths, |s| s.desired_state = Some(verb.desired())).map_err(|source| {
+            ActionError::State {
+                profile: profile.clone(),
+                source,
+            }
+        })?;
+    }
+    let fail = |source: ServiceError| ActionError::Service {
+        verb,
+        profile: profile.clone(),
+        source: Box::new(source),
+        log_tail: logs::tail(&logs::gateway_log(home, profile), FAILURE_TAIL),
+    };
+    let mut registered = false;
+    if verb != Verb::Stop && manager.supports_registration() && !has_slot(&*manager, profile) {
+        manager
+            .register(&env.gateway_spec(profile), false)
+            .map_err(fail)?;
+        registered = true;
+    }
+    let status = match verb {
+        Verb::Start => manager.start(profile, timeout),
+        Verb::Stop => manager.stop(profile, timeout),
+        Verb::Restart => manager.restart(profile, timeout),
+    }
+    .map_err(fail)?;
+    let message = describe(&status);
+    Ok(Outcome {
+        profile: profile.clone(),
+        action: verb,
+        registered,
+        status,
+        message,
+    })
+}
+
+fn has_slot(manager: &dyn ServiceManager, profile: &ProfileName) -> bool {
+    if manager.supports_registration() {
+        manager.list().is_ok_and(|l| l.contains(profile))
+    } else {
+        manager.status(profile).is_ok()
+    }
+}
+
+/// One line for a slot's state after an action.
+pub fn describe(s: &SlotStatus) -> String {
+    match (s.up, s.ready, s.pid) {
+        (true, true, Some(pid)) => format!("gateway '{}' is up and ready (pid {pid})", s.profile),
+        (true, _, _) => format!("gateway '{}' is up, not ready yet", s.profile),
+        (false, _, _) => format!("gateway '{}' is down", s.profile),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub profile: ProfileName,
+    pub dir: PathBuf,
+    pub port: Option<u16>,
+    /// The alias wrapper written, or why none was.
+    pub alias: Option<String>,
+    /// A down slot was registered for the gateway.
+    pub slot: bool,
+    /// Why registering the slot failed; `gateway start` registers it later.
+    pub slot_error: Option<String>,
+}
+
+/// Create a profile, its alias (if `alias` and the environment has an alias
+/// dir) and a down slot for its gateway (if the manager registers slots).
+pub fn create(
+    env: &dyn Environment,
+    name: &ProfileName,
+    port: Option<u16>,
+    alias: bool,
+) -> Result<Created, ActionError> {
+    let home = env.home();
+    let paths = profile::create(home, name, port)?;
+    let spec = env.gateway_spec(name);
+    let alias = match env.alias_dir().filter(|_| alias) {
+        Some(dir) => {
+            let path_var = std::env::var("PATH").ok();
+            match profile::write_alias(dir, &spec.program, name, path_var.as_deref()) {
+                Ok(AliasOutcome::Written(p)) => Some(format!("wrote {}", p.display())),
+                Ok(AliasOutcome::Skipped { reason, .. }) => Some(format!("no alias: {reason}")),
+                Err(e) => Some(format!("no alias: {e}")),
+            }
+        }
+        None => None,
+    };
+    let manager = env.manager();
+    let (slot, slot_error) = if manager.supports_registration() {
+        match manager.register(&spec, false) {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(e.to_string())),
+        }
+    } else {
+        (false, None)
+    };
+    Ok(Created {
+        profile: name.clone(),
+        port: hermes_core::config::Config::read_port(&paths.config()),
+        dir: paths.dir,
+        alias,
+        slot,
+        slot_error,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deleted {
+    pub profile: ProfileName,
+    /// A slot was stopped and unregistered first.
+    pub unregistered: bool,
+    pub alias_removed: bool,
+}
+
+/// Stop and unregister the gateway, then remove the alias and the profile.
+pub fn delete(env: &dyn Environment, name: &ProfileName) -> Result<Deleted, ActionError> {
+    let home = env.home();
+    if name.is_default() {
+        return Err(ProfileError::Default(home.root().to_path_buf(), "deleted").into());
+    }
+    profile::existing(home, name)?;
+    let manager = env.manager();
+    let unregistered = has_slot(&*manager, name);
+    if unregistered {
+        let result = if manager.supports_registration() {
+            manager.unregister(name)
+        } else {
+            manager.uninstall(name)
+        };
+        result.map_err(|source| ActionError::Service {
+            verb: Verb::Stop,
+            profile: name.clone(),
+            source: Box::new(source),
+            log_tail: Vec::new(),
+        })?;
+    }
+    let alias_removed = match env.alias_dir() {
+        Some(dir) => profile::remove_alias(dir, name).map_err(|source| ActionError::Alias {
+            profile: name.clone(),
+            source,
+        })?,
+        None => false,
+    };
+    profile::remove(home, name)?;
+    Ok(Deleted {
+        profile: name.clone(),
+        unregistered,
+        alias_removed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Environment;
+    use crate::fake::FakeEnv;
+    use hermes_core::service::Want;
+
+    const T: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn start_registers_a_profile_without_slot_and_records_desire() {
+        let env = FakeEnv::new();
+        let p = env.add_profile("coder");
+        let out = lifecycle(&env, &p, Verb::Start, T).unwrap();
+        assert!(out.registered && out.status.up);
+        assert_eq!(env.calls(), ["register coder", "start coder"]);
+        let s = state::load(&Environment::home(&env).profile(&p).state())
+            .unwrap()
+            .state();
+        assert_eq!(s.desired_state, Some(DesiredState::Running));
+
+        let out = lifecycle(&env, &p, Verb::Stop, T).unwrap();
+        assert!(!out.status.up && !out.registered);
+        assert_eq!(env.slot("coder").unwrap().want, Want::Down);
+        let s = state::load(&Environment::home(&env).profile(&p).state())
+            .unwrap()
+            .state();
+        assert_eq!(s.desired_state, Some(DesiredState::Stopped));
+        assert!(out.message.contains("down"), "{}", out.message);
+    }
+
+    #[test]
+    fn unknown_profiles_are_not_found() {
+        let env = FakeEnv::new();
+        let p = ProfileName::parse("ghost").unwrap();
+        let err = lifecycle(&env, &p, Verb::Start, T).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(env.calls().is_empty());
+        assert!(delete(&env, &p).unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn create_registers_a_down_slot_and_delete_unregisters_first() {
+        let env = FakeEnv::new();
+        let p = ProfileName::parse("newbie").unwrap();
+        let created = create(&env, &p, None, true).unwrap();
+        assert!(created.slot && created.port.is_some());
+        assert_eq!(env.slot("newbie").unwrap().want, Want::Down);
+        assert!(create(&env, &p, None, true).unwrap_err().is_conflict());
+        let deleted = delete(&env, &p).unwrap();
+        assert!(deleted.unregistered);
+        assert_eq!(env.calls(), ["register newbie", "unregister newbie"]);
+        assert!(!created.dir.exists());
+        assert!(delete(&env, &ProfileName::default_profile())
+            .unwrap_err()
+            .is_conflict());
+    }
+}

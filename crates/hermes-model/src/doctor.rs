@@ -1,0 +1,510 @@
+//! `hermes doctor`: checks over a [`Snapshot`] and the files behind it. Each
+//! failed check says what is wrong and how to fix it; the report fails when
+//! any check does.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nix::unistd::{access, AccessFlags};
+use serde::Serialize;
+
+use crate::env::{Environment, MIN_TOKEN_LEN};
+use crate::logs;
+use crate::snapshot::{GatewayLabel, Snapshot};
+
+/// Below this much free space in `HERMES_HOME`, logs and state writes start failing.
+pub const MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
+/// Log lines shown for a permanently down slot.
+const DOWN_TAIL: usize = 10;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    /// How to fix it, for a failed check.
+    pub fix: Option<String>,
+    /// The log tail of a failing gateway.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+            log_tail: Vec::new(),
+        }
+    }
+
+    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check {
+            name,
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+            log_tail: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
+    let mut checks = vec![supervisor(snap)];
+    if let Some(scandir) = &snap.supervisor.scandir {
+        checks.push(scandir_writable(scandir));
+        checks.push(slot_permissions(scandir));
+    }
+    checks.extend(permanently_down(env, snap));
+    checks.push(unsupervised(snap));
+    if snap.manager.kind == hermes_core::service::ManagerKind::S6 {
+        checks.push(without_slot(snap));
+    }
+    checks.push(configs(snap));
+    checks.push(port_clashes(snap));
+    checks.push(dashboard(env));
+    checks.push(log_ownership(env.home().root(), &env.home().logs_dir()));
+    checks.push(disk_space(env.home().root()));
+    Report {
+        ok: checks.iter().all(|c| c.ok),
+        checks,
+    }
+}
+
+fn supervisor(snap: &Snapshot) -> Check {
+    let s = &snap.supervisor;
+    let place = s
+        .scandir
+        .as_ref()
+        .map(|d| format!(" on {}", d.display()))
+        .unwrap_or_default();
+    if s.reachable {
+        Check::pass("supervisor reachable", format!("{}{place} answers", s.name))
+    } else {
+        Check::fail(
+            "supervisor reachable",
+            format!(
+                "{}{place} is not running{}",
+                s.name,
+                s.detail
+                    .as_ref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ),
+            "start it with `hermes supervise` (host), or restart the container",
+        )
+    }
+}
+
+fn scandir_writable(scandir: &Path) -> Check {
+    let name = "scandir writable";
+    match access(scandir, AccessFlags::W_OK | AccessFlags::X_OK) {
+        Ok(()) => Check::pass(name, format!("{} is writable by you", scandir.display())),
+        Err(e) => Check::fail(
+            name,
+            format!("{} is not writable by you: {e}", scandir.display()),
+            format!(
+                "run hermes as the user that owns {0} (the service user in the container), or `chown $(id -u) {0}`",
+                scandir.display()
+            ),
+        ),
+    }
+}
+
+/// Slots must be owned by the supervisor's user and writable by no one else:
+/// a `run` script anyone else can write is code they get the supervisor to run.
+fn slot_permissions(scandir: &Path) -> Check {
+    let name = "slot permissions";
+    let Ok(entries) = fs::read_dir(scandir) else {
+        return Check::pass(name, format!("{} is empty or missing", scandir.display()));
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let mut bad = Vec::new();
+    let mut count = 0;
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with('.') {
+            continue;
+        }
+        count += 1;
+        let slot = entry.path();
+        for path in [slot.clone(), slot.join("run"), slot.join("finish")] {
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if meta.uid() != me {
+                bad.push(format!("{} is owned by uid {}", path.display(), meta.uid()));
+            } else if meta.permissions().mode() & 0o022 != 0 {
+                bad.push(format!(
+                    "{} is writable by group or others (mode {:o})",
+                    path.display(),
+                    meta.permissions().mode() & 0o7777
+                ));
+            }
+        }
+        let control = slot.join("supervise").join("control");
+        if control.exists() && access(&control, AccessFlags::W_OK).is_err() {
+            bad.push(format!("{} is not writable by you", control.display()));
+        }
+    }
+    if bad.is_empty() {
+        Check::pass(
+            name,
+            format!("{count} slots owned by you, not writable by others"),
+        )
+    } else {
+        Check::fail(
+            name,
+            bad.join("; "),
+            "run hermes as the supervisor's user; remove group/other write bits (`chmod go-w`) and chown the slots to that user",
+        )
+    }
+}
+
+fn permanently_down(env: &dyn Environment, snap: &Snapshot) -> Vec<Check> {
+    let name = "slots permanently down";
+    let down: Vec<_> = snap
+        .gateways
+        .iter()
+        .filter(|g| matches!(g.label, GatewayLabel::Failed | GatewayLabel::Crashing))
+        .collect();
+    if down.is_empty() {
+        return vec![Check::pass(name, "no slot is down against its wish")];
+    }
+    down.into_iter()
+        .map(|g| {
+            let reason = g
+                .exit_reason
+                .clone()
+                .or_else(|| g.last_exit.as_ref().map(|e| match (e.code, e.signal) {
+                    (Some(c), _) => format!("last exit code {c}"),
+                    (None, Some(s)) => format!("killed by signal {s}"),
+                    _ => "no exit recorded".to_string(),
+                }))
+                .unwrap_or_else(|| "no reason recorded".to_string());
+            let what = if g.label == GatewayLabel::Failed {
+                "is permanently down (startup_failed)"
+            } else {
+                "is down while wanted up"
+            };
+            let mut check = Check::fail(
+                name,
+                format!("gateway '{}' {what}: {reason}", g.profile),
+                format!(
+                    "fix the cause (see the log tail and `hermes -p {0} gateway status`), then `hermes -p {0} gateway start`",
+                    g.profile
+                ),
+            );
+            check.log_tail = logs::tail(&logs::gateway_log(env.home(), &g.profile), DOWN_TAIL);
+            check
+        })
+        .collect()
+}
+
+fn unsupervised(snap: &Snapshot) -> Check {
+    let name = "slots supervised";
+    let lost: Vec<_> = snap
+        .gateways
+        .iter()
+        .filter(|g| g.slot && (!g.supervised || g.status_error.is_some()))
+        .map(|g| match &g.status_error {
+            Some(e) => format!("{}: {e}", g.service),
+            None => g.service.clone(),
+        })
+        .collect();
+    if lost.is_empty() {
+        let n = snap.gateways.iter().filter(|g| g.slot).count();
+        Check::pass(name, format!("{n} slots, each with its supervisor"))
+    } else {
+        Check::fail(
+            name,
+            format!("no supervisor watches: {}", lost.join(", ")),
+            "the supervisor may be past its service limit (s6-svscan -c/-C) or was killed: restart it (`hermes supervise`, or restart the container)",
+        )
+    }
+}
+
+fn without_slot(snap: &Snapshot) -> Check {
+    let name = "profiles with a slot";
+    // The root profile is only expected to have a slot once someone started it.
+    let missing: Vec<_> = snap
+        .gateways
+        .iter()
+        .filter(|g| g.label == GatewayLabel::NoSlot && g.profile_exists)
+        .filter(|g| !g.profile.is_default() || g.desired_state.is_some())
+        .map(|g| g.profile.to_string())
+        .collect();
+    if missing.is_empty() {
+        Check::pass(name, "every profile has a gateway slot")
+    } else {
+        Check::fail(
+            name,
+            format!("profiles without a gateway slot: {}", missing.join(", ")),
+            "register them with `hermes container reconcile`, or `hermes -p NAME gateway start` for one",
+        )
+    }
+}
+
+fn configs(snap: &Snapshot) -> Check {
+    let name = "profile configs";
+    let broken: Vec<_> = snap
+        .gateways
+        .iter()
+        .filter_map(|g| {
+            g.config_error
+                .as_ref()
+                .map(|e| format!("{}: {e}", g.profile))
+        })
+        .collect();
+    if broken.is_empty() {
+        Check::pass(name, "every config.yaml is valid")
+    } else {
+        Check::fail(
+            name,
+            broken.join("; "),
+            "edit the config.yaml named above; a gateway with a bad config exits 78 and is not restarted",
+        )
+    }
+}
+
+fn port_clashes(snap: &Snapshot) -> Check {
+    let name = "gateway ports";
+    let mut by_port: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for g in snap.gateways.iter().filter(|g| g.profile_exists) {
+        if let Some(port) = g.port {
+            by_port.entry(port).or_default().push(g.profile.to_string());
+        }
+    }
+    let clashes: Vec<_> = by_port
+        .iter()
+        .filter(|(_, p)| p.len() > 1)
+        .map(|(port, p)| format!("port {port}: {}", p.join(", ")))
+        .collect();
+    if clashes.is_empty() {
+        Check::pass(
+            name,
+            format!(
+                "{} profiles, no shared port",
+                by_port.values().map(Vec::len).sum::<usize>()
+            ),
+        )
+    } else {
+        Check::fail(
+            name,
+            format!("profiles share a port ({})", clashes.join("; ")),
+            "give each profile its own gateway.port in its config.yaml, then restart its gateway",
+        )
+    }
+}
+
+fn dashboard(env: &dyn Environment) -> Check {
+    let name = "dashboard bind";
+    let s = env.dashboard_settings();
+    if let Err(why) = s.check_bind() {
+        return Check::fail(
+            name,
+            why,
+            "set HERMES_DASHBOARD_TOKEN (at least 16 random characters), or HERMES_DASHBOARD_HOST=127.0.0.1",
+        );
+    }
+    if s.token_set && s.token_len < MIN_TOKEN_LEN {
+        return Check::fail(
+            name,
+            format!("HERMES_DASHBOARD_TOKEN has {} characters", s.token_len),
+            format!("use a token of at least {MIN_TOKEN_LEN} random characters (e.g. `openssl rand -hex 16`)"),
+        );
+    }
+    let auth = if s.token_set {
+        "token required"
+    } else {
+        "loopback, no token"
+    };
+    Check::pass(name, format!("{}:{} ({auth})", s.host, s.port))
+}
+
+/// Log directories must belong to the owner of `HERMES_HOME`, or s6-log (run
+/// as that user) cannot write them.
+fn log_ownership(home: &Path, logs: &Path) -> Check {
+    let name = "log directory ownership";
+    let Ok(owner) = fs::metadata(home).map(|m| m.uid()) else {
+        return Check::fail(
+            name,
+            format!("{} does not exist", home.display()),
+            "create it, or set HERMES_HOME to the data directory",
+        );
+    };
+    let mut dirs = vec![logs.to_path_buf(), logs.join("gateways")];
+    if let Ok(entries) = fs::read_dir(logs.join("gateways")) {
+        dirs.extend(entries.flatten().map(|e| e.path()));
+    }
+    let wrong: Vec<_> = dirs
+        .iter()
+        .filter_map(|d| fs::metadata(d).ok().map(|m| (d, m.uid())))
+        .filter(|(_, uid)| *uid != owner)
+        .map(|(d, uid)| format!("{} (uid {uid})", d.display()))
+        .collect();
+    if wrong.is_empty() {
+        Check::pass(
+            name,
+            format!("owned by uid {owner}, like {}", home.display()),
+        )
+    } else {
+        Check::fail(
+            name,
+            format!("not owned by uid {owner}: {}", wrong.join(", ")),
+            format!("chown -R {owner} {}", logs.display()),
+        )
+    }
+}
+
+fn disk_space(home: &Path) -> Check {
+    let name = "disk space";
+    match nix::sys::statvfs::statvfs(home) {
+        Ok(st) => {
+            // fsblkcnt_t and c_ulong are narrower than u64 on some targets.
+            #[allow(clippy::unnecessary_cast)]
+            let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+            let mib = free / (1024 * 1024);
+            if free >= MIN_FREE_BYTES {
+                Check::pass(name, format!("{mib} MiB free in {}", home.display()))
+            } else {
+                Check::fail(
+                    name,
+                    format!("only {mib} MiB free in {}", home.display()),
+                    format!(
+                        "free space on that volume (at least {} MiB); old logs are in {}/logs",
+                        MIN_FREE_BYTES / (1024 * 1024),
+                        home.display()
+                    ),
+                )
+            }
+        }
+        Err(e) => Check::fail(
+            name,
+            format!("unable to stat {}: {e}", home.display()),
+            "check that HERMES_HOME is mounted",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeEnv, Slot};
+    use hermes_core::config::Config;
+    use hermes_core::service::Want;
+    use hermes_core::ProfileName;
+    use std::time::Duration;
+
+    fn report(env: &FakeEnv) -> Report {
+        run(env, &Snapshot::collect_with(env, Duration::from_millis(50)))
+    }
+
+    fn failed<'a>(r: &'a Report, name: &str) -> Vec<&'a Check> {
+        r.checks
+            .iter()
+            .filter(|c| c.name == name && !c.ok)
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_setup_passes() {
+        let env = FakeEnv::new();
+        env.add_profile("a");
+        env.set_slot("a", Slot::down(Want::Down));
+        let r = report(&env);
+        assert!(
+            r.ok,
+            "{:#?}",
+            r.checks.iter().filter(|c| !c.ok).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn failures_name_the_slot_reason_tail_and_fix() {
+        let mut env = FakeEnv::new();
+        env.add_profile("dead");
+        env.add_profile("loose");
+        env.add_profile("twin");
+        env.set_slot("dead", Slot::down(Want::Down));
+        env.set_slot("twin", Slot::down(Want::Down));
+        env.set_slot(
+            "ghost",
+            Slot {
+                supervised: false,
+                ..Slot::down(Want::Up)
+            },
+        );
+        env.write_state(
+            "dead",
+            r#"{"gateway_state":"startup_failed","exit_reason":"address in use"}"#,
+        );
+        env.write_log("dead", "boot\nbind failed\n");
+        let port = Config::read_port(
+            &Environment::home(&env)
+                .profile(&ProfileName::parse("dead").unwrap())
+                .config(),
+        )
+        .unwrap();
+        Config::new(port)
+            .save(
+                &Environment::home(&env)
+                    .profile(&ProfileName::parse("twin").unwrap())
+                    .config(),
+            )
+            .unwrap();
+        env.dashboard.host = "0.0.0.0".into();
+        let r = report(&env);
+        assert!(!r.ok);
+        let down = failed(&r, "slots permanently down");
+        assert_eq!(down.len(), 1);
+        assert!(down[0].detail.contains("dead") && down[0].detail.contains("address in use"));
+        assert_eq!(down[0].log_tail, ["boot", "bind failed"]);
+        assert!(down[0].fix.as_ref().unwrap().contains("gateway start"));
+        assert!(failed(&r, "slots supervised")[0]
+            .detail
+            .contains("gateway-ghost"));
+        assert!(failed(&r, "profiles with a slot")[0]
+            .detail
+            .contains("loose"));
+        assert!(failed(&r, "gateway ports")[0].detail.contains("dead, twin"));
+        assert!(failed(&r, "dashboard bind")[0]
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("HERMES_DASHBOARD_TOKEN"));
+        env.dashboard.token_set = true;
+        env.dashboard.token_len = 4;
+        assert!(failed(&report(&env), "dashboard bind")[0]
+            .detail
+            .contains("4 characters"));
+    }
+
+    #[test]
+    fn group_writable_slots_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = dir.path().join("gateway-x");
+        fs::create_dir(&slot).unwrap();
+        fs::write(slot.join("run"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(slot.join("run"), fs::Permissions::from_mode(0o775)).unwrap();
+        let c = slot_permissions(dir.path());
+        assert!(
+            !c.ok && c.detail.contains("run is writable by group"),
+            "{}",
+            c.detail
+        );
+        fs::set_permissions(slot.join("run"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&slot, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(slot_permissions(dir.path()).ok);
+    }
+}

@@ -1,0 +1,153 @@
+//! The seam between the model and the machine it describes. The CLI implements
+//! [`Environment`] over its `Context` (real s6, real files); tests implement it
+//! over a fake service manager and a temp `HERMES_HOME`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use hermes_core::service::{GatewaySpec, ManagerKind, ServiceManager, Want};
+use hermes_core::{HermesHome, ProfileName};
+use serde::Serialize;
+
+/// Where the snapshot and the actions get their facts. `Send + Sync` so the
+/// dashboard can serve requests from several threads.
+pub trait Environment: Send + Sync {
+    fn home(&self) -> &HermesHome;
+    /// A manager for one call; cheap to make, so each request gets its own.
+    fn manager(&self) -> Box<dyn ServiceManager>;
+    /// Which service manager is in use, and why it was chosen.
+    fn manager_choice(&self) -> ManagerChoice;
+    /// The supervision tree behind the manager.
+    fn supervisor(&self) -> SupervisorView;
+    /// The static dashboard slot as the supervisor sees it; `None` when the
+    /// manager has no such slot (host managers).
+    fn dashboard_service(&self) -> Option<ServiceView>;
+    fn dashboard_settings(&self) -> DashboardSettings;
+    fn main_program(&self) -> MainProgram;
+    /// What the manager needs to register `profile`'s gateway.
+    fn gateway_spec(&self, profile: &ProfileName) -> GatewaySpec;
+    /// Where profile alias wrappers go; `None` to write none.
+    fn alias_dir(&self) -> Option<&Path>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManagerChoice {
+    pub kind: ManagerKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SupervisorView {
+    /// What supervises the gateways (`s6-svscan`, `systemd --user`, …).
+    pub name: String,
+    /// The s6 scan directory, when the manager is s6.
+    pub scandir: Option<PathBuf>,
+    pub reachable: bool,
+    /// Why it is not reachable, or other facts worth a line.
+    pub detail: Option<String>,
+}
+
+/// A supervised service that is not a gateway (the dashboard slot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceView {
+    pub service: String,
+    pub supervised: bool,
+    pub up: bool,
+    pub ready: bool,
+    pub want: Want,
+    pub pid: Option<u32>,
+    pub for_secs: Option<u64>,
+    pub exit_code: Option<i32>,
+}
+
+/// The program the container runs as its CMD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MainProgram {
+    /// False on a host, where there is no main program: shown as "n/a".
+    pub applicable: bool,
+    pub pid: Option<u32>,
+    pub running: Option<bool>,
+    pub command: Option<String>,
+}
+
+impl MainProgram {
+    pub fn not_applicable() -> Self {
+        MainProgram {
+            applicable: false,
+            pid: None,
+            running: None,
+            command: None,
+        }
+    }
+}
+
+/// How the dashboard is (or would be) bound, and the rule it must obey. The
+/// token itself never leaves the process: only whether one is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DashboardSettings {
+    /// `HERMES_DASHBOARD=1`: the container starts the dashboard slot.
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub token_set: bool,
+    #[serde(skip)]
+    pub token_len: usize,
+}
+
+/// Tokens shorter than this are refused by doctor: guessable over a network.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl DashboardSettings {
+    pub const DEFAULT_HOST: &'static str = "127.0.0.1";
+    pub const DEFAULT_PORT: u16 = 9119;
+
+    /// Whether `host` only accepts connections from this machine.
+    pub fn is_loopback_host(host: &str) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        bare.eq_ignore_ascii_case("localhost")
+            || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
+    pub fn is_loopback(&self) -> bool {
+        Self::is_loopback_host(&self.host)
+    }
+
+    /// The bind rule: a non-loopback bind needs a token. `Err` says why not.
+    pub fn check_bind(&self) -> Result<(), String> {
+        if self.is_loopback() || self.token_set {
+            Ok(())
+        } else {
+            Err(format!(
+                "the dashboard would listen on {}:{} (not loopback) without HERMES_DASHBOARD_TOKEN: set a token or bind 127.0.0.1",
+                self.host, self.port
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(host: &str, token: Option<&str>) -> DashboardSettings {
+        DashboardSettings {
+            enabled: true,
+            host: host.into(),
+            port: 9119,
+            token_set: token.is_some(),
+            token_len: token.map_or(0, str::len),
+        }
+    }
+
+    #[test]
+    fn loopback_binds_need_no_token() {
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"] {
+            assert!(settings(host, None).check_bind().is_ok(), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "192.168.1.2", "example.org"] {
+            let err = settings(host, None).check_bind().unwrap_err();
+            assert!(err.contains("HERMES_DASHBOARD_TOKEN"), "{err}");
+            assert!(settings(host, Some("x")).check_bind().is_ok());
+        }
+    }
+}

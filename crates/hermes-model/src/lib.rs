@@ -1,0 +1,19 @@
+//! The one model of everything hermes supervises, shared by `hermes status`,
+//! `hermes doctor`, the web dashboard and the TUI: a [`Snapshot`] of the main
+//! program, the dashboard slot and every gateway; the actions that change them
+//! ([`actions`]); log tails ([`logs`]); and the doctor checks ([`doctor`]).
+//! Where the data comes from is behind [`Environment`], so every front end and
+//! every test reads and acts through the same code.
+
+pub mod actions;
+pub mod doctor;
+pub mod env;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+pub mod health;
+pub mod logs;
+pub mod snapshot;
+
+pub use actions::{ActionError, Outcome, Verb};
+pub use env::{DashboardSettings, Environment, ManagerChoice, ServiceView, SupervisorView};
+pub use snapshot::{Gateway, GatewayLabel, Snapshot};

@@ -1,0 +1,487 @@
+//! One snapshot of everything supervised: the document `hermes status --json`
+//! prints, `GET /api/status` serves and the TUI draws. The label and tone of
+//! each gateway are decided here, once, so every front end agrees.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hermes_core::config::Config;
+use hermes_core::profile;
+use hermes_core::service::{ServiceError, SlotStatus, Want};
+use hermes_core::state::{self, GatewayState, LastExit};
+use hermes_core::ProfileName;
+use serde::Serialize;
+
+use crate::env::SupervisorView;
+use crate::env::{DashboardSettings, Environment, MainProgram, ManagerChoice, ServiceView};
+use crate::health::{self, Health, HealthState};
+
+/// Bumped when a field changes meaning or disappears (adding fields does not).
+pub const SCHEMA_VERSION: u32 = 1;
+/// Status calls and probes in flight at once; bounds threads for 1000 profiles.
+const WORKERS: usize = 64;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub version: u32,
+    /// Milliseconds since the Unix epoch.
+    pub taken_at: u64,
+    pub home: String,
+    pub manager: ManagerChoice,
+    pub supervisor: SupervisorView,
+    pub main: MainProgram,
+    pub dashboard: DashboardView,
+    pub gateways: Vec<Gateway>,
+    pub summary: Summary,
+    /// Problems met while collecting (an unreadable profiles dir, a failed list).
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DashboardView {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub token_set: bool,
+    /// The supervisor's view of the dashboard slot, where there is one.
+    pub service: Option<ServiceView>,
+    pub label: &'static str,
+    pub tone: Tone,
+}
+
+/// How a front end should colour a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tone {
+    Good,
+    Busy,
+    Idle,
+    Bad,
+}
+
+/// One word for a gateway's overall state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayLabel {
+    /// Up, ready, and `/health` answers 200 (or was not probed).
+    Up,
+    /// Up but not ready yet.
+    Starting,
+    /// Up and ready, but `/health` does not answer 200.
+    Unhealthy,
+    /// Down because it was asked to be.
+    Stopped,
+    /// Down while wanted up: the supervisor is restarting it.
+    Crashing,
+    /// Permanently down (`startup_failed`, or fatal configuration).
+    Failed,
+    /// A slot exists but no supervisor watches it.
+    Unsupervised,
+    /// A profile whose gateway has no slot yet.
+    NoSlot,
+    /// The manager could not say.
+    Unknown,
+}
+
+impl GatewayLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayLabel::Up => "up",
+            GatewayLabel::Starting => "starting",
+            GatewayLabel::Unhealthy => "unhealthy",
+            GatewayLabel::Stopped => "stopped",
+            GatewayLabel::Crashing => "crashing",
+            GatewayLabel::Failed => "failed",
+            GatewayLabel::Unsupervised => "unsupervised",
+            GatewayLabel::NoSlot => "no_slot",
+            GatewayLabel::Unknown => "unknown",
+        }
+    }
+
+    pub fn tone(self) -> Tone {
+        match self {
+            GatewayLabel::Up => Tone::Good,
+            GatewayLabel::Starting | GatewayLabel::Crashing => Tone::Busy,
+            GatewayLabel::Stopped | GatewayLabel::NoSlot => Tone::Idle,
+            GatewayLabel::Unhealthy
+            | GatewayLabel::Failed
+            | GatewayLabel::Unsupervised
+            | GatewayLabel::Unknown => Tone::Bad,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gateway {
+    pub profile: ProfileName,
+    pub service: String,
+    /// The profile directory exists (false: a slot left without its profile).
+    pub profile_exists: bool,
+    /// The manager has a slot (unit, plist, task) for this gateway.
+    pub slot: bool,
+    pub supervised: bool,
+    pub up: bool,
+    pub ready: bool,
+    pub want: Option<Want>,
+    pub pid: Option<u32>,
+    /// Seconds up, while up.
+    pub uptime_secs: Option<u64>,
+    /// Seconds down, while down.
+    pub down_secs: Option<u64>,
+    pub restarts: u32,
+    pub gateway_state: Option<String>,
+    pub desired_state: Option<String>,
+    pub exit_reason: Option<String>,
+    pub last_exit: Option<LastExit>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub config_error: Option<String>,
+    pub health: Health,
+    /// Why the manager could not report this slot.
+    pub status_error: Option<String>,
+    pub label: GatewayLabel,
+    pub tone: Tone,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub gateways: usize,
+    pub up: usize,
+    pub healthy: usize,
+    pub stopped: usize,
+    pub failing: usize,
+    pub without_slot: usize,
+}
+
+/// Everything known about one gateway before the live parts are added.
+struct Facts {
+    profile: ProfileName,
+    profile_exists: bool,
+    state: GatewayState,
+    host: Option<String>,
+    port: Option<u16>,
+    config_error: Option<String>,
+}
+
+impl Snapshot {
+    pub fn collect(env: &dyn Environment) -> Snapshot {
+        Self::collect_with(env, health::DEFAULT_TIMEOUT)
+    }
+
+    pub fn collect_with(env: &dyn Environment, health_timeout: Duration) -> Snapshot {
+        let home = env.home();
+        let manager = env.manager();
+        let mut errors = Vec::new();
+        let profiles = match profile::list(home) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(format!("unable to list profiles: {e}"));
+                vec![ProfileName::default_profile()]
+            }
+        };
+        let registered: Option<BTreeSet<ProfileName>> = if manager.supports_registration() {
+            match manager.list() {
+                Ok(slots) => Some(slots.into_iter().collect()),
+                Err(e) => {
+                    errors.push(format!("unable to list gateway slots: {e}"));
+                    Some(BTreeSet::new())
+                }
+            }
+        } else {
+            None
+        };
+        let mut names: BTreeSet<ProfileName> = profiles.iter().cloned().collect();
+        names.extend(registered.iter().flatten().cloned());
+        // The root profile first, like `profile list`; then by name.
+        let (root, named): (Vec<_>, Vec<_>) = names.into_iter().partition(|n| n.is_default());
+        let facts: Vec<Facts> = root
+            .into_iter()
+            .chain(named)
+            .map(|name| facts(env, &name, profiles.contains(&name)))
+            .collect();
+
+        let gateways = parallel_map(&facts, |f| {
+            let has_slot = registered.as_ref().map(|r| r.contains(&f.profile));
+            // Without registration support every profile may have a unit: ask.
+            let status = match has_slot {
+                Some(false) => Ok(None),
+                _ => match env.manager().status(&f.profile) {
+                    Ok(s) => Ok(Some(s)),
+                    Err(ServiceError::NotRegistered { .. }) => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            let health = match (&f.host, f.port) {
+                (Some(host), Some(port)) => health::probe(host, port, health_timeout),
+                (None, Some(port)) => health::probe("127.0.0.1", port, health_timeout),
+                _ => Health::unknown(),
+            };
+            gateway(f, status, health)
+        });
+
+        let settings = env.dashboard_settings();
+        let dashboard = dashboard_view(settings, env.dashboard_service());
+        let summary = summarise(&gateways);
+        Snapshot {
+            version: SCHEMA_VERSION,
+            taken_at: state::now_ms(),
+            home: home.root().display().to_string(),
+            manager: env.manager_choice(),
+            supervisor: env.supervisor(),
+            main: env.main_program(),
+            dashboard,
+            gateways,
+            summary,
+            errors,
+        }
+    }
+
+    pub fn gateway(&self, profile: &ProfileName) -> Option<&Gateway> {
+        self.gateways.iter().find(|g| &g.profile == profile)
+    }
+}
+
+fn facts(env: &dyn Environment, name: &ProfileName, exists: bool) -> Facts {
+    let paths = env.home().profile(name);
+    let state = state::load(&paths.state())
+        .map(|l| l.state())
+        .unwrap_or_default();
+    let (host, port, config_error) = if !exists {
+        (None, None, None)
+    } else {
+        match Config::load(&paths.config()) {
+            Ok(c) => (Some(c.gateway.host), Some(c.gateway.port), None),
+            Err(e) => (
+                None,
+                Config::read_port(&paths.config()),
+                Some(e.to_string()),
+            ),
+        }
+    };
+    Facts {
+        profile: name.clone(),
+        profile_exists: exists,
+        state,
+        host,
+        port,
+        config_error,
+    }
+}
+
+fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health) -> Gateway {
+    let gateway_state = f.state.gateway_state.map(|s| s.as_str().to_string());
+    let (slot, status_error) = match status {
+        Ok(s) => (s, None),
+        Err(e) => (None, Some(e)),
+    };
+    let has_slot = slot.is_some() || status_error.is_some();
+    let s = slot.as_ref();
+    let up = s.is_some_and(|s| s.up);
+    let label = label(
+        has_slot,
+        s,
+        gateway_state.as_deref(),
+        &health,
+        status_error.is_some(),
+    );
+    Gateway {
+        profile: f.profile.clone(),
+        service: s.map_or_else(|| f.profile.service_name(), |s| s.service.clone()),
+        profile_exists: f.profile_exists,
+        slot: has_slot,
+        supervised: s.is_some_and(|s| s.supervised),
+        up,
+        ready: s.is_some_and(|s| s.ready),
+        want: s.map(|s| s.want),
+        pid: s.and_then(|s| s.pid),
+        uptime_secs: s.filter(|s| s.up).and_then(|s| s.for_secs),
+        down_secs: s.filter(|s| !s.up).and_then(|s| s.for_secs),
+        restarts: f.state.restarts,
+        gateway_state,
+        desired_state: f.state.desired_state.map(|s| s.as_str().to_string()),
+        exit_reason: f.state.exit_reason.clone(),
+        last_exit: f.state.last_exit.clone(),
+        host: f.host.clone(),
+        port: f.port,
+        config_error: f.config_error.clone(),
+        health,
+        status_error,
+        tone: label.tone(),
+        label,
+    }
+}
+
+fn label(
+    has_slot: bool,
+    s: Option<&SlotStatus>,
+    gateway_state: Option<&str>,
+    health: &Health,
+    status_failed: bool,
+) -> GatewayLabel {
+    if status_failed {
+        return GatewayLabel::Unknown;
+    }
+    let Some(s) = s.filter(|_| has_slot) else {
+        return GatewayLabel::NoSlot;
+    };
+    if !s.supervised {
+        return GatewayLabel::Unsupervised;
+    }
+    if s.up {
+        return if !s.ready {
+            GatewayLabel::Starting
+        } else if health.state == HealthState::Ok || health.state == HealthState::Unknown {
+            GatewayLabel::Up
+        } else {
+            GatewayLabel::Unhealthy
+        };
+    }
+    if gateway_state == Some("startup_failed") {
+        return GatewayLabel::Failed;
+    }
+    match s.want {
+        Want::Up => GatewayLabel::Crashing,
+        Want::Down => GatewayLabel::Stopped,
+    }
+}
+
+fn dashboard_view(settings: DashboardSettings, service: Option<ServiceView>) -> DashboardView {
+    let (label, tone) = match &service {
+        None if settings.enabled => ("not supervised", Tone::Bad),
+        None => ("disabled", Tone::Idle),
+        Some(s) if !s.supervised => ("unsupervised", Tone::Bad),
+        Some(s) if s.up => ("up", Tone::Good),
+        Some(s) if s.want == Want::Up => ("crashing", Tone::Busy),
+        Some(_) if settings.enabled => ("down", Tone::Bad),
+        Some(_) => ("disabled", Tone::Idle),
+    };
+    DashboardView {
+        enabled: settings.enabled,
+        host: settings.host,
+        port: settings.port,
+        token_set: settings.token_set,
+        service,
+        label,
+        tone,
+    }
+}
+
+fn summarise(gateways: &[Gateway]) -> Summary {
+    let mut s = Summary {
+        gateways: gateways.len(),
+        ..Summary::default()
+    };
+    for g in gateways {
+        match g.label {
+            GatewayLabel::Up => {
+                s.up += 1;
+                s.healthy += usize::from(g.health.state == HealthState::Ok);
+            }
+            GatewayLabel::Starting | GatewayLabel::Unhealthy => s.up += 1,
+            GatewayLabel::Stopped => s.stopped += 1,
+            GatewayLabel::NoSlot => s.without_slot += 1,
+            GatewayLabel::Crashing
+            | GatewayLabel::Failed
+            | GatewayLabel::Unsupervised
+            | GatewayLabel::Unknown => s.failing += 1,
+        }
+        if g.label == GatewayLabel::Unhealthy {
+            s.failing += 1;
+        }
+    }
+    s
+}
+
+/// `f` over `items` on up to [`WORKERS`] threads, results in input order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..items.len().min(WORKERS) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeEnv, Slot};
+
+    #[test]
+    fn every_profile_and_slot_appears_with_its_label() {
+        let env = FakeEnv::new();
+        env.add_profile("up1");
+        env.add_profile("down1");
+        env.add_profile("noslot");
+        env.add_profile("broken");
+        env.set_slot("up1", Slot::up(4242));
+        env.set_slot("down1", Slot::down(Want::Down));
+        env.set_slot("broken", Slot::down(Want::Down));
+        env.set_slot("orphan", Slot::down(Want::Up));
+        env.write_state(
+            "broken",
+            r#"{"gateway_state":"startup_failed","exit_reason":"port 1 in use","restarts":5}"#,
+        );
+        let snap = Snapshot::collect_with(&env, Duration::from_millis(100));
+        let by = |n: &str| {
+            snap.gateway(&ProfileName::parse(n).unwrap())
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(by("default").label, GatewayLabel::NoSlot);
+        // Nothing listens on its port, so a ready slot is up but unhealthy.
+        assert_eq!(by("up1").label, GatewayLabel::Unhealthy);
+        assert_eq!(by("up1").pid, Some(4242));
+        assert_eq!(by("down1").label, GatewayLabel::Stopped);
+        assert_eq!(by("noslot").label, GatewayLabel::NoSlot);
+        let broken = by("broken");
+        assert_eq!(broken.label, GatewayLabel::Failed);
+        assert_eq!(broken.restarts, 5);
+        assert_eq!(broken.exit_reason.as_deref(), Some("port 1 in use"));
+        let orphan = by("orphan");
+        assert!(!orphan.profile_exists);
+        assert_eq!(orphan.label, GatewayLabel::Crashing);
+        assert_eq!(snap.summary.gateways, 6);
+        assert_eq!(snap.summary.without_slot, 2);
+        assert!(!snap.main.applicable);
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["gateways"][0]["label"], "no_slot");
+        assert_eq!(json["version"], SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_healthy_gateway_is_up() {
+        let env = FakeEnv::new();
+        env.add_profile("web");
+        let port = env.serve_health("web");
+        env.set_slot("web", Slot::up(1));
+        let snap = Snapshot::collect(&env);
+        let g = snap.gateway(&ProfileName::parse("web").unwrap()).unwrap();
+        assert_eq!(g.port, Some(port));
+        assert_eq!((g.label, g.tone), (GatewayLabel::Up, Tone::Good));
+        assert_eq!(snap.summary.healthy, 1);
+    }
+
+    #[test]
+    fn parallel_map_keeps_order() {
+        let items: Vec<usize> = (0..200).collect();
+        assert_eq!(
+            parallel_map(&items, |i| i * 2),
+            (0..200).map(|i| i * 2).collect::<Vec<_>>()
+        );
+    }
+}
