@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hermes_core::fsutil::FsError;
+use hermes_core::lifecycle::{self, Action, LifecycleError};
 use hermes_core::profile::{self, AliasOutcome, ProfileError};
+use hermes_core::service::GatewaySpec;
 use hermes_core::service::{ServiceError, ServiceManager, SlotStatus};
-use hermes_core::state::{self, DesiredState, StateError};
+use hermes_core::state::StateError;
 use hermes_core::ProfileName;
 use serde::Serialize;
 
@@ -42,13 +44,6 @@ impl Verb {
             Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Restart => "restart",
-        }
-    }
-
-    fn desired(self) -> DesiredState {
-        match self {
-            Verb::Start | Verb::Restart => DesiredState::Running,
-            Verb::Stop => DesiredState::Stopped,
         }
     }
 }
@@ -119,7 +114,9 @@ pub struct Outcome {
     pub message: String,
 }
 
-/// Start, stop or restart one gateway and wait (at most `timeout`) for the outcome.
+/// Start, stop or restart one gateway through the lifecycle rules every
+/// front end shares (`hermes_core::lifecycle`) and wait (at most `timeout`)
+/// for the outcome; a failure carries the gateway's log tail.
 pub fn lifecycle(
     env: &dyn Environment,
     profile: &ProfileName,
@@ -128,47 +125,32 @@ pub fn lifecycle(
 ) -> Result<Outcome, ActionError> {
     let home = env.home();
     let manager = env.manager();
-    let exists = profile::existing(home, profile);
-    // A slot left without its profile can still be stopped, never started.
-    let paths = match (exists, verb) {
-        (Ok(paths), _) => Some(paths),
-        (Err(ProfileError::NotFound(_)), Verb::Stop) if has_slot(&*manager, profile) => None,
-        (Err(e), _) => return Err(e.into()),
+    let action = match verb {
+        Verb::Start => Action::Start,
+        Verb::Stop => Action::Stop,
+        Verb::Restart => Action::Restart,
     };
-    if let Some(paths) = &paths {
-        state::update(paths, |s| s.desired_state = Some(verb.desired())).map_err(|source| {
-            ActionError::State {
+    let done = lifecycle::apply(&*manager, home, env.program(), profile, action, timeout).map_err(
+        |e| match e {
+            LifecycleError::Profile(e) => ActionError::Profile(e),
+            LifecycleError::State(source) => ActionError::State {
                 profile: profile.clone(),
                 source,
-            }
-        })?;
-    }
-    let fail = |source: ServiceError| ActionError::Service {
-        verb,
-        profile: profile.clone(),
-        source: Box::new(source),
-        log_tail: logs::tail(&logs::gateway_log(home, profile), FAILURE_TAIL),
-    };
-    let mut registered = false;
-    if verb != Verb::Stop && manager.supports_registration() && !has_slot(&*manager, profile) {
-        manager
-            .register(&env.gateway_spec(profile), false)
-            .map_err(fail)?;
-        registered = true;
-    }
-    let status = match verb {
-        Verb::Start => manager.start(profile, timeout),
-        Verb::Stop => manager.stop(profile, timeout),
-        Verb::Restart => manager.restart(profile, timeout),
-    }
-    .map_err(fail)?;
-    let message = describe(&status);
+            },
+            LifecycleError::Service(source) => ActionError::Service {
+                verb,
+                profile: profile.clone(),
+                source: Box::new(source),
+                log_tail: logs::tail(&logs::gateway_log(home, profile), FAILURE_TAIL),
+            },
+        },
+    )?;
     Ok(Outcome {
         profile: profile.clone(),
         action: verb,
-        registered,
-        status,
-        message,
+        registered: done.registered,
+        message: describe(&done.status),
+        status: done.status,
     })
 }
 
@@ -212,7 +194,7 @@ pub fn create(
 ) -> Result<Created, ActionError> {
     let home = env.home();
     let paths = profile::create(home, name, port)?;
-    let spec = env.gateway_spec(name);
+    let spec = GatewaySpec::for_profile(home, name, env.program());
     let alias = match env.alias_dir().filter(|_| alias) {
         Some(dir) => {
             let path_var = std::env::var("PATH").ok();
@@ -294,6 +276,7 @@ mod tests {
     use crate::env::Environment;
     use crate::fake::FakeEnv;
     use hermes_core::service::Want;
+    use hermes_core::state::{self, DesiredState};
 
     const T: Duration = Duration::from_secs(1);
 
@@ -303,7 +286,10 @@ mod tests {
         let p = env.add_profile("coder");
         let out = lifecycle(&env, &p, Verb::Start, T).unwrap();
         assert!(out.registered && out.status.up);
-        assert_eq!(env.calls(), ["register coder", "start coder"]);
+        assert_eq!(
+            env.calls(),
+            ["start coder", "register coder", "start coder"]
+        );
         let s = state::load(&Environment::home(&env).profile(&p).state())
             .unwrap()
             .state();

@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use hermes_core::service::{GatewaySpec, ManagerKind, ServiceManager, Want};
-use hermes_core::{HermesHome, ProfileName};
+use hermes_core::service::{ManagerKind, ServiceManager, Want};
+use hermes_core::HermesHome;
 use serde::Serialize;
 
 /// Where the snapshot and the actions get their facts. `Send + Sync` so the
@@ -24,8 +24,8 @@ pub trait Environment: Send + Sync {
     fn dashboard_service(&self) -> Option<ServiceView>;
     fn dashboard_settings(&self) -> DashboardSettings;
     fn main_program(&self) -> MainProgram;
-    /// What the manager needs to register `profile`'s gateway.
-    fn gateway_spec(&self, profile: &ProfileName) -> GatewaySpec;
+    /// The hermes binary that gateway slots run.
+    fn program(&self) -> &Path;
     /// Where profile alias wrappers go; `None` to write none.
     fn alias_dir(&self) -> Option<&Path>;
 }

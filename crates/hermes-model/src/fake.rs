@@ -291,15 +291,8 @@ impl Environment for FakeEnv {
     fn main_program(&self) -> MainProgram {
         MainProgram::not_applicable()
     }
-    fn gateway_spec(&self, profile: &ProfileName) -> GatewaySpec {
-        GatewaySpec {
-            profile: profile.clone(),
-            program: "/usr/bin/hermes".into(),
-            home: self.home.root().to_path_buf(),
-            workdir: self.home.profile(profile).dir,
-            log_dir: self.home.gateway_log_dir(profile),
-            env: BTreeMap::new(),
-        }
+    fn program(&self) -> &Path {
+        Path::new("/usr/bin/hermes")
     }
     fn alias_dir(&self) -> Option<&Path> {
         None

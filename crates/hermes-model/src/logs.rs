@@ -17,10 +17,7 @@ pub fn gateway_log(home: &HermesHome, profile: &ProfileName) -> PathBuf {
     home.gateway_log_dir(profile).join("current")
 }
 
-/// The last `n` lines of `path`; empty when it does not exist.
-pub fn tail(path: &Path, n: usize) -> Vec<String> {
-    read_since(path, None, n).lines
-}
+pub use hermes_core::logs::tail;
 
 /// Lines read from a log, and where to continue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -111,9 +108,8 @@ mod tests {
     fn follows_new_complete_lines_and_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("current");
-        assert!(tail(&path, 5).is_empty());
+        assert!(read_since(&path, None, 5).lines.is_empty());
         append(&path, "one\ntwo\nthree\nhalf");
-        assert_eq!(tail(&path, 2), ["two", "three"]);
         let first = read_since(&path, None, 100);
         assert_eq!(first.lines, ["one", "two", "three"]);
         append(&path, " line\nfour\n");
