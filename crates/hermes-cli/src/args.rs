@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use hermes_core::ProfileName;
 
 #[derive(Debug, Parser)]
-#[command(name = "hermes", version, about = "Supervise per-profile gateways with s6, systemd, launchd or Windows tasks")]
+#[command(
+    name = "hermes",
+    version,
+    about = "Supervise per-profile gateways with s6, systemd, launchd or Windows tasks"
+)]
 pub struct Cli {
     /// Profile to act on (default: the root profile, `default`).
     #[arg(short = 'p', long = "profile", global = true, value_parser = parse_profile)]

@@ -7,6 +7,8 @@ pub mod config;
 pub mod exit;
 pub mod fsutil;
 pub mod home;
+pub mod lifecycle;
+pub mod logs;
 pub mod name;
 pub mod profile;
 pub mod service;

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::fsutil::FsError;
+use crate::home::HermesHome;
 use crate::name::ProfileName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,6 +72,22 @@ pub struct GatewaySpec {
 }
 
 impl GatewaySpec {
+    /// The spec every manager starts from: the profile directory as working
+    /// directory, the shared log directory, and `HERMES_HOME` in the environment.
+    pub fn for_profile(home: &HermesHome, profile: &ProfileName, program: &Path) -> Self {
+        GatewaySpec {
+            profile: profile.clone(),
+            program: program.to_path_buf(),
+            home: home.root().to_path_buf(),
+            workdir: home.profile(profile).dir,
+            log_dir: home.gateway_log_dir(profile),
+            env: BTreeMap::from([(
+                "HERMES_HOME".to_string(),
+                home.root().to_string_lossy().into_owned(),
+            )]),
+        }
+    }
+
     /// Arguments after the program. The default profile takes no `-p`.
     pub fn args(&self) -> Vec<String> {
         let mut args = Vec::new();
@@ -153,6 +170,28 @@ pub enum ServiceError {
     TooManySlots { limit: usize },
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// The host manager (systemd, launchd, Task Scheduler) has no service for the profile.
+    #[error("{service} is not installed in {manager}: run `{fix}`")]
+    ServiceNotInstalled {
+        manager: ManagerKind,
+        service: String,
+        fix: String,
+    },
+    #[error("`{}` was refused ({}): {}: {hint}", argv.join(" "), code.map_or("killed".to_string(), |c| format!("exit {c}")), stderr.trim())]
+    PermissionDenied {
+        argv: Vec<String>,
+        code: Option<i32>,
+        stderr: String,
+        hint: String,
+    },
+    /// A value (path, argument, environment) cannot be written in the manager's format
+    /// without changing its meaning, so nothing is written.
+    #[error("cannot write the {manager} service for '{profile}': {reason}")]
+    Unrepresentable {
+        manager: ManagerKind,
+        profile: ProfileName,
+        reason: String,
+    },
 }
 
 pub trait ServiceManager {

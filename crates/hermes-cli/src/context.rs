@@ -1,0 +1,61 @@
+//! Everything a command needs to know about where it runs, read once from the
+//! environment: the home, the profile, the scandir, the binary, the alias dir.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use hermes_core::service::ServiceManager;
+use hermes_core::{ExitStatus, HermesHome, ProfileName};
+use hermes_s6::{S6Config, S6Manager};
+
+use crate::CodedError;
+
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub home: HermesHome,
+    pub profile: ProfileName,
+    pub scandir: PathBuf,
+    /// Absolute path of this hermes binary (written into run scripts and aliases).
+    pub program: PathBuf,
+    /// Where profile alias wrappers go.
+    pub alias_dir: PathBuf,
+    /// Set by the container init for everything it starts.
+    pub in_container: bool,
+}
+
+impl Context {
+    pub fn from_env(profile: Option<ProfileName>) -> anyhow::Result<Self> {
+        let home = HermesHome::from_env().ok_or_else(|| CodedError {
+            message: "neither HERMES_HOME nor HOME is set: set HERMES_HOME to the data directory"
+                .to_string(),
+            status: ExitStatus::Config,
+        })?;
+        let program = std::env::current_exe().context("unable to find the hermes binary's path")?;
+        let alias_dir = std::env::var_os("HERMES_BIN_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/bin")))
+            .unwrap_or_else(|| home.root().join("bin"));
+        Ok(Context {
+            scandir: hermes_s6::default_scandir(),
+            home,
+            profile: profile.unwrap_or_else(ProfileName::default_profile),
+            program,
+            alias_dir,
+            in_container: std::env::var_os("HERMES_CONTAINER").is_some_and(|v| v == "1"),
+        })
+    }
+
+    pub fn s6(&self) -> S6Manager {
+        S6Manager::new(S6Config {
+            scandir: self.scandir.clone(),
+            home: self.home.clone(),
+            program: self.program.clone(),
+            echo_to_stdout: self.in_container,
+        })
+    }
+
+    /// The service manager lifecycle commands go through.
+    pub fn manager(&self) -> Box<dyn ServiceManager> {
+        Box::new(self.s6())
+    }
+}

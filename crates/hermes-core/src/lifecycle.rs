@@ -1,0 +1,89 @@
+//! Start, stop and restart through any service manager, recording the
+//! operator's wish (`desired_state`) first. The CLI, the dashboard and the
+//! TUI all act through here, so the rules live in one place.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::home::HermesHome;
+use crate::name::ProfileName;
+use crate::profile::{self, ProfileError};
+use crate::service::{GatewaySpec, ServiceError, ServiceManager, SlotStatus};
+use crate::state::{self, DesiredState, StateError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Restart => "restart",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: SlotStatus,
+    /// The profile had no slot and this call registered one.
+    pub registered: bool,
+}
+
+pub fn apply(
+    manager: &dyn ServiceManager,
+    home: &HermesHome,
+    program: &Path,
+    profile: &ProfileName,
+    action: Action,
+    timeout: Duration,
+) -> Result<Outcome, LifecycleError> {
+    let paths = profile::existing(home, profile)?;
+    let desired = match action {
+        Action::Stop => DesiredState::Stopped,
+        Action::Start | Action::Restart => DesiredState::Running,
+    };
+    state::update(&paths, |s| {
+        s.desired_state = Some(desired);
+        if desired == DesiredState::Running {
+            // An explicit start is a fresh chance after a crash loop.
+            s.fast_failures = 0;
+        }
+    })?;
+    let run = |action| match action {
+        Action::Start => manager.start(profile, timeout),
+        Action::Stop => manager.stop(profile, timeout),
+        Action::Restart => manager.restart(profile, timeout),
+    };
+    match run(action) {
+        Err(ServiceError::NotRegistered { .. })
+            if action != Action::Stop && manager.supports_registration() =>
+        {
+            // A profile created from outside (no slot yet) is registered, not refused.
+            manager.register(&GatewaySpec::for_profile(home, profile, program), false)?;
+            Ok(Outcome {
+                status: run(Action::Start)?,
+                registered: true,
+            })
+        }
+        result => Ok(Outcome {
+            status: result?,
+            registered: false,
+        }),
+    }
+}

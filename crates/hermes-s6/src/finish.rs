@@ -1,0 +1,283 @@
+//! The crash-loop policy, applied by the slot's finish script after every
+//! exit of a gateway. s6 alone restarts a failing service every second
+//! forever; this adds back-off and a permanent stop.
+//!
+//! | what happened | verdict |
+//! |---|---|
+//! | exit 78 (fatal configuration) | permanently down at once, `startup_failed` |
+//! | exit 0 after SIGTERM, or killed by SIGTERM | nothing to record as a failure; s6 restarts only if wanted up |
+//! | exit 0 that nobody asked for | stays down (`stopped`), no restart loop |
+//! | any other exit after running ≥ 10 s | restart at once, failure count reset |
+//! | any other exit within 10 s of starting | failure n of a run: restart after 0, 0.5, 1, 2 s; the 5th in a row → permanently down, `startup_failed` |
+//!
+//! "Permanently down" is s6's finish exit code 125: the supervisor does not
+//! restart the service until someone runs `hermes gateway start`.
+
+use std::time::Duration;
+
+use hermes_core::home::ProfilePaths;
+use hermes_core::state::{self, GatewayState, LastExit, RunState, StateError};
+
+/// A run shorter than this that ends in failure counts toward the crash loop.
+pub const SHORT_RUN_MS: u64 = 10_000;
+/// Consecutive short failures that park the slot.
+pub const MAX_SHORT_FAILURES: u32 = 5;
+/// s6's finish exit code for "do not restart".
+pub const PERMANENT_FAILURE: i32 = 125;
+pub const CONFIG_EXIT: i32 = 78;
+const SIGTERM: i32 = 15;
+
+/// How the gateway process ended, from s6's finish arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Death {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub now_ms: u64,
+}
+
+impl Death {
+    /// s6 passes the exit code, or 256 and the signal when the process was killed.
+    pub fn from_finish_args(code: i32, signal: i32, now_ms: u64) -> Self {
+        if code == 256 || code < 0 {
+            Death {
+                code: None,
+                signal: Some(signal),
+                now_ms,
+            }
+        } else {
+            Death {
+                code: Some(code),
+                signal: None,
+                now_ms,
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            (None, None) => "an unknown cause".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Let s6 restart the service (if it is wanted up) after this pause.
+    Restart(Duration),
+    /// Tell s6 not to restart: finish exits 125.
+    PermanentlyDown,
+}
+
+impl Verdict {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Verdict::Restart(_) => 0,
+            Verdict::PermanentlyDown => PERMANENT_FAILURE,
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    match failures {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(500 << (n - 2).min(3)),
+    }
+}
+
+/// Apply the policy: update `state` and say what s6 should do.
+pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
+    // The gateway records its own reason (port in use, bad config) before it exits.
+    let own_reason = state
+        .exit_reason
+        .clone()
+        .filter(|_| state.gateway_state == Some(RunState::StartupFailed));
+    let stopped_on_request = state.gateway_state == Some(RunState::Stopped)
+        && state.exit_reason.as_deref() == Some("sigterm");
+    let ran_ms = match (state.started_at, &state.last_exit) {
+        (Some(started), Some(last)) if started <= last.at => 0,
+        (Some(started), _) => death.now_ms.saturating_sub(started),
+        (None, _) => 0,
+    };
+    state.last_exit = Some(LastExit {
+        code: death.code,
+        signal: death.signal,
+        at: death.now_ms,
+    });
+    state.pid = None;
+
+    if death.code == Some(CONFIG_EXIT) {
+        state.gateway_state = Some(RunState::StartupFailed);
+        state.exit_reason = Some(format!(
+            "fatal configuration error (exit 78){}: fix config.yaml, then run `hermes gateway start`",
+            own_reason.map(|r| format!(": {r}")).unwrap_or_default()
+        ));
+        return Verdict::PermanentlyDown;
+    }
+    if (death.code == Some(0) && stopped_on_request) || death.signal == Some(SIGTERM) {
+        state.gateway_state = Some(RunState::Stopped);
+        state.exit_reason = Some("sigterm".to_string());
+        state.fast_failures = 0;
+        return Verdict::Restart(Duration::ZERO);
+    }
+    if death.code == Some(0) {
+        state.gateway_state = Some(RunState::Stopped);
+        state.exit_reason = Some(
+            "exited 0 without being asked to stop; not restarted (run `hermes gateway start`)"
+                .to_string(),
+        );
+        return Verdict::PermanentlyDown;
+    }
+
+    state.restarts += 1;
+    if ran_ms >= SHORT_RUN_MS {
+        state.fast_failures = 0;
+    }
+    state.fast_failures += 1;
+    let cause = own_reason.unwrap_or_else(|| format!("died with {}", death.describe()));
+    if state.fast_failures >= MAX_SHORT_FAILURES {
+        state.gateway_state = Some(RunState::StartupFailed);
+        state.exit_reason = Some(format!(
+            "crash loop: {MAX_SHORT_FAILURES} failures in a row within {}s of starting; last: {cause}",
+            SHORT_RUN_MS / 1000
+        ));
+        return Verdict::PermanentlyDown;
+    }
+    state.gateway_state = Some(RunState::Starting);
+    state.exit_reason = Some(cause);
+    Verdict::Restart(backoff(state.fast_failures))
+}
+
+/// The finish hook: record the death, print one line for the operator,
+/// sleep the back-off, and return the exit code for s6.
+pub fn run_hook(paths: &ProfilePaths, code: i32, signal: i32) -> Result<i32, StateError> {
+    let death = Death::from_finish_args(code, signal, state::now_ms());
+    let (verdict, summary) = state::update(paths, |s| {
+        let verdict = decide(s, death);
+        let summary = format!(
+            "hermes: gateway '{}' ended with {}: {}",
+            paths.name,
+            death.describe(),
+            s.exit_reason.as_deref().unwrap_or("")
+        );
+        (verdict, summary)
+    })?;
+    match &verdict {
+        Verdict::PermanentlyDown => eprintln!("{summary}; not restarting"),
+        Verdict::Restart(delay) if !delay.is_zero() => {
+            eprintln!("{summary}; restarting in {:.1}s", delay.as_secs_f32());
+            std::thread::sleep(*delay);
+        }
+        Verdict::Restart(_) => {}
+    }
+    Ok(verdict.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started_at(ms: u64) -> GatewayState {
+        GatewayState {
+            started_at: Some(ms),
+            gateway_state: Some(RunState::Running),
+            ..GatewayState::default()
+        }
+    }
+
+    fn died(code: i32, signal: i32, now: u64) -> Death {
+        Death::from_finish_args(code, signal, now)
+    }
+
+    #[test]
+    fn exit_78_is_permanent_at_once() {
+        let mut s = started_at(0);
+        assert_eq!(decide(&mut s, died(78, 0, 50)), Verdict::PermanentlyDown);
+        assert_eq!(s.gateway_state, Some(RunState::StartupFailed));
+        assert!(s.exit_reason.unwrap().contains("exit 78"));
+    }
+
+    #[test]
+    fn requested_stop_is_not_a_failure() {
+        let mut s = started_at(0);
+        s.gateway_state = Some(RunState::Stopped);
+        s.exit_reason = Some("sigterm".into());
+        assert_eq!(
+            decide(&mut s, died(0, 0, 50)),
+            Verdict::Restart(Duration::ZERO)
+        );
+        assert_eq!(s.restarts, 0);
+        let mut s = started_at(0);
+        assert_eq!(
+            decide(&mut s, died(256, 15, 50)),
+            Verdict::Restart(Duration::ZERO)
+        );
+        assert_eq!(s.fast_failures, 0);
+    }
+
+    #[test]
+    fn unrequested_exit_0_stays_down() {
+        let mut s = started_at(0);
+        assert_eq!(decide(&mut s, died(0, 0, 50_000)), Verdict::PermanentlyDown);
+        assert_eq!(s.gateway_state, Some(RunState::Stopped));
+    }
+
+    #[test]
+    fn crash_loop_backs_off_then_parks() {
+        let mut s = GatewayState::default();
+        let mut now = 1_000;
+        let mut delays = Vec::new();
+        loop {
+            s.started_at = Some(now);
+            now += 100;
+            match decide(&mut s, died(1, 0, now)) {
+                Verdict::Restart(d) => delays.push(d.as_millis()),
+                Verdict::PermanentlyDown => break,
+            }
+        }
+        assert_eq!(delays, [0, 500, 1000, 2000]);
+        assert_eq!(s.gateway_state, Some(RunState::StartupFailed));
+        assert_eq!(s.restarts, 5);
+        assert!(s.exit_reason.unwrap().starts_with("crash loop"));
+    }
+
+    #[test]
+    fn a_long_run_resets_the_count_and_kill_9_restarts_at_once() {
+        let mut s = started_at(0);
+        s.fast_failures = 4;
+        assert_eq!(
+            decide(&mut s, died(256, 9, SHORT_RUN_MS + 1)),
+            Verdict::Restart(Duration::ZERO)
+        );
+        assert_eq!(s.fast_failures, 1);
+        assert_eq!(s.last_exit.as_ref().unwrap().signal, Some(9));
+    }
+
+    #[test]
+    fn a_crash_before_recording_a_start_counts_as_short() {
+        let mut s = GatewayState {
+            started_at: Some(10),
+            last_exit: Some(LastExit {
+                code: Some(1),
+                signal: None,
+                at: 20,
+            }),
+            fast_failures: 1,
+            ..GatewayState::default()
+        };
+        assert_eq!(
+            decide(&mut s, died(1, 0, 60_000)),
+            Verdict::Restart(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn the_gateways_own_reason_is_kept() {
+        let mut s = started_at(0);
+        s.gateway_state = Some(RunState::StartupFailed);
+        s.exit_reason = Some("port 8701 is in use".into());
+        decide(&mut s, died(1, 0, 10));
+        assert_eq!(s.exit_reason.as_deref(), Some("port 8701 is in use"));
+    }
+}

@@ -1,0 +1,450 @@
+//! The s6 backend of hermes. Slots are service directories kept in
+//! `<scandir>/.slots/` (s6-svscan ignores dot names) and published into the
+//! scandir as symlinks, so removing one never yanks a directory from under a
+//! live `s6-supervise`. Every write is staged under a dot name and renamed.
+//!
+//! Lifecycle goes through `s6-svc`/`s6-svstat` only; supervised processes
+//! are never signalled directly.
+
+pub mod cmd;
+pub mod finish;
+pub mod slot;
+pub mod supervise;
+pub mod svscan;
+pub mod svstat;
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus};
+use hermes_core::state::{self, RunState};
+use hermes_core::{HermesHome, ProfileName};
+
+/// Where slot directories live, relative to the scandir.
+pub const SLOTS_DIR: &str = ".slots";
+/// How long s6-supervise waits after SIGTERM before SIGKILL.
+pub const TIMEOUT_KILL_MS: u32 = 5_000;
+const POLL: Duration = Duration::from_millis(5);
+const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
+
+/// `$HERMES_SCANDIR`; in the container `/run/service`; on a host a per-user runtime dir.
+pub fn default_scandir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HERMES_SCANDIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if std::env::var_os("HERMES_CONTAINER").is_some_and(|v| v == "1") {
+        return PathBuf::from("/run/service");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        Some(runtime) => PathBuf::from(runtime).join("hermes/service"),
+        None => PathBuf::from(format!("/tmp/hermes-{}/service", nix::unistd::geteuid())),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct S6Config {
+    pub scandir: PathBuf,
+    pub home: HermesHome,
+    /// The hermes binary run scripts exec.
+    pub program: PathBuf,
+    /// Loggers also copy lines to the supervisor's stdout (the container's `docker logs`).
+    pub echo_to_stdout: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct S6Manager {
+    cfg: S6Config,
+}
+
+/// Whether a process holds the read end of `fifo`, i.e. a supervisor listens on it.
+pub fn fifo_has_reader(fifo: &Path) -> bool {
+    fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo)
+        .is_ok()
+}
+
+/// Whether an `s6-supervise` runs on the service directory `dir` (what `s6-svok` checks).
+pub fn is_supervised(dir: &Path) -> bool {
+    fifo_has_reader(&dir.join("supervise/control"))
+}
+
+fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+impl S6Manager {
+    pub fn new(cfg: S6Config) -> Self {
+        S6Manager { cfg }
+    }
+
+    pub fn scandir(&self) -> &Path {
+        &self.cfg.scandir
+    }
+
+    /// The published name of a profile's slot (a symlink into `.slots/`).
+    pub fn slot_link(&self, profile: &ProfileName) -> PathBuf {
+        self.cfg.scandir.join(profile.service_name())
+    }
+
+    fn slot_dir(&self, profile: &ProfileName) -> PathBuf {
+        self.cfg
+            .scandir
+            .join(SLOTS_DIR)
+            .join(profile.service_name())
+    }
+
+    pub fn spec(&self, profile: &ProfileName) -> GatewaySpec {
+        GatewaySpec::for_profile(&self.cfg.home, profile, &self.cfg.program)
+    }
+
+    pub fn is_registered(&self, profile: &ProfileName) -> bool {
+        fs::symlink_metadata(self.slot_link(profile)).is_ok()
+    }
+
+    /// A supervisor listens on the scandir, and it is ours to talk to.
+    pub fn check_supervisor(&self) -> Result<(), ServiceError> {
+        let control = self.cfg.scandir.join(".s6-svscan/control");
+        let meta = match fs::metadata(&control) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ServiceError::NoSupervisor {
+                    scandir: self.cfg.scandir.clone(),
+                })
+            }
+            Err(e) => return Err(FsError::new("inspect", &control, e).into()),
+        };
+        let uid = nix::unistd::geteuid().as_raw();
+        if meta.uid() != uid {
+            // s6-svc -w… waits on a FIFO the supervisor must open: another user's tree would hang us.
+            return Err(ServiceError::WrongUser {
+                path: self.cfg.scandir.clone(),
+                owner: meta.uid(),
+                uid,
+            });
+        }
+        if !fifo_has_reader(&control) {
+            return Err(ServiceError::NoSupervisor {
+                scandir: self.cfg.scandir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn require_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
+        self.check_supervisor()?;
+        let link = self.slot_link(profile);
+        if !self.is_registered(profile) {
+            return Err(ServiceError::NotRegistered {
+                profile: profile.clone(),
+            });
+        }
+        Ok(link)
+    }
+
+    fn svc(&self, flag: &str, dir: &Path) -> Result<(), ServiceError> {
+        cmd::run("s6-svc", [flag.as_ref(), dir.as_os_str()])?.checked()?;
+        Ok(())
+    }
+
+    fn svscanctl(&self, flag: &str) -> Result<(), ServiceError> {
+        cmd::run(
+            "s6-svscanctl",
+            [flag.as_ref(), self.cfg.scandir.as_os_str()],
+        )?
+        .checked()?;
+        Ok(())
+    }
+
+    fn set_down_marker(&self, link: &Path, down: bool) -> Result<(), ServiceError> {
+        let marker = link.join("down");
+        if down {
+            fsutil::atomic_write(&marker, b"", 0o644)?;
+        } else if let Err(e) = fs::remove_file(&marker) {
+            if e.kind() != io::ErrorKind::NotFound {
+                return Err(FsError::new("remove", &marker, e).into());
+            }
+        }
+        Ok(())
+    }
+
+    fn status_of(&self, profile: &ProfileName, link: &Path) -> Result<SlotStatus, ServiceError> {
+        let stat = svstat::read(link)?;
+        Ok(svstat::to_status(
+            profile,
+            &profile.service_name(),
+            stat.as_ref(),
+        ))
+    }
+
+    fn slot_count(&self) -> Result<usize, ServiceError> {
+        Ok(self.list()?.len())
+    }
+
+    /// Wait until the gateway is up and ready with a pid other than `old_pid`,
+    /// or has failed since `since_ms`.
+    fn wait_ready(
+        &self,
+        profile: &ProfileName,
+        link: &Path,
+        since_ms: u64,
+        old_pid: Option<u32>,
+        action: &'static str,
+        timeout: Duration,
+    ) -> Result<SlotStatus, ServiceError> {
+        let deadline = Instant::now() + timeout;
+        let paths = self.cfg.home.profile(profile);
+        loop {
+            let status = self.status_of(profile, link)?;
+            if !status.supervised {
+                return Err(ServiceError::NoSupervisor {
+                    scandir: self.cfg.scandir.clone(),
+                });
+            }
+            if status.ready && status.pid.is_some() && status.pid != old_pid {
+                return Ok(status);
+            }
+            let recorded = state::load(&paths.state())?.state();
+            let died_since = recorded
+                .last_exit
+                .as_ref()
+                .is_some_and(|e| e.at >= since_ms)
+                && recorded.gateway_state != Some(RunState::Stopped);
+            let parked = !status.up && status.want == hermes_core::service::Want::Down;
+            if died_since || parked {
+                let reason = recorded
+                    .exit_reason
+                    .unwrap_or_else(|| "it exited before becoming ready".to_string());
+                let reason = if parked {
+                    reason
+                } else {
+                    format!("{reason} (the supervisor retries with back-off)")
+                };
+                return Err(ServiceError::StartFailed {
+                    profile: profile.clone(),
+                    reason,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(ServiceError::Timeout {
+                    action,
+                    profile: profile.clone(),
+                    waited: timeout,
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    fn wait_down(
+        &self,
+        profile: &ProfileName,
+        link: &Path,
+        timeout: Duration,
+    ) -> Result<SlotStatus, ServiceError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status_of(profile, link)?;
+            if !status.up {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(ServiceError::Timeout {
+                    action: "stop",
+                    profile: profile.clone(),
+                    waited: timeout,
+                });
+            }
+            thread::sleep(POLL);
+        }
+    }
+}
+
+impl ServiceManager for S6Manager {
+    fn kind(&self) -> ManagerKind {
+        ManagerKind::S6
+    }
+
+    fn install(&self, spec: &GatewaySpec) -> Result<(), ServiceError> {
+        self.register(spec, true)
+    }
+
+    fn uninstall(&self, profile: &ProfileName) -> Result<(), ServiceError> {
+        self.unregister(profile)
+    }
+
+    fn start(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {
+        let link = self.require_slot(profile)?;
+        let current = self.status_of(profile, &link)?;
+        if current.up && current.ready {
+            return Ok(current);
+        }
+        let since = state::now_ms();
+        self.set_down_marker(&link, false)?;
+        self.svc("-u", &link)?;
+        self.wait_ready(profile, &link, since, None, "start", timeout)
+    }
+
+    fn stop(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {
+        let link = self.require_slot(profile)?;
+        self.set_down_marker(&link, true)?;
+        self.svc("-d", &link)?;
+        self.wait_down(profile, &link, timeout)
+    }
+
+    fn restart(
+        &self,
+        profile: &ProfileName,
+        timeout: Duration,
+    ) -> Result<SlotStatus, ServiceError> {
+        let link = self.require_slot(profile)?;
+        let before = self.status_of(profile, &link)?;
+        let since = state::now_ms();
+        self.set_down_marker(&link, false)?;
+        self.svc("-u", &link)?;
+        if before.up {
+            self.svc("-t", &link)?;
+        }
+        let old_pid = before.pid.filter(|_| before.up);
+        self.wait_ready(profile, &link, since, old_pid, "restart", timeout)
+    }
+
+    fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {
+        if !self.is_registered(profile) {
+            return Err(ServiceError::NotRegistered {
+                profile: profile.clone(),
+            });
+        }
+        self.status_of(profile, &self.slot_link(profile))
+    }
+
+    fn supports_registration(&self) -> bool {
+        true
+    }
+
+    fn register(&self, spec: &GatewaySpec, start_now: bool) -> Result<(), ServiceError> {
+        if let Some(bad) = spec.env.keys().find(|k| !slot::valid_env_key(k)) {
+            return Err(ServiceError::Unsupported {
+                manager: ManagerKind::S6,
+                operation: "an environment variable name that is not a shell identifier",
+                hint: Some(format!("rename {bad:?}")),
+            });
+        }
+        self.check_supervisor()?;
+        let profile = &spec.profile;
+        if self.is_registered(profile) {
+            return Ok(());
+        }
+        let limit = svscan::read_limit(&self.cfg.scandir);
+        if self.slot_count()? >= limit {
+            return Err(ServiceError::TooManySlots { limit });
+        }
+        fsutil::ensure_dir(&spec.log_dir, 0o755)?;
+        let slots = self.cfg.scandir.join(SLOTS_DIR);
+        fsutil::ensure_dir(&slots, 0o755)?;
+        let name = profile.service_name();
+        let pid = std::process::id();
+        let staging = slots.join(format!(".{name}.tmp.{pid}"));
+        let real = self.slot_dir(profile);
+        slot::remove_tree(&staging)?;
+        // A directory without a published link is a leftover of an interrupted run.
+        slot::remove_tree(&real)?;
+        // Marks the gateway as supervised so it never redirects itself into a slot again.
+        let mut spec = spec.clone();
+        spec.env
+            .insert("HERMES_SUPERVISED_CHILD".to_string(), "1".to_string());
+        let mut files = slot::render(&spec, start_now, self.cfg.echo_to_stdout);
+        files.files.push((
+            PathBuf::from("timeout-kill"),
+            format!("{TIMEOUT_KILL_MS}\n"),
+            0o644,
+        ));
+        slot::write_dir(&staging, &files).inspect_err(|_| {
+            let _ = slot::remove_tree(&staging);
+        })?;
+        fs::rename(&staging, &real).map_err(|e| FsError::new("rename into", &real, e))?;
+        let link = self.slot_link(profile);
+        let link_tmp = self.cfg.scandir.join(format!(".{name}.link.{pid}"));
+        let _ = fs::remove_file(&link_tmp);
+        let publish = std::os::unix::fs::symlink(Path::new(SLOTS_DIR).join(&name), &link_tmp)
+            .and_then(|()| fs::rename(&link_tmp, &link));
+        if let Err(e) = publish {
+            let _ = fs::remove_file(&link_tmp);
+            let _ = slot::remove_tree(&real);
+            return Err(FsError::new("publish", &link, e).into());
+        }
+        if let Err(e) = self.svscanctl("-a") {
+            let _ = fs::remove_file(&link);
+            let _ = slot::remove_tree(&real);
+            return Err(e);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        if !wait_until(deadline, || is_supervised(&real)) {
+            return Err(ServiceError::Timeout {
+                action: "registration",
+                profile: profile.clone(),
+                waited: Duration::from_secs(5),
+            });
+        }
+        Ok(())
+    }
+
+    fn unregister(&self, profile: &ProfileName) -> Result<(), ServiceError> {
+        let link = self.slot_link(profile);
+        let real = self.slot_dir(profile);
+        if !self.is_registered(profile) || !is_supervised(&real) {
+            // Nothing supervises it: there is no process to stop, only files to remove.
+            let _ = fs::remove_file(&link);
+            slot::remove_tree(&real)?;
+            return Ok(());
+        }
+        self.check_supervisor()?;
+        self.set_down_marker(&link, true)?;
+        self.svc("-d", &link)?;
+        self.wait_down(profile, &link, UNREGISTER_WAIT)?;
+        fs::remove_file(&link).map_err(|e| FsError::new("remove", &link, e))?;
+        self.svscanctl("-an")?;
+        let deadline = Instant::now() + UNREGISTER_WAIT;
+        let gone = wait_until(deadline, || {
+            !is_supervised(&real) && !is_supervised(&real.join("log"))
+        });
+        if !gone {
+            return Err(ServiceError::Timeout {
+                action: "unregistration",
+                profile: profile.clone(),
+                waited: UNREGISTER_WAIT,
+            });
+        }
+        slot::remove_tree(&real)?;
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<ProfileName>, ServiceError> {
+        let dir = &self.cfg.scandir;
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(FsError::new("list", dir, e).into()),
+        };
+        let mut names: Vec<ProfileName> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| ProfileName::from_service_name(&e.file_name().to_string_lossy()))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}

@@ -1,0 +1,243 @@
+//! Service directories for gateway slots, rendered by pure functions and
+//! written into a dot-named staging directory that s6-svscan never looks at.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::profile::sh_quote;
+use hermes_core::service::GatewaySpec;
+
+/// File descriptor the gateway writes its readiness newline to.
+pub const NOTIFICATION_FD: u32 = 3;
+/// Long enough for the finish hook's longest back-off sleep (see `finish`).
+pub const TIMEOUT_FINISH_MS: u32 = 10_000;
+/// s6-log rotation: 10 archives of 1 MB, ISO 8601 timestamps.
+const LOG_DIRECTIVES: [&str; 3] = ["n10", "s1000000", "T"];
+
+/// The files of one service directory, as (relative path, content, mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotFiles {
+    pub files: Vec<(PathBuf, String, u32)>,
+}
+
+fn env_lines(env: &BTreeMap<String, String>) -> String {
+    env.iter()
+        .map(|(k, v)| format!("{k}={}; export {k}\n", sh_quote(v)))
+        .collect()
+}
+
+fn quoted(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| sh_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn header(spec: &GatewaySpec, what: &str) -> String {
+    format!(
+        "#!/bin/sh\n# hermes: {what} of the gateway slot for profile '{}'. Generated; edits are overwritten.\n",
+        spec.profile
+    )
+}
+
+/// Whether every environment key is a plain shell identifier; others are refused.
+pub fn valid_env_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub fn render_run(spec: &GatewaySpec) -> String {
+    let mut argv = vec![spec.program.to_string_lossy().into_owned()];
+    argv.extend(spec.args());
+    argv.extend(["--notify-fd".to_string(), NOTIFICATION_FD.to_string()]);
+    format!(
+        "{}exec 2>&1\ncd {} || exit 111\n{}exec {}\n",
+        header(spec, "run script"),
+        sh_quote(&spec.workdir.to_string_lossy()),
+        env_lines(&spec.env),
+        quoted(&argv)
+    )
+}
+
+/// s6 calls finish with the exit code (256 if killed) and the signal number;
+/// the Rust hook records them and applies the crash-loop policy.
+pub fn render_finish(spec: &GatewaySpec) -> String {
+    let mut argv = vec![spec.program.to_string_lossy().into_owned()];
+    if !spec.profile.is_default() {
+        argv.extend(["-p".to_string(), spec.profile.to_string()]);
+    }
+    argv.extend(["gateway".to_string(), "finish-hook".to_string()]);
+    format!(
+        "{}{}exec {} \"$1\" \"$2\"\n",
+        header(spec, "finish script"),
+        env_lines(&spec.env),
+        quoted(&argv)
+    )
+}
+
+pub fn render_log_run(spec: &GatewaySpec, echo_to_stdout: bool) -> String {
+    let mut argv = vec!["s6-log".to_string(), "--".to_string()];
+    argv.extend(LOG_DIRECTIVES[..2].iter().map(|d| d.to_string()));
+    if echo_to_stdout {
+        // Copy each line to s6-svscan's stdout (docker logs) before timestamping for the file.
+        argv.push("1".to_string());
+    }
+    argv.push(LOG_DIRECTIVES[2].to_string());
+    argv.push(spec.log_dir.to_string_lossy().into_owned());
+    format!("{}exec {}\n", header(spec, "logger"), quoted(&argv))
+}
+
+pub fn render(spec: &GatewaySpec, start_now: bool, echo_to_stdout: bool) -> SlotFiles {
+    let mut files = vec![
+        (PathBuf::from("run"), render_run(spec), 0o755),
+        (PathBuf::from("finish"), render_finish(spec), 0o755),
+        (
+            PathBuf::from("notification-fd"),
+            format!("{NOTIFICATION_FD}\n"),
+            0o644,
+        ),
+        (
+            PathBuf::from("timeout-finish"),
+            format!("{TIMEOUT_FINISH_MS}\n"),
+            0o644,
+        ),
+        (
+            PathBuf::from("log/run"),
+            render_log_run(spec, echo_to_stdout),
+            0o755,
+        ),
+    ];
+    if !start_now {
+        files.push((PathBuf::from("down"), String::new(), 0o644));
+    }
+    SlotFiles { files }
+}
+
+/// Write `files` into `dir`, which must not exist yet.
+pub fn write_dir(dir: &Path, files: &SlotFiles) -> Result<(), FsError> {
+    fsutil::ensure_dir(dir, 0o755)?;
+    for (rel, content, mode) in &files.files {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fsutil::ensure_dir(parent, 0o755)?;
+        }
+        fsutil::atomic_write(&path, content.as_bytes(), *mode)?;
+    }
+    fsutil::sync_dir(dir)
+}
+
+/// Remove a directory tree if present.
+pub fn remove_tree(dir: &Path) -> Result<(), FsError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FsError::new("remove", dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_core::ProfileName;
+
+    fn spec(name: &str, program: &str) -> GatewaySpec {
+        GatewaySpec {
+            profile: ProfileName::parse(name).unwrap(),
+            program: program.into(),
+            home: "/data".into(),
+            workdir: "/data/profiles/x y".into(),
+            log_dir: "/data/logs/gateways/x".into(),
+            env: BTreeMap::from([
+                ("HERMES_HOME".to_string(), "/da'ta".to_string()),
+                ("HERMES_SUPERVISED_CHILD".to_string(), "1".to_string()),
+            ]),
+        }
+    }
+
+    #[test]
+    fn run_script_snapshot() {
+        assert_eq!(
+            render_run(&spec("coder", "/usr/local/bin/hermes")),
+            "#!/bin/sh\n\
+# hermes: run script of the gateway slot for profile 'coder'. Generated; edits are overwritten.\n\
+exec 2>&1\n\
+cd '/data/profiles/x y' || exit 111\n\
+HERMES_HOME='/da'\\''ta'; export HERMES_HOME\n\
+HERMES_SUPERVISED_CHILD='1'; export HERMES_SUPERVISED_CHILD\n\
+exec '/usr/local/bin/hermes' '-p' 'coder' 'gateway' 'run' '--replace' '--notify-fd' '3'\n"
+        );
+    }
+
+    #[test]
+    fn finish_and_log_snapshots() {
+        let s = spec("default", "/opt/my bin/hermes");
+        assert_eq!(
+            render_finish(&s),
+            "#!/bin/sh\n\
+# hermes: finish script of the gateway slot for profile 'default'. Generated; edits are overwritten.\n\
+HERMES_HOME='/da'\\''ta'; export HERMES_HOME\n\
+HERMES_SUPERVISED_CHILD='1'; export HERMES_SUPERVISED_CHILD\n\
+exec '/opt/my bin/hermes' 'gateway' 'finish-hook' \"$1\" \"$2\"\n"
+        );
+        assert_eq!(
+            render_log_run(&s, true),
+            "#!/bin/sh\n\
+# hermes: logger of the gateway slot for profile 'default'. Generated; edits are overwritten.\n\
+exec 's6-log' '--' 'n10' 's1000000' '1' 'T' '/data/logs/gateways/x'\n"
+        );
+        assert!(!render_log_run(&s, false).contains("'1'"));
+    }
+
+    #[test]
+    fn scripts_pass_shellcheck_when_available() {
+        let Ok(out) = std::process::Command::new("shellcheck")
+            .arg("--version")
+            .output()
+        else {
+            eprintln!("skipped: shellcheck not installed");
+            return;
+        };
+        assert!(out.status.success());
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec("coder", "/usr/bin/hermes");
+        for (name, text) in [
+            ("run", render_run(&s)),
+            ("finish", render_finish(&s)),
+            ("log", render_log_run(&s, true)),
+        ] {
+            let path = dir.path().join(name);
+            fs::write(&path, &text).unwrap();
+            let out = std::process::Command::new("shellcheck")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "shellcheck {name}:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+
+    #[test]
+    fn down_marker_only_when_not_starting() {
+        let s = spec("coder", "/h");
+        let has_down = |f: &SlotFiles| f.files.iter().any(|(p, _, _)| p == Path::new("down"));
+        assert!(has_down(&render(&s, false, false)));
+        assert!(!has_down(&render(&s, true, false)));
+    }
+
+    #[test]
+    fn env_keys_must_be_identifiers() {
+        assert!(valid_env_key("HERMES_HOME"));
+        assert!(!valid_env_key("A B"));
+        assert!(!valid_env_key("1A"));
+        assert!(!valid_env_key("A;rm"));
+    }
+}

@@ -1,0 +1,83 @@
+//! `hermes supervise`: a user-level s6 supervision tree in the foreground.
+//! Prepares the scandir, then replaces itself with `s6-svscan` (so SIGTERM
+//! reaches s6-svscan directly, which brings every service down and exits 0).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::service::ServiceError;
+
+use crate::{cmd, fifo_has_reader, slot, svscan, SLOTS_DIR};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("a supervisor is already running on {0}")]
+    AlreadyRunning(PathBuf),
+    #[error("{path} belongs to uid {owner}, not to you (uid {uid}): supervise your own scandir, or run as that user")]
+    NotOurs { path: PathBuf, owner: u32, uid: u32 },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// Remove staging entries an interrupted registration left behind.
+fn remove_staging_leftovers(scandir: &Path) -> Result<(), FsError> {
+    for dir in [scandir.to_path_buf(), scandir.join(SLOTS_DIR)] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".gateway-") && (name.contains(".tmp.") || name.contains(".link."))
+            {
+                let path = entry.path();
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    slot::remove_tree(&path)?;
+                } else {
+                    fs::remove_file(&path).map_err(|e| FsError::new("remove", &path, e))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Get `scandir` ready for an s6-svscan run by the current user.
+pub fn prepare(scandir: &Path, max_slots: usize) -> Result<(), SuperviseError> {
+    fsutil::ensure_dir(scandir, 0o755)?;
+    let meta = fs::metadata(scandir).map_err(|e| FsError::new("inspect", scandir, e))?;
+    let uid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(SuperviseError::NotOurs {
+            path: scandir.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
+    }
+    if fifo_has_reader(&scandir.join(".s6-svscan/control")) {
+        return Err(SuperviseError::AlreadyRunning(scandir.to_path_buf()));
+    }
+    remove_staging_leftovers(scandir)?;
+    svscan::write_limit(scandir, max_slots)?;
+    Ok(())
+}
+
+/// Prepare and exec s6-svscan; returns only on failure.
+pub fn exec(scandir: &Path, max_slots: usize) -> SuperviseError {
+    if let Err(e) = prepare(scandir, max_slots) {
+        return e;
+    }
+    let flag = match svscan::probe_cap_flag() {
+        Ok(flag) => flag,
+        Err(e) => return e.into(),
+    };
+    let err = Command::new("s6-svscan")
+        .args(svscan::args(flag, max_slots, scandir))
+        .exec();
+    cmd::spawn_error("s6-svscan", err).into()
+}

@@ -1,0 +1,114 @@
+//! Starting `s6-svscan` with a service cap that fits the profiles we allow.
+//! The cap flag changed between s6 versions (2.11: `-c`, services; 2.12+:
+//! `-C`, loggers counted), so the installed version is probed at run time.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::service::ServiceError;
+
+use crate::cmd;
+
+/// Gateway slots one supervisor accepts unless `HERMES_MAX_SLOTS` says otherwise.
+pub const DEFAULT_MAX_SLOTS: usize = 1000;
+/// Static slots (dashboard) and headroom below the s6 cap.
+const MARGIN: usize = 16;
+/// Written by whoever starts s6-svscan; registration refuses past it.
+pub const LIMIT_FILE: &str = ".hermes-max-slots";
+/// Without a limit file, stay under the smallest s6 default (500 services
+/// on 2.11; 1000 including loggers on 2.12+), with margin.
+pub const UNKNOWN_LIMIT: usize = 240;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapFlag {
+    /// s6 ≤ 2.11: `-c`, counting service directories.
+    LowerC,
+    /// s6 ≥ 2.12: `-C`, counting services and loggers.
+    UpperC,
+}
+
+/// s6-svscan ≤ 2.11 rejects `-C` as a usage error (exit 100); newer ones
+/// accept it and then fail on the missing directory (exit 111).
+pub fn probe_cap_flag() -> Result<CapFlag, ServiceError> {
+    let ran = cmd::run("s6-svscan", ["-C", "4", "/nonexistent/hermes-probe"])?;
+    Ok(if ran.code() == Some(100) {
+        CapFlag::LowerC
+    } else {
+        CapFlag::UpperC
+    })
+}
+
+pub fn max_slots_from_env() -> usize {
+    std::env::var("HERMES_MAX_SLOTS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_MAX_SLOTS)
+}
+
+/// The argv (after the program name) for s6-svscan on `scandir`.
+pub fn args(flag: CapFlag, max_slots: usize, scandir: &Path) -> Vec<OsString> {
+    // Each gateway slot has a logger; budget both, on either version.
+    let cap = 2 * (max_slots + MARGIN);
+    let flag = match flag {
+        CapFlag::LowerC => "-c",
+        CapFlag::UpperC => "-C",
+    };
+    vec![
+        flag.into(),
+        cap.to_string().into(),
+        "-t".into(),
+        "0".into(),
+        scandir.as_os_str().to_owned(),
+    ]
+}
+
+pub fn write_limit(scandir: &Path, max_slots: usize) -> Result<(), FsError> {
+    fsutil::atomic_write(
+        &scandir.join(LIMIT_FILE),
+        format!("{max_slots}\n").as_bytes(),
+        0o644,
+    )
+}
+
+pub fn read_limit(scandir: &Path) -> usize {
+    fsutil::read_no_follow(&scandir.join(LIMIT_FILE))
+        .ok()
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
+        .unwrap_or(UNKNOWN_LIMIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_counts_loggers_with_margin() {
+        let a = args(CapFlag::UpperC, 1000, Path::new("/run/service"));
+        assert_eq!(
+            a,
+            ["-C", "2032", "-t", "0", "/run/service"].map(OsString::from)
+        );
+        let b = args(CapFlag::LowerC, 10, Path::new("/s"));
+        assert_eq!(b[0], "-c");
+        assert_eq!(b[1], "52");
+    }
+
+    #[test]
+    fn limit_file_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_limit(dir.path()), UNKNOWN_LIMIT);
+        write_limit(dir.path(), 7).unwrap();
+        assert_eq!(read_limit(dir.path()), 7);
+    }
+
+    #[test]
+    fn probe_matches_the_installed_s6() {
+        match probe_cap_flag() {
+            Ok(flag) => eprintln!("installed s6-svscan takes {flag:?}"),
+            Err(ServiceError::NotInstalled { .. }) => eprintln!("skipped: s6 not installed"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
