@@ -1,0 +1,287 @@
+use std::os::unix::fs::symlink;
+use std::time::{Duration, Instant};
+
+use crate::util::{alive, free_port, http_get, Env};
+
+const UP: Duration = Duration::from_secs(10);
+
+fn healthy(env: &Env, profile: &str) -> bool {
+    http_get(env.port_of(profile), "/health").is_some_and(|(code, _)| code == 200)
+}
+
+fn pid_of(env: &Env, profile: &str) -> Option<u64> {
+    env.status_json(profile)["pid"].as_u64()
+}
+
+#[test]
+fn start_waits_for_health_and_stop_waits_for_down() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "coder"]);
+    let st = env.status_json("coder");
+    assert_eq!(st["registered"], true);
+    assert_eq!(st["up"], false, "a new slot must be registered down: {st}");
+
+    let out = env.ok(&["-p", "coder", "gateway", "start"]);
+    assert!(out.contains("up and ready"), "{out}");
+    // start returns only once ready, and ready means serving.
+    assert!(healthy(&env, "coder"), "{}", env.dump());
+    let st = env.status_json("coder");
+    assert_eq!(st["desired_state"], "running");
+    assert_eq!(st["gateway_state"], "running");
+    assert_eq!(st["want"], "up");
+    let (code, body) = http_get(env.port_of("coder"), "/health/detailed").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("coder"), "{body}");
+
+    let out = env.ok(&["-p", "coder", "gateway", "stop"]);
+    assert!(out.contains("down"), "{out}");
+    let st = env.status_json("coder");
+    assert_eq!(st["up"], false);
+    assert_eq!(st["desired_state"], "stopped");
+    assert_eq!(st["gateway_state"], "stopped");
+    assert!(!healthy(&env, "coder"));
+    let log = env.home().join("logs/gateways/coder/current");
+    assert!(log.exists(), "no s6-log output\n{}", env.dump());
+}
+
+#[test]
+fn kill_9_is_restarted_with_a_new_pid() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "k", "--no-alias"]);
+    env.ok(&["-p", "k", "gateway", "start"]);
+    let first = pid_of(&env, "k").expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.wait_for("a new gateway process", UP, || {
+        pid_of(&env, "k").is_some_and(|p| p != first) && healthy(&env, "k")
+    });
+    let st = env.status_json("k");
+    assert_eq!(st["restarts"], 1, "{st}");
+}
+
+#[test]
+fn restart_gives_a_new_pid_and_counts_no_failure() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "r", "--no-alias"]);
+    env.ok(&["-p", "r", "gateway", "start"]);
+    let first = pid_of(&env, "r").unwrap();
+    env.ok(&["-p", "r", "gateway", "restart"]);
+    let second = pid_of(&env, "r").unwrap();
+    assert_ne!(first, second);
+    assert!(healthy(&env, "r"));
+    assert_eq!(env.status_json("r")["restarts"], 0);
+}
+
+#[test]
+fn exit_78_parks_the_slot_at_once() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "bad", "--no-alias"]);
+    let config = env.profile_dir("bad").join("config.yaml");
+    std::fs::write(&config, "gateway:\n  port: 0\n").unwrap();
+    let out = env.fails(&["-p", "bad", "gateway", "start"], 1);
+    assert!(out.contains("78"), "{out}");
+    let st = env.status_json("bad");
+    assert_eq!(st["gateway_state"], "startup_failed", "{st}");
+    assert_eq!(st["want"], "down", "exit 78 must not be restarted: {st}");
+    assert_eq!(st["restarts"], 0);
+    // Fixing the config and starting again works.
+    std::fs::write(&config, format!("gateway:\n  port: {}\n", free_port())).unwrap();
+    env.ok(&["-p", "bad", "gateway", "start"]);
+}
+
+#[test]
+fn port_clash_fails_start_and_crash_loop_parks_the_slot() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "clash", "--no-alias"]);
+    let port = env.port_of("clash");
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let out = env.fails(&["-p", "clash", "gateway", "start"], 1);
+    assert!(out.contains(&port.to_string()), "{out}");
+    // The supervisor retries with back-off, then gives up for good.
+    env.wait_for(
+        "the crash loop to park the slot",
+        Duration::from_secs(30),
+        || {
+            let st = env.status_json("clash");
+            st["want"] == "down" && st["up"] == false
+        },
+    );
+    let st = env.status_json("clash");
+    assert_eq!(st["gateway_state"], "startup_failed", "{st}");
+    let reason = st["exit_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("crash loop"), "{reason}");
+    assert!(reason.contains(&port.to_string()), "{reason}");
+    assert_eq!(st["restarts"], 5);
+}
+
+#[test]
+fn second_instance_is_refused_and_replace_takes_over() {
+    let env = Env::new();
+    env.ok(&["profile", "create", "solo", "--no-alias"]);
+    let mut first = env
+        .command(&["-p", "solo", "gateway", "run", "--no-supervise"])
+        .spawn()
+        .unwrap();
+    env.wait_for("the first gateway", UP, || healthy(&env, "solo"));
+    let out = env.fails(&["-p", "solo", "gateway", "run", "--no-supervise"], 75);
+    assert!(out.contains("already running"), "{out}");
+
+    let mut second = env
+        .command(&[
+            "-p",
+            "solo",
+            "gateway",
+            "run",
+            "--no-supervise",
+            "--replace",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + UP;
+    let first_status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "--replace did not stop the first\n{}",
+            env.dump()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(first_status.code(), Some(0));
+    env.wait_for("the replacement to serve", UP, || healthy(&env, "solo"));
+    let pid = second.id() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(second.wait().unwrap().code(), Some(0));
+    assert_eq!(env.state("solo")["gateway_state"], "stopped");
+}
+
+#[test]
+fn all_acts_on_every_slot_through_the_supervisor() {
+    let mut env = Env::new();
+    env.supervise();
+    for p in ["one", "two", "three"] {
+        env.ok(&["profile", "create", p, "--no-alias"]);
+    }
+    let out = env.ok(&["gateway", "start", "--all"]);
+    assert_eq!(out.matches("up and ready").count(), 3, "{out}");
+    for p in ["one", "two", "three"] {
+        assert!(healthy(&env, p));
+    }
+    let pids: Vec<u64> = ["one", "two", "three"]
+        .iter()
+        .map(|p| pid_of(&env, p).unwrap())
+        .collect();
+    env.ok(&["gateway", "stop", "--all"]);
+    for (p, pid) in ["one", "two", "three"].iter().zip(pids) {
+        let st = env.status_json(p);
+        assert_eq!(st["up"], false, "{st}");
+        assert_eq!(st["want"], "down");
+        env.wait_for("the old process to be gone", UP, || !alive(pid));
+    }
+}
+
+#[test]
+fn delete_while_running_stops_and_unregisters_first() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "gone"]);
+    env.ok(&["-p", "gone", "gateway", "start"]);
+    let pid = pid_of(&env, "gone").unwrap();
+    env.ok(&["profile", "delete", "gone", "--yes"]);
+    assert!(!env.scandir().join("gateway-gone").exists());
+    assert!(!env.scandir().join(".slots/gateway-gone").exists());
+    assert!(!env.profile_dir("gone").exists());
+    env.wait_for("the gateway process to exit", UP, || !alive(pid));
+    let all = env.ok(&["gateway", "status", "--all", "--json"]);
+    assert!(!all.contains("\"gone\""), "{all}");
+}
+
+#[test]
+fn half_written_slot_is_never_supervised() {
+    let mut env = Env::new();
+    std::fs::create_dir_all(env.scandir().join(".slots")).unwrap();
+    let witness = env.dir.path().join("ran");
+    let staging = env.scandir().join(".slots/.gateway-x.tmp.999");
+    std::fs::create_dir_all(&staging).unwrap();
+    let run = format!("#!/bin/sh\ntouch '{}'\nexec sleep 100\n", witness.display());
+    std::fs::write(staging.join("run"), &run).unwrap();
+    let stray_link = env.scandir().join(".gateway-x.link.999");
+    symlink(".slots/.gateway-x.tmp.999", &stray_link).unwrap();
+    env.supervise();
+    // The supervisor's start removes interrupted staging; a rescan picks up nothing.
+    assert!(!staging.exists(), "{}", env.dump());
+    assert!(std::fs::symlink_metadata(&stray_link).is_err());
+    env.ok(&["profile", "create", "real", "--no-alias"]);
+    assert!(!witness.exists(), "a staging directory was run");
+    let all = env.ok(&["gateway", "status", "--all", "--json"]);
+    assert!(!all.contains("\"x\""), "{all}");
+}
+
+#[test]
+fn corrupt_state_is_treated_as_none_and_rewritten() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "c", "--no-alias"]);
+    let state = env.profile_dir("c").join("gateway_state.json");
+    std::fs::write(&state, b"{\"gateway_state\": \"runn").unwrap();
+    let st = env.status_json("c");
+    assert!(st["gateway_state"].is_null(), "{st}");
+    env.ok(&["-p", "c", "gateway", "start"]);
+    let v = env.state("c");
+    assert_eq!(v["gateway_state"], "running", "{v}");
+    assert_eq!(v["desired_state"], "running");
+}
+
+#[test]
+fn start_registers_a_profile_created_without_a_supervisor() {
+    let mut env = Env::new();
+    env.ok(&["profile", "create", "late", "--no-alias"]);
+    let out = env.fails(&["-p", "late", "gateway", "start"], 1);
+    assert!(out.contains("hermes supervise"), "{out}");
+    env.supervise();
+    let out = env.ok(&["-p", "late", "gateway", "start"]);
+    assert!(out.contains("registered slot gateway-late"), "{out}");
+    assert!(healthy(&env, "late"));
+    // The root profile works without -p and without create.
+    env.ok(&["gateway", "start"]);
+    assert!(healthy(&env, "default"));
+}
+
+#[test]
+fn unknown_profile_is_a_clear_error() {
+    let mut env = Env::new();
+    env.supervise();
+    let out = env.fails(&["-p", "nobody", "gateway", "start"], 1);
+    assert!(out.contains("no such profile 'nobody'"), "{out}");
+}
+
+#[test]
+fn supervise_refuses_a_second_tree_and_exits_0_on_sigterm() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "t", "--no-alias"]);
+    env.ok(&["-p", "t", "gateway", "start"]);
+    let pid = pid_of(&env, "t").unwrap();
+    let out = env.fails(&["supervise"], 1);
+    assert!(out.contains("already running"), "{out}");
+    let status = env.stop_supervisor().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    env.wait_for("the gateway to be stopped with the tree", UP, || {
+        !alive(pid)
+    });
+    assert_eq!(env.state("t")["gateway_state"], "stopped");
+}
