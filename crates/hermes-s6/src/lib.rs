@@ -87,6 +87,14 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// What a start or restart compares against to tell a new failure from an old one.
+struct Baseline {
+    at_ms: u64,
+    restarts: u32,
+    /// The process that must be replaced (restart), if any.
+    pid: Option<u32>,
+}
+
 impl S6Manager {
     pub fn new(cfg: S6Config) -> Self {
         S6Manager { cfg }
@@ -191,6 +199,15 @@ impl S6Manager {
         ))
     }
 
+    fn baseline(&self, profile: &ProfileName, pid: Option<u32>) -> Result<Baseline, ServiceError> {
+        let recorded = state::load(&self.cfg.home.profile(profile).state())?.state();
+        Ok(Baseline {
+            at_ms: state::now_ms(),
+            restarts: recorded.restarts,
+            pid,
+        })
+    }
+
     fn slot_count(&self) -> Result<usize, ServiceError> {
         Ok(self.list()?.len())
     }
@@ -201,8 +218,7 @@ impl S6Manager {
         &self,
         profile: &ProfileName,
         link: &Path,
-        since_ms: u64,
-        old_pid: Option<u32>,
+        before: &Baseline,
         action: &'static str,
         timeout: Duration,
     ) -> Result<SlotStatus, ServiceError> {
@@ -215,15 +231,15 @@ impl S6Manager {
                     scandir: self.cfg.scandir.clone(),
                 });
             }
-            if status.ready && status.pid.is_some() && status.pid != old_pid {
+            if status.ready && status.pid.is_some() && status.pid != before.pid {
                 return Ok(status);
             }
             let recorded = state::load(&paths.state())?.state();
-            let died_since = recorded
-                .last_exit
-                .as_ref()
-                .is_some_and(|e| e.at >= since_ms)
-                && recorded.gateway_state != Some(RunState::Stopped);
+            // A requested SIGTERM (restart) is not a failure; the finish hook
+            // counts real ones, and the gateway marks its own fatal starts.
+            let died_since = recorded.restarts > before.restarts
+                || (recorded.gateway_state == Some(RunState::StartupFailed)
+                    && recorded.updated_at >= before.at_ms);
             let parked = !status.up && status.want == hermes_core::service::Want::Down;
             if died_since || parked {
                 let reason = recorded
@@ -293,10 +309,10 @@ impl ServiceManager for S6Manager {
         if current.up && current.ready {
             return Ok(current);
         }
-        let since = state::now_ms();
+        let before = self.baseline(profile, None)?;
         self.set_down_marker(&link, false)?;
         self.svc("-u", &link)?;
-        self.wait_ready(profile, &link, since, None, "start", timeout)
+        self.wait_ready(profile, &link, &before, "start", timeout)
     }
 
     fn stop(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {
@@ -312,15 +328,14 @@ impl ServiceManager for S6Manager {
         timeout: Duration,
     ) -> Result<SlotStatus, ServiceError> {
         let link = self.require_slot(profile)?;
-        let before = self.status_of(profile, &link)?;
-        let since = state::now_ms();
+        let current = self.status_of(profile, &link)?;
+        let before = self.baseline(profile, current.pid.filter(|_| current.up))?;
         self.set_down_marker(&link, false)?;
         self.svc("-u", &link)?;
-        if before.up {
+        if current.up {
             self.svc("-t", &link)?;
         }
-        let old_pid = before.pid.filter(|_| before.up);
-        self.wait_ready(profile, &link, since, old_pid, "restart", timeout)
+        self.wait_ready(profile, &link, &before, "restart", timeout)
     }
 
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {
