@@ -1,6 +1,7 @@
 //! Clap types only: what the user can type. No I/O happens here; the
 //! commands in `commands/` turn these into library calls.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -205,4 +206,40 @@ pub enum ContainerCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Stage 1, the image's ENTRYPOINT: prepare the container, then run s6-svscan.
+    #[command(hide = true)]
+    Init {
+        /// The container's CMD.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<OsString>,
+    },
+    /// Stage 2, forked by stage 1: reconcile, then run the CMD.
+    #[command(hide = true)]
+    Stage2 {
+        /// Descriptor on which s6-svscan reports readiness.
+        #[arg(long)]
+        ready_fd: i32,
+        #[arg(long)]
+        uid: u32,
+        #[arg(long)]
+        gid: u32,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        user_home: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<OsString>,
+    },
+    /// Stage 3, `.s6-svscan/finish`: end what is left, exit with the CMD's code.
+    #[command(hide = true)]
+    Finish,
+    /// `.s6-svscan/SIG*`: pass a stop signal to stage 2.
+    #[command(hide = true)]
+    Signal {
+        #[arg(value_parser = ["TERM", "INT"])]
+        signal: String,
+    },
+    /// The dashboard slot's run step: refuse an unsafe bind, else serve.
+    #[command(hide = true)]
+    DashboardRun,
 }

@@ -239,7 +239,7 @@ impl S6Manager {
             // counts real ones, and the gateway marks its own fatal starts.
             let died_since = recorded.restarts > before.restarts
                 || (recorded.gateway_state == Some(RunState::StartupFailed)
-                    && recorded.updated_at >= before.at_ms);
+                    && recorded.updated_at > before.at_ms);
             let parked = !status.up && status.want == hermes_core::service::Want::Down;
             if died_since || parked {
                 let reason = recorded

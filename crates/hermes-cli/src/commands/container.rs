@@ -1,8 +1,212 @@
-use hermes_core::ExitStatus;
+//! `hermes container …`: the init stages (hidden; the image runs them), boot
+//! reconciliation, and `follow_gateway` for `gateway run` as the CMD.
+
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use hermes_core::lifecycle::{self, Action};
+use hermes_core::service::{GatewaySpec, ServiceManager};
+use hermes_core::{profile, ExitStatus};
+use hermes_init::reconcile::{self, Outcome};
+use hermes_init::stage1::Stage1;
+use hermes_init::stage2::Stage2;
+use hermes_init::user::ServiceUser;
+use hermes_init::{dashboard, pid1, stage1, stage2, stage3, Layout};
+use hermes_s6::svscan;
+use nix::sys::signal::{SigSet, Signal};
 
 use crate::args::ContainerCommand;
-use crate::Context;
+use crate::{CodedError, Context};
 
-pub fn run(_ctx: &Context, _cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("container commands are not built yet")
+/// How long `gateway run` as the CMD waits for the supervised gateway to be ready.
+const FOLLOW_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
+    let layout = Layout::new(&ctx.scandir, &ctx.program);
+    match cmd {
+        ContainerCommand::Reconcile { dry_run } => reconcile(ctx, dry_run),
+        ContainerCommand::Init { cmd } => init(ctx, layout, cmd),
+        ContainerCommand::Stage2 {
+            ready_fd,
+            uid,
+            gid,
+            user_name,
+            user_home,
+            cmd,
+        } => {
+            let user = ServiceUser {
+                name: user_name,
+                uid,
+                gid,
+                home: user_home,
+            };
+            let code = stage2::run(Stage2 {
+                layout,
+                user,
+                ready_fd,
+                cmd,
+            });
+            Ok(ExitStatus::External(code))
+        }
+        ContainerCommand::Finish => Ok(ExitStatus::External(stage3::run(&layout))),
+        ContainerCommand::Signal { signal } => forward_signal(&layout, &signal),
+        ContainerCommand::DashboardRun => dashboard_run(ctx),
+    }
 }
+
+fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<ExitStatus> {
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    let svscan_path = pid1::which("s6-svscan".as_ref(), &path_var)
+        .ok_or_else(|| anyhow!("s6-svscan not found on PATH: install s6 (apt-get install s6)"))?;
+    // Room for every profile on the volume, so none is left unsupervised past s6's cap.
+    let profiles = profile::named_profiles(&ctx.home).map_or(0, |p| p.len());
+    let max_slots = svscan::max_slots_from_env().max(profiles + 1);
+    let flag = svscan::probe_cap_flag()?;
+    let err = stage1::run(Stage1 {
+        svscan_args: svscan::args(flag, max_slots, &ctx.scandir),
+        extra_files: vec![(
+            PathBuf::from(svscan::LIMIT_FILE),
+            format!("{max_slots}\n"),
+        )],
+        layout,
+        home: ctx.home.clone(),
+        svscan: svscan_path,
+        cmd,
+    });
+    Err(CodedError {
+        message: format!("container init failed: {err}"),
+        status: ExitStatus::Config,
+    }
+    .into())
+}
+
+fn reconcile(ctx: &Context, dry_run: bool) -> anyhow::Result<ExitStatus> {
+    let manager = ctx.s6();
+    let mut lines = Vec::new();
+    let outcomes = reconcile::run(
+        &ctx.home,
+        &manager,
+        |p| GatewaySpec::for_profile(&ctx.home, p, &ctx.program),
+        dry_run,
+        |outcome| {
+            let line = outcome.line(dry_run);
+            println!("{line}");
+            lines.push(line);
+        },
+    )?;
+    if !dry_run {
+        let log = ctx.home.boot_log();
+        reconcile::append_boot_log(&log, &lines)
+            .with_context(|| format!("unable to write the boot log {}", log.display()))?;
+    }
+    let failed = outcomes
+        .iter()
+        .any(|o| matches!(o, Outcome::Failed { .. }));
+    Ok(if failed {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// Hand a stop signal to stage 2; without stage 2 (it has already asked for
+/// the shutdown, or never ran) tear the tree down directly.
+fn forward_signal(layout: &Layout, signal: &str) -> anyhow::Result<ExitStatus> {
+    let fifo = layout.control_fifo();
+    let sent = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo)
+        .and_then(|mut f| f.write_all(format!("{signal}\n").as_bytes()));
+    match sent {
+        Ok(()) => Ok(ExitStatus::Success),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ENXIO) => {
+            let status = std::process::Command::new("s6-svscanctl")
+                .arg("-t")
+                .arg(&layout.scandir)
+                .status()
+                .with_context(|| format!("unable to run `s6-svscanctl -t {}`", layout.scandir.display()))?;
+            Ok(ExitStatus::from_wait(status.code(), None))
+        }
+        Err(e) => Err(e).with_context(|| format!("unable to write to {}", fifo.display())),
+    }
+}
+
+fn dashboard_run(ctx: &Context) -> anyhow::Result<ExitStatus> {
+    let host = std::env::var("HERMES_DASHBOARD_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| dashboard::DEFAULT_HOST.to_string());
+    let token = std::env::var("HERMES_DASHBOARD_TOKEN").ok();
+    if let Some(why) = dashboard::refusal(&host, token.as_deref()) {
+        return Err(CodedError {
+            message: format!("dashboard: {why}"),
+            status: ExitStatus::Config,
+        }
+        .into());
+    }
+    let err = std::process::Command::new(&ctx.program)
+        .arg("dashboard")
+        .arg("--host")
+        .arg(&host)
+        .exec();
+    Err(err).with_context(|| format!("unable to run `{} dashboard`", ctx.program.display()))
+}
+
+/// `gateway run` as the container's CMD: the gateway runs in its supervised
+/// slot (so s6 restarts it), not as an unsupervised second copy. Its log
+/// reaches the container's stdout through the slot's logger; this process
+/// stays in front until the container is stopped, which leaves the
+/// gateway's desired state `running` for the next boot.
+pub fn follow_gateway(ctx: &Context) -> anyhow::Result<ExitStatus> {
+    let manager = ctx.s6();
+    let name = &ctx.profile;
+    let slot = name.service_name();
+    println!(
+        "gateway run: profile '{name}' runs supervised by s6 as slot {slot}; its log follows \
+         (also in {}). Use `gateway run --no-supervise` to run it in this process instead.",
+        ctx.home.gateway_log_dir(name).join("current").display()
+    );
+    // Block before starting, so a stop that arrives during the start is not lost.
+    let mut stop = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        stop.add(sig);
+    }
+    stop.thread_block().context("unable to block stop signals")?;
+    match lifecycle::apply(
+        &manager as &dyn ServiceManager,
+        &ctx.home,
+        &ctx.program,
+        name,
+        Action::Start,
+        FOLLOW_START_TIMEOUT,
+    ) {
+        Ok(outcome) => match outcome.status.pid {
+            Some(pid) => println!("gateway run: {slot} is up (pid {pid}) and ready"),
+            None => println!("gateway run: {slot} is up"),
+        },
+        Err(e) => eprintln!("hermes: gateway run: {e}; s6 keeps supervising {slot}"),
+    }
+    let sig = stop.wait().context("unable to wait for a stop signal")?;
+    println!(
+        "gateway run: {sig:?} received; {slot} stays wanted up and is stopped with the container"
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// The one root-needed entry point: everything else drops to the volume owner.
+pub fn needs_root(cmd: &ContainerCommand) -> bool {
+    matches!(
+        cmd,
+        ContainerCommand::Init { .. } | ContainerCommand::Stage2 { .. }
+    )
+}
+
+#[allow(dead_code)]
+fn _assert_path(_: &Path) {}
