@@ -1,0 +1,11 @@
+//! `hermes dashboard`: a web page and a JSON API over the hermes model
+//! (`hermes_model`), served by the binary itself. [`api`] routes and handles
+//! requests independent of HTTP plumbing; [`server`] is the hyper glue;
+//! [`auth`] decides who may call what.
+
+pub mod api;
+mod assets;
+pub mod auth;
+pub mod server;
+
+pub use server::{Dashboard, DashboardError, Settings};
