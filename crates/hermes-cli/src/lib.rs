@@ -26,5 +26,17 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
 
 pub fn run(cli: args::Cli) -> anyhow::Result<ExitStatus> {
     let ctx = Context::from_env(cli.profile.clone())?;
+    // Root in the container (`docker exec` by default) would leave root-owned
+    // files in the volume and hang on the service user's supervision tree;
+    // only the init stages keep root.
+    let init_stage = matches!(
+        cli.command,
+        Some(args::Command::Container(
+            args::ContainerCommand::Init { .. } | args::ContainerCommand::Stage2 { .. }
+        ))
+    );
+    if ctx.in_container && !init_stage {
+        hermes_init::drop_to_home_owner_if_root(ctx.home.root())?;
+    }
     commands::dispatch(&ctx, cli)
 }

@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
@@ -70,10 +70,7 @@ fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<Exi
     let flag = svscan::probe_cap_flag()?;
     let err = stage1::run(Stage1 {
         svscan_args: svscan::args(flag, max_slots, &ctx.scandir),
-        extra_files: vec![(
-            PathBuf::from(svscan::LIMIT_FILE),
-            format!("{max_slots}\n"),
-        )],
+        extra_files: vec![(PathBuf::from(svscan::LIMIT_FILE), format!("{max_slots}\n"))],
         layout,
         home: ctx.home.clone(),
         svscan: svscan_path,
@@ -105,9 +102,7 @@ fn reconcile(ctx: &Context, dry_run: bool) -> anyhow::Result<ExitStatus> {
         reconcile::append_boot_log(&log, &lines)
             .with_context(|| format!("unable to write the boot log {}", log.display()))?;
     }
-    let failed = outcomes
-        .iter()
-        .any(|o| matches!(o, Outcome::Failed { .. }));
+    let failed = outcomes.iter().any(|o| matches!(o, Outcome::Failed { .. }));
     Ok(if failed {
         ExitStatus::Failure
     } else {
@@ -126,12 +121,19 @@ fn forward_signal(layout: &Layout, signal: &str) -> anyhow::Result<ExitStatus> {
         .and_then(|mut f| f.write_all(format!("{signal}\n").as_bytes()));
     match sent {
         Ok(()) => Ok(ExitStatus::Success),
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ENXIO) => {
+        Err(e)
+            if matches!(e.kind(), ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ENXIO) =>
+        {
             let status = std::process::Command::new("s6-svscanctl")
                 .arg("-t")
                 .arg(&layout.scandir)
                 .status()
-                .with_context(|| format!("unable to run `s6-svscanctl -t {}`", layout.scandir.display()))?;
+                .with_context(|| {
+                    format!(
+                        "unable to run `s6-svscanctl -t {}`",
+                        layout.scandir.display()
+                    )
+                })?;
             Ok(ExitStatus::from_wait(status.code(), None))
         }
         Err(e) => Err(e).with_context(|| format!("unable to write to {}", fifo.display())),
@@ -178,7 +180,8 @@ pub fn follow_gateway(ctx: &Context) -> anyhow::Result<ExitStatus> {
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         stop.add(sig);
     }
-    stop.thread_block().context("unable to block stop signals")?;
+    stop.thread_block()
+        .context("unable to block stop signals")?;
     match lifecycle::apply(
         &manager as &dyn ServiceManager,
         &ctx.home,
@@ -199,14 +202,3 @@ pub fn follow_gateway(ctx: &Context) -> anyhow::Result<ExitStatus> {
     );
     Ok(ExitStatus::Success)
 }
-
-/// The one root-needed entry point: everything else drops to the volume owner.
-pub fn needs_root(cmd: &ContainerCommand) -> bool {
-    matches!(
-        cmd,
-        ContainerCommand::Init { .. } | ContainerCommand::Stage2 { .. }
-    )
-}
-
-#[allow(dead_code)]
-fn _assert_path(_: &Path) {}

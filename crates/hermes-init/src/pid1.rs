@@ -1,0 +1,441 @@
+//! The process-level duties of an init, and the only module of this crate with
+//! `unsafe`: starting programs (fork/exec with nothing allocated in the child),
+//! dropping privileges, waiting for and reaping children, the signal mask,
+//! becoming a child subreaper, and killing what is left at the end.
+//!
+//! Everything a child needs (paths, argv, environment, credentials) is turned
+//! into C strings before `fork`, because after `fork` in a process that might
+//! have had other threads only async-signal-safe calls are allowed: no malloc,
+//! no locks. The child reports a failed `execve` through a close-on-exec pipe,
+//! so the parent can name the program and the error.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Pid1Error {
+    #[error("{what} contains a NUL byte: {value:?}")]
+    Nul { what: &'static str, value: OsString },
+    #[error("unable to start `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unable to {op}: {source}")]
+    Sys {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn sys(op: &'static str) -> impl FnOnce(Errno) -> Pid1Error {
+    move |e| Pid1Error::Sys {
+        op,
+        source: io::Error::from(e),
+    }
+}
+
+/// A numeric user and group to switch to (no supplementary groups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Switch this process to `cred` for good: supplementary groups, then group,
+/// then user (in that order, because after `setuid` the others are refused).
+pub fn drop_privileges(cred: Credentials) -> Result<(), Pid1Error> {
+    let gid = cred.gid as libc::gid_t;
+    // SAFETY: setgroups reads exactly one gid_t from a valid pointer.
+    if unsafe { libc::setgroups(1, &gid) } != 0 {
+        return Err(sys("drop supplementary groups")(Errno::last()));
+    }
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(cred.gid)).map_err(sys("set the group id"))?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(cred.uid)).map_err(sys("set the user id"))?;
+    Ok(())
+}
+
+/// A program to start, prepared so that the child after `fork` only makes system calls.
+pub struct Command {
+    display: String,
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    cred: Option<Credentials>,
+    own_group: bool,
+    foreground_tty: Option<RawFd>,
+    keep_fd: Option<RawFd>,
+}
+
+fn cstring(what: &'static str, value: &OsStr) -> Result<CString, Pid1Error> {
+    CString::new(value.as_bytes()).map_err(|_| Pid1Error::Nul {
+        what,
+        value: value.to_os_string(),
+    })
+}
+
+impl Command {
+    /// `path` is run with `argv` (argv[0] included) and exactly the environment `env`.
+    pub fn new(
+        path: &Path,
+        argv: &[OsString],
+        env: &[(OsString, OsString)],
+    ) -> Result<Self, Pid1Error> {
+        let c_argv = argv
+            .iter()
+            .map(|a| cstring("an argument", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let c_env = env
+            .iter()
+            .map(|(k, v)| {
+                let mut pair = k.clone();
+                pair.push("=");
+                pair.push(v);
+                cstring("an environment variable", &pair)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut argv_ptrs: Vec<_> = c_argv.iter().map(|c| c.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<_> = c_env.iter().map(|c| c.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(Command {
+            display: argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            path: cstring("a program path", path.as_os_str())?,
+            _argv: c_argv,
+            argv_ptrs,
+            _envp: c_env,
+            envp_ptrs,
+            cred: None,
+            own_group: false,
+            foreground_tty: None,
+            keep_fd: None,
+        })
+    }
+
+    /// Run the child as this user and group.
+    pub fn credentials(mut self, cred: Option<Credentials>) -> Self {
+        self.cred = cred;
+        self
+    }
+
+    /// Put the child in a process group of its own and, when `tty` is given,
+    /// make that group the terminal's foreground group (so Ctrl-C reaches it).
+    pub fn own_process_group(mut self, tty: Option<RawFd>) -> Self {
+        self.own_group = true;
+        self.foreground_tty = tty;
+        self
+    }
+
+    /// Let the child inherit `fd` (all others opened by hermes are close-on-exec).
+    pub fn keep_fd(mut self, fd: RawFd) -> Self {
+        self.keep_fd = Some(fd);
+        self
+    }
+
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// Start the program; returns once `execve` has succeeded (or says why it failed).
+    pub fn spawn(&self) -> Result<Pid, Pid1Error> {
+        let spawn_err = |source: io::Error| Pid1Error::Spawn {
+            program: self.display.clone(),
+            source,
+        };
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two descriptors into a two-element array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(spawn_err(io::Error::last_os_error()));
+        }
+        // SAFETY: both descriptors were just created and are owned only here.
+        let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: the child branch below only makes async-signal-safe system
+        // calls on data prepared before the fork, then execs or _exits.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(spawn_err(io::Error::last_os_error()));
+        }
+        if pid == 0 {
+            // SAFETY: we are the child; `child` never returns.
+            unsafe { self.child(write_end.as_raw_fd()) }
+        }
+        drop(write_end);
+        let pid = Pid::from_raw(pid);
+        if self.own_group {
+            // Both sides set the group so neither can run ahead of it; the
+            // child may already have exec'd, which makes this fail harmlessly.
+            let _ = nix::unistd::setpgid(pid, pid);
+        }
+        let mut errno = [0u8; 4];
+        let n = loop {
+            // SAFETY: reads at most 4 bytes into a 4-byte buffer.
+            let n = unsafe { libc::read(read_end.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break n;
+        };
+        if n == 4 {
+            // The child wrote errno and exited; collect it so it is no zombie.
+            let _ = waitpid(pid, None);
+            return Err(spawn_err(io::Error::from_raw_os_error(i32::from_ne_bytes(
+                errno,
+            ))));
+        }
+        Ok(pid)
+    }
+
+    /// The forked child: only system calls on pre-built data, then exec.
+    ///
+    /// # Safety
+    /// Must only be called in the child right after `fork`.
+    unsafe fn child(&self, report: RawFd) -> ! {
+        let fail = |report: RawFd| -> ! {
+            let errno = *libc::__errno_location();
+            let bytes = errno.to_ne_bytes();
+            libc::write(report, bytes.as_ptr().cast(), 4);
+            libc::_exit(127)
+        };
+        // The parent blocks the signals it reads from a signalfd; a program
+        // must start with an empty mask and default dispositions.
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if self.own_group {
+            libc::setpgid(0, 0);
+            if let Some(tty) = self.foreground_tty {
+                // SIGTTOU is still ignored here (inherited from stage 2), so a
+                // background group may take the terminal.
+                libc::tcsetpgrp(tty, libc::getpid());
+            }
+        }
+        for sig in [libc::SIGTTOU, libc::SIGTTIN, libc::SIGTSTP, libc::SIGPIPE] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        if let Some(fd) = self.keep_fd {
+            libc::fcntl(fd, libc::F_SETFD, 0);
+        }
+        if let Some(cred) = self.cred {
+            let gid = cred.gid as libc::gid_t;
+            if libc::setgroups(1, &gid) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(cred.uid as libc::uid_t) != 0
+            {
+                fail(report);
+            }
+        }
+        libc::execve(
+            self.path.as_ptr(),
+            self.argv_ptrs.as_ptr(),
+            self.envp_ptrs.as_ptr(),
+        );
+        fail(report)
+    }
+
+    /// Replace this process with the program (after switching credentials).
+    pub fn exec(&self) -> Pid1Error {
+        if let Some(cred) = self.cred {
+            if let Err(e) = drop_privileges(cred) {
+                return e;
+            }
+        }
+        if let Some(fd) = self.keep_fd {
+            // SAFETY: clears FD_CLOEXEC on a descriptor we own.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+        // SAFETY: all three pointers are NUL-terminated arrays kept alive by self.
+        unsafe {
+            libc::execve(
+                self.path.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            )
+        };
+        Pid1Error::Spawn {
+            program: self.display.clone(),
+            source: io::Error::last_os_error(),
+        }
+    }
+}
+
+/// How a child ended, in shell terms: its code, or 128+n for signal n.
+pub fn exit_code(status: WaitStatus) -> Option<u8> {
+    match status {
+        WaitStatus::Exited(_, code) => Some((code & 0xff) as u8),
+        WaitStatus::Signaled(_, sig, _) => Some((128 + sig as i32) as u8),
+        _ => None,
+    }
+}
+
+/// Wait for `pid` to end, reaping nothing else.
+pub fn wait_for(pid: Pid) -> Result<u8, Pid1Error> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(status) => {
+                if let Some(code) = exit_code(status) {
+                    return Ok(code);
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(sys("wait for a child")(e)),
+        }
+    }
+}
+
+/// Reap every child that has ended; returns the ones that did, with their codes.
+pub fn reap_all() -> Vec<(Pid, u8)> {
+    let mut ended = Vec::new();
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return ended,
+            Ok(status) => {
+                if let (Some(pid), Some(code)) = (status.pid(), exit_code(status)) {
+                    ended.push((pid, code));
+                }
+            }
+        }
+    }
+}
+
+/// Signals an init stage reads from a signalfd instead of being interrupted by.
+pub fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(sig);
+    }
+    set
+}
+
+/// Block `set` so its signals queue for a signalfd.
+pub fn block(set: &SigSet) -> Result<(), Pid1Error> {
+    set.thread_block().map_err(sys("block signals"))
+}
+
+/// Ignore job-control signals: stage 2 hands the terminal to the main
+/// program's group and must not be stopped when it is no longer in front.
+pub fn ignore_job_control() -> Result<(), Pid1Error> {
+    for sig in [Signal::SIGTTOU, Signal::SIGTTIN, Signal::SIGTSTP] {
+        // SAFETY: installing SIG_IGN runs no handler code.
+        unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) }
+            .map_err(sys("ignore job-control signals"))?;
+    }
+    Ok(())
+}
+
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// Adopt orphaned descendants (and reap them) as PID 1 would.
+pub fn become_subreaper() -> Result<(), Pid1Error> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(sys("become a child subreaper")(Errno::last()));
+    }
+    Ok(())
+}
+
+/// Whether this process adopts orphans (set by stage 1, kept across exec).
+pub fn is_subreaper() -> bool {
+    let mut flag: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer.
+    let rc = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut flag as *mut libc::c_int) };
+    rc == 0 && flag != 0
+}
+
+pub fn send(pid: Pid, sig: Signal) {
+    let _ = nix::sys::signal::kill(pid, sig);
+}
+
+/// Signal every process we may signal except ourselves and PID 1; false when there is none.
+fn kill_everyone(sig: Option<Signal>) -> bool {
+    nix::sys::signal::kill(Pid::from_raw(-1), sig).is_ok()
+}
+
+/// The last step of an init: SIGTERM to everything left, reaping, then SIGKILL
+/// after `grace`. Returns whether anything had to be killed with SIGKILL.
+pub fn terminate_everyone(grace: Duration) -> bool {
+    if !kill_everyone(Some(Signal::SIGTERM)) {
+        return false;
+    }
+    kill_everyone(Some(Signal::SIGCONT));
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        reap_all();
+        if !kill_everyone(None) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill_everyone(Some(Signal::SIGKILL));
+    reap_all();
+    true
+}
+
+/// Is `fd` a terminal?
+pub fn is_tty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+pub fn egid() -> u32 {
+    nix::unistd::getegid().as_raw()
+}
+
+/// Take ownership of a descriptor inherited by number (e.g. `--ready-fd 3`).
+pub fn adopt_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the parent stage passed this descriptor to this process for its
+    // sole use; nothing else in the process refers to it by number.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A pipe whose ends are both close-on-exec.
+pub fn pipe() -> Result<(OwnedFd, OwnedFd), Pid1Error> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create a pipe"))
+}
+
+/// Find `name` on `path_var` the way execvp would: the first executable regular file.
+pub fn which(name: &OsStr, path_var: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path_var)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+pub fn is_executable(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access reads a NUL-terminated path.
+    let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+    ok && path.metadata().map(|m| m.is_file()).unwrap_or(false)
+}

@@ -1,0 +1,456 @@
+//! Boot reconciliation: rebuild the gateway slots from the volume, because
+//! the scandir does not survive a container restart but the profiles do.
+//!
+//! `decide` is the policy, a pure function of what the state file says;
+//! `run` applies it to every profile (`default` first, then sorted names),
+//! through any `ServiceManager` that supports registration.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::profile;
+use hermes_core::service::{GatewaySpec, ServiceManager};
+use hermes_core::state::{self, DesiredState, Loaded, RunState};
+use hermes_core::{HermesHome, ProfileName};
+
+/// The boot log is moved to `.1` once it reaches this size.
+pub const BOOT_LOG_ROTATE_BYTES: u64 = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Register the slot and start the gateway.
+    Start,
+    /// Register the slot with its `down` marker.
+    Down,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Down => "down",
+        }
+    }
+}
+
+/// The decision for one profile and what it was based on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    /// What the state file said, for the log line (`desired=running`, `missing`, …).
+    pub prior: String,
+}
+
+/// `desired_state` decides; without one, a gateway that was serving when the
+/// container went away (`running`, `degraded`, `draining`) comes back; any
+/// other state, a missing file or a corrupt one leaves the slot down.
+pub fn decide(loaded: &Loaded) -> Decision {
+    let (action, prior) = match loaded {
+        Loaded::Missing => (Action::Down, "missing".to_string()),
+        Loaded::Corrupt(_) => (Action::Down, "corrupt".to_string()),
+        Loaded::Found(s) => match (s.desired_state, s.gateway_state) {
+            (Some(DesiredState::Running), _) => (Action::Start, "desired=running".to_string()),
+            (Some(DesiredState::Stopped), _) => (Action::Down, "desired=stopped".to_string()),
+            (None, Some(st @ (RunState::Running | RunState::Degraded | RunState::Draining))) => {
+                (Action::Start, format!("state={}", st.as_str()))
+            }
+            (None, Some(st)) => (Action::Down, format!("state={}", st.as_str())),
+            (None, None) => (Action::Down, "empty".to_string()),
+        },
+    };
+    Decision { action, prior }
+}
+
+/// One line of the boot report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied {
+        profile: ProfileName,
+        decision: Decision,
+        /// The slot already existed (a manual run on a live container): left as it is.
+        kept: bool,
+    },
+    Skipped {
+        entry: String,
+    },
+    Failed {
+        profile: ProfileName,
+        decision: Decision,
+        error: String,
+    },
+}
+
+impl Outcome {
+    pub fn line(&self, dry_run: bool) -> String {
+        let dry = if dry_run { " dry_run=1" } else { "" };
+        match self {
+            Outcome::Applied {
+                profile,
+                decision,
+                kept,
+            } => {
+                let action = if *kept {
+                    "kept"
+                } else {
+                    decision.action.as_str()
+                };
+                format!(
+                    "reconcile: profile={profile} prior={} action={action}{dry}",
+                    decision.prior
+                )
+            }
+            Outcome::Skipped { entry } => {
+                format!("reconcile: warning: skipped {entry}{dry}")
+            }
+            Outcome::Failed {
+                profile,
+                decision,
+                error,
+            } => format!(
+                "reconcile: profile={profile} prior={} action=failed error={error:?}{dry}",
+                decision.prior
+            ),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("unable to list the registered slots: {0}")]
+    List(String),
+}
+
+/// Remove files that only mean something while a gateway runs.
+fn remove_stale(home: &HermesHome, name: &ProfileName) -> Result<(), FsError> {
+    for path in home.profile(name).stale_runtime_files() {
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::new("remove", &path, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Reconcile every profile; `report` gets each line as it is decided.
+pub fn run(
+    home: &HermesHome,
+    manager: &dyn ServiceManager,
+    spec_for: impl Fn(&ProfileName) -> GatewaySpec,
+    dry_run: bool,
+    mut report: impl FnMut(&Outcome),
+) -> Result<Vec<Outcome>, ReconcileError> {
+    if !dry_run {
+        profile::ensure_root(home).map_err(|e| match e {
+            profile::ProfileError::Fs(fs) => ReconcileError::Fs(fs),
+            other => ReconcileError::Fs(FsError::new(
+                "prepare",
+                home.root(),
+                io::Error::other(other.to_string()),
+            )),
+        })?;
+    }
+    let registered = manager
+        .list()
+        .map_err(|e| ReconcileError::List(e.to_string()))?;
+    let mut names = vec![ProfileName::default_profile()];
+    let mut outcomes = Vec::new();
+    for entry in profile::named_profiles(home)? {
+        match entry {
+            Ok(name) => names.push(name),
+            Err(why) => {
+                let outcome = Outcome::Skipped { entry: why };
+                report(&outcome);
+                outcomes.push(outcome);
+            }
+        }
+    }
+    for name in names {
+        let paths = home.profile(&name);
+        let decision = decide(&state::load(&paths.state())?);
+        let kept = registered.contains(&name);
+        let applied = if dry_run || kept {
+            Ok(())
+        } else {
+            remove_stale(home, &name)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    manager
+                        .register(&spec_for(&name), decision.action == Action::Start)
+                        .map_err(|e| e.to_string())
+                })
+        };
+        let outcome = match applied {
+            Ok(()) => Outcome::Applied {
+                profile: name,
+                decision,
+                kept,
+            },
+            Err(error) => Outcome::Failed {
+                profile: name,
+                decision,
+                error,
+            },
+        };
+        report(&outcome);
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Append `lines` to the boot log, first moving a full log to `.1`.
+pub fn append_boot_log(path: &Path, lines: &[String]) -> Result<(), FsError> {
+    if let Some(parent) = path.parent() {
+        fsutil::ensure_dir(parent, 0o755)?;
+    }
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if meta.len() >= BOOT_LOG_ROTATE_BYTES {
+            let old = path.with_extension("log.1");
+            fs::rename(path, &old).map_err(|e| FsError::new("rotate", path, e))?;
+        }
+    }
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| FsError::new("open", path, e))?;
+    let stamp = timestamp(state::now_ms());
+    let text: String = lines.iter().map(|l| format!("{stamp} {l}\n")).collect();
+    file.write_all(text.as_bytes())
+        .map_err(|e| FsError::new("append to", path, e))
+}
+
+/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` from milliseconds since the epoch.
+pub fn timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_core::state::GatewayState;
+
+    fn found(desired: Option<DesiredState>, run: Option<RunState>) -> Loaded {
+        Loaded::Found(GatewayState {
+            desired_state: desired,
+            gateway_state: run,
+            ..GatewayState::default()
+        })
+    }
+
+    #[test]
+    fn desired_state_wins() {
+        let d = decide(&found(Some(DesiredState::Running), Some(RunState::Stopped)));
+        assert_eq!(d.action, Action::Start);
+        assert_eq!(d.prior, "desired=running");
+        let d = decide(&found(Some(DesiredState::Stopped), Some(RunState::Running)));
+        assert_eq!(d.action, Action::Down);
+    }
+
+    #[test]
+    fn gateway_state_is_the_fallback() {
+        for st in [RunState::Running, RunState::Degraded, RunState::Draining] {
+            assert_eq!(
+                decide(&found(None, Some(st))).action,
+                Action::Start,
+                "{st:?}"
+            );
+        }
+        for st in [
+            RunState::Starting,
+            RunState::Stopped,
+            RunState::StartupFailed,
+        ] {
+            assert_eq!(
+                decide(&found(None, Some(st))).action,
+                Action::Down,
+                "{st:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_corrupt_or_empty_state_is_down() {
+        assert_eq!(decide(&Loaded::Missing).action, Action::Down);
+        assert_eq!(decide(&Loaded::Missing).prior, "missing");
+        assert_eq!(decide(&Loaded::Corrupt("bad".into())).prior, "corrupt");
+        assert_eq!(decide(&found(None, None)).action, Action::Down);
+    }
+
+    #[test]
+    fn boot_log_rotates_at_256_kib() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("logs/container-boot.log");
+        append_boot_log(&log, &["first".into()]).unwrap();
+        assert!(fs::read_to_string(&log).unwrap().ends_with(" first\n"));
+        let big = "x".repeat(BOOT_LOG_ROTATE_BYTES as usize);
+        append_boot_log(&log, &[big]).unwrap();
+        append_boot_log(&log, &["after".into()]).unwrap();
+        let rotated = dir.path().join("logs/container-boot.log.1");
+        assert!(fs::read_to_string(&rotated).unwrap().contains(" first\n"));
+        let current = fs::read_to_string(&log).unwrap();
+        assert!(current.ends_with(" after\n") && current.lines().count() == 1);
+    }
+
+    #[test]
+    fn timestamps_are_utc_iso8601() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
+    }
+
+    /// Records registrations instead of talking to a supervisor.
+    struct Recorder {
+        registered: Vec<ProfileName>,
+        calls: std::cell::RefCell<Vec<(String, bool)>>,
+    }
+
+    impl ServiceManager for Recorder {
+        fn kind(&self) -> hermes_core::service::ManagerKind {
+            hermes_core::service::ManagerKind::S6
+        }
+        fn install(&self, _: &GatewaySpec) -> Result<(), hermes_core::service::ServiceError> {
+            unreachable!()
+        }
+        fn uninstall(&self, _: &ProfileName) -> Result<(), hermes_core::service::ServiceError> {
+            unreachable!()
+        }
+        fn start(
+            &self,
+            _: &ProfileName,
+            _: std::time::Duration,
+        ) -> Result<hermes_core::service::SlotStatus, hermes_core::service::ServiceError> {
+            unreachable!()
+        }
+        fn stop(
+            &self,
+            _: &ProfileName,
+            _: std::time::Duration,
+        ) -> Result<hermes_core::service::SlotStatus, hermes_core::service::ServiceError> {
+            unreachable!()
+        }
+        fn restart(
+            &self,
+            _: &ProfileName,
+            _: std::time::Duration,
+        ) -> Result<hermes_core::service::SlotStatus, hermes_core::service::ServiceError> {
+            unreachable!()
+        }
+        fn status(
+            &self,
+            _: &ProfileName,
+        ) -> Result<hermes_core::service::SlotStatus, hermes_core::service::ServiceError> {
+            unreachable!()
+        }
+        fn register(
+            &self,
+            spec: &GatewaySpec,
+            start_now: bool,
+        ) -> Result<(), hermes_core::service::ServiceError> {
+            self.calls
+                .borrow_mut()
+                .push((spec.profile.to_string(), start_now));
+            Ok(())
+        }
+        fn list(&self) -> Result<Vec<ProfileName>, hermes_core::service::ServiceError> {
+            Ok(self.registered.clone())
+        }
+    }
+
+    fn spec(home: &HermesHome, name: &ProfileName) -> GatewaySpec {
+        GatewaySpec {
+            profile: name.clone(),
+            program: "/usr/bin/hermes".into(),
+            home: home.root().to_path_buf(),
+            workdir: home.profile(name).dir,
+            log_dir: home.gateway_log_dir(name),
+            env: Default::default(),
+        }
+    }
+
+    #[test]
+    fn reconciles_default_then_sorted_profiles_and_skips_strays() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        for name in ["zeta", "alpha"] {
+            profile::create(&home, &ProfileName::parse(name).unwrap(), None).unwrap();
+        }
+        fs::create_dir_all(home.profiles_dir().join("stray")).unwrap();
+        fs::create_dir_all(home.profiles_dir().join("Bad Name")).unwrap();
+        let alpha = home.profile(&ProfileName::parse("alpha").unwrap());
+        fs::write(alpha.state(), r#"{"desired_state":"running"}"#).unwrap();
+        fs::write(alpha.pid_file(), "123").unwrap();
+        let zeta = home.profile(&ProfileName::parse("zeta").unwrap());
+        fs::write(zeta.state(), "{corrupt").unwrap();
+
+        let rec = Recorder {
+            registered: vec![],
+            calls: Default::default(),
+        };
+        let dry = run(&home, &rec, |n| spec(&home, n), true, |_| {}).unwrap();
+        assert!(rec.calls.borrow().is_empty(), "dry run registered slots");
+        assert!(alpha.pid_file().exists(), "dry run removed a file");
+        assert_eq!(dry.len(), 5);
+
+        let mut lines = Vec::new();
+        run(
+            &home,
+            &rec,
+            |n| spec(&home, n),
+            false,
+            |o| lines.push(o.line(false)),
+        )
+        .unwrap();
+        assert_eq!(
+            *rec.calls.borrow(),
+            vec![
+                ("default".to_string(), false),
+                ("alpha".to_string(), true),
+                ("zeta".to_string(), false)
+            ]
+        );
+        assert!(!alpha.pid_file().exists(), "stale gateway.pid survived");
+        let skipped: Vec<_> = lines.iter().filter(|l| l.contains("skipped")).collect();
+        assert_eq!(skipped.len(), 2, "{lines:#?}");
+        assert!(lines
+            .contains(&"reconcile: profile=alpha prior=desired=running action=start".to_string()));
+        assert!(lines.contains(&"reconcile: profile=zeta prior=corrupt action=down".to_string()));
+    }
+
+    #[test]
+    fn registered_slots_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        let rec = Recorder {
+            registered: vec![ProfileName::default_profile()],
+            calls: Default::default(),
+        };
+        let out = run(&home, &rec, |n| spec(&home, n), false, |_| {}).unwrap();
+        assert!(rec.calls.borrow().is_empty());
+        assert!(out[0].line(false).ends_with("action=kept"));
+    }
+}

@@ -1,0 +1,124 @@
+//! What the container's CMD means (the "Container contract" table): server
+//! mode, the TUI, a program on PATH, or a hermes command. Pure: the caller
+//! passes in how to look a name up.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MainProgram {
+    /// No CMD and no terminal: the supervised services are the whole job.
+    Server,
+    /// The interactive console (`hermes tui`).
+    Tui,
+    /// `hermes <args>`, as the service user.
+    Hermes(Vec<OsString>),
+    /// A program found on PATH (or given by path), run as it is.
+    Program { path: PathBuf, argv: Vec<OsString> },
+}
+
+/// Decide what to run for `cmd`. `lookup` resolves a bare name on PATH;
+/// `is_hermes` tells whether a resolved path is this hermes binary.
+pub fn route(
+    cmd: &[OsString],
+    stdin_is_tty: bool,
+    lookup: impl Fn(&OsStr) -> Option<PathBuf>,
+    is_hermes: impl Fn(&Path) -> bool,
+) -> MainProgram {
+    let Some(first) = cmd.first() else {
+        return if stdin_is_tty {
+            MainProgram::Tui
+        } else {
+            MainProgram::Server
+        };
+    };
+    if cmd.len() == 1 && (first == "--tui" || first == "-T") {
+        return MainProgram::Tui;
+    }
+    let resolved = if first.as_encoded_bytes().contains(&b'/') {
+        Some(PathBuf::from(first))
+    } else if first.as_encoded_bytes().starts_with(b"-") {
+        // `--version`, `-p coder status`: hermes options, never programs.
+        None
+    } else {
+        lookup(first)
+    };
+    match resolved {
+        Some(path) if is_hermes(&path) => MainProgram::Hermes(cmd[1..].to_vec()),
+        Some(path) => MainProgram::Program {
+            path,
+            argv: cmd.to_vec(),
+        },
+        None => MainProgram::Hermes(cmd.to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    fn decide(list: &[&str], tty: bool) -> MainProgram {
+        let lookup = |name: &OsStr| {
+            ["sleep", "sh", "bash", "hermes", "coder"]
+                .contains(&name.to_str().unwrap())
+                .then(|| PathBuf::from("/usr/bin").join(name))
+        };
+        route(&args(list), tty, lookup, |p| {
+            p == Path::new("/usr/bin/hermes")
+        })
+    }
+
+    #[test]
+    fn the_container_contract_table() {
+        assert_eq!(decide(&[], false), MainProgram::Server);
+        assert_eq!(decide(&[], true), MainProgram::Tui);
+        assert_eq!(decide(&["--tui"], false), MainProgram::Tui);
+        assert_eq!(decide(&["-T"], true), MainProgram::Tui);
+        assert_eq!(
+            decide(&["sh", "-c", "exit 42"], false),
+            MainProgram::Program {
+                path: "/usr/bin/sh".into(),
+                argv: args(&["sh", "-c", "exit 42"])
+            }
+        );
+        assert_eq!(
+            decide(&["status"], false),
+            MainProgram::Hermes(args(&["status"]))
+        );
+        assert_eq!(
+            decide(&["gateway", "run"], false),
+            MainProgram::Hermes(args(&["gateway", "run"]))
+        );
+        assert_eq!(
+            decide(&["--version"], false),
+            MainProgram::Hermes(args(&["--version"]))
+        );
+        assert_eq!(
+            decide(&["-p", "coder", "status"], false),
+            MainProgram::Hermes(args(&["-p", "coder", "status"]))
+        );
+    }
+
+    #[test]
+    fn hermes_by_name_or_path_is_a_hermes_command() {
+        assert_eq!(
+            decide(&["hermes", "profile", "list"], false),
+            MainProgram::Hermes(args(&["profile", "list"]))
+        );
+        assert_eq!(
+            decide(&["/usr/bin/hermes", "status"], false),
+            MainProgram::Hermes(args(&["status"]))
+        );
+        assert_eq!(
+            decide(&["./script.sh"], false),
+            MainProgram::Program {
+                path: "./script.sh".into(),
+                argv: args(&["./script.sh"])
+            }
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! Stage 1, the ENTRYPOINT: prepare the container as root, then become
+//! `s6-svscan` running as the service user, with stage 2 forked off first.
+//!
+//! The environment is not saved to a side file: s6-svscan inherits it, and
+//! every supervisor, service and logger inherits it from s6-svscan (unlike
+//! s6-overlay, nothing clears it), with `HOME`/`USER` set to the service user.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::HermesHome;
+use nix::sys::stat::Mode;
+
+use crate::pid1::{self, Command, Credentials, Pid1Error};
+use crate::user::{self, ServiceUser, UserError};
+use crate::{dashboard, say, scandir, volume, Layout};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Pid1(#[from] Pid1Error),
+}
+
+pub struct Stage1 {
+    pub layout: Layout,
+    pub home: HermesHome,
+    /// s6-svscan and its arguments (the s6 backend knows the cap flag for the installed version).
+    pub svscan: PathBuf,
+    pub svscan_args: Vec<OsString>,
+    /// Files the s6 backend wants in the fresh scandir, relative to it.
+    pub extra_files: Vec<(PathBuf, String)>,
+    /// The container's CMD.
+    pub cmd: Vec<OsString>,
+}
+
+/// The environment of this process with `overrides` replacing or adding variables.
+pub fn environment(overrides: &[(&str, &OsString)]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !overrides.iter().any(|(o, _)| k == o))
+        .collect();
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (OsString::from(k), (*v).clone())),
+    );
+    env
+}
+
+/// `HOME`, `USER` and `LOGNAME` of the service user.
+pub fn user_environment(user: &ServiceUser) -> Vec<(OsString, OsString)> {
+    let home = user.home.clone().into_os_string();
+    let name = OsString::from(&user.name);
+    environment(&[("HOME", &home), ("USER", &name), ("LOGNAME", &name)])
+}
+
+/// Who the tree runs as. As root: `hermes` from /etc/passwd, remapped by the
+/// environment (and the remap recorded in /etc when it is writable).
+fn service_user(home: &HermesHome) -> Result<ServiceUser, UserError> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if pid1::euid() != 0 {
+        // `--user`: the tree runs as whoever we already are.
+        let uid = pid1::euid();
+        let name = passwd
+            .lines()
+            .find(|l| l.split(':').nth(2) == Some(&uid.to_string()))
+            .and_then(|l| l.split(':').next())
+            .unwrap_or(user::NAME)
+            .to_string();
+        return Ok(ServiceUser {
+            name,
+            uid,
+            gid: pid1::egid(),
+            home: home.root().to_path_buf(),
+        });
+    }
+    let (base_uid, base_gid, user_home) = user::passwd_entry(&passwd, user::NAME).unwrap_or((
+        user::DEFAULT_ID,
+        user::DEFAULT_ID,
+        home.root().to_path_buf(),
+    ));
+    let (uid, gid) = user::requested_ids(|k| std::env::var(k).ok())?;
+    let (uid, gid) = (uid.unwrap_or(base_uid), gid.unwrap_or(base_gid));
+    if (uid, gid) != (base_uid, base_gid) {
+        record_remap(uid, gid);
+    }
+    Ok(ServiceUser {
+        name: user::NAME.to_string(),
+        uid,
+        gid,
+        home: user_home,
+    })
+}
+
+/// Make names resolve to the remapped ids (`ls -l`, `docker exec -u hermes`).
+/// A read-only /etc only costs the names, so it is a warning.
+fn record_remap(uid: u32, gid: u32) {
+    let edits = [
+        (
+            "/etc/passwd",
+            user::remap_passwd as fn(&str, &str, u32, u32) -> Option<String>,
+        ),
+        ("/etc/group", |t: &str, n: &str, _uid: u32, gid: u32| {
+            user::remap_group(t, n, gid)
+        }),
+    ];
+    for (file, edit) in edits {
+        let path = Path::new(file);
+        let Ok(text) = fs::read_to_string(path) else {
+            continue;
+        };
+        if let Some(new) = edit(&text, user::NAME, uid, gid) {
+            match fsutil::atomic_write(path, new.as_bytes(), 0o644) {
+                Ok(()) => say!(
+                    "service user {} remapped to {uid}:{gid} in {file}",
+                    user::NAME
+                ),
+                Err(e) => say!("warning: ids remapped to {uid}:{gid}, but {e}"),
+            }
+        }
+    }
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<(), FsError> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .map_err(|e| FsError::new("change the owner of", path, e))
+}
+
+fn chmod(path: &Path, mode: u32) -> Result<(), FsError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| FsError::new("change the mode of", path, e))
+}
+
+/// The volume: present, with its log directories, owned by the service user.
+fn prepare_volume(home: &HermesHome, user: &ServiceUser, root: bool) -> Result<(), FsError> {
+    fsutil::ensure_dir(home.root(), 0o755)?;
+    fsutil::ensure_dir(&home.dashboard_log_dir(), 0o755)?;
+    fsutil::ensure_dir(&home.logs_dir().join("gateways"), 0o755)?;
+    if !root {
+        let owner = fs::symlink_metadata(home.root())
+            .map_err(|e| FsError::new("inspect", home.root(), e))?
+            .uid();
+        if owner != user.uid {
+            say!(
+                "warning: {} belongs to uid {owner}, not to uid {} that this container runs as; \
+                 writes to it may fail",
+                home.root().display(),
+                user.uid
+            );
+        }
+        return Ok(());
+    }
+    let repair = volume::chown_tree(home.root(), user.uid, user.gid)?;
+    if repair.changed > 0 {
+        say!(
+            "gave {} entries of {} to {}:{}",
+            repair.changed,
+            home.root().display(),
+            user.uid,
+            user.gid
+        );
+    }
+    for path in repair.skipped_links {
+        say!(
+            "warning: left {} alone: it has other hard links, possibly outside the volume",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `/run/hermes`: root's, with the control FIFO writable by the service group.
+fn prepare_run_dir(layout: &Layout, user: &ServiceUser, root: bool) -> Result<(), FsError> {
+    let dir = &layout.run_dir;
+    scandir::empty_dir(dir)?;
+    let fifo = layout.control_fifo();
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        .map_err(|e| FsError::new("create the FIFO", &fifo, e.into()))?;
+    if root {
+        chown(dir, 0, user.gid)?;
+        chmod(dir, 0o750)?;
+        chown(&fifo, 0, user.gid)?;
+        chmod(&fifo, 0o620)?;
+    } else {
+        chmod(dir, 0o700)?;
+    }
+    Ok(())
+}
+
+fn prepare_scandir(stage: &Stage1, user: &ServiceUser) -> Result<(), FsError> {
+    let dir = &stage.layout.scandir;
+    scandir::empty_dir(dir)?;
+    let mut files = scandir::svscan_files(&stage.layout.program);
+    let enabled = dashboard::enabled(std::env::var("HERMES_DASHBOARD").ok().as_deref());
+    files.extend(scandir::dashboard_files(
+        &stage.layout.program,
+        &stage.home.dashboard_log_dir(),
+        enabled,
+    ));
+    files.extend(
+        stage
+            .extra_files
+            .iter()
+            .map(|(p, c)| (p.clone(), c.clone(), 0o644)),
+    );
+    scandir::write(dir, &files)?;
+    // The tree runs as the service user and must create supervise/ and event/ here.
+    volume::chown_tree(dir, user.uid, user.gid)?;
+    Ok(())
+}
+
+/// Run stage 1; returns only when something made it impossible to continue.
+pub fn run(stage: Stage1) -> InitError {
+    match prepare_and_exec(stage) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError> {
+    if !pid1::is_pid1() {
+        say!(
+            "warning: not running as PID 1 (pid {}), e.g. under `docker run --init`: \
+             becoming a child subreaper so orphans are still reaped",
+            std::process::id()
+        );
+        pid1::become_subreaper()?;
+    }
+    let root = pid1::euid() == 0;
+    let user = service_user(&stage.home)?;
+    prepare_volume(&stage.home, &user, root)?;
+    prepare_run_dir(&stage.layout, &user, root)?;
+    prepare_scandir(&stage, &user)?;
+
+    // s6-svscan writes a newline here once it accepts commands (-d); stage 2 waits for it.
+    let (ready_read, ready_write) = pid1::pipe()?;
+    let mut argv: Vec<OsString> = vec![
+        stage.layout.program.clone().into(),
+        "container".into(),
+        "stage2".into(),
+        "--ready-fd".into(),
+        ready_read.as_raw_fd().to_string().into(),
+        "--uid".into(),
+        user.uid.to_string().into(),
+        "--gid".into(),
+        user.gid.to_string().into(),
+        "--user-name".into(),
+        user.name.clone().into(),
+        "--user-home".into(),
+        user.home.clone().into(),
+        "--".into(),
+    ];
+    argv.extend(stage.cmd.iter().cloned());
+    Command::new(&stage.layout.program, &argv, &environment(&[]))?
+        .keep_fd(ready_read.as_raw_fd())
+        .spawn()?;
+    drop(ready_read);
+
+    let mut svscan_argv: Vec<OsString> = vec![
+        stage.svscan.clone().into(),
+        "-d".into(),
+        ready_write.as_raw_fd().to_string().into(),
+    ];
+    svscan_argv.extend(stage.svscan_args.iter().cloned());
+    let cred = root.then_some(Credentials {
+        uid: user.uid,
+        gid: user.gid,
+    });
+    let svscan = Command::new(&stage.svscan, &svscan_argv, &user_environment(&user))?
+        .credentials(cred)
+        .keep_fd(ready_write.as_raw_fd());
+    let err = svscan.exec();
+    drop(ready_write);
+    Err(err.into())
+}
