@@ -1,0 +1,48 @@
+//! The per-profile gateway process (`hermes [-p P] gateway run`) and the
+//! client side of its webhook API.
+//!
+//! # Process
+//! 1. Exclusive `flock` on `gateway.lock`; a second instance exits 75 naming
+//!    the holder's pid; `--replace` sends it SIGTERM, waits up to 10 s, then
+//!    SIGKILL, then takes the lock.
+//! 2. `gateway.pid`, then `gateway_state.json`: `pid`, `started_at`,
+//!    `gateway_state: starting` (`desired_state` is never touched here).
+//! 3. `config.yaml` and the `.env` secret: a problem is fatal (exit 78,
+//!    `startup_failed` with the reason). Inbox recovery, then bind
+//!    `gateway.host:gateway.port`: failure is `startup_failed`, exit 1.
+//! 4. `running`; readiness: a newline on `--notify-fd` (then closed) and
+//!    `READY=1` to `$NOTIFY_SOCKET`.
+//! 5. SIGTERM/SIGINT: `draining` (stop accepting, finish in-flight requests
+//!    for at most 3 s), then `stopped` with `exit_reason` `sigterm`/`sigint`,
+//!    exit 0. A full disk turns `running` into `degraded` until a write succeeds.
+//!
+//! # HTTP API
+//! - `GET /health` → `200 {"status":"ok"}`
+//! - `GET /health/detailed` → profile, pid, state, uptime, version, listen
+//!   address and the inbox (per-hook ids and sizes, the start-up recovery report).
+//! - `POST /v1/webhooks/<hook>`: signed as described in [`signature`];
+//!   optional `Idempotency-Key` (1–255 visible ASCII). `202 {"id","hook","duplicate"}`
+//!   only once the event is durable; 401 bad/missing/stale signature; 413 body
+//!   over `webhooks.max_body_bytes`; 507 disk full (nothing stored).
+//! - `GET /v1/webhooks/<hook>/events?after=<id>&limit=<n>` with
+//!   `Authorization: Bearer <secret>` → `{"events":[...],"next_after","more",
+//!   "first_id","last_id"}`; `limit` defaults to 100, at most 1000.
+
+pub mod client;
+mod error;
+mod lock;
+mod readiness;
+pub mod remote;
+mod routes;
+mod run;
+mod server;
+pub mod signature;
+
+pub use error::GatewayError;
+pub use lock::holder_pid;
+pub use run::{run, RunOptions};
+
+/// One line to stderr, which s6-log (or the terminal) timestamps and keeps.
+pub(crate) fn log(message: &str) {
+    eprintln!("hermes-gateway: {message}");
+}

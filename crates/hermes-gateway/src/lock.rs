@@ -1,0 +1,145 @@
+//! The profile's gateway lock: one gateway per profile, and `--replace` to
+//! take over from the one running.
+//!
+//! The holder is named from `/proc/locks` (the kernel's own record of who
+//! holds the flock on that inode), falling back to `gateway.pid`: the pid file
+//! can be stale for a moment while a new holder starts, the lock table cannot.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hermes_core::fsutil::{self, FileLock};
+use hermes_core::home::ProfilePaths;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::GatewayError;
+
+/// How long `--replace` waits after SIGTERM before it sends SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(10);
+/// How long it waits after SIGKILL for the kernel to release the lock.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(20);
+
+/// Take the profile lock; with `replace`, stop whoever holds it first.
+pub fn acquire(paths: &ProfilePaths, replace: bool) -> Result<FileLock, GatewayError> {
+    let lock_path = paths.gateway_lock();
+    if let Some(lock) = fsutil::try_lock_exclusive(&lock_path)? {
+        return Ok(lock);
+    }
+    let holder = holder_pid(paths);
+    if !replace {
+        return Err(GatewayError::AlreadyRunning {
+            profile: paths.name.to_string(),
+            pid: holder,
+            lock: lock_path,
+        });
+    }
+    let pid = holder
+        .filter(|&pid| pid > 1 && pid != std::process::id() as i32)
+        .ok_or_else(|| GatewayError::ReplaceFailed {
+            lock: lock_path.clone(),
+            message: "the holder's pid is unknown (no /proc/locks entry and no gateway.pid)"
+                .to_string(),
+        })?;
+    crate::log(&format!(
+        "replacing the gateway with pid {pid}: sending SIGTERM"
+    ));
+    send(pid, Signal::SIGTERM, &lock_path)?;
+    if let Some(lock) = wait_for_lock(&lock_path, TERM_GRACE)? {
+        return Ok(lock);
+    }
+    crate::log(&format!(
+        "pid {pid} still holds the lock after {} s: sending SIGKILL",
+        TERM_GRACE.as_secs()
+    ));
+    send(pid, Signal::SIGKILL, &lock_path)?;
+    wait_for_lock(&lock_path, KILL_GRACE)?.ok_or_else(|| GatewayError::ReplaceFailed {
+        lock: lock_path.clone(),
+        message: format!("still held after SIGKILL to pid {pid}"),
+    })
+}
+
+fn send(pid: i32, signal: Signal, lock: &Path) -> Result<(), GatewayError> {
+    match kill(Pid::from_raw(pid), signal) {
+        // Gone already: the lock is about to be free.
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(errno) => Err(GatewayError::ReplaceFailed {
+            lock: lock.to_path_buf(),
+            message: format!("unable to send {signal} to pid {pid}: {errno}"),
+        }),
+    }
+}
+
+fn wait_for_lock(path: &Path, limit: Duration) -> Result<Option<FileLock>, GatewayError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(lock) = fsutil::try_lock_exclusive(path)? {
+            return Ok(Some(lock));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Who holds the lock: the kernel's lock table first, then `gateway.pid`.
+pub fn holder_pid(paths: &ProfilePaths) -> Option<i32> {
+    let from_table = std::fs::metadata(paths.gateway_lock())
+        .ok()
+        .and_then(|meta| {
+            let locks = std::fs::read_to_string("/proc/locks").ok()?;
+            flock_holder(&locks, meta.dev(), meta.ino())
+        });
+    from_table.or_else(|| read_pid(&paths.pid_file()))
+}
+
+/// Find the FLOCK entry for (dev, inode) in `/proc/locks` text.
+/// Lines look like `3: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`, device in hex.
+fn flock_holder(locks: &str, dev: u64, ino: u64) -> Option<i32> {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let wanted = format!("{major:02x}:{minor:02x}:{ino}");
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // Blocked waiters are listed as "-> FLOCK ..."; they do not hold the lock.
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        (fields.get(5) == Some(&wanted.as_str()))
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
+}
+
+pub fn read_pid(path: &Path) -> Option<i32> {
+    fsutil::read_no_follow(path)
+        .ok()
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_core::{HermesHome, ProfileName};
+
+    #[test]
+    fn parses_the_kernel_lock_table() {
+        let dev = libc::makedev(0xfd, 0x01);
+        let table = "1: POSIX  ADVISORY  WRITE 99 fd:01:42 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 1234 fd:01:42 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 777 fd:01:42 0 EOF\n";
+        assert_eq!(flock_holder(table, dev, 42), Some(1234));
+        assert_eq!(flock_holder(table, dev, 43), None);
+    }
+
+    #[test]
+    fn names_this_process_as_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = HermesHome::new(dir.path()).profile(&ProfileName::default_profile());
+        let _held = acquire(&paths, false).unwrap();
+        // No pid file written: the answer comes from the lock table.
+        assert_eq!(holder_pid(&paths), Some(std::process::id() as i32));
+    }
+}

@@ -1,0 +1,364 @@
+//! The HTTP surface: health, the signed webhook receiver and the event pager.
+//! Every error answer is JSON: `{"error": "<what happened>", "code": "<stable code>"}`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use hermes_core::home::ProfilePaths;
+use hermes_core::name::HookName;
+use hermes_core::state::{self, RunState};
+use hermes_inbox::{Event, Inbox, InboxError};
+
+use crate::signature::{self, AuthError};
+
+pub type Body = Full<Bytes>;
+
+/// Everything a request handler can see.
+pub struct App {
+    pub paths: ProfilePaths,
+    pub pid: u32,
+    pub started: Instant,
+    pub started_at_ms: u64,
+    pub listen: String,
+    pub secret: Vec<u8>,
+    pub inbox: Arc<Inbox>,
+    pub state: Mutex<RunState>,
+}
+
+impl App {
+    /// Record a transition in memory and in `gateway_state.json` (only when it changes).
+    pub fn set_state(&self, new: RunState) {
+        let mut current = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if *current == new {
+            return;
+        }
+        *current = new;
+        if let Err(e) = state::update(&self.paths, |s| s.gateway_state = Some(new)) {
+            crate::log(&format!("unable to record state {}: {e}", new.as_str()));
+        }
+    }
+
+    fn state(&self) -> RunState {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn detailed(&self) -> Value {
+        let recovery = self.inbox.recovery();
+        json!({
+            "status": "ok",
+            "profile": self.paths.name.as_str(),
+            "pid": self.pid,
+            "state": self.state().as_str(),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "started_at_ms": self.started_at_ms,
+            "version": env!("CARGO_PKG_VERSION"),
+            "listen": self.listen,
+            "inbox": {
+                "dir": self.inbox.dir(),
+                "max_body_bytes": self.inbox.max_body_bytes(),
+                "hooks": self.inbox.stats().iter().map(|h| json!({
+                    "hook": h.hook,
+                    "first_id": h.first_id,
+                    "last_id": h.last_id,
+                    "segments": h.segments,
+                    "bytes": h.bytes,
+                })).collect::<Vec<_>>(),
+                "recovery": {
+                    "hooks": recovery.hooks,
+                    "segments": recovery.segments,
+                    "events": recovery.events,
+                    "cuts": recovery.cuts.iter().map(|c| json!({
+                        "hook": c.hook,
+                        "segment": c.segment,
+                        "kept_records": c.kept_records,
+                        "cut_bytes": c.cut_bytes,
+                        "reason": c.reason,
+                    })).collect::<Vec<_>>(),
+                    "removed_empty": recovery.removed_empty,
+                },
+                "retention_error": self.inbox.retention_error(),
+            },
+        })
+    }
+}
+
+fn json_response(status: StatusCode, value: Value) -> Response<Body> {
+    let mut body = serde_json::to_vec(&value).expect("JSON values always serialise");
+    body.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response<Body> {
+    json_response(
+        status,
+        json!({ "error": message.to_string(), "code": code }),
+    )
+}
+
+fn unauthorized(err: AuthError) -> Response<Body> {
+    let mut response = error(StatusCode::UNAUTHORIZED, err.code(), &err);
+    if err == AuthError::BadToken {
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("use {allow}"),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (req.method(), parts.as_slice()) {
+        (&Method::GET, ["health"]) => json_response(StatusCode::OK, json!({"status": "ok"})),
+        (&Method::GET, ["health", "detailed"]) => json_response(StatusCode::OK, app.detailed()),
+        (&Method::POST, ["v1", "webhooks", hook]) => {
+            let hook = hook.to_string();
+            receive(app, &hook, req).await
+        }
+        (&Method::GET, ["v1", "webhooks", hook, "events"]) => {
+            let hook = hook.to_string();
+            list(app, &hook, &req).await
+        }
+        (_, ["health"] | ["health", "detailed"] | ["v1", "webhooks", _, "events"]) => {
+            method_not_allowed("GET")
+        }
+        (_, ["v1", "webhooks", _]) => method_not_allowed("POST"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route for {path}"),
+        ),
+    }
+}
+
+/// A hook name from the path, or the 400 answer for a bad one.
+fn parse_hook(raw: &str) -> Result<HookName, Box<Response<Body>>> {
+    HookName::parse(raw).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_hook",
+            format!("hook {e}"),
+        ))
+    })
+}
+
+fn now_secs() -> u64 {
+    state::now_ms() / 1000
+}
+
+async fn receive(app: Arc<App>, hook: &str, req: Request<Incoming>) -> Response<Body> {
+    let hook = match parse_hook(hook) {
+        Ok(hook) => hook,
+        Err(response) => return *response,
+    };
+    let max = app.inbox.max_body_bytes();
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body exceeds the limit of {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return too_large();
+    }
+    let headers = req.headers();
+    let timestamp = match signature::check_timestamp(
+        headers
+            .get(signature::TIMESTAMP_HEADER)
+            .map(HeaderValue::as_bytes),
+        now_secs(),
+    ) {
+        Ok(ts) => ts,
+        Err(e) => return unauthorized(e),
+    };
+    let key = match headers.get(signature::IDEMPOTENCY_HEADER) {
+        None => None,
+        Some(value) => match value.to_str().ok().filter(|k| hermes_inbox::valid_key(k)) {
+            Some(key) => Some(key.to_string()),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                )
+            }
+        },
+    };
+    let signature_header = headers.get(signature::SIGNATURE_HEADER).cloned();
+    let body = match Limited::new(req.into_body(), max as usize).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return too_large()
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("unable to read the body: {e}"),
+            )
+        }
+    };
+    if let Err(e) = signature::check_signature(
+        &app.secret,
+        timestamp,
+        signature_header.as_ref().map(HeaderValue::as_bytes),
+        &body,
+    ) {
+        return unauthorized(e);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.inbox
+        .append(hook.clone(), key, body.to_vec(), move |result| {
+            let _ = tx.send(result);
+        });
+    match rx.await.unwrap_or(Err(InboxError::Closed)) {
+        Ok(appended) => {
+            if app.state() == RunState::Degraded {
+                app.set_state(RunState::Running);
+            }
+            json_response(
+                StatusCode::ACCEPTED,
+                json!({"id": appended.id, "hook": hook.as_str(), "duplicate": appended.duplicate}),
+            )
+        }
+        Err(e) if e.is_disk_full() => {
+            crate::log(&format!("refusing deliveries: {e}"));
+            if app.state() == RunState::Running {
+                app.set_state(RunState::Degraded);
+            }
+            error(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e)
+        }
+        Err(InboxError::Closed) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            InboxError::Closed,
+        ),
+        Err(e) => {
+            crate::log(&format!("delivery to hook {hook} failed: {e}"));
+            error(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", e)
+        }
+    }
+}
+
+/// `after` and `limit` from a query string; anything else in it is ignored.
+fn page_query(query: Option<&str>) -> Result<(u64, usize), String> {
+    let mut after = 0;
+    let mut limit = 100;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" => {
+                after = value
+                    .parse()
+                    .map_err(|_| format!("after={value:?} is not an event id"))?
+            }
+            "limit" => {
+                limit = value
+                    .parse()
+                    .map_err(|_| format!("limit={value:?} is not a count"))?
+            }
+            _ => {}
+        }
+    }
+    Ok((after, limit))
+}
+
+fn event_json(event: &Event) -> Value {
+    let mut value = json!({
+        "id": event.id,
+        "received_at_ms": event.received_at_ms,
+        "idempotency_key": event.idempotency_key,
+    });
+    match std::str::from_utf8(&event.body) {
+        Ok(text) => value["body"] = Value::String(text.to_string()),
+        Err(_) => {
+            value["body_base64"] =
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&event.body))
+        }
+    }
+    value
+}
+
+async fn list(app: Arc<App>, hook: &str, req: &Request<Incoming>) -> Response<Body> {
+    if let Err(e) = signature::check_bearer(
+        &app.secret,
+        req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes),
+    ) {
+        return unauthorized(e);
+    }
+    let hook = match parse_hook(hook) {
+        Ok(hook) => hook,
+        Err(response) => return *response,
+    };
+    let (after, limit) = match page_query(req.uri().query()) {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_query", message),
+    };
+    let inbox = app.inbox.clone();
+    let lookup = hook.clone();
+    let page = match tokio::task::spawn_blocking(move || inbox.page(&lookup, after, limit)).await {
+        Ok(Ok(page)) => page,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "read_failed", e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "read_failed", e),
+    };
+    let next_after = page.events.last().map_or(after, |e| e.id);
+    json_response(
+        StatusCode::OK,
+        json!({
+            "hook": hook.as_str(),
+            "events": page.events.iter().map(event_json).collect::<Vec<_>>(),
+            "first_id": page.first_id,
+            "last_id": page.last_id,
+            "next_after": next_after,
+            "more": page.last_id.is_some_and(|last| last > next_after),
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(page_query(None), Ok((0, 100)));
+        assert_eq!(page_query(Some("after=7&limit=3&x=1")), Ok((7, 3)));
+        assert!(page_query(Some("after=-1")).is_err());
+        assert!(page_query(Some("limit=lots")).is_err());
+    }
+}

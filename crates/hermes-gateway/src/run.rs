@@ -1,0 +1,162 @@
+//! `hermes gateway run`, start to finish: lock, pid file, state, config,
+//! inbox recovery, listen, readiness, serve, drain, stopped.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hermes_core::config::Config;
+use hermes_core::home::{HermesHome, ProfilePaths};
+use hermes_core::profile::{self, SECRET_VAR};
+use hermes_core::state::{self, RunState};
+use hermes_core::{fsutil, ProfileName};
+use hermes_inbox::{Inbox, Options};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::error::GatewayError;
+use crate::readiness::Notifier;
+use crate::routes::App;
+use crate::{lock, server};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub home: HermesHome,
+    pub profile: ProfileName,
+    /// Take over from a gateway holding the lock.
+    pub replace: bool,
+    /// s6's `notification-fd`.
+    pub notify_fd: Option<i32>,
+}
+
+/// Run the gateway in the foreground until SIGTERM or SIGINT. `Ok` means a clean stop.
+pub fn run(options: RunOptions) -> Result<(), GatewayError> {
+    let mut notifier = Notifier::new(options.notify_fd)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GatewayError::Runtime)?;
+    let _enter = runtime.enter();
+    // Installed first, so a SIGTERM during start-up ends in an orderly stop, not a kill.
+    let mut term = signal(SignalKind::terminate()).map_err(GatewayError::Runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(GatewayError::Runtime)?;
+
+    let paths = profile::existing(&options.home, &options.profile)?;
+    let _lock = lock::acquire(&paths, options.replace)?;
+    let pid = std::process::id();
+    fsutil::atomic_write(&paths.pid_file(), format!("{pid}\n").as_bytes(), 0o644)?;
+    let started = Instant::now();
+    let started_at_ms = state::now_ms();
+    let recorded = state::update(&paths, |s| {
+        s.pid = Some(pid);
+        s.started_at = Some(started_at_ms);
+        s.gateway_state = Some(RunState::Starting);
+        s.exit_reason = None;
+    });
+    let outcome = recorded
+        .map_err(GatewayError::from)
+        .and_then(|()| runtime.block_on(start(&paths)));
+    let (listener, inbox, secret) = match outcome {
+        Ok(parts) => parts,
+        Err(err) => {
+            crate::log(&format!("startup failed: {err}"));
+            let reason = err.to_string();
+            let _ = state::update(&paths, |s| {
+                s.gateway_state = Some(RunState::StartupFailed);
+                s.exit_reason = Some(reason);
+                s.pid = None;
+            });
+            remove_pid_file(&paths, pid);
+            return Err(err);
+        }
+    };
+    let listen = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let app = Arc::new(App {
+        paths: paths.clone(),
+        pid,
+        started,
+        started_at_ms,
+        listen: listen.clone(),
+        secret,
+        inbox: inbox.clone(),
+        state: Mutex::new(RunState::Starting),
+    });
+    app.set_state(RunState::Running);
+    crate::log(&format!(
+        "profile {} serving on {listen} (pid {pid}, ready in {} ms)",
+        paths.name,
+        started.elapsed().as_millis()
+    ));
+    notifier.ready();
+    let stop = async {
+        let reason = tokio::select! {
+            _ = term.recv() => "sigterm",
+            _ = int.recv() => "sigint",
+        };
+        notifier.stopping();
+        reason
+    };
+    let reason = runtime.block_on(server::serve(listener, app, stop));
+    // Every queued append is written and answered before the process ends.
+    inbox.close();
+    state::update(&paths, |s| {
+        s.gateway_state = Some(RunState::Stopped);
+        s.exit_reason = Some(reason.to_string());
+        s.pid = None;
+    })?;
+    remove_pid_file(&paths, pid);
+    crate::log(&format!("stopped ({reason})"));
+    Ok(())
+}
+
+/// Everything that can fail before serving: config, secret, inbox recovery, bind.
+async fn start(paths: &ProfilePaths) -> Result<(TcpListener, Arc<Inbox>, Vec<u8>), GatewayError> {
+    let config = Config::load(&paths.config())?;
+    let secret = profile::env_value(paths, SECRET_VAR)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| GatewayError::NoSecret {
+            path: paths.env_file(),
+        })?;
+    let inbox = Inbox::open(&paths.inbox_dir(), Options::from_config(&config.webhooks))?;
+    report_recovery(&inbox);
+    let addr = format!("{}:{}", config.gateway.host, config.gateway.port);
+    let listener = TcpListener::bind((config.gateway.host.as_str(), config.gateway.port))
+        .await
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    Ok((listener, Arc::new(inbox), secret.into_bytes()))
+}
+
+fn report_recovery(inbox: &Inbox) {
+    let report = inbox.recovery();
+    crate::log(&format!(
+        "inbox {}: recovered {} event(s) in {} segment(s) of {} hook(s)",
+        inbox.dir().display(),
+        report.events,
+        report.segments,
+        report.hooks
+    ));
+    for cut in &report.cuts {
+        crate::log(&format!(
+            "inbox: cut {} byte(s) from {} after {} whole record(s): {}",
+            cut.cut_bytes,
+            cut.segment.display(),
+            cut.kept_records,
+            cut.reason
+        ));
+    }
+    for path in &report.removed_empty {
+        crate::log(&format!(
+            "inbox: removed {}: no whole record in it",
+            path.display()
+        ));
+    }
+}
+
+/// Remove `gateway.pid` only if it is still ours (a replacement may have written its own).
+fn remove_pid_file(paths: &ProfilePaths, pid: u32) {
+    if lock::read_pid(&paths.pid_file()) == Some(pid as i32) {
+        let _ = std::fs::remove_file(paths.pid_file());
+    }
+}
