@@ -131,7 +131,7 @@ function makeRow(g) {
     delete: el('button', { type: 'button', class: 'danger', 'data-action': 'delete', 'aria-label': `Delete profile ${p}`, onclick: () => askDelete(p) }, 'Delete'),
   };
   const tr = el('tr', { 'data-profile': p }, ...Object.values(cells),
-    el('td', { class: 'actions' }, ...Object.values(buttons)));
+    el('td', {}, el('div', { class: 'actions' }, ...Object.values(buttons))));
   return { tr, cells, buttons };
 }
 
@@ -141,7 +141,7 @@ function updateRow(row, g) {
   tr.dataset.label = g.label;
   tr.classList.toggle('selected', selected === g.profile);
   cells.profile.textContent = g.profile + (g.profile_exists ? '' : ' (no profile)');
-  cells.state.replaceChildren(el('span', { class: `badge tone-${g.tone}` }, inFlight ? `${g.label}…` : g.label));
+  cells.state.replaceChildren(el('span', { class: `badge tone-${g.tone}` }, `${g.label.replace('_', ' ')}${inFlight ? '…' : ''}`));
   const h = g.health;
   cells.health.textContent = h.state === 'ok' ? `ok (${h.latency_ms} ms)`
     : h.state === 'unknown' ? '—' : (h.http_status ? `HTTP ${h.http_status}` : h.state);
@@ -321,6 +321,7 @@ function showLogin() {
   $('#app').hidden = true;
   $('#login').hidden = false;
   $('#logout').hidden = true;
+  $('#refresh').hidden = true;
   $('#host-line').textContent = 'sign in required';
   $('#token').focus();
 }
@@ -329,6 +330,7 @@ function showApp(authRequired) {
   $('#login').hidden = true;
   $('#app').hidden = false;
   $('#logout').hidden = !authRequired;
+  $('#refresh').hidden = false;
   stopTimers();
   every(STATUS_EVERY_MS, refresh);
   every(LOG_EVERY_MS, followLog);
