@@ -8,7 +8,7 @@ mod common;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -108,7 +108,7 @@ impl Chrome {
         });
         let mut chrome = Chrome {
             child,
-            to: File::from(OwnedFd::from(cmd_write)),
+            to: File::from(cmd_write),
             from: rx,
             next_id: 0,
             session: String::new(),
