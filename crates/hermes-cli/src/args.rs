@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use hermes_core::name::HookName;
 use hermes_core::ProfileName;
 
 #[derive(Debug, Parser)]
@@ -26,6 +27,10 @@ pub struct Cli {
 
 pub fn parse_profile(raw: &str) -> Result<ProfileName, String> {
     ProfileName::parse(raw).map_err(|e| e.to_string())
+}
+
+pub fn parse_hook(raw: &str) -> Result<HookName, String> {
+    HookName::parse(raw).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,23 +184,32 @@ pub struct DashboardArgs {
 pub enum WebhookCommand {
     /// Sign and send an event to the profile's gateway.
     Send {
-        hook: String,
+        #[arg(value_parser = parse_hook)]
+        hook: HookName,
         /// Body: literal text, @FILE, or - for standard input.
         #[arg(long, default_value = "-")]
         data: String,
+        /// Make a retry of this delivery a no-op that returns the original event id.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// List stored events.
     List {
-        hook: String,
+        #[arg(value_parser = parse_hook)]
+        hook: HookName,
+        /// Only events with an id above this one.
         #[arg(long)]
         after: Option<u64>,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
         #[arg(long)]
         json: bool,
     },
     /// Print the hook's URL and how to sign requests.
-    Url { hook: String },
+    Url {
+        #[arg(value_parser = parse_hook)]
+        hook: HookName,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,11 +1,12 @@
 use hermes_core::ExitStatus;
+use hermes_gateway::RunOptions;
 
-use crate::Context;
+use crate::{CodedError, Context};
 
 pub fn run(
     ctx: &Context,
-    _replace: bool,
-    _notify_fd: Option<i32>,
+    replace: bool,
+    notify_fd: Option<i32>,
     no_supervise: bool,
 ) -> anyhow::Result<ExitStatus> {
     // In the container the gateway belongs in its supervised slot; the slot's
@@ -13,5 +14,19 @@ pub fn run(
     if ctx.in_container && !no_supervise && std::env::var_os("HERMES_SUPERVISED_CHILD").is_none() {
         return super::container::follow_gateway(ctx);
     }
-    anyhow::bail!("gateway run is not built yet")
+    let options = RunOptions {
+        home: ctx.home.clone(),
+        profile: ctx.profile.clone(),
+        replace,
+        notify_fd,
+    };
+    match hermes_gateway::run(options) {
+        Ok(()) => Ok(ExitStatus::Success),
+        // The gateway's own error carries the exit code the supervisor acts on (75, 78, ...).
+        Err(err) => Err(CodedError {
+            message: err.to_string(),
+            status: err.exit_status(),
+        }
+        .into()),
+    }
 }
