@@ -10,10 +10,13 @@ pub mod doctor;
 pub mod env;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod format;
 pub mod health;
 pub mod logs;
 pub mod snapshot;
 
 pub use actions::{ActionError, Outcome, Verb};
-pub use env::{DashboardSettings, Environment, ManagerChoice, ServiceView, SupervisorView};
+pub use env::{
+    DashboardSettings, Environment, MainProgram, ManagerChoice, ServiceView, SupervisorView,
+};
 pub use snapshot::{Gateway, GatewayLabel, Snapshot};

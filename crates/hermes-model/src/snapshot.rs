@@ -21,7 +21,7 @@ use crate::health::{self, Health, HealthState};
 /// Bumped when a field changes meaning or disappears (adding fields does not).
 pub const SCHEMA_VERSION: u32 = 1;
 /// Status calls and probes in flight at once; bounds threads for 1000 profiles.
-const WORKERS: usize = 64;
+const WORKERS: usize = 32;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
@@ -202,24 +202,31 @@ impl Snapshot {
             .map(|name| facts(env, &name, profiles.contains(&name)))
             .collect();
 
-        let gateways = parallel_map(&facts, |f| {
-            let has_slot = registered.as_ref().map(|r| r.contains(&f.profile));
-            // Without registration support every profile may have a unit: ask.
-            let status = match has_slot {
-                Some(false) => Ok(None),
-                _ => match env.manager().status(&f.profile) {
-                    Ok(s) => Ok(Some(s)),
-                    Err(ServiceError::NotRegistered { .. }) => Ok(None),
-                    Err(e) => Err(e.to_string()),
-                },
-            };
-            let health = match (&f.host, f.port) {
-                (Some(host), Some(port)) => health::probe(host, port, health_timeout),
-                (None, Some(port)) => health::probe("127.0.0.1", port, health_timeout),
-                _ => Health::unknown(),
-            };
-            gateway(f, status, health)
-        });
+        // One manager per worker: a manager is cheap but not free to make
+        // (host detection), and not shareable between threads.
+        let gateways = parallel_map(
+            &facts,
+            || env.manager(),
+            |manager, f| {
+                let has_slot = registered.as_ref().map(|r| r.contains(&f.profile));
+                // Without registration support every profile may have a unit: ask.
+                let status = match has_slot {
+                    Some(false) => Ok(None),
+                    _ => match manager.status(&f.profile) {
+                        Ok(s) => Ok(Some(s)),
+                        Err(ServiceError::NotRegistered { .. })
+                        | Err(ServiceError::ServiceNotInstalled { .. }) => Ok(None),
+                        Err(e) => Err(e.to_string()),
+                    },
+                };
+                let health = match (&f.host, f.port) {
+                    (Some(host), Some(port)) => health::probe(host, port, health_timeout),
+                    (None, Some(port)) => health::probe("127.0.0.1", port, health_timeout),
+                    _ => Health::unknown(),
+                };
+                gateway(f, status, health)
+            },
+        );
 
         let settings = env.dashboard_settings();
         let dashboard = dashboard_view(settings, env.dashboard_service());
@@ -394,17 +401,25 @@ fn summarise(gateways: &[Gateway]) -> Summary {
     s
 }
 
-/// `f` over `items` on up to [`WORKERS`] threads, results in input order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+/// `f` over `items` on up to [`WORKERS`] threads, each with its own state
+/// from `init`; results in input order.
+fn parallel_map<T: Sync, S, R: Send>(
+    items: &[T],
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> Vec<R> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..items.len().min(WORKERS) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+            scope.spawn(|| {
+                let mut state = init();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(&mut state, item);
+                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                }
             });
         }
     });
@@ -480,7 +495,7 @@ mod tests {
     fn parallel_map_keeps_order() {
         let items: Vec<usize> = (0..200).collect();
         assert_eq!(
-            parallel_map(&items, |i| i * 2),
+            parallel_map(&items, || (), |_, i| i * 2),
             (0..200).map(|i| i * 2).collect::<Vec<_>>()
         );
     }

@@ -1,7 +1,169 @@
+//! `hermes status [--json]`: the manager (and why), the supervisor, and one
+//! line per service, from the shared model. `--json` prints the model itself,
+//! the same document as the dashboard's `GET /api/status`.
+
+pub(super) mod env;
+
+use std::io::{IsTerminal, Write};
+
 use hermes_core::ExitStatus;
+use hermes_model::snapshot::{Snapshot, Tone};
+use hermes_model::{format, Gateway};
 
 use crate::Context;
 
-pub fn run(_ctx: &Context, _json: bool) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("status is not built yet")
+pub fn run(ctx: &Context, json: bool) -> anyhow::Result<ExitStatus> {
+    let snap = Snapshot::collect(&env::CliEnv::new(ctx));
+    let text = if json {
+        serde_json::to_string_pretty(&snap)? + "\n"
+    } else {
+        render(&snap, Paint::for_stdout())
+    };
+    print_all(&text)?;
+    Ok(ExitStatus::Success)
+}
+
+/// Write to stdout; a reader that went away (`| head`) is not an error.
+pub(super) fn print_all(text: &str) -> std::io::Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// ANSI colour, only when stdout is a terminal and `NO_COLOR` is unset.
+#[derive(Clone, Copy)]
+pub(super) struct Paint(bool);
+
+impl Paint {
+    pub(super) fn for_stdout() -> Paint {
+        Paint(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+    }
+
+    pub(super) fn tone(self, tone: Tone, text: &str) -> String {
+        if !self.0 {
+            return text.to_string();
+        }
+        let code = match tone {
+            Tone::Good => "32",
+            Tone::Busy => "33",
+            Tone::Idle => "2",
+            Tone::Bad => "31",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+fn render(snap: &Snapshot, paint: Paint) -> String {
+    let mut text = String::new();
+    let m = &snap.manager;
+    text.push_str(&format!("Manager     {} ({})\n", m.kind, m.reason));
+    let s = &snap.supervisor;
+    let place = s
+        .scandir
+        .as_ref()
+        .map(|d| format!(" on {}", d.display()))
+        .unwrap_or_default();
+    let reach = match (&s.reachable, &s.detail) {
+        (true, _) => paint.tone(Tone::Good, "reachable"),
+        (false, Some(d)) => paint.tone(Tone::Bad, &format!("NOT reachable: {d}")),
+        (false, None) => paint.tone(Tone::Bad, "NOT reachable"),
+    };
+    text.push_str(&format!("Supervisor  {}{place}: {reach}\n", s.name));
+    let main = if !snap.main.applicable {
+        "n/a (not in a container)".to_string()
+    } else {
+        match (snap.main.pid, snap.main.running) {
+            (Some(pid), Some(true)) => paint.tone(Tone::Good, &format!("running (pid {pid})")),
+            (Some(pid), _) => paint.tone(Tone::Bad, &format!("not running (pid {pid} gone)")),
+            (None, _) => "unknown (no pid recorded)".to_string(),
+        }
+    };
+    text.push_str(&format!("Main        {main}\n"));
+    let d = &snap.dashboard;
+    let pid = d
+        .service
+        .as_ref()
+        .and_then(|s| s.pid)
+        .map(|p| format!(", pid {p}"))
+        .unwrap_or_default();
+    text.push_str(&format!(
+        "Dashboard   {} ({}:{}{pid}{})\n",
+        paint.tone(d.tone, d.label),
+        d.host,
+        d.port,
+        if d.token_set { ", token required" } else { "" }
+    ));
+    for e in &snap.errors {
+        text.push_str(&format!(
+            "{}\n",
+            paint.tone(Tone::Bad, &format!("error: {e}"))
+        ));
+    }
+    text.push('\n');
+    text.push_str(&table(&snap.gateways, paint));
+    let sum = &snap.summary;
+    text.push_str(&format!(
+        "\n{} gateways: {} up, {} stopped, {} failing, {} without a slot\n",
+        sum.gateways, sum.up, sum.stopped, sum.failing, sum.without_slot
+    ));
+    text
+}
+
+const HEADERS: [&str; 9] = [
+    "PROFILE",
+    "STATE",
+    "HEALTH",
+    "PID",
+    "PORT",
+    "UPTIME",
+    "RESTARTS",
+    "DESIRED",
+    "LAST EXIT",
+];
+
+fn row(g: &Gateway) -> [String; 9] {
+    [
+        g.profile.to_string(),
+        g.label.as_str().to_string(),
+        format::health(g),
+        format::opt(g.pid),
+        format::opt(g.port),
+        format::uptime(g),
+        g.restarts.to_string(),
+        format::opt(g.desired_state.as_deref()),
+        format::last_exit(g),
+    ]
+}
+
+fn table(gateways: &[Gateway], paint: Paint) -> String {
+    let rows: Vec<[String; 9]> = gateways.iter().map(row).collect();
+    let mut widths = HEADERS.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String], state_tone: Option<Tone>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let last = i + 1 == cells.len();
+            // Pad before painting so escape codes do not count as width.
+            let padded = if last {
+                cell.clone()
+            } else {
+                format!("{cell:<w$}  ", w = widths[i])
+            };
+            match (i, state_tone) {
+                (1, Some(tone)) => out.push_str(&paint.tone(tone, &padded)),
+                _ => out.push_str(&padded),
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut text = line(&HEADERS.map(String::from), None);
+    for (g, r) in gateways.iter().zip(&rows) {
+        text.push_str(&line(r, Some(g.tone)));
+    }
+    text
 }

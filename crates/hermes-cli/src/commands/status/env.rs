@@ -1,0 +1,156 @@
+//! The model's [`Environment`] over the CLI's [`Context`]: the real service
+//! manager, the real supervisor and the dashboard settings from the
+//! environment. `status`, `doctor`, `dashboard` and `tui` all build this one.
+
+use std::path::{Path, PathBuf};
+
+use hermes_core::service::{ManagerKind, ServiceManager, Want};
+use hermes_core::HermesHome;
+use hermes_model::{
+    DashboardSettings, Environment, MainProgram, ManagerChoice, ServiceView, SupervisorView,
+};
+
+use crate::Context;
+
+/// Where the container init records the main program's pid.
+const MAIN_PID_FILE: &str = "main.pid";
+
+pub struct CliEnv {
+    ctx: Context,
+    choice: ManagerChoice,
+}
+
+impl CliEnv {
+    pub fn new(ctx: &Context) -> CliEnv {
+        let detected = ctx.detection();
+        CliEnv {
+            ctx: ctx.clone(),
+            choice: ManagerChoice {
+                kind: detected.kind,
+                reason: detected.reason,
+            },
+        }
+    }
+
+    fn s6_dashboard_dir(&self) -> PathBuf {
+        self.ctx.scandir.join(hermes_init::scandir::DASHBOARD)
+    }
+}
+
+impl Environment for CliEnv {
+    fn home(&self) -> &HermesHome {
+        &self.ctx.home
+    }
+
+    fn manager(&self) -> Box<dyn ServiceManager> {
+        self.ctx.manager()
+    }
+
+    fn manager_choice(&self) -> ManagerChoice {
+        self.choice.clone()
+    }
+
+    fn supervisor(&self) -> SupervisorView {
+        if self.choice.kind != ManagerKind::S6 {
+            return SupervisorView {
+                name: self.choice.kind.to_string(),
+                scandir: None,
+                reachable: true,
+                detail: None,
+            };
+        }
+        let checked = self.ctx.s6().check_supervisor();
+        SupervisorView {
+            name: "s6-svscan".to_string(),
+            scandir: Some(self.ctx.scandir.clone()),
+            reachable: checked.is_ok(),
+            detail: checked.err().map(|e| e.to_string()),
+        }
+    }
+
+    fn dashboard_service(&self) -> Option<ServiceView> {
+        if self.choice.kind != ManagerKind::S6 {
+            return None;
+        }
+        let dir = self.s6_dashboard_dir();
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return None;
+        }
+        let service = hermes_init::scandir::DASHBOARD.to_string();
+        // s6-svstat failing means no supervisor answers for the slot.
+        let stat = hermes_s6::svstat::read(&dir).ok().flatten();
+        Some(match stat {
+            Some(s) => ServiceView {
+                service,
+                supervised: true,
+                up: s.up,
+                ready: s.up && s.ready,
+                want: if s.wanted_up { Want::Up } else { Want::Down },
+                pid: s.pid,
+                for_secs: s.for_secs,
+                exit_code: if s.up { None } else { s.exit_code },
+            },
+            None => ServiceView {
+                service,
+                supervised: false,
+                up: false,
+                ready: false,
+                want: Want::Down,
+                pid: None,
+                for_secs: None,
+                exit_code: None,
+            },
+        })
+    }
+
+    fn dashboard_settings(&self) -> DashboardSettings {
+        dashboard_settings()
+    }
+
+    fn main_program(&self) -> MainProgram {
+        if !self.ctx.in_container {
+            return MainProgram::not_applicable();
+        }
+        let pid = std::fs::read_to_string(Path::new(hermes_init::RUN_DIR).join(MAIN_PID_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok());
+        MainProgram {
+            applicable: true,
+            pid,
+            running: pid.map(|p| Path::new(&format!("/proc/{p}")).exists()),
+            command: None,
+        }
+    }
+
+    fn program(&self) -> &Path {
+        &self.ctx.program
+    }
+
+    fn alias_dir(&self) -> Option<&Path> {
+        Some(&self.ctx.alias_dir)
+    }
+}
+
+/// The dashboard's bind and token as the environment sets them (the token itself stays here).
+pub fn dashboard_settings() -> DashboardSettings {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let token = dashboard_token();
+    DashboardSettings {
+        enabled: hermes_init::dashboard::enabled(var("HERMES_DASHBOARD").as_deref()),
+        host: var("HERMES_DASHBOARD_HOST")
+            .unwrap_or_else(|| DashboardSettings::DEFAULT_HOST.into()),
+        port: var("HERMES_DASHBOARD_PORT")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(DashboardSettings::DEFAULT_PORT),
+        token_set: token.is_some(),
+        token_len: token.map_or(0, |t| t.len()),
+    }
+}
+
+/// `HERMES_DASHBOARD_TOKEN`, trimmed; `None` when unset or blank.
+pub fn dashboard_token() -> Option<String> {
+    std::env::var("HERMES_DASHBOARD_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}

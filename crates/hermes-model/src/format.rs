@@ -1,0 +1,79 @@
+//! Short texts for the fields of a [`Gateway`], shared by `hermes status` and
+//! the TUI so both say the same thing the same way.
+
+use crate::health::HealthState;
+use crate::snapshot::Gateway;
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `9s`; `-` when unknown.
+pub fn duration(secs: Option<u64>) -> String {
+    let Some(s) = secs else {
+        return "-".to_string();
+    };
+    let (d, h, m, s) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Uptime while up, `down <t>` while down.
+pub fn uptime(g: &Gateway) -> String {
+    match (g.up, g.uptime_secs, g.down_secs) {
+        (true, up, _) => duration(up),
+        (false, _, Some(down)) => format!("down {}", duration(Some(down))),
+        _ => "-".to_string(),
+    }
+}
+
+pub fn health(g: &Gateway) -> String {
+    match (g.health.state, g.health.http_status) {
+        (HealthState::Ok, _) => "ok".to_string(),
+        (HealthState::Unknown, _) => "-".to_string(),
+        (HealthState::Unhealthy, Some(code)) => format!("http {code}"),
+        (HealthState::Unhealthy, None) => "unhealthy".to_string(),
+        (HealthState::Unreachable, _) => "no answer".to_string(),
+    }
+}
+
+/// How the gateway last ended and why, or a problem reading it; `-` when nothing to say.
+pub fn last_exit(g: &Gateway) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = &g.last_exit {
+        match (e.code, e.signal) {
+            (Some(code), _) => parts.push(format!("exit {code}")),
+            (None, Some(sig)) => parts.push(format!("signal {sig}")),
+            (None, None) => {}
+        }
+    }
+    parts.extend(g.exit_reason.clone());
+    parts.extend(g.config_error.as_ref().map(|e| format!("config: {e}")));
+    parts.extend(g.status_error.clone());
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+pub fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_keep_two_units() {
+        assert_eq!(duration(None), "-");
+        assert_eq!(duration(Some(9)), "9s");
+        assert_eq!(duration(Some(250)), "4m 10s");
+        assert_eq!(duration(Some(7500)), "2h 5m");
+        assert_eq!(duration(Some(3 * 86_400 + 4 * 3600 + 5)), "3d 4h");
+    }
+}
