@@ -56,6 +56,29 @@ impl Context {
 
     /// The service manager lifecycle commands go through.
     pub fn manager(&self) -> Box<dyn ServiceManager> {
-        Box::new(self.s6())
+        // The detected backend; a systemd unit is looked for in the scope it was
+        // installed in (user, or system after `install --system`).
+        let env = hermes_hostmgr::HostEnv::from_process();
+        let systemd = hermes_hostmgr::systemd::SystemdConfig::for_installed(&env, &self.profile);
+        let kind = self.detection().kind;
+        match hermes_hostmgr::HostBackend::new(
+            kind,
+            &env,
+            self.home.root(),
+            systemd,
+            hermes_hostmgr::SystemRunner,
+        ) {
+            Some(host) => host.into_manager(),
+            None => Box::new(self.s6()),
+        }
+    }
+
+    /// Which service manager runs gateways here, and the fact that decided it.
+    pub fn detection(&self) -> hermes_hostmgr::Detection {
+        hermes_hostmgr::detect_service_manager(
+            &hermes_hostmgr::HostFacts::new(hermes_hostmgr::SystemRunner),
+            &self.scandir,
+            false,
+        )
     }
 }

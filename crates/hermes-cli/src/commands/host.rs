@@ -1,12 +1,154 @@
-use hermes_core::ExitStatus;
+//! `hermes gateway install|uninstall`: put the profile's gateway under the
+//! host's service manager (systemd, launchd, Task Scheduler), or, under s6,
+//! register and start its slot. `--dry-run` prints the plan and touches nothing.
+
+use std::time::Duration;
+
+use hermes_core::lifecycle::{self, Action};
+use hermes_core::service::{GatewaySpec, ManagerKind, ServiceManager};
+use hermes_core::state::{self, DesiredState};
+use hermes_core::{profile, ExitStatus};
+use hermes_hostmgr::systemd::SystemdConfig;
+use hermes_hostmgr::{HostBackend, HostEnv, HostFacts, SystemRunner};
 
 use crate::args::ManagerArgs;
-use crate::Context;
+use crate::{CodedError, Context};
 
-pub fn install(_ctx: &Context, _args: &ManagerArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("gateway install is not built yet")
+/// How long an s6 install waits for the slot to become ready.
+const S6_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn install(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> {
+    let (kind, reason) = chosen(ctx, args)?;
+    profile::existing(&ctx.home, &ctx.profile)?;
+    let spec = GatewaySpec::for_profile(&ctx.home, &ctx.profile, &ctx.program);
+    let Some(backend) = backend(ctx, args, kind) else {
+        if args.dry_run {
+            println!("service manager: s6 ({reason})");
+            println!(
+                "would register slot {} in {} and start it; nothing changed (dry run)",
+                ctx.profile.service_name(),
+                ctx.scandir.display()
+            );
+            return Ok(ExitStatus::Success);
+        }
+        let outcome = lifecycle::apply(
+            &ctx.s6(),
+            &ctx.home,
+            &ctx.program,
+            &ctx.profile,
+            Action::Start,
+            S6_START_TIMEOUT,
+        )?;
+        let up = if outcome.status.ready {
+            "up and ready"
+        } else {
+            "started"
+        };
+        println!("registered slot {} with s6: {up}", outcome.status.service);
+        return Ok(ExitStatus::Success);
+    };
+    let plan = backend.plan_install(&spec)?;
+    if args.dry_run {
+        println!("service manager: {kind} ({reason})");
+        print!("{plan}");
+        println!("nothing changed (dry run)");
+        return Ok(ExitStatus::Success);
+    }
+    for warning in backend.install(&spec)? {
+        eprintln!("hermes: warning: {warning}");
+    }
+    println!(
+        "installed gateway '{}' with {kind} and started it",
+        ctx.profile
+    );
+    Ok(ExitStatus::Success)
 }
 
-pub fn uninstall(_ctx: &Context, _args: &ManagerArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("gateway uninstall is not built yet")
+pub fn uninstall(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> {
+    let (kind, reason) = chosen(ctx, args)?;
+    let Some(backend) = backend(ctx, args, kind) else {
+        if args.dry_run {
+            println!("service manager: s6 ({reason})");
+            println!(
+                "would stop and unregister slot {}; nothing changed (dry run)",
+                ctx.profile.service_name()
+            );
+            return Ok(ExitStatus::Success);
+        }
+        // Recorded first, so a boot reconcile never brings an uninstalled gateway back up.
+        if let Ok(paths) = profile::existing(&ctx.home, &ctx.profile) {
+            state::update(&paths, |s| s.desired_state = Some(DesiredState::Stopped))?;
+        }
+        ctx.s6().unregister(&ctx.profile)?;
+        println!("unregistered slot {}", ctx.profile.service_name());
+        return Ok(ExitStatus::Success);
+    };
+    let plan = backend.plan_uninstall(&ctx.profile)?;
+    if args.dry_run {
+        println!("service manager: {kind} ({reason})");
+        print!("{plan}");
+        println!("nothing changed (dry run)");
+        return Ok(ExitStatus::Success);
+    }
+    backend.uninstall(&ctx.profile)?;
+    println!("uninstalled gateway '{}' from {kind}", ctx.profile);
+    Ok(ExitStatus::Success)
+}
+
+fn usage(message: String) -> anyhow::Error {
+    CodedError {
+        message,
+        status: ExitStatus::Usage,
+    }
+    .into()
+}
+
+/// `--manager` if given, else detection (on the system bus with `--system`),
+/// with the flag combinations checked before anything is read or written.
+fn chosen(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<(ManagerKind, String)> {
+    if args.run_as_user.is_some() && !args.system {
+        return Err(usage(
+            "--run-as-user only applies to --system units".to_string(),
+        ));
+    }
+    if args.system && args.run_as_user.is_none() {
+        return Err(usage(
+            "--system needs --run-as-user USER: the gateway never runs as root".to_string(),
+        ));
+    }
+    let (kind, reason) = match &args.manager {
+        Some(name) => {
+            let kind = ManagerKind::parse(name)
+                .ok_or_else(|| usage(format!("unknown service manager {name:?}")))?;
+            (kind, "--manager".to_string())
+        }
+        None => {
+            let d = hermes_hostmgr::detect_service_manager(
+                &HostFacts::new(SystemRunner),
+                &ctx.scandir,
+                args.system,
+            );
+            (d.kind, d.reason)
+        }
+    };
+    if args.system && kind != ManagerKind::Systemd {
+        return Err(usage(format!(
+            "--system is for systemd; the service manager here is {kind} ({reason})"
+        )));
+    }
+    Ok((kind, reason))
+}
+
+/// The host backend for `kind`; `None` for s6, whose slots the s6 crate manages.
+fn backend(
+    ctx: &Context,
+    args: &ManagerArgs,
+    kind: ManagerKind,
+) -> Option<HostBackend<SystemRunner>> {
+    let env = HostEnv::from_process();
+    let systemd = match &args.run_as_user {
+        Some(user) => SystemdConfig::system(user.clone()),
+        None => SystemdConfig::user(&env),
+    };
+    HostBackend::new(kind, &env, ctx.home.root(), systemd, SystemRunner)
 }

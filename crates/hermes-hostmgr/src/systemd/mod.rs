@@ -64,13 +64,42 @@ impl SystemdConfig {
     pub fn system(run_as: String) -> Self {
         SystemdConfig {
             scope: Scope::System { run_as },
-            unit_dir: PathBuf::from("/etc/systemd/system"),
+            unit_dir: PathBuf::from(SYSTEM_UNIT_DIR),
             linger_file: None,
             poll_interval: Duration::from_millis(100),
             monotonic_now,
         }
     }
+
+    /// The scope `profile`'s unit is installed in, so lifecycle commands find a
+    /// unit installed with `--system` without being told: the user unit if it
+    /// exists, else a system unit (running as its `User=`), else user scope.
+    pub fn for_installed(env: &HostEnv, profile: &ProfileName) -> Self {
+        Self::for_installed_in(env, profile, Path::new(SYSTEM_UNIT_DIR))
+    }
+
+    fn for_installed_in(env: &HostEnv, profile: &ProfileName, system_dir: &Path) -> Self {
+        let user = SystemdConfig::user(env);
+        let name = unit_name(profile);
+        if user.unit_dir.join(&name).exists() {
+            return user;
+        }
+        match std::fs::read_to_string(system_dir.join(&name)) {
+            Ok(text) => {
+                let run_as = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("User="))
+                    .unwrap_or("root");
+                let mut config = SystemdConfig::system(run_as.trim().to_string());
+                config.unit_dir = system_dir.to_path_buf();
+                config
+            }
+            Err(_) => user,
+        }
+    }
 }
+
+const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
 
 fn monotonic_now() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -350,5 +379,37 @@ impl<R: CommandRunner> ServiceManager for SystemdManager<R> {
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {
         let state = self.show(profile)?;
         Ok(self.slot(profile, &state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_finds_the_scope_a_unit_was_installed_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = HostEnv {
+            home_dir: dir.path().join("home"),
+            xdg_config_home: None,
+            uid: 1000,
+            user_name: Some("ann".into()),
+        };
+        let system_dir = dir.path().join("etc");
+        let p = ProfileName::parse("coder").unwrap();
+        let pick = || SystemdConfig::for_installed_in(&env, &p, &system_dir).scope;
+        assert_eq!(pick(), Scope::User);
+        std::fs::create_dir_all(&system_dir).unwrap();
+        std::fs::write(system_dir.join(unit_name(&p)), "[Service]\nUser=ann\n").unwrap();
+        assert_eq!(
+            pick(),
+            Scope::System {
+                run_as: "ann".into()
+            }
+        );
+        let user_dir = dir.path().join("home/.config/systemd/user");
+        std::fs::create_dir_all(&user_dir).unwrap();
+        std::fs::write(user_dir.join(unit_name(&p)), "").unwrap();
+        assert_eq!(pick(), Scope::User);
     }
 }
