@@ -25,18 +25,22 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
 }
 
 pub fn run(cli: args::Cli) -> anyhow::Result<ExitStatus> {
-    let ctx = Context::from_env(cli.profile.clone())?;
     // Root in the container (`docker exec` by default) would leave root-owned
     // files in the volume and hang on the service user's supervision tree;
-    // only the init stages keep root.
+    // only the init stages keep root. This happens before the context is
+    // read, so HOME and the alias directory are the service user's.
     let init_stage = matches!(
         cli.command,
         Some(args::Command::Container(
             args::ContainerCommand::Init { .. } | args::ContainerCommand::Stage2 { .. }
         ))
     );
-    if ctx.in_container && !init_stage {
-        hermes_init::drop_to_home_owner_if_root(ctx.home.root())?;
+    let in_container = std::env::var_os("HERMES_CONTAINER").is_some_and(|v| v == "1");
+    if in_container && !init_stage {
+        if let Some(home) = hermes_core::HermesHome::from_env() {
+            hermes_init::drop_to_home_owner_if_root(home.root())?;
+        }
     }
+    let ctx = Context::from_env(cli.profile.clone())?;
     commands::dispatch(&ctx, cli)
 }

@@ -47,6 +47,13 @@ fn quoted(words: &[&str]) -> String {
         .join(" ")
 }
 
+/// Whether programs on the file system holding `dir` may be executed.
+pub fn exec_allowed(dir: &Path) -> bool {
+    nix::sys::statvfs::statvfs(dir)
+        .map(|v| !v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
+        .unwrap_or(true)
+}
+
 /// Files of the scandir as (path relative to the scandir, content, mode).
 pub type Files = Vec<(PathBuf, String, u32)>;
 

@@ -194,9 +194,47 @@ fn prepare_run_dir(layout: &Layout, user: &ServiceUser, root: bool) -> Result<()
     Ok(())
 }
 
-fn prepare_scandir(stage: &Stage1, user: &ServiceUser) -> Result<(), FsError> {
+/// Where the scandir really is. s6 executes `run` scripts from it, so it must
+/// be on a file system that allows exec, and `--read-only --tmpfs /run` gives
+/// a noexec /run. Then the slots live on the volume, in a directory of this
+/// container's own (never shared with another container on the same volume),
+/// and the scandir path becomes a symlink to it.
+fn place_scandir(stage: &Stage1, user: &ServiceUser) -> Result<PathBuf, FsError> {
     let dir = &stage.layout.scandir;
-    scandir::empty_dir(dir)?;
+    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        // Made by this container's previous boot.
+        fs::remove_file(dir).map_err(|e| FsError::new("remove", dir, e))?;
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    fsutil::ensure_dir(parent, 0o755)?;
+    if scandir::exec_allowed(parent) {
+        return Ok(dir.clone());
+    }
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && !h.contains('/') && !h.starts_with('.'))
+        .unwrap_or_else(|| "container".to_string());
+    let own = stage.home.root().join(".hermes-run").join(host);
+    let real = own.join("service");
+    say!(
+        "{} does not allow executing programs (noexec, e.g. --tmpfs /run): \
+         the supervision tree runs from {} on the volume instead",
+        parent.display(),
+        real.display()
+    );
+    if fs::symlink_metadata(dir).is_ok() {
+        fs::remove_dir_all(dir).map_err(|e| FsError::new("remove", dir, e))?;
+    }
+    fsutil::ensure_dir(&real, 0o755)?;
+    volume::chown_tree(&stage.home.root().join(".hermes-run"), user.uid, user.gid)?;
+    std::os::unix::fs::symlink(&real, dir).map_err(|e| FsError::new("create the link", dir, e))?;
+    Ok(real)
+}
+
+fn prepare_scandir(stage: &Stage1, user: &ServiceUser) -> Result<(), FsError> {
+    let dir = place_scandir(stage, user)?;
+    scandir::empty_dir(&dir)?;
     let mut files = scandir::svscan_files(&stage.layout.program);
     let enabled = dashboard::enabled(std::env::var("HERMES_DASHBOARD").ok().as_deref());
     files.extend(scandir::dashboard_files(
@@ -210,9 +248,9 @@ fn prepare_scandir(stage: &Stage1, user: &ServiceUser) -> Result<(), FsError> {
             .iter()
             .map(|(p, c)| (p.clone(), c.clone(), 0o644)),
     );
-    scandir::write(dir, &files)?;
+    scandir::write(&dir, &files)?;
     // The tree runs as the service user and must create supervise/ and event/ here.
-    volume::chown_tree(dir, user.uid, user.gid)?;
+    volume::chown_tree(&dir, user.uid, user.gid)?;
     Ok(())
 }
 

@@ -1,0 +1,48 @@
+# The hermes image: s6 supervises the dashboard and one gateway per profile;
+# `hermes container init` is the ENTRYPOINT (stage 1 as PID 1, see
+# ARCHITECTURE.md). Nothing is downloaded but Debian packages.
+#
+# Users (with a registry; BuildKit builds only the stages the target needs):
+#   docker build -t hermes .
+# Without a registry, scripts/build-image makes the base image with
+# debootstrap and builds the `prebuilt` target with a binary passed in as
+# prebuilt/hermes in the build context; the runtime stage is the same.
+
+ARG BASE_IMAGE=debian:trixie-slim
+ARG RUST_IMAGE=rust:1-slim-trixie
+
+FROM ${BASE_IMAGE} AS runtime
+SHELL ["/bin/sh", "-eu", "-c"]
+# s6 and execline come from Debian; a base that already has them (the
+# debootstrap one) needs no package index. Versions are the release's own.
+# hadolint ignore=DL3008
+RUN if ! command -v s6-svscan >/dev/null || ! command -v execlineb >/dev/null; then \
+        apt-get update; \
+        apt-get install -y --no-install-recommends s6 execline; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    groupadd --gid 10000 hermes; \
+    useradd --uid 10000 --gid 10000 --home-dir /opt/data --no-create-home --shell /bin/sh hermes; \
+    mkdir -p /opt/data /run/service /run/hermes; \
+    chown 10000:10000 /opt/data /run/service /run/hermes
+# The alias directory is last on PATH: a name the service user writes there
+# must never shadow a system command for root.
+ENV HERMES_HOME=/opt/data \
+    HERMES_CONTAINER=1 \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/data/.local/bin
+VOLUME ["/opt/data"]
+WORKDIR /opt/data
+ENTRYPOINT ["/usr/local/bin/hermes", "container", "init", "--"]
+CMD []
+
+# Tests and scripts/build-image: the runtime with a binary built outside.
+FROM runtime AS prebuilt
+COPY prebuilt/hermes /usr/local/bin/hermes
+
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p hermes-cli
+
+FROM runtime
+COPY --from=build /src/target/release/hermes /usr/local/bin/hermes
