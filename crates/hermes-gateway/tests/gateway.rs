@@ -571,7 +571,12 @@ fn restarts_in_the_middle_of_a_delivery_stream_lose_no_acknowledged_event() {
     gw.wait_ready();
     wait_for_more(100);
     gw.signal(libc::SIGTERM);
-    assert_eq!(gw.wait_exit().0, 0);
+    let (code, stderr, took) = gw.wait_exit();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "drain under load took {took:?}"
+    );
     let gw = Gateway::spawn(&home, false);
     gw.wait_ready();
     wait_for_more(100);
@@ -613,4 +618,168 @@ fn restarts_in_the_middle_of_a_delivery_stream_lose_no_acknowledged_event() {
     let mut ids: Vec<u64> = stored.keys().copied().collect();
     ids.sort();
     assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_torn_tail_found_at_start_is_cut_logged_and_reported() {
+    let home = Home::new();
+    {
+        let gw = Gateway::spawn(&home, false);
+        gw.wait_ready();
+        let secret = home.secret();
+        for body in [&b"one"[..], b"two"] {
+            let (status, _) = call(
+                &home.addr(),
+                "POST",
+                "/v1/webhooks/ci",
+                &signed(&secret, body, now_secs()),
+                body,
+            );
+            assert_eq!(status, 202);
+        }
+        gw.signal(libc::SIGTERM);
+        assert_eq!(gw.wait_exit().0, 0);
+    }
+    // A write torn by a power cut: half a header after the last whole record.
+    let segment = home
+        .paths
+        .inbox_dir()
+        .join("ci")
+        .join("00000000000000000001.seg");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &[42, 0, 0]).unwrap();
+    drop(file);
+
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let (_, detail) = home.get("/health/detailed", &[]);
+    let cuts = &detail["inbox"]["recovery"]["cuts"];
+    assert_eq!(cuts.as_array().unwrap().len(), 1, "{detail}");
+    assert_eq!(cuts[0]["cut_bytes"], 3);
+    assert_eq!(cuts[0]["kept_records"], 2);
+    assert_eq!(detail["inbox"]["recovery"]["events"], 2);
+    assert_eq!(detail["inbox"]["hooks"][0]["last_id"], 2);
+    gw.signal(libc::SIGTERM);
+    let (code, stderr, _) = gw.wait_exit();
+    assert_eq!(code, 0);
+    assert!(
+        stderr.contains("inbox: cut 3 byte(s) from") && stderr.contains("00000000000000000001.seg"),
+        "{stderr}"
+    );
+}
+
+/// A small tmpfs mounted over the profile's inbox; `None` (reason printed) when mounting is not allowed.
+struct SmallInbox(std::path::PathBuf);
+
+impl SmallInbox {
+    fn mount(dir: &std::path::Path) -> Option<SmallInbox> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(SmallInbox(dir.to_path_buf())),
+            Ok(out) => {
+                eprintln!(
+                    "skipping: cannot mount a tmpfs: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipping: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallInbox {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_answers_507_degrades_and_recovers() {
+    let home = Home::new();
+    let Some(_fs) = SmallInbox::mount(&home.paths.inbox_dir()) else {
+        return;
+    };
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let secret = home.secret();
+    let body = vec![b'x'; 2000];
+    let mut accepted = 0u64;
+    let answer = loop {
+        let (status, answer) = call(
+            &home.addr(),
+            "POST",
+            "/v1/webhooks/ci",
+            &signed(&secret, &body, now_secs()),
+            &body,
+        );
+        if status != 202 {
+            break (status, answer);
+        }
+        accepted += 1;
+        assert!(accepted < 100, "a 64 KiB inbox never filled up");
+    };
+    assert_eq!(answer.0, 507, "{}", answer.1);
+    assert_eq!(answer.1["code"], "disk_full");
+    assert_eq!(home.state().gateway_state, Some(RunState::Degraded));
+    assert_eq!(home.get("/health/detailed", &[]).1["state"], "degraded");
+    // Nothing partial: every stored event is whole and acknowledged.
+    let auth = [("Authorization", format!("Bearer {secret}"))];
+    let (_, page) = home.get("/v1/webhooks/ci/events?limit=1000", &auth);
+    assert_eq!(page["events"].as_array().unwrap().len() as u64, accepted);
+    // A small delivery still fits once the big ones do not: back to running.
+    let (status, _) = call(
+        &home.addr(),
+        "POST",
+        "/v1/webhooks/ci",
+        &signed(&secret, b"s", now_secs()),
+        b"s",
+    );
+    if status == 202 {
+        assert_eq!(home.state().gateway_state, Some(RunState::Running));
+    }
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit().0, 0);
+}
+
+#[test]
+fn replace_escalates_to_sigkill_when_the_holder_ignores_sigterm() {
+    let home = Home::new();
+    // A stand-in holder that ignores SIGTERM (the disposition survives exec into flock).
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' TERM; exec flock -o \"$1\" sleep 60")
+        .arg("sh")
+        .arg(home.paths.gateway_lock())
+        .spawn()
+        .expect("flock (util-linux) is needed for this test");
+    let start = Instant::now();
+    while hermes_gateway::holder_pid(&home.paths) != Some(holder.id() as i32) {
+        assert!(start.elapsed() < DEADLINE, "flock never took the lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let gw = Gateway::spawn(&home, true);
+    gw.wait_ready();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10),
+        "SIGKILL came before the 10 s grace: {waited:?}"
+    );
+    let status = holder.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(home.get("/health", &[]).0, 200);
+    gw.signal(libc::SIGTERM);
+    let (code, stderr, _) = gw.wait_exit();
+    assert_eq!(code, 0);
+    assert!(stderr.contains("sending SIGKILL"), "{stderr}");
 }
