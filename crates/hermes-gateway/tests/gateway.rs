@@ -33,6 +33,17 @@ fn gateway_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
+    if let Some(lock) = std::env::var_os("TEST_HOLD_LOCK_IGNORING_SIGTERM") {
+        // A stand-in for a gateway that hangs on SIGTERM while holding the profile lock.
+        // SAFETY: setting a signal disposition to "ignore" runs no handler code.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        let _held = hermes_core::fsutil::try_lock_exclusive(std::path::Path::new(&lock))
+            .unwrap()
+            .expect("lock is free");
+        loop {
+            std::thread::park();
+        }
+    }
     let home = HermesHome::from_env().expect("HERMES_HOME is set by the test");
     let options = hermes_gateway::RunOptions {
         home,
@@ -755,17 +766,24 @@ fn a_full_disk_answers_507_degrades_and_recovers() {
 #[test]
 fn replace_escalates_to_sigkill_when_the_holder_ignores_sigterm() {
     let home = Home::new();
-    // A stand-in holder that ignores SIGTERM (the disposition survives exec into flock).
-    let mut holder = Command::new("sh")
-        .arg("-c")
-        .arg("trap '' TERM; exec flock -o \"$1\" sleep 60")
-        .arg("sh")
-        .arg(home.paths.gateway_lock())
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "gateway_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .env("TEST_HOLD_LOCK_IGNORING_SIGTERM", home.paths.gateway_lock())
+        .stdout(Stdio::null())
         .spawn()
-        .expect("flock (util-linux) is needed for this test");
+        .unwrap();
     let start = Instant::now();
     while hermes_gateway::holder_pid(&home.paths) != Some(holder.id() as i32) {
-        assert!(start.elapsed() < DEADLINE, "flock never took the lock");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the stand-in never took the lock"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let gw = Gateway::spawn(&home, true);
