@@ -135,7 +135,9 @@ impl Inbox {
         let mut options = options;
         options.segment_bytes = options.segment_bytes.clamp(1, MAX_SEGMENT_BYTES);
         options.max_body_bytes = options.max_body_bytes.clamp(1, MAX_BODY_BYTES);
-        let max_payload = record::max_payload(options.max_body_bytes);
+        // Records are judged against the hard cap, not today's configured limit:
+        // lowering `max_body_bytes` must never turn stored events into "corrupt" tails.
+        let max_payload = record::max_payload(MAX_BODY_BYTES);
         let mut report = RecoveryReport::default();
         let mut index = Index::new();
         let mut hooks = HashMap::new();
@@ -225,7 +227,7 @@ impl Inbox {
             hook,
             after,
             limit,
-            record::max_payload(self.max_body_bytes),
+            record::max_payload(MAX_BODY_BYTES),
         )
     }
 

@@ -180,6 +180,25 @@ fn bad_keys_and_large_bodies_are_refused_before_writing() {
 }
 
 #[test]
+fn lowering_the_body_limit_keeps_larger_stored_events() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let inbox = Inbox::open(dir.path(), Options::default()).unwrap();
+        append_wait(&inbox, "ci", None, &[7; 5000]).unwrap();
+        append_wait(&inbox, "ci", None, b"small").unwrap();
+    }
+    let strict = Options {
+        max_body_bytes: 10,
+        ..Options::default()
+    };
+    let inbox = Inbox::open(dir.path(), strict).unwrap();
+    assert!(inbox.recovery().cuts.is_empty(), "{:?}", inbox.recovery());
+    let page = inbox.page(&hook("ci"), 0, 10).unwrap();
+    assert_eq!(page.events[0].body.len(), 5000);
+    assert_eq!(page.events[1].body, b"small");
+}
+
+#[test]
 fn concurrent_appends_get_unique_contiguous_ids_in_per_sender_order() {
     let dir = tempfile::tempdir().unwrap();
     let inbox = std::sync::Arc::new(Inbox::open(dir.path(), Options::default()).unwrap());
