@@ -82,10 +82,17 @@ impl UnitState {
             CLD_KILLED | CLD_DUMPED => format!("killed by {}", signal_name(self.exec_status)),
             _ => "has not run".to_string(),
         };
+        // systemd 252 keeps the last run's result (exit-code, signal) when an
+        // automatic restart hits the start limit; only a manual start over the
+        // limit says start-limit-hit. Failed after restarts means it gave up.
         let result = match self.result.as_str() {
             "start-limit-hit" => {
                 " and systemd gave up after repeated fast failures (start-limit-hit)".to_string()
             }
+            _ if self.failed() && self.restarts > 0 => format!(
+                " and systemd gave up after {} automatic restarts (crash loop)",
+                self.restarts
+            ),
             "" | "success" => String::new(),
             other => format!(" (result {other})"),
         };
@@ -154,6 +161,15 @@ mod tests {
         assert_eq!(
             u.describe_exit(),
             "failed (failed), main process exited with code 1 and systemd gave up after repeated fast failures (start-limit-hit)"
+        );
+    }
+
+    #[test]
+    fn gave_up_after_automatic_restarts() {
+        let u = UnitState::parse("LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nMainPID=0\nExecMainCode=1\nExecMainStatus=1\nNRestarts=5\n");
+        assert_eq!(
+            u.describe_exit(),
+            "failed (failed), main process exited with code 1 and systemd gave up after 5 automatic restarts (crash loop)"
         );
     }
 

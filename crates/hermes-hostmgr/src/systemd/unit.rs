@@ -138,9 +138,12 @@ fn exec_word(word: &str) -> Result<String, String> {
     quoted(word, true)
 }
 
-/// ExecStart='s program is not subject to `$` expansion, and systemd refuses
-/// one holding quotes, backslashes or control characters ("Executable name
-/// contains special characters"), so those are refused here first.
+/// ExecStart='s program: systemd refuses one holding quotes, backslashes or
+/// control characters ("Executable name contains special characters"), so
+/// those are refused here first. The path is executed literally, but the same
+/// word becomes argv[0] *after* variable expansion, and `$$` is not undone in
+/// the path. So a path with `$` uses the `@` prefix: the literal path to
+/// execute, then argv[0] as an ordinary (escaped) word.
 fn exec_program(path: &str) -> Result<String, String> {
     if let Some(c) = path
         .chars()
@@ -150,7 +153,11 @@ fn exec_program(path: &str) -> Result<String, String> {
             "program path {path:?} contains {c:?}, which systemd refuses in an executable name"
         ));
     }
-    quoted(path, false)
+    if path.contains('$') {
+        Ok(format!("{} {}", quoted(&format!("@{path}"), false)?, exec_word(path)?))
+    } else {
+        quoted(path, false)
+    }
 }
 
 fn env_assignment(name: &str, value: &str) -> Result<String, String> {
@@ -190,8 +197,12 @@ mod tests {
         );
         assert!(exec_word("a\0b").is_err());
         assert_eq!(
-            exec_program("/opt/my $apps/100%/x").unwrap(),
-            r#""/opt/my $apps/100%%/x""#
+            exec_program("/opt/my apps/100%/x").unwrap(),
+            r#""/opt/my apps/100%%/x""#
+        );
+        assert_eq!(
+            exec_program("/opt/${X}/x").unwrap(),
+            r#""@/opt/${X}/x" "/opt/$${X}/x""#
         );
         for bad in ["/a\"b", "/a'b", "/a\\b", "/a\tb"] {
             assert!(exec_program(bad).is_err(), "{bad:?}");
