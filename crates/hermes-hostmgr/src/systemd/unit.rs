@@ -154,7 +154,11 @@ fn exec_program(path: &str) -> Result<String, String> {
         ));
     }
     if path.contains('$') {
-        Ok(format!("{} {}", quoted(&format!("@{path}"), false)?, exec_word(path)?))
+        Ok(format!(
+            "{} {}",
+            quoted(&format!("@{path}"), false)?,
+            exec_word(path)?
+        ))
     } else {
         quoted(path, false)
     }
