@@ -214,8 +214,10 @@ impl Snapshot {
                     Some(false) => Ok(None),
                     _ => match manager.status(&f.profile) {
                         Ok(s) => Ok(Some(s)),
+                        // No unit, or a manager that has none at all (`none`).
                         Err(ServiceError::NotRegistered { .. })
-                        | Err(ServiceError::ServiceNotInstalled { .. }) => Ok(None),
+                        | Err(ServiceError::ServiceNotInstalled { .. })
+                        | Err(ServiceError::Unsupported { .. }) => Ok(None),
                         Err(e) => Err(e.to_string()),
                     },
                 };

@@ -51,13 +51,25 @@ impl Environment for CliEnv {
     }
 
     fn supervisor(&self) -> SupervisorView {
-        if self.choice.kind != ManagerKind::S6 {
-            return SupervisorView {
-                name: self.choice.kind.to_string(),
-                scandir: None,
-                reachable: true,
-                detail: None,
-            };
+        match self.choice.kind {
+            ManagerKind::S6 => {}
+            // Detection found nothing to supervise gateways: say so, with its reason.
+            ManagerKind::None => {
+                return SupervisorView {
+                    name: "none".to_string(),
+                    scandir: Some(self.ctx.scandir.clone()),
+                    reachable: false,
+                    detail: Some(self.choice.reason.clone()),
+                }
+            }
+            other => {
+                return SupervisorView {
+                    name: other.to_string(),
+                    scandir: None,
+                    reachable: true,
+                    detail: None,
+                }
+            }
         }
         let checked = self.ctx.s6().check_supervisor();
         SupervisorView {

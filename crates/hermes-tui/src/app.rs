@@ -1,0 +1,363 @@
+//! The console's state and what each key does. Keys become [`Request`]s for
+//! the worker; nothing here touches the terminal or the supervisor.
+
+use std::collections::VecDeque;
+
+use hermes_core::ProfileName;
+use hermes_model::logs::Chunk;
+use hermes_model::{Gateway, Snapshot, Verb};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// Lines of log kept for the detail pane.
+pub const LOG_LINES: usize = 200;
+
+/// What the user asked the worker to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Refresh,
+    Act(ProfileName, Verb),
+    Create(ProfileName),
+    Delete(ProfileName),
+}
+
+/// What a key led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Continue,
+    Quit,
+    Send(Request),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Waiting for `y` to delete this profile.
+    ConfirmDelete(ProfileName),
+    /// Typing a new profile's name.
+    NewProfile {
+        input: String,
+        error: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub error: bool,
+}
+
+#[derive(Debug, Default)]
+struct LogView {
+    profile: Option<ProfileName>,
+    cursor: Option<String>,
+    lines: VecDeque<String>,
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub snapshot: Option<Snapshot>,
+    pub selected: usize,
+    pub mode: Mode,
+    pub message: Option<Message>,
+    /// What the worker is doing for us right now.
+    pub busy: Option<String>,
+    log: LogView,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl App {
+    pub fn new() -> App {
+        App {
+            snapshot: None,
+            selected: 0,
+            mode: Mode::Normal,
+            message: None,
+            busy: None,
+            log: LogView::default(),
+        }
+    }
+
+    pub fn gateways(&self) -> &[Gateway] {
+        self.snapshot.as_ref().map_or(&[], |s| &s.gateways)
+    }
+
+    pub fn selected_gateway(&self) -> Option<&Gateway> {
+        self.gateways().get(self.selected)
+    }
+
+    pub fn on_snapshot(&mut self, snap: Snapshot) {
+        // Keep the same profile selected when rows come and go.
+        let keep = self.selected_gateway().map(|g| g.profile.clone());
+        self.snapshot = Some(snap);
+        if let Some(p) = keep {
+            if let Some(i) = self.gateways().iter().position(|g| g.profile == p) {
+                self.selected = i;
+            }
+        }
+        self.selected = self.selected.min(self.gateways().len().saturating_sub(1));
+    }
+
+    pub fn on_done(&mut self, result: Result<String, String>) {
+        self.busy = None;
+        self.message = Some(match result {
+            Ok(text) => Message { text, error: false },
+            Err(text) => Message { text, error: true },
+        });
+    }
+
+    /// The selected gateway's profile, and where its log was last read
+    /// (`None`: read the tail).
+    pub fn log_request(&self) -> Option<(ProfileName, Option<String>)> {
+        let profile = self.selected_gateway()?.profile.clone();
+        let cursor = if self.log.profile.as_ref() == Some(&profile) {
+            self.log.cursor.clone()
+        } else {
+            None
+        };
+        Some((profile, cursor))
+    }
+
+    pub fn on_log(&mut self, profile: &ProfileName, chunk: Chunk) {
+        if self.log.profile.as_ref() != Some(profile) || chunk.reset {
+            self.log = LogView {
+                profile: Some(profile.clone()),
+                ..LogView::default()
+            };
+        }
+        self.log.lines.extend(chunk.lines);
+        while self.log.lines.len() > LOG_LINES {
+            self.log.lines.pop_front();
+        }
+        if !chunk.cursor.is_empty() {
+            self.log.cursor = Some(chunk.cursor);
+        }
+    }
+
+    pub fn log_lines(&self) -> impl Iterator<Item = &String> {
+        self.log.lines.iter()
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) -> Step {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return Step::Quit;
+        }
+        match self.mode.clone() {
+            Mode::Normal => self.normal_key(key.code),
+            Mode::ConfirmDelete(profile) => {
+                self.mode = Mode::Normal;
+                if key.code == KeyCode::Char('y') {
+                    self.busy = Some(format!("deleting {profile}"));
+                    Step::Send(Request::Delete(profile))
+                } else {
+                    self.message = Some(Message {
+                        text: format!("kept profile {profile}"),
+                        error: false,
+                    });
+                    Step::Continue
+                }
+            }
+            Mode::NewProfile { input, .. } => self.new_profile_key(key.code, input),
+        }
+    }
+
+    fn normal_key(&mut self, code: KeyCode) -> Step {
+        let count = self.gateways().len();
+        match code {
+            KeyCode::Char('q') | KeyCode::Esc => return Step::Quit,
+            KeyCode::Down | KeyCode::Char('j') if count > 0 => {
+                self.selected = (self.selected + 1).min(count - 1)
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
+            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
+            KeyCode::End | KeyCode::Char('G') => self.selected = count.saturating_sub(1),
+            KeyCode::Char('f') | KeyCode::F(5) => return Step::Send(Request::Refresh),
+            KeyCode::Char('n') => {
+                self.mode = Mode::NewProfile {
+                    input: String::new(),
+                    error: None,
+                }
+            }
+            KeyCode::Char(c @ ('s' | 't' | 'r' | 'd')) => return self.on_selected(c),
+            _ => {}
+        }
+        Step::Continue
+    }
+
+    fn on_selected(&mut self, key: char) -> Step {
+        let Some(g) = self.selected_gateway() else {
+            return Step::Continue;
+        };
+        let profile = g.profile.clone();
+        let refusal = match key {
+            'd' if profile.is_default() => {
+                Some("the default profile cannot be deleted".to_string())
+            }
+            _ if !g.profile_exists => {
+                Some(format!("{profile} has a slot but no profile directory"))
+            }
+            _ if self.busy.is_some() => Some("wait for the current action to finish".to_string()),
+            _ => None,
+        };
+        if let Some(text) = refusal {
+            self.message = Some(Message { text, error: true });
+            return Step::Continue;
+        }
+        let verb = match key {
+            's' => Verb::Start,
+            't' => Verb::Stop,
+            'r' => Verb::Restart,
+            _ => {
+                self.mode = Mode::ConfirmDelete(profile);
+                return Step::Continue;
+            }
+        };
+        self.busy = Some(format!("{} {profile}", verb.as_str()));
+        Step::Send(Request::Act(profile, verb))
+    }
+
+    fn new_profile_key(&mut self, code: KeyCode, mut input: String) -> Step {
+        match code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                return Step::Continue;
+            }
+            KeyCode::Enter => {
+                return match ProfileName::parse(&input) {
+                    Ok(name) => {
+                        self.mode = Mode::Normal;
+                        self.busy = Some(format!("creating {name}"));
+                        Step::Send(Request::Create(name))
+                    }
+                    Err(e) => {
+                        self.mode = Mode::NewProfile {
+                            input,
+                            error: Some(e.to_string()),
+                        };
+                        Step::Continue
+                    }
+                };
+            }
+            KeyCode::Backspace => {
+                input.pop();
+            }
+            KeyCode::Char(c) if input.chars().count() < 64 && !c.is_control() => input.push(c),
+            _ => {}
+        }
+        self.mode = Mode::NewProfile { input, error: None };
+        Step::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_model::fake::{FakeEnv, Slot};
+    use hermes_model::Snapshot;
+    use ratatui::crossterm::event::KeyEvent;
+    use std::time::Duration;
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::from(KeyCode::Char(c))
+    }
+
+    fn app_with(names: &[&str]) -> App {
+        let env = FakeEnv::new();
+        for n in names {
+            env.add_profile(n);
+            env.set_slot(n, Slot::up(1));
+        }
+        let mut app = App::new();
+        app.on_snapshot(Snapshot::collect_with(&env, Duration::from_millis(20)));
+        app
+    }
+
+    fn name(s: &str) -> ProfileName {
+        ProfileName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn keys_act_on_the_selected_gateway() {
+        let mut app = app_with(&["alpha", "beta"]);
+        assert_eq!(app.selected_gateway().unwrap().profile.as_str(), "default");
+        app.on_key(KeyEvent::from(KeyCode::Down));
+        assert_eq!(
+            app.on_key(key('t')),
+            Step::Send(Request::Act(name("alpha"), Verb::Stop))
+        );
+        // One action at a time.
+        assert_eq!(app.on_key(key('s')), Step::Continue);
+        assert!(app.message.as_ref().unwrap().error);
+        app.on_done(Ok("gateway 'alpha' is down".into()));
+        assert_eq!(
+            app.on_key(key('r')),
+            Step::Send(Request::Act(name("alpha"), Verb::Restart))
+        );
+        app.on_done(Ok("ok".into()));
+        app.on_key(key('j'));
+        app.on_key(key('j'));
+        assert_eq!(
+            app.on_key(key('s')),
+            Step::Send(Request::Act(name("beta"), Verb::Start))
+        );
+        assert_eq!(app.on_key(key('f')), Step::Send(Request::Refresh));
+        assert_eq!(app.on_key(key('q')), Step::Quit);
+    }
+
+    #[test]
+    fn delete_needs_y_and_never_the_default() {
+        let mut app = app_with(&["alpha"]);
+        assert_eq!(app.on_key(key('d')), Step::Continue);
+        assert_eq!(app.mode, Mode::Normal, "default must not be deletable");
+        app.on_key(key('j'));
+        app.on_key(key('d'));
+        assert_eq!(app.mode, Mode::ConfirmDelete(name("alpha")));
+        assert_eq!(app.on_key(key('n')), Step::Continue);
+        assert_eq!(app.mode, Mode::Normal);
+        app.on_key(key('d'));
+        assert_eq!(
+            app.on_key(key('y')),
+            Step::Send(Request::Delete(name("alpha")))
+        );
+    }
+
+    #[test]
+    fn new_profile_validates_the_name() {
+        let mut app = app_with(&[]);
+        app.on_key(key('n'));
+        for c in "a/b".chars() {
+            app.on_key(key(c));
+        }
+        assert_eq!(app.on_key(KeyEvent::from(KeyCode::Enter)), Step::Continue);
+        assert!(matches!(&app.mode, Mode::NewProfile { error: Some(_), .. }));
+        for _ in 0..3 {
+            app.on_key(KeyEvent::from(KeyCode::Backspace));
+        }
+        for c in "Coder".chars() {
+            app.on_key(key(c));
+        }
+        assert_eq!(
+            app.on_key(KeyEvent::from(KeyCode::Enter)),
+            Step::Send(Request::Create(name("coder")))
+        );
+        app.on_key(key('n'));
+        app.on_key(KeyEvent::from(KeyCode::Esc));
+        assert_eq!(app.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn selection_follows_the_profile_across_refreshes() {
+        let env = FakeEnv::new();
+        env.add_profile("b");
+        let mut app = App::new();
+        app.on_snapshot(Snapshot::collect_with(&env, Duration::from_millis(20)));
+        app.on_key(key('j'));
+        env.add_profile("a");
+        app.on_snapshot(Snapshot::collect_with(&env, Duration::from_millis(20)));
+        assert_eq!(app.selected_gateway().unwrap().profile.as_str(), "b");
+    }
+}

@@ -1,0 +1,122 @@
+//! The thread that talks to the supervisor: it collects a snapshot every
+//! refresh period and runs the user's requests (which can wait seconds for a
+//! gateway), so the screen keeps redrawing and answering keys meanwhile.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hermes_model::actions;
+use hermes_model::{Environment, Snapshot};
+
+use crate::app::Request;
+
+/// How long a start/stop/restart from the console waits for the outcome.
+pub const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub enum Update {
+    Snapshot(Box<Snapshot>),
+    /// A request finished: a line for the user, an error line on failure.
+    Done(Result<String, String>),
+}
+
+pub struct Worker {
+    requests: Sender<Request>,
+    updates: Receiver<Update>,
+}
+
+impl Worker {
+    pub fn spawn(env: Arc<dyn Environment>, every: Duration) -> Worker {
+        let (requests, inbox) = mpsc::channel::<Request>();
+        let (outbox, updates) = mpsc::channel();
+        std::thread::spawn(move || loop {
+            let request = match inbox.recv_timeout(every) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Some(request) = request.filter(|r| *r != Request::Refresh) {
+                if outbox.send(Update::Done(perform(&*env, request))).is_err() {
+                    break;
+                }
+            }
+            let snap = Snapshot::collect(&*env);
+            if outbox.send(Update::Snapshot(Box::new(snap))).is_err() {
+                break;
+            }
+        });
+        // The first snapshot is wanted now, not after one period.
+        let _ = requests.send(Request::Refresh);
+        Worker { requests, updates }
+    }
+
+    pub fn send(&self, request: Request) {
+        // The worker only stops when this side is dropped.
+        let _ = self.requests.send(request);
+    }
+
+    pub fn poll(&self) -> Option<Update> {
+        self.updates.try_recv().ok()
+    }
+}
+
+fn perform(env: &dyn Environment, request: Request) -> Result<String, String> {
+    match request {
+        Request::Refresh => Ok(String::new()),
+        Request::Act(profile, verb) => actions::lifecycle(env, &profile, verb, ACTION_TIMEOUT)
+            .map(|o| o.message)
+            .map_err(|e| match e.log_tail().last() {
+                Some(line) => format!("{e} (log: {line})"),
+                None => e.to_string(),
+            }),
+        Request::Create(name) => actions::create(env, &name, None, true)
+            .map(|c| match (c.port, c.slot_error) {
+                (_, Some(err)) => format!("created profile {name}; no slot yet: {err}"),
+                (Some(port), None) => format!("created profile {name} (gateway port {port})"),
+                (None, None) => format!("created profile {name}"),
+            })
+            .map_err(|e| e.to_string()),
+        Request::Delete(name) => actions::delete(env, &name)
+            .map(|_| format!("deleted profile {name}"))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_core::ProfileName;
+    use hermes_model::fake::{FakeEnv, Slot};
+    use hermes_model::Verb;
+    use std::time::Instant;
+
+    fn next_done(w: &Worker) -> Result<String, String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Update::Done(r)) = w.poll() {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "no outcome within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn requests_run_through_the_shared_actions() {
+        let env = Arc::new(FakeEnv::new());
+        env.add_profile("alpha");
+        env.set_slot("alpha", Slot::up(1));
+        let w = Worker::spawn(env.clone(), Duration::from_secs(60));
+        let alpha = ProfileName::parse("alpha").unwrap();
+        w.send(Request::Act(alpha.clone(), Verb::Stop));
+        assert!(next_done(&w).unwrap().contains("down"));
+        assert!(!env.slot("alpha").unwrap().up);
+        w.send(Request::Create(ProfileName::parse("beta").unwrap()));
+        assert!(next_done(&w).unwrap().contains("created profile beta"));
+        w.send(Request::Delete(alpha));
+        assert_eq!(next_done(&w).unwrap(), "deleted profile alpha");
+        let ghost = ProfileName::parse("ghost").unwrap();
+        w.send(Request::Act(ghost, Verb::Start));
+        assert!(next_done(&w).unwrap_err().contains("ghost"));
+    }
+}
