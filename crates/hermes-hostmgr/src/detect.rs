@@ -41,6 +41,8 @@ pub trait Facts {
     fn probe_fifo(&self, path: &Path) -> FifoProbe;
     /// `std::env::consts::OS` on a real host.
     fn os(&self) -> &str;
+    /// The effective uid is 0: root manages system units, and usually has no user manager.
+    fn is_root(&self) -> bool;
     /// Runs the one probe command detection needs (`systemctl is-system-running`).
     fn runner(&self) -> &dyn CommandRunner;
 }
@@ -77,6 +79,10 @@ impl<R: CommandRunner> Facts for HostFacts<R> {
 
     fn os(&self) -> &str {
         std::env::consts::OS
+    }
+
+    fn is_root(&self) -> bool {
+        nix::unistd::geteuid().is_root()
     }
 
     fn runner(&self) -> &dyn CommandRunner {
@@ -160,44 +166,60 @@ pub fn detect_service_manager(facts: &dyn Facts, scandir: &Path, system: bool) -
         "macos" => return found(ManagerKind::Launchd, format!("the OS is macOS{ignored}")),
         _ => {}
     }
-    let bus = if system { "system" } else { "user" };
     if !facts.exists(Path::new("/run/systemd/system")) {
         return found(
             ManagerKind::None,
             format!("no s6 supervisor on {}, and /run/systemd/system does not exist (systemd is not PID 1){ignored}", scandir.display()),
         );
     }
+    let first = probe_bus(facts, system);
+    let answer = match first {
+        Ok(reason) => return found(ManagerKind::Systemd, format!("{reason}{ignored}")),
+        // Root rarely has a user manager but is the one who manages system units.
+        Err(why) if !system && facts.is_root() => match probe_bus(facts, true) {
+            Ok(reason) => return found(
+                ManagerKind::Systemd,
+                format!(
+                    "{reason}; running as root, whose user manager does not answer: {why}{ignored}"
+                ),
+            ),
+            Err(system_why) => format!("{why}; {system_why}"),
+        },
+        Err(why) => why,
+    };
+    found(
+        ManagerKind::None,
+        format!("systemd is PID 1 but no manager answers: {answer}{ignored}"),
+    )
+}
+
+/// `Ok(reason)` when the user (or system) manager answers on its bus.
+fn probe_bus(facts: &dyn Facts, system: bool) -> Result<String, String> {
+    let bus = if system { "system" } else { "user" };
     let mut probe = vec!["systemctl"];
     if !system {
         probe.push("--user");
     }
     probe.push("is-system-running");
     let probe = argv(&probe);
-    let answer = match facts.runner().run(&probe) {
+    let command = probe.join(" ");
+    match facts.runner().run(&probe) {
         Ok(out) => {
             let state = out.stdout.trim().to_string();
             if ANSWERED.contains(&state.as_str()) {
-                return found(
-                    ManagerKind::Systemd,
-                    format!(
-                        "systemd is running and the {bus} manager answers (`{}`: {state}){ignored}",
-                        probe.join(" ")
-                    ),
-                );
+                Ok(format!(
+                    "systemd is running and the {bus} manager answers (`{command}`: {state})"
+                ))
+            } else {
+                Err(format!(
+                    "`{command}` answered {state:?} (exit {}): {}",
+                    out.code.map_or("killed".to_string(), |c| c.to_string()),
+                    out.stderr.trim()
+                ))
             }
-            format!(
-                "`{}` answered {state:?} (exit {}): {}",
-                probe.join(" "),
-                out.code.map_or("killed".to_string(), |c| c.to_string()),
-                out.stderr.trim()
-            )
         }
-        Err(e) => e.to_string(),
-    };
-    found(
-        ManagerKind::None,
-        format!("systemd is PID 1 but its {bus} manager does not answer: {answer}{ignored}"),
-    )
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +233,7 @@ mod tests {
         systemd_dir: bool,
         fifo: FifoProbe,
         os: &'static str,
+        root: bool,
         runner: RecordingRunner,
     }
 
@@ -222,6 +245,7 @@ mod tests {
                 systemd_dir: false,
                 fifo: FifoProbe::Missing,
                 os: "linux",
+                root: false,
                 runner: RecordingRunner::new(),
             }
         }
@@ -249,6 +273,9 @@ mod tests {
         }
         fn os(&self) -> &str {
             self.os
+        }
+        fn is_root(&self) -> bool {
+            self.root
         }
         fn runner(&self) -> &dyn CommandRunner {
             &self.runner
@@ -365,9 +392,41 @@ mod tests {
         assert_eq!(d.kind, ManagerKind::None);
         assert_eq!(
             d.reason,
-            "systemd is PID 1 but its system manager does not answer: `systemctl is-system-running` answered \"offline\" (exit 1): Failed to connect to bus: No such file or directory"
+            "systemd is PID 1 but no manager answers: `systemctl is-system-running` answered \"offline\" (exit 1): Failed to connect to bus: No such file or directory"
         );
         assert_eq!(f.runner.call_lines(), ["systemctl is-system-running"]);
+    }
+
+    #[test]
+    fn root_without_a_user_manager_gets_the_system_one() {
+        let f = Fake {
+            systemd_dir: true,
+            root: true,
+            ..Fake::default()
+        };
+        f.runner.answer(
+            &["systemctl", "--user", "is-system-running"],
+            Output::exit(1, "offline\n", "Failed to connect to bus: No medium found"),
+        );
+        f.runner
+            .answer(&["systemctl", "is-system-running"], Output::ok("running\n"));
+        let d = detect(&f, false);
+        assert_eq!(d.kind, ManagerKind::Systemd, "{}", d.reason);
+        assert!(d.reason.contains("running as root"), "{}", d.reason);
+        // Not root: the user bus alone decides.
+        let f = Fake {
+            systemd_dir: true,
+            ..Fake::default()
+        };
+        f.runner.answer(
+            &["systemctl", "--user", "is-system-running"],
+            Output::exit(1, "offline\n", ""),
+        );
+        assert_eq!(detect(&f, false).kind, ManagerKind::None);
+        assert_eq!(
+            f.runner.call_lines(),
+            ["systemctl --user is-system-running"]
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod detect;
 pub mod host;
 pub mod launchd;
+mod listing;
 pub mod none;
 pub mod plan;
 pub mod runner;

@@ -132,6 +132,7 @@ fn install_writes_unloads_enables_bootstraps() {
         s.log_dir.is_dir(),
         "launchd does not create the log directory itself"
     );
+    assert_eq!(m.list().unwrap(), [profile("coder")]);
 }
 
 #[test]

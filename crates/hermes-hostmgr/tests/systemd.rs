@@ -231,6 +231,7 @@ fn install_fresh_writes_reloads_enables_and_warns_about_linger() {
             "systemctl --user enable --now hermes-gateway-coder.service"
         ]
     );
+    assert_eq!(m.list().unwrap(), [profile("coder")]);
     let written = std::fs::read_to_string(dir.path().join("units").join(UNIT)).unwrap();
     assert_eq!(written, render_unit(&spec("coder"), &Scope::User).unwrap());
     assert_eq!(warnings.len(), 1);

@@ -154,6 +154,7 @@ fn install_writes_launcher_and_utf16_xml_creates_and_runs() {
             "schtasks /Run /TN hermes-gateway-coder".to_string(),
         ]
     );
+    assert_eq!(m.list().unwrap(), [profile("coder")]);
     let bytes = std::fs::read(&xml).unwrap();
     assert_eq!(&bytes[..2], &[0xFF, 0xFE], "UTF-16LE byte-order mark");
     let units: Vec<u16> = bytes[2..]

@@ -18,6 +18,11 @@ use crate::{CodedError, Context};
 const S6_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn install(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> {
+    if args.system && args.run_as_user.is_none() {
+        return Err(usage(
+            "--system needs --run-as-user USER: the gateway never runs as root".to_string(),
+        ));
+    }
     let (kind, reason) = chosen(ctx, args)?;
     profile::existing(&ctx.home, &ctx.profile)?;
     let spec = GatewaySpec::for_profile(&ctx.home, &ctx.profile, &ctx.program);
@@ -111,11 +116,6 @@ fn chosen(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<(ManagerKind, Str
             "--run-as-user only applies to --system units".to_string(),
         ));
     }
-    if args.system && args.run_as_user.is_none() {
-        return Err(usage(
-            "--system needs --run-as-user USER: the gateway never runs as root".to_string(),
-        ));
-    }
     let (kind, reason) = match &args.manager {
         Some(name) => {
             let kind = ManagerKind::parse(name)
@@ -146,9 +146,11 @@ fn backend(
     kind: ManagerKind,
 ) -> Option<HostBackend<SystemRunner>> {
     let env = HostEnv::from_process();
-    let systemd = match &args.run_as_user {
-        Some(user) => SystemdConfig::system(user.clone()),
-        None => SystemdConfig::user(&env),
+    // Uninstall needs no --run-as-user: the unit is found by name.
+    let systemd = if args.system {
+        SystemdConfig::system(args.run_as_user.clone().unwrap_or_default())
+    } else {
+        SystemdConfig::user(&env)
     };
     HostBackend::new(kind, &env, ctx.home.root(), systemd, SystemRunner)
 }

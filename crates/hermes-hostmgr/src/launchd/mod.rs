@@ -302,4 +302,14 @@ impl<R: CommandRunner> ServiceManager for LaunchdManager<R> {
         let job = self.job(profile)?;
         Ok(self.slot(profile, &job))
     }
+
+    /// Profiles with a LaunchAgent plist.
+    fn list(&self) -> Result<Vec<ProfileName>, ServiceError> {
+        crate::listing::installed_profiles(
+            &self.config.agents_dir,
+            "hermes.gateway.",
+            ".plist",
+            |p| format!("{}.plist", label(p)),
+        )
+    }
 }

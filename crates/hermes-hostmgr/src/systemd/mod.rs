@@ -201,6 +201,7 @@ impl<R: CommandRunner> SystemdManager<R> {
         };
         let system = match &self.config.scope {
             Scope::User => String::new(),
+            Scope::System { run_as } if run_as.is_empty() => " --system".to_string(),
             Scope::System { run_as } => format!(" --system --run-as-user {run_as}"),
         };
         ServiceError::ServiceNotInstalled {
@@ -379,6 +380,16 @@ impl<R: CommandRunner> ServiceManager for SystemdManager<R> {
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {
         let state = self.show(profile)?;
         Ok(self.slot(profile, &state))
+    }
+
+    /// Profiles with a unit in this scope's unit directory.
+    fn list(&self) -> Result<Vec<ProfileName>, ServiceError> {
+        crate::listing::installed_profiles(
+            &self.config.unit_dir,
+            "hermes-gateway-",
+            ".service",
+            unit_name,
+        )
     }
 }
 

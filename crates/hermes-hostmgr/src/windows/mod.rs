@@ -326,4 +326,11 @@ impl<R: CommandRunner> ServiceManager for WindowsManager<R> {
         let task = self.query(profile)?;
         Ok(self.slot(profile, &task))
     }
+
+    /// Profiles whose task XML this backend wrote.
+    fn list(&self) -> Result<Vec<ProfileName>, ServiceError> {
+        crate::listing::installed_profiles(&self.config.task_dir, "hermes-gateway-", ".xml", |p| {
+            format!("{}.xml", task_name(p))
+        })
+    }
 }
