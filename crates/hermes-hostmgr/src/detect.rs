@@ -177,12 +177,11 @@ pub fn detect_service_manager(facts: &dyn Facts, scandir: &Path, system: bool) -
         Ok(reason) => return found(ManagerKind::Systemd, format!("{reason}{ignored}")),
         // Root rarely has a user manager but is the one who manages system units.
         Err(why) if !system && facts.is_root() => match probe_bus(facts, true) {
-            Ok(reason) => return found(
-                ManagerKind::Systemd,
-                format!(
-                    "{reason}; running as root, whose user manager does not answer: {why}{ignored}"
-                ),
-            ),
+            Ok(reason) => {
+                let reason =
+                    format!("{reason}; running as root, whose user manager does not answer: {why}");
+                return found(ManagerKind::Systemd, format!("{reason}{ignored}"));
+            }
             Err(system_why) => format!("{why}; {system_why}"),
         },
         Err(why) => why,
