@@ -61,9 +61,16 @@ pub struct Report {
 
 pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
     let mut checks = vec![supervisor(snap)];
+    // The service user is whoever owns HERMES_HOME (the container init makes it so).
+    let service_uid = fs::metadata(env.home().root())
+        .map_or_else(|_| nix::unistd::geteuid().as_raw(), |m| m.uid());
     if let Some(scandir) = &snap.supervisor.scandir {
-        checks.push(scandir_writable(scandir));
-        checks.push(slot_permissions(scandir));
+        checks.push(scandir_owner(scandir, service_uid));
+        // Without a scandir the two checks below would only repeat that.
+        if scandir.is_dir() {
+            checks.push(scandir_writable(scandir));
+            checks.push(slot_permissions(scandir, service_uid));
+        }
     }
     checks.extend(permanently_down(env, snap));
     checks.push(unsupervised(snap));
@@ -106,6 +113,65 @@ fn supervisor(snap: &Snapshot) -> Check {
     }
 }
 
+/// The scandir must belong to the service user (the owner of `HERMES_HOME`),
+/// be writable by no one else, and be watched by a supervisor running as that
+/// same user: a supervisor of another user (root) executing `run` scripts the
+/// service user can write is a privilege escalation.
+fn scandir_owner(scandir: &Path, service_uid: u32) -> Check {
+    let name = "scandir ownership";
+    let meta = match fs::metadata(scandir) {
+        Ok(m) => m,
+        Err(e) => {
+            return Check::fail(
+                name,
+                format!("{}: {e}", scandir.display()),
+                "start the supervisor (`hermes supervise`), which creates it",
+            )
+        }
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let control = scandir.join(".s6-svscan/control");
+    let supervisor_uid = fs::metadata(&control).ok().map(|m| m.uid());
+    if meta.uid() != service_uid {
+        Check::fail(
+            name,
+            format!(
+                "{} belongs to uid {}, not to the service user (uid {service_uid}, owner of HERMES_HOME)",
+                scandir.display(),
+                meta.uid()
+            ),
+            format!("chown {service_uid} {} and restart the supervisor as that user", scandir.display()),
+        )
+    } else if mode & 0o022 != 0 {
+        Check::fail(
+            name,
+            format!(
+                "{} is writable by group or others (mode {mode:o}): they could add a run script the supervisor executes",
+                scandir.display()
+            ),
+            format!("chmod go-w {}", scandir.display()),
+        )
+    } else if let Some(uid) = supervisor_uid.filter(|u| *u != service_uid) {
+        Check::fail(
+            name,
+            format!(
+                "the supervisor on {} runs as uid {uid}, but its slots are written by uid {service_uid}: it would execute what that user writes",
+                scandir.display()
+            ),
+            "run the supervision tree as the service user (`hermes supervise` as that user; the container init does this)",
+        )
+    } else {
+        Check::pass(
+            name,
+            format!(
+                "{} belongs to the service user (uid {service_uid}) alone",
+                scandir.display()
+            ),
+        )
+    }
+}
+
+/// Whoever runs doctor must be able to register slots (the service user can).
 fn scandir_writable(scandir: &Path) -> Check {
     let name = "scandir writable";
     match access(scandir, AccessFlags::W_OK | AccessFlags::X_OK) {
@@ -114,7 +180,7 @@ fn scandir_writable(scandir: &Path) -> Check {
             name,
             format!("{} is not writable by you: {e}", scandir.display()),
             format!(
-                "run hermes as the user that owns {0} (the service user in the container), or `chown $(id -u) {0}`",
+                "run hermes as the user that owns {0} (the service user in the container: `docker exec -u hermes`)",
                 scandir.display()
             ),
         ),
@@ -123,12 +189,11 @@ fn scandir_writable(scandir: &Path) -> Check {
 
 /// Slots must be owned by the supervisor's user and writable by no one else:
 /// a `run` script anyone else can write is code they get the supervisor to run.
-fn slot_permissions(scandir: &Path) -> Check {
+fn slot_permissions(scandir: &Path, service_uid: u32) -> Check {
     let name = "slot permissions";
     let Ok(entries) = fs::read_dir(scandir) else {
         return Check::pass(name, format!("{} is empty or missing", scandir.display()));
     };
-    let me = nix::unistd::geteuid().as_raw();
     let mut bad = Vec::new();
     let mut count = 0;
     for entry in entries.flatten() {
@@ -142,7 +207,7 @@ fn slot_permissions(scandir: &Path) -> Check {
             let Ok(meta) = fs::metadata(&path) else {
                 continue;
             };
-            if meta.uid() != me {
+            if meta.uid() != service_uid {
                 bad.push(format!("{} is owned by uid {}", path.display(), meta.uid()));
             } else if meta.permissions().mode() & 0o022 != 0 {
                 bad.push(format!(
@@ -160,13 +225,13 @@ fn slot_permissions(scandir: &Path) -> Check {
     if bad.is_empty() {
         Check::pass(
             name,
-            format!("{count} slots owned by you, not writable by others"),
+            format!("{count} slots owned by the service user, not writable by others"),
         )
     } else {
         Check::fail(
             name,
             bad.join("; "),
-            "run hermes as the supervisor's user; remove group/other write bits (`chmod go-w`) and chown the slots to that user",
+            format!("chown -R {service_uid} the slots named, and `chmod go-w` them"),
         )
     }
 }
@@ -497,7 +562,8 @@ mod tests {
         fs::create_dir(&slot).unwrap();
         fs::write(slot.join("run"), "#!/bin/sh\n").unwrap();
         fs::set_permissions(slot.join("run"), fs::Permissions::from_mode(0o775)).unwrap();
-        let c = slot_permissions(dir.path());
+        let me = nix::unistd::geteuid().as_raw();
+        let c = slot_permissions(dir.path(), me);
         assert!(
             !c.ok && c.detail.contains("run is writable by group"),
             "{}",
@@ -505,6 +571,17 @@ mod tests {
         );
         fs::set_permissions(slot.join("run"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(&slot, fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(slot_permissions(dir.path()).ok);
+        assert!(slot_permissions(dir.path(), me).ok);
+        assert!(!slot_permissions(dir.path(), me + 1).ok);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let c = scandir_owner(dir.path(), me);
+        assert!(
+            !c.ok && c.detail.contains("writable by group or others"),
+            "{}",
+            c.detail
+        );
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(scandir_owner(dir.path(), me).ok);
+        assert!(!scandir_owner(dir.path(), me + 1).ok);
     }
 }
