@@ -7,6 +7,10 @@
 #[path = "util.rs"]
 mod util;
 
+// The DevTools-protocol driver of the dashboard's own browser test.
+#[path = "../../hermes-dashboard/tests/common/cdp.rs"]
+mod cdp;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -442,4 +446,66 @@ fn tui_gives_the_terminal_back_on_sigterm() {
     assert_eq!(tmux.var("pane_dead_status"), "143");
     assert_eq!(tmux.var("alternate_on"), "0");
     assert!(!tmux.screen().contains("PROFILE"), "{}", tmux.screen());
+}
+
+#[test]
+fn dashboard_in_chromium_over_real_s6() {
+    let Some(binary) = cdp::find_chromium() else {
+        println!("skipped: no chromium on PATH (Debian: apt-get install chromium; or set HERMES_CHROMIUM)");
+        return;
+    };
+    let env = two_gateways();
+    start(&env, "beta");
+    let port = free_port().to_string();
+    env.ok(&["profile", "create", "gamma", "--no-alias", "--port", &port]);
+    let (_dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
+    let mut chrome = cdp::Chrome::launch(&binary);
+    chrome.open(&format!("http://127.0.0.1:{port}/"));
+    chrome.wait_until(
+        "two gateways up",
+        &format!(
+            "{} && {}",
+            cdp::row_label("alpha", "up"),
+            cdp::row_label("beta", "up")
+        ),
+    );
+
+    chrome.click("tr[data-profile=\"beta\"] button[data-action=\"stop\"]");
+    chrome.wait_until("beta stopped", &cdp::row_label("beta", "stopped"));
+    assert_eq!(env.status_json("beta")["up"], false);
+    chrome.click("tr[data-profile=\"beta\"] button[data-action=\"start\"]");
+    chrome.wait_until("beta up again", &cdp::row_label("beta", "up"));
+    assert_eq!(env.status_json("beta")["up"], true);
+    println!(
+        "screenshot: {}",
+        chrome.screenshot("real-s6-1280.png").display()
+    );
+
+    chrome.click("tr[data-profile=\"gamma\"] button[data-action=\"delete\"]");
+    chrome.wait_until(
+        "the confirmation",
+        "document.querySelector('#confirm').open",
+    );
+    chrome.type_text("gamma");
+    chrome.click("#confirm-ok");
+    chrome.wait_until(
+        "gamma gone",
+        "document.querySelector('tr[data-profile=\"gamma\"]') === null",
+    );
+    assert!(!env.profile_dir("gamma").exists());
+
+    let (_guarded, port) = serve_dashboard(&env, "0.0.0.0", Some("a-long-enough-test-token"));
+    chrome.open(&format!("http://127.0.0.1:{port}/"));
+    chrome.wait_until(
+        "the sign-in form instead of the gateways",
+        "!document.querySelector('#login').hidden && document.querySelector('#app').hidden",
+    );
+    assert_eq!(
+        chrome.eval("fetch('/api/status').then(r => r.status)"),
+        serde_json::json!(401)
+    );
+    println!(
+        "screenshot: {}",
+        chrome.screenshot("real-s6-refused.png").display()
+    );
 }
