@@ -554,3 +554,17 @@ fn registration_is_refused_with_a_typed_error() {
     assert!(matches!(e, ServiceError::Unsupported { .. }), "{e}");
     assert!(runner.calls().is_empty());
 }
+
+/// The unit's rate limit is derived from the s6 finish policy; if that policy
+/// changes, the unit must change with it.
+#[test]
+fn start_limit_mirrors_the_s6_crash_loop_policy() {
+    use hermes_hostmgr::systemd::{RESTART_SEC, START_LIMIT_BURST, START_LIMIT_INTERVAL_SECS};
+    use hermes_s6::finish::{CONFIG_EXIT, MAX_SHORT_FAILURES, SHORT_RUN_MS};
+    assert_eq!(START_LIMIT_BURST, MAX_SHORT_FAILURES);
+    // Five starts fit in the window exactly when each run is shorter than SHORT_RUN_MS.
+    let fast_run_secs = START_LIMIT_INTERVAL_SECS / START_LIMIT_BURST - RESTART_SEC;
+    assert_eq!(u64::from(fast_run_secs) * 1000, SHORT_RUN_MS);
+    let unit = render_unit(&spec("coder"), &Scope::User).unwrap();
+    assert!(unit.contains(&format!("\nRestartPreventExitStatus={CONFIG_EXIT}\n")));
+}
