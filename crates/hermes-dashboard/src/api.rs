@@ -3,8 +3,8 @@
 //! same code as `hermes status` and the TUI.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hermes_core::ProfileName;
 use hermes_model::actions::{self, ActionError, Verb};
@@ -86,11 +86,18 @@ impl Reply {
     }
 }
 
+/// A snapshot this young is served again instead of collected anew: every
+/// open page polls, and a snapshot costs one `s6-svstat` and one probe per gateway.
+const SNAPSHOT_REUSE: Duration = Duration::from_millis(1000);
+
 pub struct App {
     env: Arc<dyn Environment>,
     auth: Auth,
     /// The default wait of a lifecycle action.
     action_timeout: Duration,
+    /// The last `GET /api/status` document, and when it was collected.
+    /// Cleared by every state-changing call, so an action is seen at once.
+    recent: Mutex<Option<(Instant, Arc<Vec<u8>>)>>,
 }
 
 impl App {
@@ -99,6 +106,26 @@ impl App {
             env,
             auth,
             action_timeout,
+            recent: Mutex::new(None),
+        }
+    }
+
+    fn status(&self) -> Reply {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let body = match recent.as_ref() {
+            Some((at, body)) if at.elapsed() < SNAPSHOT_REUSE => body.clone(),
+            _ => {
+                let reply = Reply::json(200, &Snapshot::collect(&*self.env));
+                let body = Arc::new(reply.body);
+                *recent = Some((Instant::now(), body.clone()));
+                body
+            }
+        };
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: body.to_vec(),
         }
     }
 
@@ -124,7 +151,15 @@ impl App {
                 Reply::json(200, &json!({"ok": true})).with_header("set-cookie", clear_cookie())
             }
             (_, ["api", ..]) => match self.authorize(req) {
-                Ok(()) => self.api(req, &segments[1..]),
+                Ok(()) => {
+                    let reply = self.api(req, &segments[1..]);
+                    if req.method != "GET" {
+                        // After the change, not before: a poll during a slow
+                        // action must not be served once it is done.
+                        *self.recent.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    }
+                    reply
+                }
                 Err(reply) => reply,
             },
             _ => Reply::error(404, "not_found", format!("no such page: {}", req.path)),
@@ -196,7 +231,7 @@ impl App {
     fn api(&self, req: &Request, path: &[&str]) -> Reply {
         let env = &*self.env;
         match (req.method.as_str(), path) {
-            ("GET", ["status"]) => Reply::json(200, &Snapshot::collect(env)),
+            ("GET", ["status"]) => self.status(),
             ("GET", ["doctor"]) => {
                 let snap = Snapshot::collect(env);
                 Reply::json(200, &doctor::run(env, &snap))
