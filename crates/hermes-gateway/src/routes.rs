@@ -53,6 +53,7 @@ impl App {
 
     fn detailed(&self) -> Value {
         let recovery = self.inbox.recovery();
+        let (commits, committed_events) = self.inbox.commits();
         json!({
             "status": "ok",
             "profile": self.paths.name.as_str(),
@@ -86,6 +87,8 @@ impl App {
                     "removed_empty": recovery.removed_empty,
                 },
                 "retention_error": self.inbox.retention_error(),
+                "group_commits": commits,
+                "committed_events": committed_events,
             },
         })
     }

@@ -26,6 +26,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -109,6 +110,9 @@ pub(crate) struct Shared {
     pub index: Mutex<Index>,
     /// Why the last background retention pass failed, if it did.
     pub retention_error: Mutex<Option<String>>,
+    /// Successful group commits (one data sync each) and the events they stored.
+    pub commits: AtomicU64,
+    pub committed_events: AtomicU64,
 }
 
 pub struct Inbox {
@@ -150,6 +154,8 @@ impl Inbox {
         let shared = Arc::new(Shared {
             index: Mutex::new(index),
             retention_error: Mutex::new(None),
+            commits: AtomicU64::new(0),
+            committed_events: AtomicU64::new(0),
         });
         let max_body_bytes = options.max_body_bytes;
         let writer = Writer {
@@ -233,6 +239,15 @@ impl Inbox {
 
     pub fn stats(&self) -> Vec<HookStats> {
         index::stats(&self.shared.index.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Group commits since open and the events they stored: events per commit is
+    /// how many deliveries shared each fsync.
+    pub fn commits(&self) -> (u64, u64) {
+        (
+            self.shared.commits.load(Ordering::Relaxed),
+            self.shared.committed_events.load(Ordering::Relaxed),
+        )
     }
 
     /// Why the last background retention pass failed, if it did.

@@ -9,6 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 
@@ -189,6 +190,12 @@ impl Writer {
         };
         match result {
             Ok(created) => {
+                if !buf.is_empty() {
+                    self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .committed_events
+                        .fetch_add(offsets.len() as u64, Ordering::Relaxed);
+                }
                 let first_new = writer.next_id;
                 writer.next_id = next_id;
                 writer.keys.extend(pending);
