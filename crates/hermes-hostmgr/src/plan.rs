@@ -161,7 +161,11 @@ impl fmt::Display for Plan {
                     };
                     writeln!(f, "write {} (mode {mode:o}{enc}):", path.display())?;
                     for line in text.lines() {
-                        writeln!(f, "    {line}")?;
+                        if line.is_empty() {
+                            writeln!(f)?;
+                        } else {
+                            writeln!(f, "    {line}")?;
+                        }
                     }
                 }
                 Step::CreateDir { path } => writeln!(f, "create directory {}", path.display())?,

@@ -568,3 +568,21 @@ fn start_limit_mirrors_the_s6_crash_loop_policy() {
     let unit = render_unit(&spec("coder"), &Scope::User).unwrap();
     assert!(unit.contains(&format!("\nRestartPreventExitStatus={CONFIG_EXIT}\n")));
 }
+
+/// `--dry-run` prints each file's path then its content, then each command.
+#[test]
+fn dry_run_listing_shows_path_content_and_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = RecordingRunner::new();
+    let m = manager(dir.path(), Scope::User, &runner);
+    let plan = m.plan_install(&spec("coder")).unwrap();
+    let text = plan
+        .to_string()
+        .replace(&dir.path().display().to_string(), "<dir>");
+    insta::assert_snapshot!("dry_run_user_coder", text);
+    assert!(runner.calls().is_empty(), "planning runs nothing");
+    assert!(
+        !dir.path().join("units").exists(),
+        "planning writes nothing"
+    );
+}

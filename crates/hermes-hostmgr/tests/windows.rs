@@ -268,3 +268,18 @@ fn exit_codes_map_to_typed_errors() {
         ServiceError::ServiceNotInstalled { .. }
     ));
 }
+
+#[test]
+fn registration_is_refused_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = RecordingRunner::new();
+    let m = manager(dir.path(), &runner);
+    assert!(!m.supports_registration());
+    for e in [
+        m.register(&spec("coder"), true).unwrap_err(),
+        m.unregister(&profile("coder")).unwrap_err(),
+    ] {
+        assert!(matches!(e, ServiceError::Unsupported { .. }), "{e}");
+    }
+    assert!(runner.calls().is_empty());
+}
