@@ -436,6 +436,7 @@ fn parallel_map<T: Sync, S, R: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::Environment;
     use crate::fake::{FakeEnv, Slot};
 
     #[test]
@@ -491,6 +492,37 @@ mod tests {
         assert_eq!(g.port, Some(port));
         assert_eq!((g.label, g.tone), (GatewayLabel::Up, Tone::Good));
         assert_eq!(snap.summary.healthy, 1);
+    }
+
+    #[test]
+    fn fifty_silent_gateways_cost_about_one_timeout() {
+        // Listeners that accept but never answer: probed one after the
+        // other, this would take 50 timeouts.
+        let env = FakeEnv::new();
+        let listeners: Vec<std::net::TcpListener> = (0..50)
+            .map(|i| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let name = format!("p{i}");
+                env.add_profile(&name);
+                let paths = Environment::home(&env).profile(&ProfileName::parse(&name).unwrap());
+                hermes_core::config::Config::new(l.local_addr().unwrap().port())
+                    .save(&paths.config())
+                    .unwrap();
+                env.set_slot(&name, Slot::up(7));
+                l
+            })
+            .collect();
+        let timeout = Duration::from_millis(200);
+        let started = std::time::Instant::now();
+        let snap = Snapshot::collect_with(&env, timeout);
+        let took = started.elapsed();
+        assert!(took < timeout * 6, "took {took:?}");
+        let silent = snap
+            .gateways
+            .iter()
+            .filter(|g| g.health.state == HealthState::Unreachable);
+        assert_eq!(silent.count(), 51, "50 silent and the closed root port");
+        drop(listeners);
     }
 
     #[test]
