@@ -17,7 +17,7 @@ fn pid_of(env: &Env, profile: &str) -> Option<u64> {
 fn start_waits_for_health_and_stop_waits_for_down() {
     let mut env = Env::new();
     env.supervise();
-    env.ok(&["profile", "create", "coder"]);
+    env.create(&["coder"]);
     let st = env.status_json("coder");
     assert_eq!(st["registered"], true);
     assert_eq!(st["up"], false, "a new slot must be registered down: {st}");
@@ -49,7 +49,7 @@ fn start_waits_for_health_and_stop_waits_for_down() {
 fn kill_9_is_restarted_with_a_new_pid() {
     let mut env = Env::new();
     env.supervise();
-    env.ok(&["profile", "create", "k", "--no-alias"]);
+    env.create(&["k", "--no-alias"]);
     env.ok(&["-p", "k", "gateway", "start"]);
     let first = pid_of(&env, "k").expect("pid");
     nix::sys::signal::kill(
@@ -68,7 +68,7 @@ fn kill_9_is_restarted_with_a_new_pid() {
 fn restart_gives_a_new_pid_and_counts_no_failure() {
     let mut env = Env::new();
     env.supervise();
-    env.ok(&["profile", "create", "r", "--no-alias"]);
+    env.create(&["r", "--no-alias"]);
     env.ok(&["-p", "r", "gateway", "start"]);
     let first = pid_of(&env, "r").unwrap();
     env.ok(&["-p", "r", "gateway", "restart"]);
@@ -82,7 +82,7 @@ fn restart_gives_a_new_pid_and_counts_no_failure() {
 fn exit_78_parks_the_slot_at_once() {
     let mut env = Env::new();
     env.supervise();
-    env.ok(&["profile", "create", "bad", "--no-alias"]);
+    env.create(&["bad", "--no-alias"]);
     let config = env.profile_dir("bad").join("config.yaml");
     std::fs::write(&config, "gateway:\n  port: 0\n").unwrap();
     let out = env.fails(&["-p", "bad", "gateway", "start"], 1);
@@ -100,7 +100,7 @@ fn exit_78_parks_the_slot_at_once() {
 fn port_clash_fails_start_and_crash_loop_parks_the_slot() {
     let mut env = Env::new();
     env.supervise();
-    env.ok(&["profile", "create", "clash", "--no-alias"]);
+    env.create(&["clash", "--no-alias"]);
     let port = env.port_of("clash");
     let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let out = env.fails(&["-p", "clash", "gateway", "start"], 1);
@@ -125,7 +125,7 @@ fn port_clash_fails_start_and_crash_loop_parks_the_slot() {
 #[test]
 fn second_instance_is_refused_and_replace_takes_over() {
     let env = Env::new();
-    env.ok(&["profile", "create", "solo", "--no-alias"]);
+    env.create(&["solo", "--no-alias"]);
     let mut first = env
         .command(&["-p", "solo", "gateway", "run", "--no-supervise"])
         .spawn()
@@ -174,7 +174,7 @@ fn all_acts_on_every_slot_through_the_supervisor() {
     let mut env = Env::new();
     env.supervise();
     for p in ["one", "two", "three"] {
-        env.ok(&["profile", "create", p, "--no-alias"]);
+        env.create(&[p, "--no-alias"]);
     }
     let out = env.ok(&["gateway", "start", "--all"]);
     assert_eq!(out.matches("up and ready").count(), 3, "{out}");
@@ -198,7 +198,7 @@ fn all_acts_on_every_slot_through_the_supervisor() {
 fn delete_while_running_stops_and_unregisters_first() {
     let mut env = Env::new();
     env.supervise();
-    env.ok(&["profile", "create", "gone"]);
+    env.create(&["gone"]);
     env.ok(&["-p", "gone", "gateway", "start"]);
     let pid = pid_of(&env, "gone").unwrap();
     env.ok(&["profile", "delete", "gone", "--yes"]);
@@ -225,7 +225,7 @@ fn half_written_slot_is_never_supervised() {
     // The supervisor's start removes interrupted staging; a rescan picks up nothing.
     assert!(!staging.exists(), "{}", env.dump());
     assert!(std::fs::symlink_metadata(&stray_link).is_err());
-    env.ok(&["profile", "create", "real", "--no-alias"]);
+    env.create(&["real", "--no-alias"]);
     assert!(!witness.exists(), "a staging directory was run");
     let all = env.ok(&["gateway", "status", "--all", "--json"]);
     assert!(!all.contains("\"x\""), "{all}");
@@ -235,7 +235,7 @@ fn half_written_slot_is_never_supervised() {
 fn corrupt_state_is_treated_as_none_and_rewritten() {
     let mut env = Env::new();
     env.supervise();
-    env.ok(&["profile", "create", "c", "--no-alias"]);
+    env.create(&["c", "--no-alias"]);
     let state = env.profile_dir("c").join("gateway_state.json");
     std::fs::write(&state, b"{\"gateway_state\": \"runn").unwrap();
     let st = env.status_json("c");
@@ -249,7 +249,7 @@ fn corrupt_state_is_treated_as_none_and_rewritten() {
 #[test]
 fn start_registers_a_profile_created_without_a_supervisor() {
     let mut env = Env::new();
-    env.ok(&["profile", "create", "late", "--no-alias"]);
+    env.create(&["late", "--no-alias"]);
     let out = env.fails(&["-p", "late", "gateway", "start"], 1);
     assert!(out.contains("hermes supervise"), "{out}");
     env.supervise();
@@ -273,7 +273,7 @@ fn unknown_profile_is_a_clear_error() {
 fn supervise_refuses_a_second_tree_and_exits_0_on_sigterm() {
     let mut env = Env::new();
     env.supervise();
-    env.ok(&["profile", "create", "t", "--no-alias"]);
+    env.create(&["t", "--no-alias"]);
     env.ok(&["-p", "t", "gateway", "start"]);
     let pid = pid_of(&env, "t").unwrap();
     let out = env.fails(&["supervise"], 1);

@@ -101,6 +101,15 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `hermes profile create ARGS… --port <free port>`: parallel tests must not share ports.
+    pub fn create(&self, args: &[&str]) -> String {
+        let port = free_port().to_string();
+        let mut full = vec!["profile", "create"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--port", &port]);
+        self.ok(&full)
+    }
+
     /// Run hermes and insist on exit `code`; returns stdout + stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
         let out = self.run(args);

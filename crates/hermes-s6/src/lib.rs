@@ -21,8 +21,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hermes_core::fsutil::{self, FsError};
-use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus};
-use hermes_core::state::{self, RunState};
+use hermes_core::service::{
+    GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus, Want,
+};
+use hermes_core::state::{self, GatewayState, LastExit, RunState};
 use hermes_core::{HermesHome, ProfileName};
 
 /// Where slot directories live, relative to the scandir.
@@ -31,6 +33,8 @@ pub const SLOTS_DIR: &str = ".slots";
 pub const TIMEOUT_KILL_MS: u32 = 5_000;
 const POLL: Duration = Duration::from_millis(5);
 const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
+/// How long a newly published slot may take to get its s6-supervise.
+const REGISTER_WAIT: Duration = Duration::from_secs(5);
 
 /// `$HERMES_SCANDIR`; in the container `/run/service`; on a host a per-user runtime dir.
 pub fn default_scandir() -> PathBuf {
@@ -93,6 +97,16 @@ struct Baseline {
     restarts: u32,
     /// The process that must be replaced (restart), if any.
     pid: Option<u32>,
+}
+
+impl Baseline {
+    fn now(recorded: &GatewayState, pid: Option<u32>) -> Self {
+        Baseline {
+            at_ms: state::now_ms(),
+            restarts: recorded.restarts,
+            pid,
+        }
+    }
 }
 
 impl S6Manager {
@@ -199,17 +213,117 @@ impl S6Manager {
         ))
     }
 
-    fn baseline(&self, profile: &ProfileName, pid: Option<u32>) -> Result<Baseline, ServiceError> {
-        let recorded = state::load(&self.cfg.home.profile(profile).state())?.state();
-        Ok(Baseline {
-            at_ms: state::now_ms(),
-            restarts: recorded.restarts,
-            pid,
-        })
+    fn recorded(&self, profile: &ProfileName) -> Result<GatewayState, ServiceError> {
+        Ok(state::load(&self.cfg.home.profile(profile).state())?.state())
     }
 
     fn slot_count(&self) -> Result<usize, ServiceError> {
         Ok(self.list()?.len())
+    }
+
+    /// Build a slot under a dot name and publish its link; no scan yet.
+    /// `None` when the profile already has a slot. `count` slots exist and
+    /// at most `limit` are allowed.
+    fn publish(
+        &self,
+        spec: &GatewaySpec,
+        start_now: bool,
+        count: usize,
+        limit: usize,
+    ) -> Result<Option<PathBuf>, ServiceError> {
+        if let Some(bad) = spec.env.keys().find(|k| !slot::valid_env_key(k)) {
+            return Err(ServiceError::Unsupported {
+                manager: ManagerKind::S6,
+                operation: "an environment variable name that is not a shell identifier",
+                hint: Some(format!("rename {bad:?}")),
+            });
+        }
+        let profile = &spec.profile;
+        if self.is_registered(profile) {
+            return Ok(None);
+        }
+        if count >= limit {
+            return Err(ServiceError::TooManySlots { limit });
+        }
+        fsutil::ensure_dir(&spec.log_dir, 0o755)?;
+        let slots = self.cfg.scandir.join(SLOTS_DIR);
+        fsutil::ensure_dir(&slots, 0o755)?;
+        let name = profile.service_name();
+        let pid = std::process::id();
+        let staging = slots.join(format!(".{name}.tmp.{pid}"));
+        let real = self.slot_dir(profile);
+        slot::remove_tree(&staging)?;
+        // A directory without a published link is a leftover of an interrupted run.
+        slot::remove_tree(&real)?;
+        // Marks the gateway as supervised so it never redirects itself into a slot again.
+        let mut spec = spec.clone();
+        spec.env
+            .insert("HERMES_SUPERVISED_CHILD".to_string(), "1".to_string());
+        let mut files = slot::render(&spec, start_now, self.cfg.echo_to_stdout);
+        files.files.push((
+            PathBuf::from("timeout-kill"),
+            format!("{TIMEOUT_KILL_MS}\n"),
+            0o644,
+        ));
+        slot::write_dir(&staging, &files).inspect_err(|_| {
+            let _ = slot::remove_tree(&staging);
+        })?;
+        fs::rename(&staging, &real).map_err(|e| FsError::new("rename into", &real, e))?;
+        let link = self.slot_link(profile);
+        let link_tmp = self.cfg.scandir.join(format!(".{name}.link.{pid}"));
+        let _ = fs::remove_file(&link_tmp);
+        let publish = std::os::unix::fs::symlink(Path::new(SLOTS_DIR).join(&name), &link_tmp)
+            .and_then(|()| fs::rename(&link_tmp, &link));
+        if let Err(e) = publish {
+            let _ = fs::remove_file(&link_tmp);
+            let _ = slot::remove_tree(&real);
+            return Err(FsError::new("publish", &link, e).into());
+        }
+        Ok(Some(real))
+    }
+
+    /// Register many slots with a single scan, then wait for all of them to
+    /// be supervised: boot reconciliation of hundreds of profiles costs one
+    /// `s6-svscanctl -a` instead of one per profile. One result per slot.
+    pub fn register_many(
+        &self,
+        slots: &[(GatewaySpec, bool)],
+    ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {
+        self.check_supervisor()?;
+        let limit = svscan::read_limit(&self.cfg.scandir);
+        let mut count = self.slot_count()?;
+        let mut results = Vec::with_capacity(slots.len());
+        let mut pending = Vec::new();
+        for (i, (spec, start_now)) in slots.iter().enumerate() {
+            match self.publish(spec, *start_now, count, limit) {
+                Ok(Some(real)) => {
+                    count += 1;
+                    pending.push((i, real));
+                    results.push(Ok(()));
+                }
+                Ok(None) => results.push(Ok(())),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(results);
+        }
+        self.svscanctl("-a")?;
+        // s6-svscan starts a few hundred supervisors per second.
+        let waited = REGISTER_WAIT + Duration::from_millis(10) * pending.len() as u32;
+        let deadline = Instant::now() + waited;
+        wait_until(deadline, || {
+            pending.retain(|(_, real)| !is_supervised(real));
+            pending.is_empty()
+        });
+        for (i, _) in pending {
+            results[i] = Err(ServiceError::Timeout {
+                action: "registration",
+                profile: slots[i].0.profile.clone(),
+                waited,
+            });
+        }
+        Ok(results)
     }
 
     /// Wait until the gateway is up and ready with a pid other than `old_pid`,
@@ -223,7 +337,9 @@ impl S6Manager {
         timeout: Duration,
     ) -> Result<SlotStatus, ServiceError> {
         let deadline = Instant::now() + timeout;
-        let paths = self.cfg.home.profile(profile);
+        // s6-svc only queues the command: until the supervisor shows "want up",
+        // a "want down" is the old state, not a verdict.
+        let mut seen_want_up = false;
         loop {
             let status = self.status_of(profile, link)?;
             if !status.supervised {
@@ -234,25 +350,38 @@ impl S6Manager {
             if status.ready && status.pid.is_some() && status.pid != before.pid {
                 return Ok(status);
             }
-            let recorded = state::load(&paths.state())?.state();
-            // A requested SIGTERM (restart) is not a failure; the finish hook
-            // counts real ones, and the gateway marks its own fatal starts.
-            let died_since = recorded.restarts > before.restarts
-                || (recorded.gateway_state == Some(RunState::StartupFailed)
-                    && recorded.updated_at > before.at_ms);
-            let parked = !status.up && status.want == hermes_core::service::Want::Down;
+            seen_want_up |= status.want == Want::Up;
+            let recorded = self.recorded(profile)?;
+            // The finish hook records every death; a requested SIGTERM (restart)
+            // is not a failure, and the next gateway may already have cleared the reason.
+            let last_exit = recorded.last_exit.as_ref().filter(|e| e.at > before.at_ms);
+            let failed = recorded.restarts > before.restarts
+                || recorded.gateway_state == Some(RunState::StartupFailed)
+                || (recorded.gateway_state == Some(RunState::Stopped)
+                    && recorded.exit_reason.as_deref() != Some("sigterm"));
+            let died_since = last_exit.is_some() && failed;
+            let parked = seen_want_up && !status.up && status.want == Want::Down;
             if died_since || parked {
+                let retrying = recorded.gateway_state == Some(RunState::Starting) && !parked;
                 let reason = recorded
                     .exit_reason
-                    .unwrap_or_else(|| "it exited before becoming ready".to_string());
-                let reason = if parked {
-                    reason
-                } else {
-                    format!("{reason} (the supervisor retries with back-off)")
-                };
+                    .clone()
+                    .unwrap_or_else(|| match last_exit {
+                        Some(LastExit {
+                            code: Some(code), ..
+                        }) => format!("it exited with code {code} before becoming ready"),
+                        Some(LastExit {
+                            signal: Some(sig), ..
+                        }) => format!("it was killed by signal {sig} before becoming ready"),
+                        _ => "it exited before becoming ready".to_string(),
+                    });
                 return Err(ServiceError::StartFailed {
                     profile: profile.clone(),
-                    reason,
+                    reason: if retrying {
+                        format!("{reason} (the supervisor retries with back-off)")
+                    } else {
+                        reason
+                    },
                 });
             }
             if Instant::now() >= deadline {
@@ -309,7 +438,7 @@ impl ServiceManager for S6Manager {
         if current.up && current.ready {
             return Ok(current);
         }
-        let before = self.baseline(profile, None)?;
+        let before = Baseline::now(&self.recorded(profile)?, None);
         self.set_down_marker(&link, false)?;
         self.svc("-u", &link)?;
         self.wait_ready(profile, &link, &before, "start", timeout)
@@ -329,7 +458,7 @@ impl ServiceManager for S6Manager {
     ) -> Result<SlotStatus, ServiceError> {
         let link = self.require_slot(profile)?;
         let current = self.status_of(profile, &link)?;
-        let before = self.baseline(profile, current.pid.filter(|_| current.up))?;
+        let before = Baseline::now(&self.recorded(profile)?, current.pid.filter(|_| current.up));
         self.set_down_marker(&link, false)?;
         self.svc("-u", &link)?;
         if current.up {
@@ -352,67 +481,23 @@ impl ServiceManager for S6Manager {
     }
 
     fn register(&self, spec: &GatewaySpec, start_now: bool) -> Result<(), ServiceError> {
-        if let Some(bad) = spec.env.keys().find(|k| !slot::valid_env_key(k)) {
-            return Err(ServiceError::Unsupported {
-                manager: ManagerKind::S6,
-                operation: "an environment variable name that is not a shell identifier",
-                hint: Some(format!("rename {bad:?}")),
-            });
-        }
         self.check_supervisor()?;
-        let profile = &spec.profile;
-        if self.is_registered(profile) {
-            return Ok(());
-        }
         let limit = svscan::read_limit(&self.cfg.scandir);
-        if self.slot_count()? >= limit {
-            return Err(ServiceError::TooManySlots { limit });
-        }
-        fsutil::ensure_dir(&spec.log_dir, 0o755)?;
-        let slots = self.cfg.scandir.join(SLOTS_DIR);
-        fsutil::ensure_dir(&slots, 0o755)?;
-        let name = profile.service_name();
-        let pid = std::process::id();
-        let staging = slots.join(format!(".{name}.tmp.{pid}"));
-        let real = self.slot_dir(profile);
-        slot::remove_tree(&staging)?;
-        // A directory without a published link is a leftover of an interrupted run.
-        slot::remove_tree(&real)?;
-        // Marks the gateway as supervised so it never redirects itself into a slot again.
-        let mut spec = spec.clone();
-        spec.env
-            .insert("HERMES_SUPERVISED_CHILD".to_string(), "1".to_string());
-        let mut files = slot::render(&spec, start_now, self.cfg.echo_to_stdout);
-        files.files.push((
-            PathBuf::from("timeout-kill"),
-            format!("{TIMEOUT_KILL_MS}\n"),
-            0o644,
-        ));
-        slot::write_dir(&staging, &files).inspect_err(|_| {
-            let _ = slot::remove_tree(&staging);
-        })?;
-        fs::rename(&staging, &real).map_err(|e| FsError::new("rename into", &real, e))?;
-        let link = self.slot_link(profile);
-        let link_tmp = self.cfg.scandir.join(format!(".{name}.link.{pid}"));
-        let _ = fs::remove_file(&link_tmp);
-        let publish = std::os::unix::fs::symlink(Path::new(SLOTS_DIR).join(&name), &link_tmp)
-            .and_then(|()| fs::rename(&link_tmp, &link));
-        if let Err(e) = publish {
-            let _ = fs::remove_file(&link_tmp);
-            let _ = slot::remove_tree(&real);
-            return Err(FsError::new("publish", &link, e).into());
-        }
+        let count = self.slot_count()?;
+        let Some(real) = self.publish(spec, start_now, count, limit)? else {
+            return Ok(());
+        };
         if let Err(e) = self.svscanctl("-a") {
-            let _ = fs::remove_file(&link);
+            let _ = fs::remove_file(self.slot_link(&spec.profile));
             let _ = slot::remove_tree(&real);
             return Err(e);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + REGISTER_WAIT;
         if !wait_until(deadline, || is_supervised(&real)) {
             return Err(ServiceError::Timeout {
                 action: "registration",
-                profile: profile.clone(),
-                waited: Duration::from_secs(5),
+                profile: spec.profile.clone(),
+                waited: REGISTER_WAIT,
             });
         }
         Ok(())
