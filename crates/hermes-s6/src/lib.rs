@@ -360,9 +360,17 @@ impl S6Manager {
                 || (recorded.gateway_state == Some(RunState::Stopped)
                     && recorded.exit_reason.as_deref() != Some("sigterm"));
             let died_since = last_exit.is_some() && failed;
-            let parked = seen_want_up && !status.up && status.want == Want::Down;
+            // A death recorded since the command also proves s6 acted on it.
+            let parked =
+                (seen_want_up || last_exit.is_some()) && !status.up && status.want == Want::Down;
             if died_since || parked {
                 let retrying = recorded.gateway_state == Some(RunState::Starting) && !parked;
+                if !retrying && !parked && Instant::now() < deadline {
+                    // The finish hook has recorded a permanent failure; report it
+                    // once s6 has acted on it, so the status we print is settled.
+                    thread::sleep(POLL);
+                    continue;
+                }
                 let reason = recorded
                     .exit_reason
                     .clone()
