@@ -22,6 +22,9 @@ use crate::signature::{self, AuthError};
 
 pub type Body = Full<Bytes>;
 
+/// A sender trickling its body slower than this loses the connection slot.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Everything a request handler can see.
 pub struct App {
     pub paths: ProfilePaths,
@@ -220,7 +223,18 @@ async fn receive(app: Arc<App>, hook: &str, req: Request<Incoming>) -> Response<
         },
     };
     let signature_header = headers.get(signature::SIGNATURE_HEADER).cloned();
-    let body = match Limited::new(req.into_body(), max as usize).collect().await {
+    let reading = Limited::new(req.into_body(), max as usize).collect();
+    let Ok(read) = tokio::time::timeout(BODY_TIMEOUT, reading).await else {
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        );
+    };
+    let body = match read {
         Ok(collected) => collected.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
