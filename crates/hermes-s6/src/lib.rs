@@ -501,7 +501,10 @@ impl ServiceManager for S6Manager {
             return Err(e);
         }
         let deadline = Instant::now() + REGISTER_WAIT;
-        if !wait_until(deadline, || is_supervised(&real)) {
+        // s6-supervise opens its control FIFO before it writes the first status
+        // file; s6-svstat needs both.
+        let status_file = real.join("supervise/status");
+        if !wait_until(deadline, || is_supervised(&real) && status_file.exists()) {
             return Err(ServiceError::Timeout {
                 action: "registration",
                 profile: spec.profile.clone(),
