@@ -45,25 +45,8 @@ fn two_gateways() -> Env {
         let port = free_port().to_string();
         env.ok(&["profile", "create", name, "--no-alias", "--port", &port]);
     }
-    start(&env, "alpha");
+    env.ok(&["-p", "alpha", "gateway", "start"]);
     env
-}
-
-/// `gateway start`, tried again only for a known race of the s6 backend:
-/// right after `s6-svc -u` the slot can still read "down, want down", which
-/// `wait_ready` takes for a parked slot ("exited before becoming ready").
-/// These tests are about the views, not about start; the race is reported.
-fn start(env: &Env, profile: &str) {
-    for _ in 0..3 {
-        let out = env.run(&["-p", profile, "gateway", "start"]);
-        if out.status.success() {
-            return;
-        }
-        if !String::from_utf8_lossy(&out.stderr).contains("exited before becoming ready") {
-            break;
-        }
-    }
-    env.ok(&["-p", profile, "gateway", "start"]);
 }
 
 #[test]
@@ -455,7 +438,7 @@ fn dashboard_in_chromium_over_real_s6() {
         return;
     };
     let env = two_gateways();
-    start(&env, "beta");
+    env.ok(&["-p", "beta", "gateway", "start"]);
     let port = free_port().to_string();
     env.ok(&["profile", "create", "gamma", "--no-alias", "--port", &port]);
     let (_dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
