@@ -30,7 +30,7 @@ pub fn install(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> 
         if args.dry_run {
             println!("service manager: s6 ({reason})");
             println!(
-                "would register slot {} in {} and start it; nothing changed (dry run)",
+                "would register slot {} in {} unless it exists, then start it; nothing changed (dry run)",
                 ctx.profile.service_name(),
                 ctx.scandir.display()
             );
@@ -47,9 +47,14 @@ pub fn install(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> 
         let up = if outcome.status.ready {
             "up and ready"
         } else {
+            "up, not ready yet"
+        };
+        let how = if outcome.registered {
+            "registered and started"
+        } else {
             "started"
         };
-        println!("registered slot {} with s6: {up}", outcome.status.service);
+        println!("s6 slot {} {how}: {up}", outcome.status.service);
         return Ok(ExitStatus::Success);
     };
     let plan = backend.plan_install(&spec)?;
