@@ -21,7 +21,8 @@
 //! - `GET /health/detailed` → profile, pid, state, uptime, version, listen
 //!   address and the inbox (per-hook ids and sizes, the start-up recovery report).
 //! - `POST /v1/webhooks/<hook>`: signed as described in [`signature`];
-//!   optional `Idempotency-Key` (1–255 visible ASCII). `202 {"id","hook","duplicate"}`
+//!   optional `Idempotency-Key` (1–255 visible ASCII; a repeat within 24 h returns
+//!   the original id with `"duplicate": true`). `202 {"id","hook","duplicate"}`
 //!   only once the event is durable; 401 bad/missing/stale signature; 413 body
 //!   over `webhooks.max_body_bytes`; 507 disk full (nothing stored).
 //! - `GET /v1/webhooks/<hook>/events?after=<id>&limit=<n>` with

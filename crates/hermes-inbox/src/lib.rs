@@ -13,8 +13,9 @@
 //!   anyone is answered; the callers of that batch all get the error.
 //! - [`Inbox::open`] keeps every whole record and cuts a torn or corrupt tail,
 //!   reporting each cut in its [`RecoveryReport`].
-//! - An `Idempotency-Key` already stored for the hook is not written again;
-//!   the caller gets the original id with `duplicate: true`.
+//! - An `Idempotency-Key` already stored for the hook (within the last 24 h,
+//!   [`Options::idempotency_window`]) is not written again; the caller gets the
+//!   original id with `duplicate: true`, whatever the new body.
 //! - Retention deletes whole segments from the oldest end, never the newest one.
 
 mod error;
@@ -55,8 +56,11 @@ pub struct Options {
     pub retention_age: Option<Duration>,
     /// Delete the oldest segments while a hook holds more than this.
     pub retention_bytes: Option<u64>,
-    /// How often age-based retention is checked while idle.
+    /// How often age-based retention (and key expiry) is checked while idle.
     pub retention_interval: Duration,
+    /// How long an `Idempotency-Key` is remembered (bounds the memory keys take);
+    /// a retry later than this is stored as a new event.
+    pub idempotency_window: Duration,
 }
 
 impl Default for Options {
@@ -67,6 +71,7 @@ impl Default for Options {
             retention_age: None,
             retention_bytes: None,
             retention_interval: Duration::from_secs(60),
+            idempotency_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -139,6 +144,8 @@ impl Inbox {
         let mut options = options;
         options.segment_bytes = options.segment_bytes.clamp(1, MAX_SEGMENT_BYTES);
         options.max_body_bytes = options.max_body_bytes.clamp(1, MAX_BODY_BYTES);
+        // A zero interval would make the writer spin on its queue.
+        options.retention_interval = options.retention_interval.max(Duration::from_secs(1));
         // Records are judged against the hard cap, not today's configured limit:
         // lowering `max_body_bytes` must never turn stored events into "corrupt" tails.
         let max_payload = record::max_payload(MAX_BODY_BYTES);

@@ -32,8 +32,8 @@ pub struct Scanned {
     /// Length of the valid prefix (the file is cut to this).
     pub len: u64,
     pub newest_ms: u64,
-    /// Idempotency keys with their ids.
-    pub keys: Vec<(String, u64)>,
+    /// Idempotency keys with their event ids and receive times.
+    pub keys: Vec<(String, (u64, u64))>,
     /// Set when a tail was cut: how many bytes and why.
     pub cut: Option<(u64, String)>,
 }
@@ -67,7 +67,7 @@ pub fn recover(path: &Path, first_id: u64, max_payload: usize) -> Result<Scanned
                 scanned.offsets.push(pos as u32);
                 scanned.newest_ms = scanned.newest_ms.max(event.received_at_ms);
                 if let Some(key) = event.idempotency_key {
-                    scanned.keys.push((key, event.id));
+                    scanned.keys.push((key, (event.id, event.received_at_ms)));
                 }
                 pos += used;
                 continue;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
+use std::time::Instant;
 
 use hermes_core::name::HookName;
 
@@ -49,7 +50,8 @@ pub struct HookWriter {
     pub active: Option<(File, PathBuf)>,
     pub active_len: u64,
     pub next_id: u64,
-    pub keys: HashMap<String, u64>,
+    /// Idempotency key → (event id, received at ms).
+    pub keys: HashMap<String, (u64, u64)>,
     /// A failed batch could not be cut off the tail: never append after it again.
     pub force_rollover: bool,
 }
@@ -81,15 +83,21 @@ enum Outcome {
 
 impl Writer {
     pub fn run(mut self, rx: Receiver<Msg>) {
+        let interval = self.options.retention_interval;
+        let mut last_pass = Instant::now();
         loop {
-            let first = match rx.recv_timeout(self.options.retention_interval) {
-                Ok(msg) => msg,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.retain_and_record();
-                    continue;
-                }
+            // Retention is due every interval whether the inbox is idle or busy.
+            let wait = interval.saturating_sub(last_pass.elapsed());
+            let first = match rx.recv_timeout(wait) {
+                Ok(msg) => Some(msg),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            if last_pass.elapsed() >= interval {
+                self.retain_and_record();
+                last_pass = Instant::now();
+            }
+            let Some(first) = first else { continue };
             let mut appends: BTreeMap<HookName, Vec<Request>> = BTreeMap::new();
             let mut retains = Vec::new();
             let mut bytes = 0;
@@ -153,14 +161,18 @@ impl Writer {
         let mut buf = Vec::new();
         let mut offsets = Vec::new();
         let mut newest = 0;
+        let mut received = Vec::new();
         let mut pending: HashMap<String, u64> = HashMap::new();
         let mut outcomes = Vec::with_capacity(reqs.len());
         let mut next_id = writer.next_id;
         for req in &reqs {
-            let known = req
-                .key
-                .as_ref()
-                .and_then(|k| writer.keys.get(k).or_else(|| pending.get(k)).copied());
+            let known = req.key.as_ref().and_then(|k| {
+                writer
+                    .keys
+                    .get(k)
+                    .map(|&(id, _)| id)
+                    .or_else(|| pending.get(k).copied())
+            });
             if let Some(id) = known {
                 outcomes.push(Outcome::Duplicate(id));
                 continue;
@@ -174,6 +186,7 @@ impl Writer {
                 &mut buf,
             );
             newest = newest.max(req.received_at_ms);
+            received.push(req.received_at_ms);
             if let Some(key) = &req.key {
                 pending.insert(key.clone(), next_id);
             }
@@ -198,7 +211,11 @@ impl Writer {
                 }
                 let first_new = writer.next_id;
                 writer.next_id = next_id;
-                writer.keys.extend(pending);
+                writer.keys.extend(
+                    pending
+                        .into_iter()
+                        .map(|(key, id)| (key, (id, received[(id - first_new) as usize]))),
+                );
                 let mut index = self.shared.index.lock().unwrap_or_else(|p| p.into_inner());
                 let segments = index.entry(hook).or_default();
                 if let Some(path) = created.as_ref() {
@@ -251,6 +268,12 @@ impl Writer {
     /// Delete whole segments from the front of each hook past the age or size limit.
     /// The tail segment is never deleted: it holds the newest id.
     fn retain(&mut self, now_ms: u64) -> Result<usize, InboxError> {
+        let window_ms = self.options.idempotency_window.as_millis() as u64;
+        for writer in self.hooks.values_mut() {
+            writer
+                .keys
+                .retain(|_, (_, at)| at.saturating_add(window_ms) > now_ms);
+        }
         let age_ms = self.options.retention_age.map(|d| d.as_millis() as u64);
         let cap = self.options.retention_bytes;
         if age_ms.is_none() && cap.is_none() {
@@ -263,7 +286,7 @@ impl Writer {
                 let mut total: u64 = segments.iter().map(|s| s.len).sum();
                 while segments.len() > 1 {
                     let front = &segments[0];
-                    let too_old = age_ms.is_some_and(|age| front.newest_ms + age < now_ms);
+                    let too_old = age_ms.is_some_and(|age| front.newest_ms + age <= now_ms);
                     let too_big = cap.is_some_and(|cap| total > cap);
                     if !(too_old || too_big) {
                         break;
@@ -278,7 +301,7 @@ impl Writer {
         let mut first_error = None;
         for (hook, path, next_first) in &doomed {
             if let Some(writer) = self.hooks.get_mut(hook) {
-                writer.keys.retain(|_, id| *id >= *next_first);
+                writer.keys.retain(|_, (id, _)| *id >= *next_first);
             }
             let removed = fs::remove_file(path).and_then(|()| segment::sync_parent(path));
             if let Err(e) = removed {
