@@ -257,10 +257,14 @@ fn permanently_down(env: &dyn Environment, snap: &Snapshot) -> Vec<Check> {
                     _ => "no exit recorded".to_string(),
                 }))
                 .unwrap_or_else(|| "no reason recorded".to_string());
-            let what = if g.label == GatewayLabel::Failed {
-                "is permanently down (startup_failed)"
-            } else {
-                "is down while wanted up"
+            let what = match (g.label, g.gateway_state.as_deref()) {
+                (GatewayLabel::Failed, Some("startup_failed")) => {
+                    "is permanently down (startup_failed)"
+                }
+                (GatewayLabel::Failed, _) => {
+                    "is down for good although its desired_state is running"
+                }
+                _ => "is down while wanted up (restarting)",
             };
             let mut check = Check::fail(
                 name,

@@ -288,10 +288,11 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
     let has_slot = slot.is_some() || status_error.is_some();
     let s = slot.as_ref();
     let up = s.is_some_and(|s| s.up);
+    let desired_state = f.state.desired_state.map(|s| s.as_str().to_string());
     let label = label(
         has_slot,
         s,
-        gateway_state.as_deref(),
+        (gateway_state.as_deref(), desired_state.as_deref()),
         &health,
         status_error.is_some(),
     );
@@ -309,7 +310,7 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
         down_secs: s.filter(|s| !s.up).and_then(|s| s.for_secs),
         restarts: f.state.restarts,
         gateway_state,
-        desired_state: f.state.desired_state.map(|s| s.as_str().to_string()),
+        desired_state,
         exit_reason: f.state.exit_reason.clone(),
         last_exit: f.state.last_exit.clone(),
         host: f.host.clone(),
@@ -325,7 +326,7 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
 fn label(
     has_slot: bool,
     s: Option<&SlotStatus>,
-    gateway_state: Option<&str>,
+    (gateway_state, desired_state): (Option<&str>, Option<&str>),
     health: &Health,
     status_failed: bool,
 ) -> GatewayLabel {
@@ -352,6 +353,9 @@ fn label(
     }
     match s.want {
         Want::Up => GatewayLabel::Crashing,
+        // Down for good although the operator wants it running: the finish
+        // policy parked it (an exit nobody asked for).
+        Want::Down if desired_state == Some("running") => GatewayLabel::Failed,
         Want::Down => GatewayLabel::Stopped,
     }
 }
@@ -450,6 +454,9 @@ mod tests {
         env.set_slot("down1", Slot::down(Want::Down));
         env.set_slot("broken", Slot::down(Want::Down));
         env.set_slot("orphan", Slot::down(Want::Up));
+        env.add_profile("parked");
+        env.set_slot("parked", Slot::down(Want::Down));
+        env.write_state("parked", r#"{"desired_state":"running","gateway_state":"stopped","exit_reason":"exited 0 unasked"}"#);
         env.write_state(
             "broken",
             r#"{"gateway_state":"startup_failed","exit_reason":"port 1 in use","restarts":5}"#,
@@ -470,10 +477,11 @@ mod tests {
         assert_eq!(broken.label, GatewayLabel::Failed);
         assert_eq!(broken.restarts, 5);
         assert_eq!(broken.exit_reason.as_deref(), Some("port 1 in use"));
+        assert_eq!(by("parked").label, GatewayLabel::Failed);
         let orphan = by("orphan");
         assert!(!orphan.profile_exists);
         assert_eq!(orphan.label, GatewayLabel::Crashing);
-        assert_eq!(snap.summary.gateways, 6);
+        assert_eq!(snap.summary.gateways, 7);
         assert_eq!(snap.summary.without_slot, 2);
         assert!(!snap.main.applicable);
         let json = serde_json::to_value(&snap).unwrap();
