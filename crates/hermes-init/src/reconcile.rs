@@ -12,7 +12,6 @@ use std::path::Path;
 
 use hermes_core::fsutil::{self, FsError};
 use hermes_core::profile;
-use hermes_core::service::{GatewaySpec, ServiceManager};
 use hermes_core::state::{self, DesiredState, Loaded, RunState};
 use hermes_core::{HermesHome, ProfileName};
 
@@ -121,8 +120,6 @@ impl Outcome {
 pub enum ReconcileError {
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("unable to list the registered slots: {0}")]
-    List(String),
 }
 
 /// Remove files that only mean something while a gateway runs.
@@ -137,12 +134,15 @@ fn remove_stale(home: &HermesHome, name: &ProfileName) -> Result<(), FsError> {
     Ok(())
 }
 
-/// Reconcile every profile; `report` gets each line as it is decided.
+/// Reconcile every profile. `registered` are the slots that already exist
+/// (a manual run on a live container): they are left as they are.
+/// `register` publishes a batch of `(profile, start)` slots with one result
+/// each (the s6 backend scans once for all of them). `report` gets every line.
 pub fn run(
     home: &HermesHome,
-    manager: &dyn ServiceManager,
-    spec_for: impl Fn(&ProfileName) -> GatewaySpec,
+    registered: &[ProfileName],
     dry_run: bool,
+    register: impl FnOnce(&[(ProfileName, bool)]) -> Vec<Result<(), String>>,
     mut report: impl FnMut(&Outcome),
 ) -> Result<Vec<Outcome>, ReconcileError> {
     if !dry_run {
@@ -155,9 +155,6 @@ pub fn run(
             )),
         })?;
     }
-    let registered = manager
-        .list()
-        .map_err(|e| ReconcileError::List(e.to_string()))?;
     let mut names = vec![ProfileName::default_profile()];
     let mut outcomes = Vec::new();
     for entry in profile::named_profiles(home)? {
@@ -170,28 +167,40 @@ pub fn run(
             }
         }
     }
+    // (profile, decision, kept, error so far)
+    let mut plan = Vec::with_capacity(names.len());
+    let mut batch = Vec::new();
     for name in names {
-        let paths = home.profile(&name);
-        let decision = decide(&state::load(&paths.state())?);
+        let decision = decide(&state::load(&home.profile(&name).state())?);
         let kept = registered.contains(&name);
-        let applied = if dry_run || kept {
-            Ok(())
-        } else {
-            remove_stale(home, &name)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    manager
-                        .register(&spec_for(&name), decision.action == Action::Start)
-                        .map_err(|e| e.to_string())
-                })
-        };
-        let outcome = match applied {
-            Ok(()) => Outcome::Applied {
+        let mut error = None;
+        if !dry_run && !kept {
+            match remove_stale(home, &name) {
+                Ok(()) => batch.push((name.clone(), decision.action == Action::Start)),
+                Err(e) => error = Some(e.to_string()),
+            }
+        }
+        plan.push((name, decision, kept, error));
+    }
+    let mut results = if batch.is_empty() {
+        Vec::new()
+    } else {
+        register(&batch)
+    }
+    .into_iter();
+    for (name, decision, kept, mut error) in plan {
+        if batch.iter().any(|(n, _)| *n == name) {
+            if let Some(Err(e)) = results.next() {
+                error = Some(e);
+            }
+        }
+        let outcome = match error {
+            None => Outcome::Applied {
                 profile: name,
                 decision,
                 kept,
             },
-            Err(error) => Outcome::Failed {
+            Some(error) => Outcome::Failed {
                 profile: name,
                 decision,
                 error,
@@ -323,72 +332,15 @@ mod tests {
         assert_eq!(timestamp(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
     }
 
-    /// Records registrations instead of talking to a supervisor.
-    struct Recorder {
-        registered: Vec<ProfileName>,
-        calls: std::cell::RefCell<Vec<(String, bool)>>,
-    }
-
-    impl ServiceManager for Recorder {
-        fn kind(&self) -> hermes_core::service::ManagerKind {
-            hermes_core::service::ManagerKind::S6
-        }
-        fn install(&self, _: &GatewaySpec) -> Result<(), hermes_core::service::ServiceError> {
-            unreachable!()
-        }
-        fn uninstall(&self, _: &ProfileName) -> Result<(), hermes_core::service::ServiceError> {
-            unreachable!()
-        }
-        fn start(
-            &self,
-            _: &ProfileName,
-            _: std::time::Duration,
-        ) -> Result<hermes_core::service::SlotStatus, hermes_core::service::ServiceError> {
-            unreachable!()
-        }
-        fn stop(
-            &self,
-            _: &ProfileName,
-            _: std::time::Duration,
-        ) -> Result<hermes_core::service::SlotStatus, hermes_core::service::ServiceError> {
-            unreachable!()
-        }
-        fn restart(
-            &self,
-            _: &ProfileName,
-            _: std::time::Duration,
-        ) -> Result<hermes_core::service::SlotStatus, hermes_core::service::ServiceError> {
-            unreachable!()
-        }
-        fn status(
-            &self,
-            _: &ProfileName,
-        ) -> Result<hermes_core::service::SlotStatus, hermes_core::service::ServiceError> {
-            unreachable!()
-        }
-        fn register(
-            &self,
-            spec: &GatewaySpec,
-            start_now: bool,
-        ) -> Result<(), hermes_core::service::ServiceError> {
-            self.calls
+    /// Records the batch instead of talking to a supervisor.
+    fn recorder(
+        calls: &std::cell::RefCell<Vec<(String, bool)>>,
+    ) -> impl FnOnce(&[(ProfileName, bool)]) -> Vec<Result<(), String>> + '_ {
+        move |batch| {
+            calls
                 .borrow_mut()
-                .push((spec.profile.to_string(), start_now));
-            Ok(())
-        }
-        fn list(&self) -> Result<Vec<ProfileName>, hermes_core::service::ServiceError> {
-            Ok(self.registered.clone())
-        }
-    }
-
-    fn spec(home: &HermesHome, name: &ProfileName) -> GatewaySpec {
-        GatewaySpec {
-            profile: name.clone(),
-            program: "/usr/bin/hermes".into(),
-            home: home.root().to_path_buf(),
-            workdir: home.profile(name).dir,
-            log_dir: home.gateway_log_dir(name),
-            env: Default::default(),
+                .extend(batch.iter().map(|(n, s)| (n.to_string(), *s)));
+            batch.iter().map(|_| Ok(())).collect()
         }
     }
 
@@ -407,26 +359,19 @@ mod tests {
         let zeta = home.profile(&ProfileName::parse("zeta").unwrap());
         fs::write(zeta.state(), "{corrupt").unwrap();
 
-        let rec = Recorder {
-            registered: vec![],
-            calls: Default::default(),
-        };
-        let dry = run(&home, &rec, |n| spec(&home, n), true, |_| {}).unwrap();
-        assert!(rec.calls.borrow().is_empty(), "dry run registered slots");
+        let calls = std::cell::RefCell::new(Vec::new());
+        let dry = run(&home, &[], true, recorder(&calls), |_| {}).unwrap();
+        assert!(calls.borrow().is_empty(), "dry run registered slots");
         assert!(alpha.pid_file().exists(), "dry run removed a file");
         assert_eq!(dry.len(), 5);
 
         let mut lines = Vec::new();
-        run(
-            &home,
-            &rec,
-            |n| spec(&home, n),
-            false,
-            |o| lines.push(o.line(false)),
-        )
+        run(&home, &[], false, recorder(&calls), |o| {
+            lines.push(o.line(false))
+        })
         .unwrap();
         assert_eq!(
-            *rec.calls.borrow(),
+            *calls.borrow(),
             vec![
                 ("default".to_string(), false),
                 ("alpha".to_string(), true),
@@ -445,12 +390,16 @@ mod tests {
     fn registered_slots_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let home = HermesHome::new(dir.path());
-        let rec = Recorder {
-            registered: vec![ProfileName::default_profile()],
-            calls: Default::default(),
-        };
-        let out = run(&home, &rec, |n| spec(&home, n), false, |_| {}).unwrap();
-        assert!(rec.calls.borrow().is_empty());
+        let calls = std::cell::RefCell::new(Vec::new());
+        let out = run(
+            &home,
+            &[ProfileName::default_profile()],
+            false,
+            recorder(&calls),
+            |_| {},
+        )
+        .unwrap();
+        assert!(calls.borrow().is_empty());
         assert!(out[0].line(false).ends_with("action=kept"));
     }
 }

@@ -309,8 +309,9 @@ impl S6Manager {
             return Ok(results);
         }
         self.svscanctl("-a")?;
-        // s6-svscan starts a few hundred supervisors per second.
-        let waited = REGISTER_WAIT + Duration::from_millis(10) * pending.len() as u32;
+        // Each slot costs s6-svscan two supervisors and a logger to spawn:
+        // a few hundred per second, fewer on a loaded machine.
+        let waited = REGISTER_WAIT + Duration::from_millis(20) * pending.len() as u32;
         let deadline = Instant::now() + waited;
         wait_until(deadline, || {
             pending.retain(|(_, real)| !is_supervised(real));

@@ -84,19 +84,48 @@ fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<Exi
 }
 
 fn reconcile(ctx: &Context, dry_run: bool) -> anyhow::Result<ExitStatus> {
+    let started = std::time::Instant::now();
     let manager = ctx.s6();
+    let registered = manager.list()?;
     let mut lines = Vec::new();
     let outcomes = reconcile::run(
         &ctx.home,
-        &manager,
-        |p| GatewaySpec::for_profile(&ctx.home, p, &ctx.program),
+        &registered,
         dry_run,
+        |batch| {
+            let specs: Vec<(GatewaySpec, bool)> = batch
+                .iter()
+                .map(|(p, start)| (GatewaySpec::for_profile(&ctx.home, p, &ctx.program), *start))
+                .collect();
+            match manager.register_many(&specs) {
+                Ok(results) => results
+                    .into_iter()
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .collect(),
+                Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
+            }
+        },
         |outcome| {
             let line = outcome.line(dry_run);
             println!("{line}");
             lines.push(line);
         },
     )?;
+    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let summary = format!(
+        "reconcile: done in {} ms: {} slots ({} started, {} kept), {} failed, {} skipped",
+        started.elapsed().as_millis(),
+        count(|o| matches!(o, Outcome::Applied { .. })),
+        count(|o| {
+            matches!(o, Outcome::Applied { decision, kept: false, .. }
+                if decision.action == reconcile::Action::Start)
+        }),
+        count(|o| matches!(o, Outcome::Applied { kept: true, .. })),
+        count(|o| matches!(o, Outcome::Failed { .. })),
+        count(|o| matches!(o, Outcome::Skipped { .. })),
+    );
+    println!("{summary}");
+    lines.push(summary);
     if !dry_run {
         let log = ctx.home.boot_log();
         reconcile::append_boot_log(&log, &lines)
