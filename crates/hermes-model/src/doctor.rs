@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::env::{Environment, MIN_TOKEN_LEN};
 use crate::logs;
-use crate::snapshot::{GatewayLabel, Snapshot};
+use crate::snapshot::{GatewayLabel, Snapshot, Tone};
 
 /// Below this much free space in `HERMES_HOME`, logs and state writes start failing.
 pub const MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
@@ -80,6 +80,7 @@ pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
     checks.push(configs(snap));
     checks.push(port_clashes(snap));
     checks.push(dashboard(env));
+    checks.push(dashboard_slot(env, snap));
     checks.push(log_ownership(env.home().root(), &env.home().logs_dir()));
     checks.push(disk_space(env.home().root()));
     Report {
@@ -401,6 +402,26 @@ fn dashboard(env: &dyn Environment) -> Check {
     Check::pass(name, format!("{}:{} ({auth})", s.host, s.port))
 }
 
+/// The dashboard slot, when the container was asked for it, must be up.
+fn dashboard_slot(env: &dyn Environment, snap: &Snapshot) -> Check {
+    let name = "dashboard slot";
+    let d = &snap.dashboard;
+    if d.tone != Tone::Bad {
+        return Check::pass(name, d.label);
+    }
+    let log = env.home().dashboard_log_dir().join("current");
+    let mut check = Check::fail(
+        name,
+        format!("HERMES_DASHBOARD is on but the dashboard is {}", d.label),
+        format!(
+            "see {} (a non-loopback HERMES_DASHBOARD_HOST needs HERMES_DASHBOARD_TOKEN), then restart the container",
+            log.display()
+        ),
+    );
+    check.log_tail = logs::tail(&log, DOWN_TAIL);
+    check
+}
+
 /// Log directories must belong to the owner of `HERMES_HOME`, or s6-log (run
 /// as that user) cannot write them.
 fn log_ownership(home: &Path, logs: &Path) -> Check {
@@ -554,9 +575,14 @@ mod tests {
             .contains("HERMES_DASHBOARD_TOKEN"));
         env.dashboard.token_set = true;
         env.dashboard.token_len = 4;
-        assert!(failed(&report(&env), "dashboard bind")[0]
+        env.dashboard.enabled = true;
+        let r = report(&env);
+        assert!(failed(&r, "dashboard bind")[0]
             .detail
             .contains("4 characters"));
+        assert!(failed(&r, "dashboard slot")[0]
+            .detail
+            .contains("not supervised"));
     }
 
     #[test]
