@@ -214,14 +214,12 @@ impl Env {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         out.push_str(&tree);
-        for rel in ["supervise.log"] {
-            let p = self.dir.path().join(rel);
-            out.push_str(&format!(
-                "--- {}\n{}\n",
-                p.display(),
-                std::fs::read_to_string(&p).unwrap_or_default()
-            ));
-        }
+        let supervise_log = self.dir.path().join("supervise.log");
+        out.push_str(&format!(
+            "--- {}\n{}\n",
+            supervise_log.display(),
+            std::fs::read_to_string(&supervise_log).unwrap_or_default()
+        ));
         let logs = self.home().join("logs/gateways");
         if let Ok(entries) = std::fs::read_dir(&logs) {
             for e in entries.flatten() {

@@ -126,7 +126,7 @@ fn row(ctx: &Context, manager: &dyn ServiceManager, profile: &ProfileName) -> an
     let paths = ctx.home.profile(profile);
     let slot = match manager.status(profile) {
         Ok(s) => Some(s),
-        Err(ServiceError::NotRegistered { .. }) => None,
+        Err(ServiceError::NotRegistered { .. } | ServiceError::ServiceNotInstalled { .. }) => None,
         Err(e) => return Err(e.into()),
     };
     let recorded: GatewayState = state::load(&paths.state())?.state();

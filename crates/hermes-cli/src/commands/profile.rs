@@ -109,11 +109,18 @@ fn delete(ctx: &Context, name: &ProfileName, yes: bool) -> anyhow::Result<ExitSt
         return Ok(ExitStatus::Failure);
     }
     let manager = ctx.manager();
-    if manager.supports_registration() {
-        manager.unregister(name).with_context(|| {
-            format!("unable to stop and unregister the gateway of '{name}'; nothing was deleted")
-        })?;
-    }
+    let removed = if manager.supports_registration() {
+        manager.unregister(name)
+    } else {
+        // Host managers: the installed unit, plist or task goes with the profile.
+        match manager.uninstall(name) {
+            Err(ServiceError::ServiceNotInstalled { .. }) => Ok(()),
+            other => other,
+        }
+    };
+    removed.with_context(|| {
+        format!("unable to stop and remove the gateway service of '{name}'; nothing was deleted")
+    })?;
     hermes_gateway_stop_unsupervised(&paths)?;
     if profile::remove_alias(&ctx.alias_dir, name)? {
         println!("alias removed");
