@@ -141,13 +141,21 @@ fn doctor_passes_then_names_each_failure_with_a_fix() {
     assert!(out.contains("hermes supervise"), "{out}");
 }
 
-struct Dashboard(Child);
+struct Dashboard(Option<Child>);
+
+impl Dashboard {
+    /// SIGTERM, and how it exited.
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.0.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        child.wait().ok()
+    }
+}
 
 impl Drop for Dashboard {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.wait();
+        self.stop();
     }
 }
 
@@ -160,7 +168,7 @@ fn serve_dashboard(env: &Env, host: &str, token: Option<&str>) -> (Dashboard, u1
     if let Some(t) = token {
         cmd.env("HERMES_DASHBOARD_TOKEN", t);
     }
-    let child = Dashboard(cmd.spawn().expect("spawn hermes dashboard"));
+    let child = Dashboard(Some(cmd.spawn().expect("spawn hermes dashboard")));
     env.wait_for("the dashboard to listen", UP, || {
         http_get(port, "/").is_some()
     });
@@ -183,11 +191,13 @@ fn stable(mut doc: Value) -> Value {
 #[test]
 fn status_json_is_the_dashboard_api_document() {
     let env = two_gateways();
-    let (_dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
+    let (mut dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
     let (code, body) = http_get(port, "/api/status").expect("GET /api/status");
     assert_eq!(code, 200, "{body}");
     let api: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stable(api), stable(status(&env)));
+    let exit = dashboard.stop().unwrap();
+    assert_eq!(exit.code(), Some(0), "SIGTERM is a clean stop: {exit:?}");
 }
 
 #[test]
