@@ -261,6 +261,11 @@ impl Command {
             // SAFETY: clears FD_CLOEXEC on a descriptor we own.
             unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
         }
+        // The Rust runtime ignores SIGPIPE, and an ignored signal stays
+        // ignored across exec: the supervision tree and every service would
+        // inherit it.
+        // SAFETY: restoring the default disposition runs no handler code.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         // SAFETY: all three pointers are NUL-terminated arrays kept alive by self.
         unsafe {
             libc::execve(
