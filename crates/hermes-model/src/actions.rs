@@ -4,15 +4,18 @@
 //! the call times out.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hermes_core::fsutil::FsError;
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::home::ProfilePaths;
 use hermes_core::lifecycle::{self, Action, LifecycleError};
 use hermes_core::profile::{self, AliasOutcome, ProfileError};
 use hermes_core::service::GatewaySpec;
 use hermes_core::service::{ServiceError, ServiceManager, SlotStatus};
 use hermes_core::state::StateError;
 use hermes_core::ProfileName;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::env::Environment;
@@ -73,6 +76,23 @@ pub enum ActionError {
         #[source]
         source: FsError,
     },
+    #[error("the gateway of '{profile}' runs outside the supervisor and {} does not name it: stop it first; nothing was deleted", pid_file.display())]
+    UnknownGateway {
+        profile: ProfileName,
+        pid_file: PathBuf,
+    },
+    #[error("unable to stop the gateway of '{profile}' running outside the supervisor (pid {pid}): {reason}; nothing was deleted")]
+    StopUnsupervised {
+        profile: ProfileName,
+        pid: i32,
+        reason: String,
+    },
+    #[error("unable to check the gateway lock of '{profile}': {source}")]
+    Lock {
+        profile: ProfileName,
+        #[source]
+        source: FsError,
+    },
 }
 
 impl ActionError {
@@ -91,7 +111,7 @@ impl ActionError {
                     | ProfileError::PortTaken { .. }
                     | ProfileError::Default(..)
                     | ProfileError::NotAProfile(_)
-            )
+            ) | ActionError::UnknownGateway { .. }
         )
     }
 
@@ -255,6 +275,7 @@ pub fn delete(env: &dyn Environment, name: &ProfileName) -> Result<Deleted, Acti
             log_tail: Vec::new(),
         })?;
     }
+    stop_unsupervised(&home.profile(name))?;
     let alias_removed = match env.alias_dir() {
         Some(dir) => profile::remove_alias(dir, name).map_err(|source| ActionError::Alias {
             profile: name.clone(),
@@ -268,6 +289,52 @@ pub fn delete(env: &dyn Environment, name: &ProfileName) -> Result<Deleted, Acti
         unregistered,
         alias_removed,
     })
+}
+
+/// How long a gateway run by hand gets to stop before delete gives up.
+const UNSUPERVISED_STOP: Duration = Duration::from_secs(10);
+
+/// A gateway run by hand (`gateway run --no-supervise`) still holds the
+/// profile lock: ask it to stop before its directory goes away.
+fn stop_unsupervised(paths: &ProfilePaths) -> Result<(), ActionError> {
+    let profile = &paths.name;
+    let lock_error = |source| ActionError::Lock {
+        profile: profile.clone(),
+        source,
+    };
+    if fsutil::try_lock_exclusive(&paths.gateway_lock())
+        .map_err(lock_error)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let pid = std::fs::read_to_string(paths.pid_file())
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .ok_or_else(|| ActionError::UnknownGateway {
+            profile: profile.clone(),
+            pid_file: paths.pid_file(),
+        })?;
+    let stop_error = |reason: String| ActionError::StopUnsupervised {
+        profile: profile.clone(),
+        pid,
+        reason,
+    };
+    kill(Pid::from_raw(pid), Signal::SIGTERM).map_err(|e| stop_error(format!("SIGTERM: {e}")))?;
+    let deadline = Instant::now() + UNSUPERVISED_STOP;
+    while fsutil::try_lock_exclusive(&paths.gateway_lock())
+        .map_err(lock_error)?
+        .is_none()
+    {
+        if Instant::now() > deadline {
+            return Err(stop_error(format!(
+                "still running {}s after SIGTERM",
+                UNSUPERVISED_STOP.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -330,5 +397,38 @@ mod tests {
         assert!(delete(&env, &ProfileName::default_profile())
             .unwrap_err()
             .is_conflict());
+    }
+
+    #[test]
+    fn delete_stops_a_gateway_run_by_hand_first() {
+        let env = FakeEnv::new();
+        let p = env.add_profile("manual");
+        let paths = Environment::home(&env).profile(&p);
+        // A stand-in for `gateway run --no-supervise`: holds the lock until SIGTERM.
+        let lock = paths.gateway_lock().display().to_string();
+        // -o: only flock holds the lock (its child does not inherit it), so
+        // SIGTERM to flock releases it; the child exits when stdin closes.
+        let mut child = std::process::Command::new("flock")
+            .args(["-o", lock.as_str(), "sh", "-c", "read _"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("run flock (util-linux)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fsutil::try_lock_exclusive(&paths.gateway_lock())
+            .unwrap()
+            .is_some()
+        {
+            assert!(Instant::now() < deadline, "flock never took the lock");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::write(paths.pid_file(), b"not a pid").unwrap();
+        let err = delete(&env, &p).unwrap_err();
+        assert!(matches!(err, ActionError::UnknownGateway { .. }), "{err}");
+        assert!(paths.dir.exists());
+        std::fs::write(paths.pid_file(), child.id().to_string()).unwrap();
+        delete(&env, &p).unwrap();
+        assert!(!paths.dir.exists());
+        drop(child.stdin.take());
+        let _ = child.wait();
     }
 }

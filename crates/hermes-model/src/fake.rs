@@ -202,8 +202,15 @@ impl FakeEnv {
     /// Create a profile on a closed port (nothing answers its `/health`).
     pub fn add_profile(&self, name: &str) -> ProfileName {
         let name = ProfileName::parse(name).unwrap();
-        profile::create(&self.home, &name, Some(closed_port())).expect("create the profile");
-        name
+        // The OS may hand the same free port out twice: pick again on a clash.
+        for _ in 0..20 {
+            match profile::create(&self.home, &name, Some(closed_port())) {
+                Ok(_) => return name,
+                Err(profile::ProfileError::PortTaken { .. }) => continue,
+                Err(e) => panic!("create profile {name}: {e}"),
+            }
+        }
+        panic!("no free port for profile {name} after 20 tries");
     }
 
     pub fn set_slot(&self, name: &str, slot: Slot) {
