@@ -21,6 +21,7 @@
 mod error;
 mod event;
 mod index;
+mod keys;
 pub mod record;
 mod segment;
 mod writer;
@@ -152,8 +153,15 @@ impl Inbox {
         let mut report = RecoveryReport::default();
         let mut index = Index::new();
         let mut hooks = HashMap::new();
+        let keys_since_ms = now_ms().saturating_sub(options.idempotency_window.as_millis() as u64);
+        let fingerprints = keys::Fingerprinter::default();
         for (hook, hook_dir) in hook_dirs(dir)? {
-            let (segments, writer) = recover_hook(&hook, &hook_dir, max_payload, &mut report)?;
+            let scan = Scan {
+                max_payload,
+                keys_since_ms,
+                fingerprints: &fingerprints,
+            };
+            let (segments, writer) = recover_hook(&hook, &hook_dir, &scan, &mut report)?;
             report.hooks += 1;
             index.insert(hook.clone(), segments);
             hooks.insert(hook, writer);
@@ -167,6 +175,7 @@ impl Inbox {
         let max_body_bytes = options.max_body_bytes;
         let writer = Writer {
             inbox_dir: dir.to_path_buf(),
+            fingerprints,
             hooks,
             shared: shared.clone(),
             options,
@@ -320,10 +329,17 @@ fn hook_dirs(dir: &Path) -> Result<Vec<(HookName, PathBuf)>, InboxError> {
     Ok(found)
 }
 
+/// How recovery judges records and which idempotency keys it keeps.
+struct Scan<'a> {
+    max_payload: usize,
+    keys_since_ms: u64,
+    fingerprints: &'a keys::Fingerprinter,
+}
+
 fn recover_hook(
     hook: &HookName,
     dir: &Path,
-    max_payload: usize,
+    scan: &Scan,
     report: &mut RecoveryReport,
 ) -> Result<(std::collections::VecDeque<SegmentIndex>, HookWriter), InboxError> {
     let mut segments = std::collections::VecDeque::new();
@@ -339,7 +355,13 @@ fn recover_hook(
                 ),
             });
         }
-        let scanned = segment::recover(&path, first_id, max_payload)?;
+        let scanned = segment::recover(
+            &path,
+            first_id,
+            scan.max_payload,
+            scan.keys_since_ms,
+            scan.fingerprints,
+        )?;
         if let Some((cut_bytes, reason)) = scanned.cut {
             report.cuts.push(Cut {
                 hook: hook.to_string(),

@@ -78,8 +78,28 @@ fn checksum(len_bytes: &[u8], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(len_bytes), payload)
 }
 
-/// Decode the record at the start of `buf`; returns it and the bytes it used.
-pub fn decode(buf: &[u8], max_payload: usize) -> Result<(Event, usize), Invalid> {
+/// A record borrowed from the buffer it was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View<'a> {
+    pub id: u64,
+    pub received_at_ms: u64,
+    pub key: Option<&'a [u8]>,
+    pub body: &'a [u8],
+}
+
+impl View<'_> {
+    pub fn to_event(self) -> Event {
+        Event {
+            id: self.id,
+            received_at_ms: self.received_at_ms,
+            idempotency_key: self.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+            body: self.body.to_vec(),
+        }
+    }
+}
+
+/// Validate the record at the start of `buf` without copying it; returns it and the bytes it used.
+pub fn view(buf: &[u8], max_payload: usize) -> Result<(View<'_>, usize), Invalid> {
     if buf.len() < HEADER_LEN {
         return Err(Invalid::Truncated {
             have: buf.len(),
@@ -112,19 +132,21 @@ pub fn decode(buf: &[u8], max_payload: usize) -> Result<(Event, usize), Invalid>
     if key_len > rest.len() {
         return Err(Invalid::BadKey);
     }
-    let idempotency_key = match key_len {
-        0 => None,
-        _ => Some(String::from_utf8_lossy(&rest[..key_len]).into_owned()),
-    };
+    let key = (key_len > 0).then(|| &rest[..key_len]);
     Ok((
-        Event {
+        View {
             id,
             received_at_ms,
-            idempotency_key,
-            body: rest[key_len..].to_vec(),
+            key,
+            body: &rest[key_len..],
         },
         total,
     ))
+}
+
+/// Decode (and copy out) the record at the start of `buf`; returns it and the bytes it used.
+pub fn decode(buf: &[u8], max_payload: usize) -> Result<(Event, usize), Invalid> {
+    view(buf, max_payload).map(|(v, used)| (v.to_event(), used))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::InboxError;
+use crate::keys::Fingerprinter;
 use crate::record;
 
 const SUFFIX: &str = ".seg";
@@ -32,14 +33,21 @@ pub struct Scanned {
     /// Length of the valid prefix (the file is cut to this).
     pub len: u64,
     pub newest_ms: u64,
-    /// Idempotency keys with their event ids and receive times.
-    pub keys: Vec<(String, (u64, u64))>,
+    /// Idempotency key fingerprints with their event ids and receive times.
+    pub keys: Vec<(u128, (u64, u64))>,
     /// Set when a tail was cut: how many bytes and why.
     pub cut: Option<(u64, String)>,
 }
 
 /// Read a segment, validate every record, and truncate (with fsync) any invalid tail.
-pub fn recover(path: &Path, first_id: u64, max_payload: usize) -> Result<Scanned, InboxError> {
+/// Idempotency keys of records received at or before `keys_since_ms` have expired and are skipped.
+pub fn recover(
+    path: &Path,
+    first_id: u64,
+    max_payload: usize,
+    keys_since_ms: u64,
+    fingerprints: &Fingerprinter,
+) -> Result<Scanned, InboxError> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -59,15 +67,16 @@ pub fn recover(path: &Path, first_id: u64, max_payload: usize) -> Result<Scanned
     let mut pos = 0usize;
     while pos < buf.len() {
         let expected = first_id + scanned.offsets.len() as u64;
-        let problem = match record::decode(&buf[pos..], max_payload) {
-            Ok((event, _)) if event.id != expected => {
-                format!("record id {} where {expected} was expected", event.id)
+        let problem = match record::view(&buf[pos..], max_payload) {
+            Ok((record, _)) if record.id != expected => {
+                format!("record id {} where {expected} was expected", record.id)
             }
-            Ok((event, used)) => {
+            Ok((record, used)) => {
                 scanned.offsets.push(pos as u32);
-                scanned.newest_ms = scanned.newest_ms.max(event.received_at_ms);
-                if let Some(key) = event.idempotency_key {
-                    scanned.keys.push((key, (event.id, event.received_at_ms)));
+                scanned.newest_ms = scanned.newest_ms.max(record.received_at_ms);
+                if let Some(key) = record.key.filter(|_| record.received_at_ms > keys_since_ms) {
+                    let fp = fingerprints.of(key);
+                    scanned.keys.push((fp, (record.id, record.received_at_ms)));
                 }
                 pos += used;
                 continue;

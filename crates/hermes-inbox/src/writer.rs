@@ -19,6 +19,7 @@ use hermes_core::name::HookName;
 use crate::error::InboxError;
 use crate::event::Appended;
 use crate::index::SegmentIndex;
+use crate::keys::{Fingerprinter, KeyMap};
 use crate::segment;
 use crate::{record, Options, Shared};
 
@@ -50,8 +51,8 @@ pub struct HookWriter {
     pub active: Option<(File, PathBuf)>,
     pub active_len: u64,
     pub next_id: u64,
-    /// Idempotency key → (event id, received at ms).
-    pub keys: HashMap<String, (u64, u64)>,
+    /// Idempotency key fingerprint → (event id, received at ms).
+    pub keys: KeyMap<(u64, u64)>,
     /// A failed batch could not be cut off the tail: never append after it again.
     pub force_rollover: bool,
 }
@@ -63,7 +64,7 @@ impl HookWriter {
             active: None,
             active_len: 0,
             next_id: 1,
-            keys: HashMap::new(),
+            keys: KeyMap::default(),
             force_rollover: false,
         }
     }
@@ -71,6 +72,7 @@ impl HookWriter {
 
 pub struct Writer {
     pub inbox_dir: PathBuf,
+    pub fingerprints: Fingerprinter,
     pub hooks: HashMap<HookName, HookWriter>,
     pub shared: Arc<Shared>,
     pub options: Options,
@@ -162,16 +164,17 @@ impl Writer {
         let mut offsets = Vec::new();
         let mut newest = 0;
         let mut received = Vec::new();
-        let mut pending: HashMap<String, u64> = HashMap::new();
+        let mut pending: KeyMap<u64> = KeyMap::default();
         let mut outcomes = Vec::with_capacity(reqs.len());
         let mut next_id = writer.next_id;
         for req in &reqs {
-            let known = req.key.as_ref().and_then(|k| {
+            let fingerprint = req.key.as_ref().map(|k| self.fingerprints.of(k.as_bytes()));
+            let known = fingerprint.and_then(|fp| {
                 writer
                     .keys
-                    .get(k)
+                    .get(&fp)
                     .map(|&(id, _)| id)
-                    .or_else(|| pending.get(k).copied())
+                    .or_else(|| pending.get(&fp).copied())
             });
             if let Some(id) = known {
                 outcomes.push(Outcome::Duplicate(id));
@@ -187,8 +190,8 @@ impl Writer {
             );
             newest = newest.max(req.received_at_ms);
             received.push(req.received_at_ms);
-            if let Some(key) = &req.key {
-                pending.insert(key.clone(), next_id);
+            if let Some(fp) = fingerprint {
+                pending.insert(fp, next_id);
             }
             outcomes.push(Outcome::New(next_id));
             next_id += 1;
@@ -214,7 +217,7 @@ impl Writer {
                 writer.keys.extend(
                     pending
                         .into_iter()
-                        .map(|(key, id)| (key, (id, received[(id - first_new) as usize]))),
+                        .map(|(fp, id)| (fp, (id, received[(id - first_new) as usize]))),
                 );
                 let mut index = self.shared.index.lock().unwrap_or_else(|p| p.into_inner());
                 let segments = index.entry(hook).or_default();
