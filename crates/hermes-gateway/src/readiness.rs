@@ -107,6 +107,25 @@ mod tests {
     }
 
     #[test]
+    fn notify_socket_gets_the_message_by_path_and_abstract_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        send_datagram(&path.clone().into_os_string(), "READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("hermes-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let abstract_sock = UnixDatagram::bind_addr(&addr).unwrap();
+        send_datagram(&OsString::from(format!("@{name}")), "STOPPING=1").unwrap();
+        let n = abstract_sock.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STOPPING=1");
+    }
+
+    #[test]
     fn ready_writes_a_newline_then_closes() {
         use std::io::Read;
         let (r, w) = nix::unistd::pipe().unwrap();
