@@ -19,7 +19,7 @@ fn start_waits_for_health_and_stop_waits_for_down() {
     env.supervise();
     env.create(&["coder"]);
     let st = env.status_json("coder");
-    assert_eq!(st["registered"], true);
+    assert_eq!(st["slot"], true);
     assert_eq!(st["up"], false, "a new slot must be registered down: {st}");
 
     let out = env.ok(&["-p", "coder", "gateway", "start"]);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hermes_core::config::Config;
 use hermes_core::profile;
-use hermes_core::service::{ServiceError, SlotStatus, Want};
+use hermes_core::service::{ServiceError, ServiceManager, SlotStatus, Want};
 use hermes_core::state::{self, GatewayState, LastExit};
 use hermes_core::ProfileName;
 use serde::Serialize;
@@ -212,21 +212,9 @@ impl Snapshot {
                 // Without registration support every profile may have a unit: ask.
                 let status = match has_slot {
                     Some(false) => Ok(None),
-                    _ => match manager.status(&f.profile) {
-                        Ok(s) => Ok(Some(s)),
-                        // No unit, or a manager that has none at all (`none`).
-                        Err(ServiceError::NotRegistered { .. })
-                        | Err(ServiceError::ServiceNotInstalled { .. })
-                        | Err(ServiceError::Unsupported { .. }) => Ok(None),
-                        Err(e) => Err(e.to_string()),
-                    },
+                    _ => slot_status(manager.as_ref(), &f.profile),
                 };
-                let health = match (&f.host, f.port) {
-                    (Some(host), Some(port)) => health::probe(host, port, health_timeout),
-                    (None, Some(port)) => health::probe("127.0.0.1", port, health_timeout),
-                    _ => Health::unknown(),
-                };
-                gateway(f, status, health)
+                gateway(f, status, probe(f, health_timeout))
             },
         );
 
@@ -249,6 +237,39 @@ impl Snapshot {
 
     pub fn gateway(&self, profile: &ProfileName) -> Option<&Gateway> {
         self.gateways.iter().find(|g| &g.profile == profile)
+    }
+}
+
+impl Gateway {
+    /// One gateway as a snapshot would show it, without collecting the rest
+    /// (`gateway status` of one profile stays a few milliseconds).
+    pub fn collect(env: &dyn Environment, name: &ProfileName, health_timeout: Duration) -> Gateway {
+        let exists = name.is_default() || env.home().profile(name).marker().is_file();
+        let f = facts(env, name, exists);
+        let status = slot_status(env.manager().as_ref(), name);
+        gateway(&f, status, probe(&f, health_timeout))
+    }
+}
+
+/// The manager's view of one slot; `None` when it has none (no unit, or a
+/// manager that has none at all, like `none`).
+fn slot_status(
+    manager: &dyn ServiceManager,
+    profile: &ProfileName,
+) -> Result<Option<SlotStatus>, String> {
+    match manager.status(profile) {
+        Ok(s) => Ok(Some(s)),
+        Err(ServiceError::NotRegistered { .. })
+        | Err(ServiceError::ServiceNotInstalled { .. })
+        | Err(ServiceError::Unsupported { .. }) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn probe(f: &Facts, timeout: Duration) -> Health {
+    match f.port {
+        Some(port) => health::probe(f.host.as_deref().unwrap_or("127.0.0.1"), port, timeout),
+        None => Health::unknown(),
     }
 }
 

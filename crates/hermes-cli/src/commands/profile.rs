@@ -2,10 +2,11 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::Context as _;
-use hermes_core::profile::{self, AliasOutcome, ProfileError, ProfileInfo};
-use hermes_core::service::ServiceError;
+use hermes_core::profile::{self, ProfileError, ProfileInfo};
 use hermes_core::{ExitStatus, ProfileName};
+use hermes_model::actions::{self, ActionError};
+
+use super::status::env::CliEnv;
 
 use crate::args::ProfileCommand;
 use crate::{CodedError, Context};
@@ -35,46 +36,40 @@ fn profile_error(err: ProfileError) -> anyhow::Error {
     }
 }
 
+fn action_error(err: ActionError) -> anyhow::Error {
+    match err {
+        ActionError::Profile(e) => profile_error(e),
+        other => other.into(),
+    }
+}
+
 fn create(
     ctx: &Context,
     name: &ProfileName,
     no_alias: bool,
     port: Option<u16>,
 ) -> anyhow::Result<ExitStatus> {
-    let paths = profile::create(&ctx.home, name, port).map_err(profile_error)?;
-    let info = profile::info(&ctx.home, name, None);
+    let created =
+        actions::create(&CliEnv::new(ctx), name, port, !no_alias).map_err(action_error)?;
     println!(
         "created profile '{name}' at {} (gateway port {})",
-        paths.dir.display(),
-        info.port.map_or("?".to_string(), |p| p.to_string())
+        created.dir.display(),
+        created.port.map_or("?".to_string(), |p| p.to_string())
     );
-    if !no_alias {
-        let path_var = std::env::var("PATH").ok();
-        match profile::write_alias(&ctx.alias_dir, &ctx.program, name, path_var.as_deref())? {
-            AliasOutcome::Written(path) => {
-                println!(
-                    "alias {} written: `{name} gateway start` works",
-                    path.display()
-                )
-            }
-            AliasOutcome::Skipped { reason, .. } => {
-                println!("alias not written: {reason}; use `hermes -p {name} …`")
-            }
-        }
+    if let Some(alias) = created.alias {
+        println!("alias: {alias}");
     }
-    let manager = ctx.manager();
-    if manager.supports_registration() {
-        let spec = hermes_core::service::GatewaySpec::for_profile(&ctx.home, name, &ctx.program);
-        match manager.register(&spec, false) {
-            Ok(()) => println!(
-                "slot {} registered (down): start it with `hermes -p {name} gateway start`",
-                name.service_name()
-            ),
-            Err(ServiceError::NoSupervisor { .. }) => println!(
-                "no supervisor is running yet: `hermes -p {name} gateway start` registers the slot once one is"
-            ),
-            Err(e) => return Err(e).context(format!("profile '{name}' was created, but its slot was not registered")),
+    match (created.slot, created.slot_error) {
+        (true, _) => println!(
+            "slot {} registered (down): start it with `hermes -p {name} gateway start`",
+            name.service_name()
+        ),
+        (false, Some(why)) => {
+            println!(
+                "slot not registered yet ({why}); `hermes -p {name} gateway start` registers it"
+            )
         }
+        (false, None) => {}
     }
     Ok(ExitStatus::Success)
 }
@@ -103,57 +98,20 @@ fn delete(ctx: &Context, name: &ProfileName, yes: bool) -> anyhow::Result<ExitSt
             "deleted",
         )));
     }
-    let paths = profile::existing(&ctx.home, name).map_err(profile_error)?;
+    profile::existing(&ctx.home, name).map_err(profile_error)?;
     if !yes && !confirm(name)? {
         println!("not deleted");
         return Ok(ExitStatus::Failure);
     }
-    let manager = ctx.manager();
-    let removed = if manager.supports_registration() {
-        manager.unregister(name)
-    } else {
-        // Host managers: the installed unit, plist or task goes with the profile.
-        match manager.uninstall(name) {
-            Err(ServiceError::ServiceNotInstalled { .. }) => Ok(()),
-            other => other,
-        }
-    };
-    removed.with_context(|| {
-        format!("unable to stop and remove the gateway service of '{name}'; nothing was deleted")
-    })?;
-    hermes_gateway_stop_unsupervised(&paths)?;
-    if profile::remove_alias(&ctx.alias_dir, name)? {
+    let deleted = actions::delete(&CliEnv::new(ctx), name).map_err(action_error)?;
+    if deleted.unregistered {
+        println!("gateway stopped and its service removed");
+    }
+    if deleted.alias_removed {
         println!("alias removed");
     }
-    profile::remove(&ctx.home, name).map_err(profile_error)?;
     println!("deleted profile '{name}'");
     Ok(ExitStatus::Success)
-}
-
-/// A gateway run by hand (`--no-supervise`) still holds the profile lock:
-/// ask it to stop before its directory goes away.
-fn hermes_gateway_stop_unsupervised(paths: &hermes_core::home::ProfilePaths) -> anyhow::Result<()> {
-    use hermes_core::fsutil::try_lock_exclusive;
-    if try_lock_exclusive(&paths.gateway_lock())?.is_some() {
-        return Ok(());
-    }
-    let pid = std::fs::read_to_string(paths.pid_file())
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .context(
-            "the profile's gateway is running but gateway.pid does not name it; stop it first",
-        )?;
-    let pid = nix::unistd::Pid::from_raw(pid);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
-        .with_context(|| format!("unable to send SIGTERM to the gateway (pid {pid})"))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while try_lock_exclusive(&paths.gateway_lock())?.is_none() {
-        if std::time::Instant::now() > deadline {
-            anyhow::bail!("the gateway (pid {pid}) did not stop within 10 s; nothing was deleted");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 fn list(ctx: &Context, json: bool) -> anyhow::Result<ExitStatus> {
