@@ -2,6 +2,7 @@
 //! environment: the home, the profile, the scandir, the binary, the alias dir.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use anyhow::Context as _;
 use hermes_core::service::ServiceManager;
@@ -21,6 +22,7 @@ pub struct Context {
     pub alias_dir: PathBuf,
     /// Set by the container init for everything it starts.
     pub in_container: bool,
+    detected: OnceLock<hermes_hostmgr::Detection>,
 }
 
 impl Context {
@@ -42,6 +44,7 @@ impl Context {
             program,
             alias_dir,
             in_container: std::env::var_os("HERMES_CONTAINER").is_some_and(|v| v == "1"),
+            detected: OnceLock::new(),
         })
     }
 
@@ -74,11 +77,16 @@ impl Context {
     }
 
     /// Which service manager runs gateways here, and the fact that decided it.
+    /// Decided once per process: on a systemd host it costs a `systemctl` call.
     pub fn detection(&self) -> hermes_hostmgr::Detection {
-        hermes_hostmgr::detect_service_manager(
-            &hermes_hostmgr::HostFacts::new(hermes_hostmgr::SystemRunner),
-            &self.scandir,
-            false,
-        )
+        self.detected
+            .get_or_init(|| {
+                hermes_hostmgr::detect_service_manager(
+                    &hermes_hostmgr::HostFacts::new(hermes_hostmgr::SystemRunner),
+                    &self.scandir,
+                    false,
+                )
+            })
+            .clone()
     }
 }
