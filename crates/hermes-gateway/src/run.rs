@@ -58,7 +58,7 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     let (listener, inbox, secret) = match outcome {
         Ok(parts) => parts,
         Err(err) => {
-            crate::log(&format!("startup failed: {err}"));
+            // The caller prints the error: one line, not two.
             let reason = err.to_string();
             let _ = state::update(&paths, |s| {
                 s.gateway_state = Some(RunState::StartupFailed);

@@ -217,12 +217,9 @@ impl Gateway {
     }
 }
 
-/// The stderr lines the gateway itself wrote (the test harness adds its own).
+/// The stderr lines the gateway wrote: its log (`hermes-gateway: `) and its final error (`hermes: `).
 fn error_lines(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|l| l.starts_with("hermes: "))
-        .collect()
+    stderr.lines().filter(|l| l.starts_with("hermes")).collect()
 }
 
 fn signed(secret: &str, body: &[u8], ts: u64) -> Vec<(&'static str, String)> {
