@@ -1,0 +1,452 @@
+//! `hermes-bench chaos`: N profiles serving signed webhook deliveries while,
+//! at random intervals, a random gateway, `s6-supervise` or `s6-log` is
+//! SIGKILLed, or a gateway is stopped or started. Afterwards it checks:
+//! every gateway whose desired state is running is up (and every stopped one
+//! down); every acknowledged event is stored exactly once; no half-published
+//! slot; every log's `current` is there and readable; one gateway process per
+//! running profile; nothing left running once the supervisor is stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use hermes_conformance::harness::{poll, text_of, Env};
+use hermes_conformance::{hermes_bin, http, procs};
+
+use crate::control::{wait_healthy, Ports};
+use crate::work_parent;
+
+const HOOK: &str = "chaos";
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// How long to inflict chaos, in seconds (CI: 60; by hand: 1800).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Profiles (gateways) running at once.
+    #[arg(long, default_value_t = 4)]
+    profiles: usize,
+    /// Random seed (printed, so a failing run can be replayed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Shortest and longest pause between two disruptions, in ms.
+    #[arg(long, default_value_t = 200)]
+    min_pause_ms: u64,
+    #[arg(long, default_value_t = 1500)]
+    max_pause_ms: u64,
+}
+
+/// xorshift64*: reproducible from the printed seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    acked: AtomicU64,
+    duplicates_acked: AtomicU64,
+    retries: AtomicU64,
+    rejected: AtomicU64,
+}
+
+struct Profile {
+    name: String,
+    port: u16,
+    secret: String,
+}
+
+/// Deliver events `<profile>-<seq>` one after another; an unanswered or 5xx
+/// delivery is retried with the same Idempotency-Key until acknowledged.
+fn deliverer(
+    p: &Profile,
+    stop: &AtomicBool,
+    counts: &Counts,
+    acked: &Mutex<Vec<String>>,
+    errors: &Mutex<Vec<String>>,
+) {
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let uid = format!("{}-{seq}", p.name);
+        let body = format!("{{\"uid\":\"{uid}\",\"seq\":{seq}}}");
+        match http::deliver(p.port, HOOK, &p.secret, body.as_bytes(), &uid) {
+            Some(r) if r.status == 202 => {
+                counts.acked.fetch_add(1, Ordering::Relaxed);
+                if r.body.contains("\"duplicate\":true") {
+                    counts.duplicates_acked.fetch_add(1, Ordering::Relaxed);
+                }
+                acked.lock().unwrap().push(uid);
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Some(r) if r.status >= 500 => {
+                counts.retries.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(r) => {
+                counts.rejected.fetch_add(1, Ordering::Relaxed);
+                errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("{uid}: HTTP {} {}", r.status, r.body.trim()));
+                seq += 1;
+            }
+            None => {
+                counts.retries.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Every stored event of the hook: idempotency key → how many times it is stored.
+fn stored_events(p: &Profile) -> Result<HashMap<String, usize>, String> {
+    let mut seen = HashMap::new();
+    let mut after = 0u64;
+    let auth = format!("Bearer {}", p.secret);
+    loop {
+        let path = format!("/v1/webhooks/{HOOK}/events?after={after}&limit=1000");
+        let r = http::get(p.port, &path, &[("Authorization", &auth)])
+            .ok_or_else(|| format!("{}: no answer to GET {path}", p.name))?;
+        if r.status != 200 {
+            return Err(format!(
+                "{}: GET {path}: HTTP {} {}",
+                p.name, r.status, r.body
+            ));
+        }
+        let page: Value = serde_json::from_str(&r.body)
+            .map_err(|e| format!("{}: bad JSON from GET {path}: {e}", p.name))?;
+        for ev in page["events"].as_array().into_iter().flatten() {
+            // The body, not the key, is what was stored: count the uid inside it.
+            let uid = ev["body"]
+                .as_str()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .and_then(|b| b["uid"].as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("<unreadable event {}>", ev["id"]));
+            *seen.entry(uid).or_insert(0) += 1;
+        }
+        after = page["next_after"].as_u64().unwrap_or(after);
+        if page["more"] != Value::Bool(true) {
+            return Ok(seen);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally(BTreeMap<&'static str, u64>);
+
+impl Tally {
+    fn add(&mut self, what: &'static str) {
+        *self.0.entry(what).or_insert(0) += 1;
+    }
+}
+
+pub fn run(opts: Options) -> anyhow::Result<bool> {
+    let seed = opts.seed.unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        getrandom::getrandom(&mut b).expect("random seed");
+        u64::from_le_bytes(b) | 1
+    });
+    println!(
+        "chaos: {} profiles, {} s, seed {seed} (replay with --seed {seed})",
+        opts.profiles, opts.duration
+    );
+    let mut rng = Rng(seed);
+    let mut env = Env::in_dir(&work_parent(), hermes_bin());
+    env.supervise();
+    let svscan = env.supervisor_pid().context("supervisor pid")?;
+    let mut ports = Ports::new();
+    let mut profiles = Vec::new();
+    for i in 0..opts.profiles {
+        let name = format!("chaos{i}");
+        let port = ports.next();
+        env.ok(&[
+            "profile",
+            "create",
+            &name,
+            "--no-alias",
+            "--port",
+            &port.to_string(),
+        ]);
+        env.ok(&["-p", &name, "gateway", "start"]);
+        profiles.push(Arc::new(Profile {
+            secret: env.secret_of(&name),
+            name,
+            port,
+        }));
+    }
+    let mut running = vec![true; profiles.len()];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new(Counts::default());
+    let acked: Vec<Arc<Mutex<Vec<String>>>> = profiles
+        .iter()
+        .map(|_| Arc::new(Mutex::new(Vec::new())))
+        .collect();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = profiles
+        .iter()
+        .zip(&acked)
+        .map(|(p, a)| {
+            let (p, a, stop, counts, errors) = (
+                p.clone(),
+                a.clone(),
+                stop.clone(),
+                counts.clone(),
+                errors.clone(),
+            );
+            std::thread::spawn(move || deliverer(&p, &stop, &counts, &a, &errors))
+        })
+        .collect();
+
+    let mut tally = Tally::default();
+    let mut control_errors = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(opts.duration);
+    while Instant::now() < deadline {
+        let span = opts.max_pause_ms.saturating_sub(opts.min_pause_ms);
+        std::thread::sleep(Duration::from_millis(
+            opts.min_pause_ms + rng.below(span + 1),
+        ));
+        let i = rng.below(profiles.len() as u64) as usize;
+        let p = &profiles[i];
+        let service = format!("gateway-{}", p.name);
+        let tree = procs::descendants(svscan);
+        let supervise = |log: bool| {
+            let want = if log {
+                format!("{service}/log")
+            } else {
+                service.clone()
+            };
+            tree.iter()
+                .find(|q| q.comm == "s6-supervise" && q.argv.get(1) == Some(&want))
+                .map(|q| q.pid)
+        };
+        let child_of = |parent: Option<u32>| {
+            parent.and_then(|pp| {
+                tree.iter()
+                    .find(|q| q.ppid == pp && !q.is_zombie())
+                    .map(|q| q.pid)
+            })
+        };
+        let roll = rng.below(100);
+        let (what, victim) = match roll {
+            0..=39 => ("SIGKILL gateway", child_of(supervise(false))),
+            40..=54 => ("SIGKILL s6-supervise (gateway)", supervise(false)),
+            55..=64 => ("SIGKILL s6-supervise (log)", supervise(true)),
+            65..=84 => ("SIGKILL s6-log", child_of(supervise(true))),
+            _ => {
+                let (verb, label) = if running[i] {
+                    ("stop", "gateway stop")
+                } else {
+                    ("start", "gateway start")
+                };
+                let out = env.run(&["-p", &p.name, "gateway", verb, "--timeout", "20"]);
+                if out.status.success() {
+                    running[i] = !running[i];
+                    tally.add(label);
+                } else {
+                    control_errors.push(format!("{label} {}: {}", p.name, text_of(&out).trim()));
+                    tally.add("control command failed");
+                }
+                continue;
+            }
+        };
+        match victim {
+            Some(pid) => {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                tally.add(what);
+            }
+            None => tally.add("no victim found (process being restarted)"),
+        }
+    }
+
+    // Settle: the supervisor must bring back what is wanted up on its own.
+    let mut violations = Vec::new();
+    let settle = Duration::from_secs(30);
+    for (p, &up) in profiles.iter().zip(&running) {
+        if up {
+            if !wait_healthy(p.port, settle) {
+                violations.push(format!(
+                    "{}: desired running but /health never answered 200 within {settle:?}",
+                    p.name
+                ));
+            }
+        } else if http::healthy(p.port) {
+            violations.push(format!("{}: desired stopped but /health answers", p.name));
+        }
+    }
+    let statuses = env.status_all();
+    for (p, &up) in profiles.iter().zip(&running) {
+        let Some(st) = statuses.iter().find(|s| s["profile"] == p.name.as_str()) else {
+            violations.push(format!("{}: missing from gateway status --all", p.name));
+            continue;
+        };
+        let want = if up { "running" } else { "stopped" };
+        if st["desired_state"] != want {
+            violations.push(format!(
+                "{}: desired_state {} but the last command asked for {want}",
+                p.name, st["desired_state"]
+            ));
+        }
+        if up && (st["up"] != true || st["ready"] != true) {
+            violations.push(format!("{}: desired running but status says {st}", p.name));
+        }
+        if !up && st["up"] == true {
+            violations.push(format!(
+                "{}: desired stopped but status says up: {st}",
+                p.name
+            ));
+        }
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+
+    // Exactly once: bring every gateway up to read its inbox.
+    let mut stored_total = 0usize;
+    for (p, a) in profiles.iter().zip(&acked) {
+        env.run(&["-p", &p.name, "gateway", "start"]);
+        match stored_events(p) {
+            Ok(seen) => {
+                stored_total += seen.values().sum::<usize>();
+                for uid in a.lock().unwrap().iter() {
+                    match seen.get(uid) {
+                        Some(1) => {}
+                        Some(n) => {
+                            violations.push(format!("{uid}: acknowledged, stored {n} times"))
+                        }
+                        None => violations.push(format!("{uid}: acknowledged, not stored")),
+                    }
+                }
+                for (uid, n) in &seen {
+                    if *n > 1 && !a.lock().unwrap().contains(uid) {
+                        violations.push(format!("{uid}: never acknowledged, stored {n} times"));
+                    }
+                }
+            }
+            Err(e) => violations.push(e),
+        }
+    }
+
+    // No half-published slot: every gateway-* entry is a link to a complete directory.
+    let scandir = env.scandir();
+    for entry in fs::read_dir(&scandir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with(".gateway-") {
+            violations.push(format!("staging entry left in the scandir: {name}"));
+        }
+        if name.starts_with("gateway-")
+            && !["run", "finish", "log/run", "notification-fd"]
+                .iter()
+                .all(|f| path.join(f).is_file())
+        {
+            violations.push(format!("incomplete slot {name}"));
+        }
+    }
+    for entry in fs::read_dir(scandir.join(".slots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !scandir.join(&name).exists() {
+            violations.push(format!("unpublished slot directory .slots/{name}"));
+        }
+    }
+    // Logs: `current` present and readable for every profile.
+    for p in profiles.iter() {
+        let current = env.log_dir(&p.name).join("current");
+        match fs::read(&current) {
+            Ok(bytes) if !bytes.is_empty() => {}
+            Ok(_) => violations.push(format!("{}: empty", current.display())),
+            Err(e) => violations.push(format!("{}: {e}", current.display())),
+        }
+    }
+    // One gateway process per profile, all inside the supervision tree.
+    let tree: Vec<u32> = procs::descendants(svscan).iter().map(|p| p.pid).collect();
+    for p in profiles.iter() {
+        let gws: Vec<procs::Proc> = procs::belonging_to(env.root())
+            .into_iter()
+            .filter(|q| q.argv.iter().any(|a| a == "run") && q.argv.iter().any(|a| *a == p.name))
+            .collect();
+        if gws.len() != 1 {
+            violations.push(format!(
+                "{}: {} gateway processes: {:?}",
+                p.name,
+                gws.len(),
+                gws.iter().map(|g| g.pid).collect::<Vec<_>>()
+            ));
+        }
+        for g in gws.iter().filter(|g| !tree.contains(&g.pid)) {
+            violations.push(format!(
+                "{}: gateway pid {} runs outside the supervision tree",
+                p.name, g.pid
+            ));
+        }
+    }
+    // Nothing survives the supervisor.
+    env.stop_supervisor(Duration::from_secs(60));
+    let root = env.root().to_path_buf();
+    if !poll(Duration::from_secs(15), Duration::from_millis(20), || {
+        procs::belonging_to(&root).is_empty()
+    }) {
+        for p in procs::belonging_to(&root) {
+            violations.push(format!("leaked process {} {:?}", p.pid, p.argv));
+        }
+    }
+
+    let acked_total: usize = acked.iter().map(|a| a.lock().unwrap().len()).sum();
+    println!("disruptions:");
+    for (what, n) in &tally.0 {
+        println!("  {what:<45} {n}");
+    }
+    println!(
+        "deliveries: {acked_total} acknowledged ({} as duplicates of a retried key), {} retried after no answer or 5xx, {} rejected; {stored_total} events stored",
+        counts.duplicates_acked.load(Ordering::Relaxed),
+        counts.retries.load(Ordering::Relaxed),
+        counts.rejected.load(Ordering::Relaxed),
+    );
+    // A signed, well-formed delivery must never be refused.
+    for e in errors.lock().unwrap().iter() {
+        violations.push(format!("delivery rejected: {e}"));
+    }
+    for e in control_errors.iter().take(10) {
+        println!(
+            "  control error during chaos: {}",
+            e.lines().next().unwrap_or("")
+        );
+    }
+    if violations.is_empty() {
+        println!("chaos: PASS (seed {seed})");
+        Ok(true)
+    } else {
+        println!(
+            "chaos: FAIL, {} violations (seed {seed}):",
+            violations.len()
+        );
+        for v in violations.iter().take(50) {
+            println!("  {v}");
+        }
+        println!("{}", env.dump());
+        Ok(false)
+    }
+}

@@ -1,0 +1,54 @@
+//! `hermes-bench`: the benchmark and chaos driver behind `bench/run` and
+//! `bench/chaos`. Every figure is measured against the real `hermes` binary
+//! and a real s6 tree, and where a baseline exists (supervisord, raw s6) it is
+//! measured in the same invocation, on the same gateways, so the comparison
+//! does not depend on what else the machine was doing another day.
+
+mod chaos;
+mod control;
+mod figure;
+mod report;
+mod scale;
+mod supervisord;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hermes-bench", about = "hermes benchmarks and chaos suite")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every benchmark and write bench/results/<date>.{md,json}.
+    Report(report::Options),
+    /// Kill gateways, s6-supervise and s6-log at random under webhook load, then check invariants.
+    Chaos(chaos::Options),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Report(opts) => report::run(opts),
+        Cmd::Chaos(opts) => chaos::run(opts),
+    };
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("hermes-bench: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Where temp environments go: `$HERMES_BENCH_TMP`, else the system temp dir.
+fn work_parent() -> PathBuf {
+    std::env::var_os("HERMES_BENCH_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}

@@ -1,0 +1,373 @@
+//! One test environment: a temp dir holding `HERMES_HOME`, the scandir and
+//! the alias dir; the real `hermes` binary; a real supervision tree started
+//! with `hermes supervise`. Waits poll with a deadline; failures print the
+//! command, its output and the files that explain it.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::procs;
+
+/// The `hermes` binary under test: `$HERMES_BIN`, else the one cargo built
+/// next to this executable (`target/<profile>/hermes`; tests live one level
+/// deeper, in `deps/`).
+pub fn hermes_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HERMES_BIN").filter(|v| !v.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("path of the running executable");
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("hermes"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no hermes binary next to {}: run `cargo build -p hermes-cli` (same profile) or set HERMES_BIN",
+                exe.display()
+            )
+        })
+}
+
+/// A port nobody listens on right now (the OS picks it, so parallel tests do not clash).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+pub fn render_output(cmd: &str, out: &Output) -> String {
+    format!(
+        "command: {cmd}\nexit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// stdout followed by stderr, for matching messages wherever they were printed.
+pub fn text_of(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Poll `done` every `interval` until it holds or `limit` passes; whether it held.
+pub fn poll(limit: Duration, interval: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+    /// Extra variables for every hermes command (and the supervisor).
+    pub vars: Vec<(String, String)>,
+    supervisor: Option<Child>,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self::in_dir(&std::env::temp_dir(), hermes_bin())
+    }
+
+    /// An environment under `parent` running `bin`, with the root profile on a
+    /// free port (its default port would clash between parallel runs).
+    pub fn in_dir(parent: &Path, bin: PathBuf) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("hermes-conf-")
+            .tempdir_in(parent)
+            .expect("temp dir");
+        let env = Env {
+            dir,
+            bin,
+            vars: Vec::new(),
+            supervisor: None,
+        };
+        fs::create_dir_all(env.home()).unwrap();
+        fs::write(
+            env.home().join("config.yaml"),
+            format!("gateway:\n  host: 127.0.0.1\n  port: {}\n", free_port()),
+        )
+        .unwrap();
+        env
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn home(&self) -> PathBuf {
+        self.root().join("home")
+    }
+    pub fn scandir(&self) -> PathBuf {
+        self.root().join("scan")
+    }
+    pub fn bin_dir(&self) -> PathBuf {
+        self.root().join("bin")
+    }
+    pub fn profile_dir(&self, name: &str) -> PathBuf {
+        if name == "default" {
+            self.home()
+        } else {
+            self.home().join("profiles").join(name)
+        }
+    }
+    pub fn log_dir(&self, name: &str) -> PathBuf {
+        self.home().join("logs/gateways").join(name)
+    }
+    /// The published slot (a symlink into `.slots/`).
+    pub fn slot(&self, name: &str) -> PathBuf {
+        self.scandir().join(format!("gateway-{name}"))
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .env("HERMES_HOME", self.home())
+            .env("HERMES_SCANDIR", self.scandir())
+            .env("HERMES_BIN_DIR", self.bin_dir())
+            .env_remove("HERMES_CONTAINER")
+            .env_remove("HERMES_SUPERVISED_CHILD")
+            .env_remove("HERMES_SERVICE_MANAGER")
+            .env_remove("HERMES_MAX_SLOTS")
+            .stdin(Stdio::null());
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run hermes")
+    }
+
+    /// Run hermes and insist on exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        if !out.status.success() {
+            panic!(
+                "{}\n{}",
+                render_output(&format!("hermes {}", args.join(" ")), &out),
+                self.dump()
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run hermes and insist on a failure; returns stdout + stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        if out.status.success() {
+            panic!(
+                "expected a failure\n{}\n{}",
+                render_output(&format!("hermes {}", args.join(" ")), &out),
+                self.dump()
+            );
+        }
+        text_of(&out)
+    }
+
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.supervisor.as_ref().map(|c| c.id())
+    }
+
+    /// Start `hermes supervise` (which execs s6-svscan) and wait until it listens.
+    pub fn supervise(&mut self) {
+        let log = fs::File::create(self.root().join("supervise.log")).unwrap();
+        let child = self
+            .command(&["supervise"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn hermes supervise");
+        self.supervisor = Some(child);
+        let control = self.scandir().join(".s6-svscan/control");
+        self.wait_for("s6-svscan to listen", Duration::from_secs(10), || {
+            fifo_has_reader(&control)
+        });
+    }
+
+    /// SIGTERM the supervisor and wait for it (s6 brings every service down first).
+    pub fn stop_supervisor(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.supervisor.take()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "s6-svscan did not exit within {limit:?} of SIGTERM\n{}",
+                    self.dump()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn wait_for(&self, what: &str, limit: Duration, done: impl FnMut() -> bool) {
+        if !poll(limit, Duration::from_millis(5), done) {
+            panic!(
+                "timed out after {limit:?} waiting for {what}\n{}",
+                self.dump()
+            );
+        }
+    }
+
+    /// `gateway status --all --json`: one object per slot.
+    pub fn status_all(&self) -> Vec<Value> {
+        let out = self.ok(&["gateway", "status", "--all", "--json"]);
+        match serde_json::from_str::<Value>(&out) {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => vec![other],
+            Err(e) => panic!("bad JSON from gateway status --all --json ({e}):\n{out}"),
+        }
+    }
+
+    pub fn status(&self, profile: &str) -> Value {
+        let out = self.ok(&["-p", profile, "gateway", "status", "--json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}"))
+    }
+
+    pub fn port_of(&self, profile: &str) -> u16 {
+        let path = self.profile_dir(profile).join("config.yaml");
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("port:"))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}:\n{text}", path.display()))
+    }
+
+    /// The webhook secret from the profile's `.env`.
+    pub fn secret_of(&self, profile: &str) -> String {
+        let path = self.profile_dir(profile).join(".env");
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("HERMES_WEBHOOK_SECRET="))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("no secret in {}", path.display()))
+    }
+
+    pub fn state(&self, profile: &str) -> Value {
+        fs::read_to_string(self.profile_dir(profile).join("gateway_state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Everything that helps explain a failure: the tree, the supervisor's
+    /// output, log tails and state files.
+    pub fn dump(&self) -> String {
+        let mut out = String::from("=== test environment\n");
+        let tree = Command::new("find")
+            .arg(self.root())
+            .args(["-not", "-path", "*/supervise/*", "-printf", "%M %u %p %l\n"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.push_str(&tree);
+        let log = self.root().join("supervise.log");
+        out.push_str(&format!(
+            "--- {}\n{}\n",
+            log.display(),
+            fs::read_to_string(&log).unwrap_or_default()
+        ));
+        for entry in fs::read_dir(self.home().join("logs/gateways"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let current = entry.path().join("current");
+            let text = fs::read_to_string(&current).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {} (last lines)\n", current.display()));
+            for l in &lines[lines.len().saturating_sub(20)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        let mut stack = vec![self.home()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                let ft = e.file_type().ok();
+                if ft.is_some_and(|t| t.is_dir()) {
+                    stack.push(p);
+                } else if e.file_name() == "gateway_state.json" {
+                    out.push_str(&format!(
+                        "--- {}\n{}\n",
+                        p.display(),
+                        fs::read_to_string(&p).unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Kill whatever still runs for this environment (a failed test must not
+    /// leave gateways behind for the next one).
+    fn reap_leftovers(&self) {
+        for p in procs::belonging_to(self.root()) {
+            let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.supervisor.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let stopped = poll(Duration::from_secs(30), Duration::from_millis(10), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            });
+            if !stopped {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.reap_leftovers();
+    }
+}
+
+/// Whether a process holds the read end of `fifo` (how `s6-svok` tells a live supervisor).
+pub fn fifo_has_reader(fifo: &Path) -> bool {
+    fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo)
+        .is_ok()
+}
+
+/// Whether `s6-supervise` runs on the published slot of `profile`.
+pub fn slot_supervised(env: &Env, profile: &str) -> bool {
+    fifo_has_reader(&env.slot(profile).join("supervise/control"))
+}
