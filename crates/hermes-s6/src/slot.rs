@@ -24,7 +24,7 @@ pub struct SlotFiles {
 
 fn env_lines(env: &BTreeMap<String, String>) -> String {
     env.iter()
-        .map(|(k, v)| format!("{k}={}; export {k}\n", sh_quote(v)))
+        .map(|(k, v)| format!("export {k}={}\n", sh_quote(v)))
         .collect()
 }
 
@@ -186,8 +186,8 @@ mod tests {
 # hermes: run script of the gateway slot for profile 'coder'. Generated; edits are overwritten.\n\
 exec 2>&1\n\
 cd '/data/profiles/x y' || exit 111\n\
-HERMES_HOME='/da'\\''ta'; export HERMES_HOME\n\
-HERMES_SUPERVISED_CHILD='1'; export HERMES_SUPERVISED_CHILD\n\
+export HERMES_HOME='/da'\\''ta'\n\
+export HERMES_SUPERVISED_CHILD='1'\n\
 exec '/usr/local/bin/hermes' '-p' 'coder' 'gateway' 'run' '--replace' '--notify-fd' '3'\n"
         );
     }
@@ -199,8 +199,8 @@ exec '/usr/local/bin/hermes' '-p' 'coder' 'gateway' 'run' '--replace' '--notify-
             render_finish(&s),
             "#!/bin/sh\n\
 # hermes: finish script of the gateway slot for profile 'default'. Generated; edits are overwritten.\n\
-HERMES_HOME='/da'\\''ta'; export HERMES_HOME\n\
-HERMES_SUPERVISED_CHILD='1'; export HERMES_SUPERVISED_CHILD\n\
+export HERMES_HOME='/da'\\''ta'\n\
+export HERMES_SUPERVISED_CHILD='1'\n\
 exec '/opt/my bin/hermes' 'gateway' 'finish-hook' \"$1\" \"$2\"\n"
         );
         assert_eq!(
