@@ -144,7 +144,6 @@ fn symlink_at_the_log_dir_is_refused_at_registration() {
 }
 
 #[test]
-#[ignore = "BUG (hermes-core fsutil::ensure_dir): a symlink in a parent of the log dir (logs/gateways -> outside) whose target already has the profile's directory is followed; s6-log then writes outside HERMES_HOME"]
 fn symlink_above_the_log_dir_is_refused_too() {
     let mut env = Env::new();
     env.supervise();
@@ -165,7 +164,6 @@ fn symlink_above_the_log_dir_is_refused_too() {
 }
 
 #[test]
-#[ignore = "BUG (hermes-core profile::existing): profiles/<name> as a symlink to a directory with a marker is taken for a profile; the gateway then writes its state, pid and inbox outside HERMES_HOME"]
 fn symlinked_profile_directory_is_not_a_profile() {
     let mut env = Env::new();
     env.supervise();

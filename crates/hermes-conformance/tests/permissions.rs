@@ -141,7 +141,6 @@ fn another_user_cannot_control_slots_or_plant_a_service() {
 }
 
 #[test]
-#[ignore = "BUG/decision (hermes-core): HERMES_HOME, logs/ and profile dirs are created 0755 and gateway_state.json, logs and inbox segments are world-readable; only .env (0600) and config.yaml (0640) are protected"]
 fn another_user_cannot_read_state_logs_or_inbox() {
     let Some(env) = setup() else { return };
     let mut readable = readable_files(&env, &env.home());

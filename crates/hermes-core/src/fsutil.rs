@@ -125,6 +125,47 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<(), FsError> {
     }
 }
 
+/// Create `dir` below `root` (which must exist) with `mode`, refusing a symlink
+/// at any component between them, so nothing is ever followed out of `root`.
+pub fn ensure_dir_under(root: &Path, dir: &Path, mode: u32) -> Result<(), FsError> {
+    let rel = dir.strip_prefix(root).map_err(|_| {
+        FsError::new(
+            "create directory",
+            dir,
+            io::Error::other(format!("not below {}", root.display())),
+        )
+    })?;
+    let mut path = root.to_path_buf();
+    for part in rel.components() {
+        path.push(part);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(FsError::new("use directory", &path, symlink_refused(&path)))
+            }
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(FsError::new(
+                    "use directory",
+                    &path,
+                    io::Error::other("exists and is not a directory"),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match fs::DirBuilder::new().mode(mode).create(&path) {
+                    Ok(()) => {}
+                    // Created concurrently: check it again on the next pass.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return ensure_dir_under(root, dir, mode)
+                    }
+                    Err(e) => return Err(FsError::new("create directory", &path, e)),
+                }
+            }
+            Err(e) => return Err(FsError::new("inspect", &path, e)),
+        }
+    }
+    Ok(())
+}
+
 /// An exclusive advisory lock held until dropped.
 pub struct FileLock {
     _lock: Flock<File>,
@@ -202,6 +243,21 @@ mod tests {
         let err = read_no_follow(&link).unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
         assert!(ensure_dir(&link, 0o700).is_err());
+    }
+
+    #[test]
+    fn ensure_dir_under_refuses_a_symlinked_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("home");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("p")).unwrap();
+        fs::create_dir_all(root.join("logs")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("logs/gateways")).unwrap();
+        let err = ensure_dir_under(&root, &root.join("logs/gateways/p"), 0o700).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        ensure_dir_under(&root, &root.join("a/b"), 0o700).unwrap();
+        assert!(root.join("a/b").is_dir());
+        assert!(ensure_dir_under(&root, Path::new("/elsewhere"), 0o700).is_err());
     }
 
     #[test]

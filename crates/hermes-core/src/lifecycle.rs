@@ -74,8 +74,13 @@ pub fn apply(
         Err(ServiceError::NotRegistered { .. })
             if action != Action::Stop && manager.supports_registration() =>
         {
-            // A profile created from outside (no slot yet) is registered, not refused.
+            // A profile created from outside (no slot yet) is registered, not
+            // refused; under the profiles lock, so a concurrent delete cannot
+            // leave a slot behind for a profile that is gone.
+            let held = profile::lock(home)?;
+            profile::existing(home, profile)?;
             manager.register(&GatewaySpec::for_profile(home, profile, program), false)?;
+            drop(held);
             Ok(Outcome {
                 status: run(Action::Start)?,
                 registered: true,

@@ -57,10 +57,15 @@ pub struct ProfileInfo {
     pub alias: Option<PathBuf>,
 }
 
+/// Mode of `HERMES_HOME`: everything below it (state, logs, inbox, secrets)
+/// belongs to the service user alone.
+pub const HOME_MODE: u32 = 0o700;
+
 /// Make sure the root profile exists with its config, secret and marker.
 pub fn ensure_root(home: &HermesHome) -> Result<(), ProfileError> {
     let paths = home.profile(&ProfileName::default_profile());
-    fsutil::ensure_dir(home.root(), 0o755)?;
+    fsutil::ensure_dir(home.root(), HOME_MODE)?;
+    restrict_home(home.root())?;
     if !paths.config().exists() {
         Config::new(BASE_PORT).save(&paths.config())?;
     }
@@ -71,6 +76,32 @@ pub fn ensure_root(home: &HermesHome) -> Result<(), ProfileError> {
         write_marker(&paths.marker(), &paths.name)?;
     }
     Ok(())
+}
+
+/// Other users must not read state, logs or the inbox: a home we own that is
+/// open to them (an older layout, an image's mkdir) is closed on first use.
+fn restrict_home(root: &Path) -> Result<(), FsError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(root).map_err(|e| FsError::new("inspect", root, e))?;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    if ours && meta.mode() & 0o077 != 0 {
+        fs::set_permissions(root, fs::Permissions::from_mode(HOME_MODE))
+            .map_err(|e| FsError::new("restrict the mode of", root, e))?;
+    }
+    Ok(())
+}
+
+/// Held while profiles are created or deleted (and while their slots are
+/// registered or unregistered), so names, ports and slots never race.
+pub struct ProfilesLock {
+    _lock: fsutil::FileLock,
+}
+
+pub fn lock(home: &HermesHome) -> Result<ProfilesLock, ProfileError> {
+    ensure_root(home)?;
+    Ok(ProfilesLock {
+        _lock: fsutil::lock_exclusive(&home.profiles_lock())?,
+    })
 }
 
 /// Profiles with a marker, `default` first, then sorted; stray directories are skipped.
@@ -119,9 +150,11 @@ pub fn existing(home: &HermesHome, name: &ProfileName) -> Result<ProfilePaths, P
         ensure_root(home)?;
         return Ok(paths);
     }
+    // A symlinked profile directory would send state, pid and inbox out of the home.
+    let is_real_dir = fs::symlink_metadata(&paths.dir).is_ok_and(|m| m.is_dir());
     match fs::symlink_metadata(paths.marker()) {
-        Ok(meta) if meta.is_file() => Ok(paths),
-        _ if paths.dir.exists() => Err(ProfileError::NotAProfile(paths.dir)),
+        Ok(meta) if meta.is_file() && is_real_dir => Ok(paths),
+        _ if fs::symlink_metadata(&paths.dir).is_ok() => Err(ProfileError::NotAProfile(paths.dir)),
         _ => Err(ProfileError::NotFound(name.clone())),
     }
 }
@@ -157,15 +190,14 @@ pub fn info(home: &HermesHome, name: &ProfileName, alias_dir: Option<&Path>) -> 
 /// Create a named profile: its directory appears complete or not at all.
 pub fn create(
     home: &HermesHome,
+    _held: &ProfilesLock,
     name: &ProfileName,
     port: Option<u16>,
 ) -> Result<ProfilePaths, ProfileError> {
     if name.is_default() {
         return Err(ProfileError::Default(home.root().to_path_buf(), "created"));
     }
-    ensure_root(home)?;
-    fsutil::ensure_dir(&home.profiles_dir(), 0o755)?;
-    let _lock = fsutil::lock_exclusive(&home.profiles_lock())?;
+    fsutil::ensure_dir_under(home.root(), &home.profiles_dir(), HOME_MODE)?;
     let paths = home.profile(name);
     if fs::symlink_metadata(&paths.dir).is_ok() {
         return Err(if paths.marker().exists() {
@@ -181,7 +213,7 @@ pub fn create(
         fs::remove_dir_all(&staging).map_err(|e| FsError::new("remove", &staging, e))?;
     }
     let build = || -> Result<(), ProfileError> {
-        fsutil::ensure_dir(&staging, 0o755)?;
+        fsutil::ensure_dir_under(home.root(), &staging, HOME_MODE)?;
         Config::new(port).save(&staging.join("config.yaml"))?;
         write_env(&staging.join(".env"))?;
         write_marker(&staging.join(crate::home::PROFILE_MARKER), name)?;
@@ -198,12 +230,15 @@ pub fn create(
 }
 
 /// Remove a named profile's directory (the caller has already unregistered its gateway).
-pub fn remove(home: &HermesHome, name: &ProfileName) -> Result<(), ProfileError> {
+pub fn remove(
+    home: &HermesHome,
+    _held: &ProfilesLock,
+    name: &ProfileName,
+) -> Result<(), ProfileError> {
     if name.is_default() {
         return Err(ProfileError::Default(home.root().to_path_buf(), "deleted"));
     }
     let paths = existing(home, name)?;
-    let _lock = fsutil::lock_exclusive(&home.profiles_lock())?;
     // Rename first so a half-finished removal never looks like a profile.
     let doomed = home.profiles_dir().join(format!(".{name}.deleting"));
     fs::rename(&paths.dir, &doomed).map_err(|e| FsError::new("rename", &paths.dir, e))?;
@@ -358,8 +393,8 @@ mod tests {
     fn create_assigns_distinct_ports_and_secret_0600() {
         let dir = tempfile::tempdir().unwrap();
         let home = HermesHome::new(dir.path());
-        let a = create(&home, &name("a"), None).unwrap();
-        let b = create(&home, &name("b"), None).unwrap();
+        let a = create(&home, &lock(&home).unwrap(), &name("a"), None).unwrap();
+        let b = create(&home, &lock(&home).unwrap(), &name("b"), None).unwrap();
         let pa = Config::read_port(&a.config()).unwrap();
         let pb = Config::read_port(&b.config()).unwrap();
         assert_ne!(pa, pb);
@@ -368,15 +403,20 @@ mod tests {
         let secret = env_value(&a, SECRET_VAR).unwrap().unwrap();
         assert_eq!(secret.len(), 64);
         assert!(matches!(
-            create(&home, &name("c"), Some(pa)),
+            create(&home, &lock(&home).unwrap(), &name("c"), Some(pa)),
             Err(ProfileError::PortTaken { .. })
         ));
         assert!(matches!(
-            create(&home, &name("a"), None),
+            create(&home, &lock(&home).unwrap(), &name("a"), None),
             Err(ProfileError::Exists(_))
         ));
         assert!(matches!(
-            create(&home, &ProfileName::default_profile(), None),
+            create(
+                &home,
+                &lock(&home).unwrap(),
+                &ProfileName::default_profile(),
+                None
+            ),
             Err(ProfileError::Default(..))
         ));
         assert_eq!(
@@ -397,11 +437,11 @@ mod tests {
             Err(ProfileError::NotAProfile(_))
         ));
         assert!(matches!(
-            create(&home, &name("stray"), None),
+            create(&home, &lock(&home).unwrap(), &name("stray"), None),
             Err(ProfileError::NotAProfile(_))
         ));
         assert!(matches!(
-            remove(&home, &name("nope")),
+            remove(&home, &lock(&home).unwrap(), &name("nope")),
             Err(ProfileError::NotFound(_))
         ));
     }

@@ -142,7 +142,7 @@ pub fn save(path: &Path, state: &GatewayState) -> Result<(), StateError> {
         source,
     })?;
     text.push(b'\n');
-    fsutil::atomic_write(path, &text, 0o644)?;
+    fsutil::atomic_write(path, &text, 0o600)?;
     Ok(())
 }
 

@@ -349,7 +349,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = HermesHome::new(dir.path());
         for name in ["zeta", "alpha"] {
-            profile::create(&home, &ProfileName::parse(name).unwrap(), None).unwrap();
+            let held = profile::lock(&home).unwrap();
+            profile::create(&home, &held, &ProfileName::parse(name).unwrap(), None).unwrap();
         }
         fs::create_dir_all(home.profiles_dir().join("stray")).unwrap();
         fs::create_dir_all(home.profiles_dir().join("Bad Name")).unwrap();

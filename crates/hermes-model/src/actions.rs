@@ -213,7 +213,10 @@ pub fn create(
     alias: bool,
 ) -> Result<Created, ActionError> {
     let home = env.home();
-    let paths = profile::create(home, name, port)?;
+    // Held until the slot is registered: a delete racing this create finds
+    // the profile and its slot together, or neither.
+    let held = profile::lock(home)?;
+    let paths = profile::create(home, &held, name, port)?;
     let spec = GatewaySpec::for_profile(home, name, env.program());
     let alias = match env.alias_dir().filter(|_| alias) {
         Some(dir) => {
@@ -260,6 +263,7 @@ pub fn delete(env: &dyn Environment, name: &ProfileName) -> Result<Deleted, Acti
         return Err(ProfileError::Default(home.root().to_path_buf(), "deleted").into());
     }
     profile::existing(home, name)?;
+    let held = profile::lock(home)?;
     let manager = env.manager();
     let unregistered = has_slot(&*manager, name);
     if unregistered {
@@ -283,7 +287,7 @@ pub fn delete(env: &dyn Environment, name: &ProfileName) -> Result<Deleted, Acti
         })?,
         None => false,
     };
-    profile::remove(home, name)?;
+    profile::remove(home, &held, name)?;
     Ok(Deleted {
         profile: name.clone(),
         unregistered,

@@ -204,7 +204,9 @@ impl FakeEnv {
         let name = ProfileName::parse(name).unwrap();
         // The OS may hand the same free port out twice: pick again on a clash.
         for _ in 0..20 {
-            match profile::create(&self.home, &name, Some(closed_port())) {
+            match profile::lock(&self.home)
+                .and_then(|held| profile::create(&self.home, &held, &name, Some(closed_port())))
+            {
                 Ok(_) => return name,
                 Err(profile::ProfileError::PortTaken { .. }) => continue,
                 Err(e) => panic!("create profile {name}: {e}"),
