@@ -29,9 +29,12 @@ use crate::{say, Layout};
 
 /// How long s6-svscan may take to accept commands.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Between SIGTERM to the main program and SIGKILL to its process group;
-/// with the services' own grace this stays well under Docker's 10 s.
-const MAIN_GRACE: Duration = Duration::from_secs(4);
+/// Between SIGTERM to the main program and SIGKILL to its process group.
+/// With `TEARDOWN_GRACE` and stage 3's grace the worst case stays under
+/// Docker's 10 s; well-behaved programs and services take milliseconds.
+const MAIN_GRACE: Duration = Duration::from_secs(3);
+/// How long s6-svscan may take to bring every service down.
+const TEARDOWN_GRACE: Duration = Duration::from_secs(4);
 
 pub struct Stage2 {
     pub layout: Layout,
@@ -338,9 +341,43 @@ fn shutdown(stage: &Stage2, events: Option<&mut Events>, code: u8) -> u8 {
             .is_ok_and(|c| c == 0),
     };
     if !ok {
-        say!("unable to ask s6-svscan to shut down; the container may need `docker kill`");
+        say!("unable to ask s6-svscan to shut down; forcing stage 3");
     }
+    watch_teardown(ok);
     code
+}
+
+/// s6-svscan 2.13 has been seen never to finish a shutdown (SYSTEM.md, and
+/// once in this suite: a supervisor that outlived its SIGTERM). Unless it
+/// has exec'd stage 3 within `TEARDOWN_GRACE`, SIGABRT makes it exec
+/// `.s6-svscan/finish` at once, and stage 3 ends whatever is left.
+fn watch_teardown(asked: bool) {
+    let svscan = nix::unistd::getppid();
+    let comm = format!("/proc/{svscan}/comm");
+    let deadline = Instant::now()
+        + if asked {
+            TEARDOWN_GRACE
+        } else {
+            Duration::ZERO
+        };
+    loop {
+        match std::fs::read_to_string(&comm) {
+            // Still s6-svscan (not yet exec'd into finish, not reparented).
+            Ok(name) if name.trim() == "s6-svscan" => {}
+            _ => return,
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if asked {
+        say!(
+            "s6-svscan has not finished its shutdown after {}s: running stage 3 now",
+            TEARDOWN_GRACE.as_secs()
+        );
+    }
+    pid1::send(svscan, Signal::SIGABRT);
 }
 
 #[cfg(test)]
