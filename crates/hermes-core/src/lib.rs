@@ -4,6 +4,7 @@
 //! the backends live in their own crates.
 
 pub mod config;
+pub mod dashboard;
 pub mod exit;
 pub mod fsutil;
 pub mod home;

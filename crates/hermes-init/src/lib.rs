@@ -13,7 +13,6 @@
 //! the supervision tree is the service user's, and stage 2 only runs the CMD
 //! and fixed binaries.
 
-pub mod dashboard;
 pub mod pid1;
 pub mod privilege;
 pub mod reconcile;

@@ -17,7 +17,9 @@ use nix::sys::stat::Mode;
 
 use crate::pid1::{self, Command, Credentials, Pid1Error};
 use crate::user::{self, ServiceUser, UserError};
-use crate::{dashboard, say, scandir, volume, Layout};
+use hermes_core::dashboard;
+
+use crate::{say, scandir, volume, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {

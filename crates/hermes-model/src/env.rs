@@ -2,7 +2,6 @@
 //! [`Environment`] over its `Context` (real s6, real files); tests implement it
 //! over a fake service manager and a temp `HERMES_HOME`.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use hermes_core::service::{ManagerKind, ServiceManager, Want};
@@ -103,9 +102,7 @@ impl DashboardSettings {
 
     /// Whether `host` only accepts connections from this machine.
     pub fn is_loopback_host(host: &str) -> bool {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        bare.eq_ignore_ascii_case("localhost")
-            || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        hermes_core::dashboard::is_loopback(host)
     }
 
     pub fn is_loopback(&self) -> bool {
@@ -114,13 +111,10 @@ impl DashboardSettings {
 
     /// The bind rule: a non-loopback bind needs a token. `Err` says why not.
     pub fn check_bind(&self) -> Result<(), String> {
-        if self.is_loopback() || self.token_set {
-            Ok(())
-        } else {
-            Err(format!(
-                "the dashboard would listen on {}:{} (not loopback) without HERMES_DASHBOARD_TOKEN: set a token or bind 127.0.0.1",
-                self.host, self.port
-            ))
+        let token = self.token_set.then_some("set");
+        match hermes_core::dashboard::bind_refusal(&self.host, self.port, token) {
+            Some(why) => Err(why),
+            None => Ok(()),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use hermes_core::dashboard;
 use hermes_core::lifecycle::{self, Action};
 use hermes_core::service::{GatewaySpec, ServiceManager};
 use hermes_core::{profile, ExitStatus};
@@ -17,7 +18,7 @@ use hermes_init::reconcile::{self, Outcome};
 use hermes_init::stage1::Stage1;
 use hermes_init::stage2::Stage2;
 use hermes_init::user::ServiceUser;
-use hermes_init::{dashboard, pid1, stage1, stage2, stage3, Layout};
+use hermes_init::{pid1, stage1, stage2, stage3, Layout};
 use hermes_s6::svscan;
 use nix::sys::signal::{SigSet, Signal};
 
@@ -174,8 +175,12 @@ fn dashboard_run(ctx: &Context) -> anyhow::Result<ExitStatus> {
         .ok()
         .filter(|h| !h.trim().is_empty())
         .unwrap_or_else(|| dashboard::DEFAULT_HOST.to_string());
+    let port = std::env::var("HERMES_DASHBOARD_PORT")
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(dashboard::DEFAULT_PORT);
     let token = std::env::var("HERMES_DASHBOARD_TOKEN").ok();
-    if let Some(why) = dashboard::refusal(&host, token.as_deref()) {
+    if let Some(why) = dashboard::bind_refusal(&host, port, token.as_deref()) {
         return Err(CodedError {
             message: format!("dashboard: {why}"),
             status: ExitStatus::Config,

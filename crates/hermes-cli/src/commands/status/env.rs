@@ -148,7 +148,7 @@ pub fn dashboard_settings() -> DashboardSettings {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let token = dashboard_token();
     DashboardSettings {
-        enabled: hermes_init::dashboard::enabled(var("HERMES_DASHBOARD").as_deref()),
+        enabled: hermes_core::dashboard::enabled(var("HERMES_DASHBOARD").as_deref()),
         host: var("HERMES_DASHBOARD_HOST")
             .unwrap_or_else(|| DashboardSettings::DEFAULT_HOST.into()),
         port: var("HERMES_DASHBOARD_PORT")
