@@ -31,7 +31,7 @@ fn park(env: &Env, profile: &str, port: u16) {
     panic!("the slot was never parked\n{}", env.dump());
 }
 
-/// Regression: `gateway start`/`restart` of a parked slot used to exit 1 with
+/// Regression (found by this suite, fixed in the lead's s6 commits): `gateway start`/`restart` of a parked slot used to exit 1 with
 /// the old crash-loop reason about one time in ten although the gateway came
 /// up (s6-svc only queues the command; status read before s6 acted on it).
 #[test]

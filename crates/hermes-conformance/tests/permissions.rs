@@ -27,12 +27,11 @@ fn setup() -> Option<Env> {
     let mut env = Env::new();
     // tempfile makes the root 0700, which would hide everything for free.
     fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
-    // The harness wrote the root config with the umask; hermes writes configs 0640.
-    fs::set_permissions(
-        env.home().join("config.yaml"),
-        fs::Permissions::from_mode(0o640),
-    )
-    .unwrap();
+    // HERMES_HOME as hermes itself creates it (the harness pre-creates one with
+    // the umask's modes); the root profile is never started here, so its
+    // default port cannot clash.
+    fs::remove_dir_all(env.home()).unwrap();
+    env.ok(&["profile", "list"]);
     env.supervise();
     let port = free_port().to_string();
     env.ok(&["profile", "create", "p", "--no-alias", "--port", &port]);
