@@ -283,6 +283,9 @@ fn start_main(stage: &Stage2, tty: bool) -> Result<Option<Pid>, String> {
     cmd.spawn().map(Some).map_err(|e| e.to_string())
 }
 
+/// The main program's pid, in the run directory.
+pub const MAIN_PID_FILE: &str = "main.pid";
+
 pub fn run(stage: Stage2) -> u8 {
     if let Err(e) = pid1::ignore_job_control() {
         say!("{e}");
@@ -302,7 +305,14 @@ pub fn run(stage: Stage2) -> u8 {
     }
     let tty = pid1::is_tty(0);
     let code = match start_main(&stage, tty) {
-        Ok(Some(pid)) => supervise(&mut events, pid, true).0,
+        Ok(Some(pid)) => {
+            // For `hermes status`, the dashboard and the TUI (readable by the service user).
+            let pid_file = stage.layout.run_dir.join(MAIN_PID_FILE);
+            if let Err(e) = fsutil::atomic_write(&pid_file, format!("{pid}\n").as_bytes(), 0o644) {
+                say!("unable to record the main program's pid: {e}");
+            }
+            supervise(&mut events, pid, true).0
+        }
         Ok(None) => loop {
             if let Event::Signal(Signal::SIGTERM | Signal::SIGINT) = events.next(None) {
                 break 0;

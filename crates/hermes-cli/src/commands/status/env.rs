@@ -12,9 +12,6 @@ use hermes_model::{
 
 use crate::Context;
 
-/// Where the container init records the main program's pid.
-const MAIN_PID_FILE: &str = "main.pid";
-
 pub struct CliEnv {
     ctx: Context,
     choice: ManagerChoice,
@@ -123,9 +120,11 @@ impl Environment for CliEnv {
         if !self.ctx.in_container {
             return MainProgram::not_applicable();
         }
-        let pid = std::fs::read_to_string(Path::new(hermes_init::RUN_DIR).join(MAIN_PID_FILE))
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok());
+        let pid = std::fs::read_to_string(
+            Path::new(hermes_init::RUN_DIR).join(hermes_init::stage2::MAIN_PID_FILE),
+        )
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
         MainProgram {
             applicable: true,
             pid,
