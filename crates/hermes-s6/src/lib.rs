@@ -175,7 +175,26 @@ impl S6Manager {
                 profile: profile.clone(),
             });
         }
+        // A slot published a moment ago by another process may not be supervised yet.
+        self.wait_supervised(profile)?;
         Ok(link)
+    }
+
+    /// Wait until an `s6-supervise` runs on the profile's slot and has written
+    /// its first status file (it opens the control FIFO first; s6-svstat needs both).
+    fn wait_supervised(&self, profile: &ProfileName) -> Result<(), ServiceError> {
+        let real = self.slot_dir(profile);
+        let status_file = real.join("supervise/status");
+        let deadline = Instant::now() + REGISTER_WAIT;
+        if wait_until(deadline, || is_supervised(&real) && status_file.exists()) {
+            Ok(())
+        } else {
+            Err(ServiceError::Timeout {
+                action: "registration",
+                profile: profile.clone(),
+                waited: REGISTER_WAIT,
+            })
+        }
     }
 
     fn svc(&self, flag: &str, dir: &Path) -> Result<(), ServiceError> {
@@ -245,7 +264,8 @@ impl S6Manager {
         if count >= limit {
             return Err(ServiceError::TooManySlots { limit });
         }
-        fsutil::ensure_dir(&spec.log_dir, 0o755)?;
+        // Never follow a symlink planted in the log path out of HERMES_HOME.
+        fsutil::ensure_dir_under(&spec.home, &spec.log_dir, 0o700)?;
         let slots = self.cfg.scandir.join(SLOTS_DIR);
         fsutil::ensure_dir(&slots, 0o755)?;
         let name = profile.service_name();
@@ -493,26 +513,16 @@ impl ServiceManager for S6Manager {
         self.check_supervisor()?;
         let limit = svscan::read_limit(&self.cfg.scandir);
         let count = self.slot_count()?;
+        // Already published (maybe by a concurrent call): done once supervised.
         let Some(real) = self.publish(spec, start_now, count, limit)? else {
-            return Ok(());
+            return self.wait_supervised(&spec.profile);
         };
         if let Err(e) = self.svscanctl("-a") {
             let _ = fs::remove_file(self.slot_link(&spec.profile));
             let _ = slot::remove_tree(&real);
             return Err(e);
         }
-        let deadline = Instant::now() + REGISTER_WAIT;
-        // s6-supervise opens its control FIFO before it writes the first status
-        // file; s6-svstat needs both.
-        let status_file = real.join("supervise/status");
-        if !wait_until(deadline, || is_supervised(&real) && status_file.exists()) {
-            return Err(ServiceError::Timeout {
-                action: "registration",
-                profile: spec.profile.clone(),
-                waited: REGISTER_WAIT,
-            });
-        }
-        Ok(())
+        self.wait_supervised(&spec.profile)
     }
 
     fn unregister(&self, profile: &ProfileName) -> Result<(), ServiceError> {
