@@ -412,7 +412,9 @@ fn tui_in_tmux_stops_starts_creates_deletes_resizes_and_quits() {
     });
 
     tmux.keys(&["q"]);
-    env.wait_for("hermes to exit", UP, || tmux.var("pane_dead") == "1");
+    env.wait_for("hermes to exit with a status", UP, || {
+        tmux.var("pane_dead") == "1" && !tmux.var("pane_dead_status").is_empty()
+    });
     assert_eq!(tmux.var("pane_dead_status"), "0");
     assert_eq!(
         tmux.var("alternate_on"),
@@ -435,7 +437,10 @@ fn tui_gives_the_terminal_back_on_sigterm() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    env.wait_for("hermes to exit", UP, || tmux.var("pane_dead") == "1");
+    // tmux marks the pane dead a moment before it records the exit status.
+    env.wait_for("hermes to exit with a status", UP, || {
+        tmux.var("pane_dead") == "1" && !tmux.var("pane_dead_status").is_empty()
+    });
     assert_eq!(tmux.var("pane_dead_status"), "143");
     assert_eq!(tmux.var("alternate_on"), "0");
     assert!(!tmux.screen().contains("PROFILE"), "{}", tmux.screen());

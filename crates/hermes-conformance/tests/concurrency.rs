@@ -197,7 +197,6 @@ fn twenty_parallel_starts_and_stops_leave_one_consistent_gateway() {
 }
 
 #[test]
-#[ignore = "BUG (hermes-s6 start racing a concurrent registration, fails ~1 run in 3 after 4c4aa90): a start that finds the slot published and its supervisor listening, but no status file yet, fails with `s6-svstat ... unable to read status ... No such file or directory` (exit 111) instead of waiting for it"]
 fn twenty_parallel_starts_of_an_unregistered_profile_register_one_slot() {
     let mut env = Env::new();
     let port = free_port().to_string();
