@@ -24,6 +24,8 @@ use crate::control::{wait_healthy, Ports};
 use crate::work_parent;
 
 const HOOK: &str = "chaos";
+/// Longer than the finish policy's 10 s short-run window, with margin for the restart.
+const COOLDOWN: Duration = Duration::from_secs(12);
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -216,6 +218,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         .collect();
 
     let mut tally = Tally::default();
+    let mut last_hit: Vec<Option<Instant>> = vec![None; profiles.len()];
     let mut control_errors = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(opts.duration);
     while Instant::now() < deadline {
@@ -244,7 +247,18 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
                     .map(|q| q.pid)
             })
         };
-        let roll = rng.below(100);
+        let mut roll = rng.below(100);
+        // The finish policy parks a gateway that dies 5 times in a row within
+        // 10 s of starting, by design; chaos must not be that crash loop, so a
+        // profile whose gateway was hit less than COOLDOWN ago gets its
+        // logger hit instead.
+        let cooling = last_hit[i].is_some_and(|t| t.elapsed() < COOLDOWN);
+        if cooling && roll < 55 {
+            roll = 55 + roll % 30;
+        }
+        if roll < 55 {
+            last_hit[i] = Some(Instant::now());
+        }
         let (what, victim) = match roll {
             0..=39 => ("SIGKILL gateway", child_of(supervise(false))),
             40..=54 => ("SIGKILL s6-supervise (gateway)", supervise(false)),
@@ -323,7 +337,22 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     // Exactly once: bring every gateway up to read its inbox.
     let mut stored_total = 0usize;
     for (p, a) in profiles.iter().zip(&acked) {
-        env.run(&["-p", &p.name, "gateway", "start"]);
+        let start = env.run(&["-p", &p.name, "gateway", "start", "--timeout", "30"]);
+        if !wait_healthy(p.port, settle) {
+            violations.push(format!(
+                "{}: not serving after `gateway start` for the inbox check: {}",
+                p.name,
+                text_of(&start).trim()
+            ));
+            continue;
+        }
+        if !start.status.success() {
+            control_errors.push(format!(
+                "gateway start {} (inbox check) failed although it came up: {}",
+                p.name,
+                text_of(&start).trim()
+            ));
+        }
         match stored_events(p) {
             Ok(seen) => {
                 stored_total += seen.values().sum::<usize>();
