@@ -96,6 +96,29 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` from milliseconds since the epoch.
+pub fn utc_timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(transparent)]
@@ -195,6 +218,13 @@ mod tests {
         let state = load(&paths.state()).unwrap().state();
         assert_eq!(state.gateway_state, Some(RunState::Starting));
         assert!(state.updated_at > 0);
+    }
+
+    #[test]
+    fn timestamps_are_utc_iso8601() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_timestamp(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
+        assert_eq!(utc_timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

@@ -230,33 +230,10 @@ pub fn append_boot_log(path: &Path, lines: &[String]) -> Result<(), FsError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| FsError::new("open", path, e))?;
-    let stamp = timestamp(state::now_ms());
+    let stamp = state::utc_timestamp(state::now_ms());
     let text: String = lines.iter().map(|l| format!("{stamp} {l}\n")).collect();
     file.write_all(text.as_bytes())
         .map_err(|e| FsError::new("append to", path, e))
-}
-
-/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` from milliseconds since the epoch.
-pub fn timestamp(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
 }
 
 #[cfg(test)]
@@ -324,12 +301,6 @@ mod tests {
         assert!(fs::read_to_string(&rotated).unwrap().contains(" first\n"));
         let current = fs::read_to_string(&log).unwrap();
         assert!(current.ends_with(" after\n") && current.lines().count() == 1);
-    }
-
-    #[test]
-    fn timestamps_are_utc_iso8601() {
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(timestamp(1_709_251_199_123), "2024-02-29T23:59:59.123Z");
     }
 
     /// Records the batch instead of talking to a supervisor.

@@ -81,33 +81,12 @@ fn print_page(page: &Value) {
         println!(
             "{:>8}  {}  {shown}{ellipsis}",
             event["id"],
-            utc(event["received_at_ms"].as_u64().unwrap_or(0))
+            hermes_core::state::utc_timestamp(event["received_at_ms"].as_u64().unwrap_or(0))
         );
     }
     if page["more"] == Value::Bool(true) {
         println!("(more: --after {})", page["next_after"]);
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` from ms since the epoch (civil-from-days, proleptic Gregorian).
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn print_url(target: &Target, hook: &HookName, env_file: &std::path::Path) {
@@ -155,13 +134,6 @@ fn header(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(1_800_000_000_000), "2027-01-15T08:00:00Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn header_names_are_capitalised() {
