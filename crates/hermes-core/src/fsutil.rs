@@ -59,6 +59,7 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> 
         file.write_all(data)?;
         // The mode argument is filtered by the umask; the file must end up exactly `mode`.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
+        give_to_directory_owner(&file, dir)?;
         file.sync_all()
     };
     if let Err(err) = write() {
@@ -71,6 +72,21 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> 
         FsError::new("rename into", path, e)
     })?;
     sync_dir(dir)
+}
+
+/// Root writing into a directory that belongs to someone else (a profile of
+/// the service user, say `hermes gateway restart` run with sudo) hands the file
+/// to that owner, so the owner's gateway can still read what root wrote.
+fn give_to_directory_owner(file: &File, dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let meta = fs::metadata(dir)?;
+    if meta.uid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()))
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
@@ -172,7 +188,7 @@ pub struct FileLock {
 }
 
 fn open_lock_file(path: &Path) -> Result<File, FsError> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -180,7 +196,10 @@ fn open_lock_file(path: &Path) -> Result<File, FsError> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| FsError::new("open lock file", path, e))
+        .map_err(|e| FsError::new("open lock file", path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    give_to_directory_owner(&file, dir).map_err(|e| FsError::new("hand over", path, e))?;
+    Ok(file)
 }
 
 /// Block until the exclusive lock on `path` is ours.
