@@ -273,8 +273,13 @@ impl Tmux {
         ] {
             cmd.arg("-e").arg(format!("{k}={}", v.display()));
         }
-        cmd.arg(BIN).args(args);
-        // Keep the pane after hermes exits, to read its exit status and screen.
+        // tmux does not always record a pane's exit status (seen with 3.3a), so a
+        // shell runs hermes and writes it to a file; the pane stays to be read.
+        let script = format!(
+            "\"$0\" \"$@\"; echo $? > '{}'",
+            tmux.status_file().display()
+        );
+        cmd.args(["sh", "-c", &script, BIN]).args(args);
         cmd.args([";", "set-option", "-g", "remain-on-exit", "on"]);
         let out = cmd.output().expect("run tmux");
         assert!(
@@ -303,6 +308,30 @@ impl Tmux {
         let mut args = vec!["send-keys", "-t", "ui"];
         args.extend(keys);
         self.tmux(&args);
+    }
+
+    fn status_file(&self) -> std::path::PathBuf {
+        self.socket.with_file_name("tui-exit-status")
+    }
+
+    /// hermes's exit status, once it has exited.
+    fn exit_status(&self) -> Option<String> {
+        std::fs::read_to_string(self.status_file())
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// hermes itself: the child of the pane's shell.
+    fn hermes_pid(&self) -> i32 {
+        let shell = self.var("pane_pid");
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no hermes process under the pane's shell {shell}"))
     }
 
     fn var(&self, name: &str) -> String {
@@ -413,9 +442,9 @@ fn tui_in_tmux_stops_starts_creates_deletes_resizes_and_quits() {
 
     tmux.keys(&["q"]);
     env.wait_for("hermes to exit with a status", UP, || {
-        tmux.var("pane_dead") == "1" && !tmux.var("pane_dead_status").is_empty()
+        tmux.var("pane_dead") == "1" && tmux.exit_status().is_some()
     });
-    assert_eq!(tmux.var("pane_dead_status"), "0");
+    assert_eq!(tmux.exit_status().as_deref(), Some("0"));
     assert_eq!(
         tmux.var("alternate_on"),
         "0",
@@ -431,7 +460,7 @@ fn tui_gives_the_terminal_back_on_sigterm() {
         return;
     };
     tmux.wait_screen(&env, "the table", |s| row_has(s, "alpha", "up"));
-    let pid: i32 = tmux.var("pane_pid").parse().unwrap();
+    let pid = tmux.hermes_pid();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
         nix::sys::signal::Signal::SIGTERM,
@@ -439,9 +468,9 @@ fn tui_gives_the_terminal_back_on_sigterm() {
     .unwrap();
     // tmux marks the pane dead a moment before it records the exit status.
     env.wait_for("hermes to exit with a status", UP, || {
-        tmux.var("pane_dead") == "1" && !tmux.var("pane_dead_status").is_empty()
+        tmux.var("pane_dead") == "1" && tmux.exit_status().is_some()
     });
-    assert_eq!(tmux.var("pane_dead_status"), "143");
+    assert_eq!(tmux.exit_status().as_deref(), Some("143"));
     assert_eq!(tmux.var("alternate_on"), "0");
     assert!(!tmux.screen().contains("PROFILE"), "{}", tmux.screen());
 }
