@@ -23,6 +23,30 @@ pub struct Svstat {
     pub for_secs: Option<u64>,
 }
 
+impl Svstat {
+    /// Ready counts only while up (s6 keeps the flag of the last run).
+    pub fn ready_now(&self) -> bool {
+        self.up && self.ready
+    }
+
+    pub fn want(&self) -> Want {
+        if self.wanted_up {
+            Want::Up
+        } else {
+            Want::Down
+        }
+    }
+
+    /// How the last run ended; meaningless while the service is up.
+    pub fn last_exit_code(&self) -> Option<i32> {
+        self.exit_code.filter(|_| !self.up)
+    }
+
+    pub fn last_signal(&self) -> Option<String> {
+        self.signal.clone().filter(|_| !self.up)
+    }
+}
+
 pub fn parse(line: &str) -> Option<Svstat> {
     let f: Vec<&str> = line.split_whitespace().collect();
     if f.len() != 8 {
@@ -79,12 +103,12 @@ pub fn to_status(profile: &ProfileName, service: &str, stat: Option<&Svstat>) ->
             service: service.to_string(),
             supervised: true,
             up: s.up,
-            ready: s.up && s.ready,
-            want: if s.wanted_up { Want::Up } else { Want::Down },
+            ready: s.ready_now(),
+            want: s.want(),
             pid: s.pid,
             for_secs: s.for_secs,
-            exit_code: if s.up { None } else { s.exit_code },
-            signal: if s.up { None } else { s.signal.clone() },
+            exit_code: s.last_exit_code(),
+            signal: s.last_signal(),
         },
         None => SlotStatus {
             profile: profile.clone(),
