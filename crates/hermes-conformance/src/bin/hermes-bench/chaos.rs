@@ -1,10 +1,12 @@
-//! `hermes-bench chaos`: N profiles serving signed webhook deliveries while,
-//! at random intervals, a random gateway, `s6-supervise` or `s6-log` is
-//! SIGKILLed, or a gateway is stopped or started. Afterwards it checks:
-//! every gateway whose desired state is running is up (and every stopped one
-//! down); every acknowledged event is stored exactly once; no half-published
-//! slot; every log's `current` is there and readable; one gateway process per
-//! running profile; nothing left running once the supervisor is stopped.
+//! `hermes-bench chaos`: N profiles serving signed webhook deliveries, and the
+//! dashboard in its slot as the container runs it, while at random intervals
+//! a random gateway, `s6-supervise`, `s6-log` or the dashboard is SIGKILLed,
+//! or a gateway is stopped or started. Afterwards it checks: every gateway
+//! whose desired state is running is up (and every stopped one down), and the
+//! dashboard serves; every acknowledged event is stored exactly once; no
+//! half-published slot; every log's `current` is there and readable; one
+//! gateway process per running profile; nothing left running once the
+//! supervisor is stopped.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -150,6 +152,62 @@ fn stored_events(p: &Profile) -> Result<HashMap<String, usize>, String> {
     }
 }
 
+/// What is not (yet) as the chaos left it: each gateway whose desired state is
+/// running is supervised, up, ready and serving, each stopped one is down and
+/// silent, the recorded desired state matches the last command, and the
+/// dashboard serves.
+fn settle_violations(
+    env: &Env,
+    profiles: &[Arc<Profile>],
+    running: &[bool],
+    dashboard_port: u16,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    let statuses = env.status_all();
+    for (p, &up) in profiles.iter().zip(running) {
+        let Some(st) = statuses.iter().find(|s| s["profile"] == p.name.as_str()) else {
+            violations.push(format!("{}: missing from gateway status --all", p.name));
+            continue;
+        };
+        let want = if up { "running" } else { "stopped" };
+        if st["desired_state"] != want {
+            violations.push(format!(
+                "{}: desired_state {} but the last command asked for {want}",
+                p.name, st["desired_state"]
+            ));
+        }
+        if up && (st["supervised"] != true || st["up"] != true || st["ready"] != true) {
+            violations.push(format!("{}: desired running but status says {st}", p.name));
+        }
+        if up && !http::healthy(p.port) {
+            violations.push(format!(
+                "{}: desired running but /health does not answer 200",
+                p.name
+            ));
+        }
+        if !up && st["up"] == true {
+            violations.push(format!(
+                "{}: desired stopped but status says up: {st}",
+                p.name
+            ));
+        }
+        if !up && http::healthy(p.port) {
+            violations.push(format!("{}: desired stopped but /health answers", p.name));
+        }
+    }
+    if !dashboard_serves(dashboard_port) {
+        violations.push(format!(
+            "dashboard: GET /api/status on port {dashboard_port} does not answer 200"
+        ));
+    }
+    violations
+}
+
+/// The dashboard answers with the gateways' status (no token: it binds loopback).
+fn dashboard_serves(port: u16) -> bool {
+    http::get(port, "/api/status", &[]).is_some_and(|r| r.status == 200)
+}
+
 #[derive(Default)]
 struct Tally(BTreeMap<&'static str, u64>);
 
@@ -171,9 +229,22 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     );
     let mut rng = Rng(seed);
     let mut env = Env::in_dir(&work_parent(), hermes_bin());
+    let mut ports = Ports::new();
+    // The dashboard slot exactly as stage 1 writes it in the container; its
+    // port reaches `container dashboard-run` through s6-svscan's environment.
+    let dashboard_port = ports.next();
+    env.vars
+        .push(("HERMES_DASHBOARD_PORT".into(), dashboard_port.to_string()));
+    let dashboard_log = env.home().join("logs/dashboard");
+    fs::create_dir_all(&dashboard_log).context("dashboard log dir")?;
+    fs::create_dir_all(env.scandir()).context("scandir")?;
+    hermes_init::scandir::write(
+        &env.scandir(),
+        &hermes_init::scandir::dashboard_files(hermes_bin().as_path(), &dashboard_log, true),
+    )
+    .context("dashboard slot")?;
     env.supervise();
     let svscan = env.supervisor_pid().context("supervisor pid")?;
-    let mut ports = Ports::new();
     let mut profiles = Vec::new();
     for i in 0..opts.profiles {
         let name = format!("chaos{i}");
@@ -230,15 +301,17 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         let p = &profiles[i];
         let service = format!("gateway-{}", p.name);
         let tree = procs::descendants(svscan);
-        let supervise = |log: bool| {
-            let want = if log {
-                format!("{service}/log")
-            } else {
-                service.clone()
-            };
+        let supervise_of = |service: &str| {
             tree.iter()
-                .find(|q| q.comm == "s6-supervise" && q.argv.get(1) == Some(&want))
+                .find(|q| q.comm == "s6-supervise" && q.argv.get(1).is_some_and(|a| a == service))
                 .map(|q| q.pid)
+        };
+        let supervise = |log: bool| {
+            if log {
+                supervise_of(&format!("{service}/log"))
+            } else {
+                supervise_of(&service)
+            }
         };
         let child_of = |parent: Option<u32>| {
             parent.and_then(|pp| {
@@ -251,7 +324,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         // The finish policy parks a gateway that dies 5 times in a row within
         // 10 s of starting, by design; chaos must not be that crash loop, so a
         // profile whose gateway was hit less than COOLDOWN ago gets its
-        // logger hit instead.
+        // logger or the dashboard hit instead.
         let cooling = last_hit[i].is_some_and(|t| t.elapsed() < COOLDOWN);
         if cooling && roll < 55 {
             roll = 55 + roll % 30;
@@ -263,7 +336,8 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             0..=39 => ("SIGKILL gateway", child_of(supervise(false))),
             40..=54 => ("SIGKILL s6-supervise (gateway)", supervise(false)),
             55..=64 => ("SIGKILL s6-supervise (log)", supervise(true)),
-            65..=84 => ("SIGKILL s6-log", child_of(supervise(true))),
+            65..=76 => ("SIGKILL s6-log", child_of(supervise(true))),
+            77..=84 => ("SIGKILL dashboard", child_of(supervise_of("dashboard"))),
             _ => {
                 let (verb, label) = if running[i] {
                     ("stop", "gateway stop")
@@ -290,44 +364,24 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         }
     }
 
-    // Settle: the supervisor must bring back what is wanted up on its own.
-    let mut violations = Vec::new();
+    // Settle: the supervisor must bring back what is wanted up on its own. A
+    // disruption just before the end may still be in flight (s6-svscan
+    // respawns a killed s6-supervise after 1 s, whose new gateway then
+    // replaces the orphaned one), so poll until every slot agrees or the
+    // deadline passes, and report what the last look saw.
     let settle = Duration::from_secs(30);
-    for (p, &up) in profiles.iter().zip(&running) {
-        if up {
-            if !wait_healthy(p.port, settle) {
-                violations.push(format!(
-                    "{}: desired running but /health never answered 200 within {settle:?}",
-                    p.name
-                ));
-            }
-        } else if http::healthy(p.port) {
-            violations.push(format!("{}: desired stopped but /health answers", p.name));
+    let settle_started = Instant::now();
+    let mut violations = Vec::new();
+    let mut settled = false;
+    while !settled {
+        violations = settle_violations(&env, &profiles, &running, dashboard_port);
+        settled = violations.is_empty() || settle_started.elapsed() >= settle;
+        if !settled {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let statuses = env.status_all();
-    for (p, &up) in profiles.iter().zip(&running) {
-        let Some(st) = statuses.iter().find(|s| s["profile"] == p.name.as_str()) else {
-            violations.push(format!("{}: missing from gateway status --all", p.name));
-            continue;
-        };
-        let want = if up { "running" } else { "stopped" };
-        if st["desired_state"] != want {
-            violations.push(format!(
-                "{}: desired_state {} but the last command asked for {want}",
-                p.name, st["desired_state"]
-            ));
-        }
-        if up && (st["up"] != true || st["ready"] != true) {
-            violations.push(format!("{}: desired running but status says {st}", p.name));
-        }
-        if !up && st["up"] == true {
-            violations.push(format!(
-                "{}: desired stopped but status says up: {st}",
-                p.name
-            ));
-        }
-    }
+    let settle_ms = settle_started.elapsed().as_millis();
+    let settled_ok = violations.is_empty();
 
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -401,9 +455,13 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             violations.push(format!("unpublished slot directory .slots/{name}"));
         }
     }
-    // Logs: `current` present and readable for every profile.
-    for p in profiles.iter() {
-        let current = env.log_dir(&p.name).join("current");
+    // Logs: `current` present and readable for every profile and the dashboard.
+    let logs = profiles
+        .iter()
+        .map(|p| env.log_dir(&p.name))
+        .chain([dashboard_log.clone()]);
+    for dir in logs {
+        let current = dir.join("current");
         match fs::read(&current) {
             Ok(bytes) if !bytes.is_empty() => {}
             Ok(_) => violations.push(format!("{}: empty", current.display())),
@@ -444,6 +502,11 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     }
 
     let acked_total: usize = acked.iter().map(|a| a.lock().unwrap().len()).sum();
+    if settled_ok {
+        println!("settled: every slot as wanted {settle_ms} ms after the chaos ended");
+    } else {
+        println!("not settled {settle_ms} ms after the chaos ended");
+    }
     println!("disruptions:");
     for (what, n) in &tally.0 {
         println!("  {what:<45} {n}");
