@@ -424,6 +424,17 @@ fn markdown(r: &Report) -> String {
             s.gateways
         );
     }
+    let _ = writeln!(
+        md,
+        "\nPace per slot, first tenth → last tenth of the slots (ms; flat when each start or stop costs the same however many slots already run):"
+    );
+    for s in &r.scale {
+        let _ = writeln!(
+            md,
+            "- {} slots: `start --all` {:.1} → {:.1} · `stop --all` {:.1} → {:.1}",
+            s.n, s.start_pace_ms.0, s.start_pace_ms.1, s.stop_pace_ms.0, s.stop_pace_ms.1
+        );
+    }
     if let Some(sd) = &r.supervisord_scale {
         let n = sd["n"].as_u64().unwrap_or(1).max(1);
         let _ = writeln!(

@@ -2,7 +2,9 @@
 //! teardown — for N in {100, 500, 1000}. The per-slot columns are what should
 //! stay flat if the cost curve is linear.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -22,8 +24,12 @@ pub struct ScaleRun {
     pub register: Measured,
     pub register_total_ms: f64,
     pub start_all_ms: f64,
+    /// ms per slot over the first and the last tenth of `start --all`'s
+    /// output lines: equal when each start costs the same however many run.
+    pub start_pace_ms: (f64, f64),
     pub healthy: usize,
     pub stop_all_ms: f64,
+    pub stop_pace_ms: (f64, f64),
     pub teardown_ms: f64,
     pub tree_rss_kb: u64,
     pub tree_pss_kb: u64,
@@ -63,9 +69,8 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
     }
     let register_total_ms = ms_since(t_all);
 
-    let t0 = Instant::now();
-    let out = env.run(&["gateway", "start", "--all", "--timeout", "60"]);
-    let start_all_ms = ms_since(t0);
+    let (start_all_ms, start_pace_ms, out) =
+        timed_lines(&env, &["gateway", "start", "--all", "--timeout", "60"])?;
     if !out.status.success() {
         let text = text_of(&out);
         let lines: Vec<&str> = text
@@ -115,9 +120,8 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
         }
     }
 
-    let t0 = Instant::now();
-    let out = env.run(&["gateway", "stop", "--all", "--timeout", "60"]);
-    let stop_all_ms = ms_since(t0);
+    let (stop_all_ms, stop_pace_ms, out) =
+        timed_lines(&env, &["gateway", "stop", "--all", "--timeout", "60"])?;
     if !out.status.success() {
         failures.push(format!("gateway stop --all failed: {}", text_of(&out)));
     }
@@ -135,8 +139,10 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
         ),
         register_total_ms,
         start_all_ms,
+        start_pace_ms,
         healthy,
         stop_all_ms,
+        stop_pace_ms,
         teardown_ms,
         tree_rss_kb: m.tree_rss,
         tree_pss_kb: m.tree_pss,
@@ -152,6 +158,40 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
         ),
         failures,
     })
+}
+
+/// Run hermes, stamping each stdout line (one per slot for `--all`) as it
+/// arrives: the total ms, the pace over the first and last tenth of the
+/// lines, and the output.
+fn timed_lines(env: &Env, args: &[&str]) -> anyhow::Result<(f64, (f64, f64), Output)> {
+    let t0 = Instant::now();
+    let mut child = env
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stamps = Vec::new();
+    let mut text = Vec::new();
+    for line in BufReader::new(stdout).split(b'\n') {
+        stamps.push(ms_since(t0));
+        text.extend(line?);
+        text.push(b'\n');
+    }
+    let mut out = child.wait_with_output()?;
+    let total = ms_since(t0);
+    out.stdout = text;
+    let tenth = (stamps.len() / 10).max(1);
+    let pace = if stamps.len() > tenth {
+        let last = stamps.len() - 1;
+        (
+            stamps[tenth - 1] / tenth as f64,
+            (stamps[last] - stamps[last - tenth]) / tenth as f64,
+        )
+    } else {
+        (0.0, 0.0)
+    };
+    Ok((total, pace, out))
 }
 
 #[derive(Default)]
