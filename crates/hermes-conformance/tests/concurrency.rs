@@ -326,3 +326,88 @@ fn parallel_registrations_never_exceed_the_slot_limit() {
         );
     }
 }
+
+/// A start that a stop overtakes fails at once with an error that says so,
+/// instead of waiting out its timeout. The gateway is held before readiness
+/// by a lock holder that ignores SIGTERM (so `--replace` needs 10 s to take
+/// over), which leaves the start waiting long enough for the stop to land.
+#[test]
+fn a_start_overtaken_by_a_stop_fails_at_once_naming_the_stop() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let mut env = Env::new();
+    env.supervise();
+    let port = free_port().to_string();
+    env.ok(&["profile", "create", "slow", "--no-alias", "--port", &port]);
+    let lock = env.profile_dir("slow").join("gateway.lock");
+    let mut holder = Command::new("sh")
+        .args(["-c", "trap '' TERM; exec flock -o \"$0\" sleep 60"])
+        .arg(&lock)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn the lock holder");
+    let holder_group = nix::unistd::Pid::from_raw(-(holder.id() as i32));
+    let held = poll(Duration::from_secs(10), Duration::from_millis(10), || {
+        let Ok(f) = fs::File::open(&lock) else {
+            return false;
+        };
+        // SAFETY: flock on a descriptor this closure owns; LOCK_NB never blocks.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        rc != 0
+    });
+    assert!(held, "the lock holder never took {}", lock.display());
+
+    let start = env
+        .command(&["-p", "slow", "gateway", "start", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway start");
+    // The gateway process is up (waiting for the lock), not ready.
+    env.wait_for("the gateway process up", Duration::from_secs(10), || {
+        env.status("slow")["up"] == true
+    });
+    let stopped_at = Instant::now();
+    let stop = env
+        .command(&["-p", "slow", "gateway", "stop", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway stop");
+    let mut start = start;
+    let finished = poll(Duration::from_secs(8), Duration::from_millis(10), || {
+        matches!(start.try_wait(), Ok(Some(_)))
+    });
+    let waited = stopped_at.elapsed();
+    // Let the gateway take the lock, see its SIGTERM and stop.
+    let _ = nix::sys::signal::kill(holder_group, nix::sys::signal::Signal::SIGKILL);
+    let _ = holder.wait();
+    let start_out = start.wait_with_output().unwrap();
+    let stop_out = stop.wait_with_output().unwrap();
+    let report = format!(
+        "{}\n{}\n{}",
+        render_output("hermes -p slow gateway start", &start_out),
+        render_output("hermes -p slow gateway stop", &stop_out),
+        env.dump()
+    );
+    assert!(
+        finished,
+        "the start still waited {waited:?} after the stop\n{report}"
+    );
+    assert!(!start_out.status.success(), "{report}");
+    assert!(
+        text_of(&start_out).contains("start of 'slow' was overtaken by a stop"),
+        "{report}"
+    );
+    assert!(stop_out.status.success(), "{report}");
+    assert_eq!(env.state("slow")["desired_state"], "stopped", "{report}");
+    assert_eq!(env.status("slow")["up"], false, "{report}");
+}

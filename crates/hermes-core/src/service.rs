@@ -158,6 +158,12 @@ pub enum ServiceError {
         profile: ProfileName,
         reason: String,
     },
+    /// A `gateway stop` recorded after this start or restart asked for running.
+    #[error("{action} of '{profile}' was overtaken by a stop: its desired state is now stopped; run `hermes -p {profile} gateway start` if it should run")]
+    Overtaken {
+        action: &'static str,
+        profile: ProfileName,
+    },
     #[error("{operation} is not supported by the {manager} service manager{}", hint.as_ref().map(|h| format!(": {h}")).unwrap_or_default())]
     Unsupported {
         manager: ManagerKind,

@@ -24,7 +24,7 @@ use hermes_core::fsutil::{self, FsError};
 use hermes_core::service::{
     GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus, Want,
 };
-use hermes_core::state::{self, GatewayState, LastExit, RunState};
+use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
 use hermes_core::{HermesHome, ProfileName};
 
 /// Where slot directories live, relative to the scandir.
@@ -373,6 +373,14 @@ impl S6Manager {
             }
             seen_want_up |= status.want == Want::Up;
             let recorded = self.recorded(profile)?;
+            // Every caller recorded "running" before asking s6; "stopped" now
+            // means a later stop won, and waiting would only run out the timeout.
+            if recorded.desired_state == Some(DesiredState::Stopped) {
+                return Err(ServiceError::Overtaken {
+                    action,
+                    profile: profile.clone(),
+                });
+            }
             // The finish hook records every death; a requested SIGTERM (restart)
             // is not a failure, and the next gateway may already have cleared the reason.
             let last_exit = recorded.last_exit.as_ref().filter(|e| e.at > before.at_ms);
