@@ -211,10 +211,20 @@ fn symlink_at_the_inbox_is_refused() {
     untouched(&dir, &victim)
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", render_output("start", &start), env.dump()));
     assert!(
-        !start.status.success() || delivered.as_ref().is_none_or(|r| r.status != 202),
+        delivered.as_ref().is_none_or(|r| r.status != 202),
         "inbox symlink accepted and a delivery acknowledged\n{}",
         render_output("start", &start)
     );
+    // Refused when the gateway starts, as a fatal configuration (parked, not retried).
+    assert!(
+        !start.status.success(),
+        "{}",
+        render_output("start", &start)
+    );
+    env.wait_for("the slot parked", Duration::from_secs(10), || {
+        let st = env.status("p");
+        st["want"] == "down" && st["up"] == false
+    });
     // s6-log writes the gateway's complaint asynchronously: poll for it.
     let log_path = env.log_dir("p").join("current");
     let said = |log: &str| log.contains("symbolic link") || log.contains("not a directory");

@@ -55,6 +55,7 @@ impl GatewayError {
             GatewayError::AlreadyRunning { .. } => ExitStatus::AlreadyRunning,
             GatewayError::Config(_)
             | GatewayError::NoSecret { .. }
+            | GatewayError::Inbox(InboxError::NotADirectory { .. })
             | GatewayError::Profile(ProfileError::NotFound(_))
             | GatewayError::Profile(ProfileError::NotAProfile(_)) => ExitStatus::Config,
             _ => ExitStatus::Failure,

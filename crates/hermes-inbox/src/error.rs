@@ -20,6 +20,10 @@ pub enum InboxError {
     WriteFailed { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// Something other than a plain directory where the inbox or a hook's
+    /// directory belongs: refused, never followed.
+    #[error("{path} is {what}, not a directory: the inbox never follows links out of its profile; replace it with a directory")]
+    NotADirectory { path: PathBuf, what: &'static str },
     #[error("idempotency key must be 1 to 255 visible ASCII characters")]
     BadKey,
     #[error("body of {len} bytes exceeds the limit of {max} bytes")]

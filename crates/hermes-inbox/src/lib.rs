@@ -309,19 +309,39 @@ impl Drop for Inbox {
 }
 
 /// Hook directories under the inbox; anything that is not a valid hook name is ignored.
+/// Refuse `path` unless it is a real directory (or, with `missing_ok`, absent).
+fn plain_dir(path: &Path, missing_ok: bool) -> Result<bool, InboxError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(true),
+        Ok(meta) => Err(InboxError::NotADirectory {
+            path: path.to_path_buf(),
+            what: if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "a file"
+            },
+        }),
+        Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(InboxError::io("inspect", path, e)),
+    }
+}
+
 fn hook_dirs(dir: &Path) -> Result<Vec<(HookName, PathBuf)>, InboxError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(InboxError::io("list", dir, e)),
-    };
+    if !plain_dir(dir, true)? {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| InboxError::io("list", dir, e))?;
     let mut found = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| InboxError::io("list", dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
         match HookName::parse(&name) {
-            Ok(hook) if is_dir && hook.as_str() == name => found.push((hook, entry.path())),
+            Ok(hook) if hook.as_str() == name => {
+                // A planted link where a hook's events belong is refused now,
+                // not discovered by the first delivery.
+                plain_dir(&entry.path(), false)?;
+                found.push((hook, entry.path()));
+            }
             _ => {}
         }
     }

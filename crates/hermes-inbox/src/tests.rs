@@ -479,3 +479,36 @@ fn a_full_disk_fails_the_batch_and_leaves_no_partial_record() {
     assert!(inbox.recovery().cuts.is_empty(), "{:?}", inbox.recovery());
     assert_eq!(inbox.recovery().events, acked);
 }
+
+#[test]
+fn a_symlinked_inbox_or_hook_dir_is_refused_at_open_and_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let inbox = tmp.path().join("inbox");
+    std::os::unix::fs::symlink(&outside, &inbox).unwrap();
+    let err = Inbox::open(&inbox, Options::default())
+        .err()
+        .expect("a linked inbox opened");
+    assert!(
+        matches!(&err, InboxError::NotADirectory { path, what: "a symbolic link" } if *path == inbox),
+        "{err}"
+    );
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+
+    fs::remove_file(&inbox).unwrap();
+    fs::create_dir_all(&inbox).unwrap();
+    std::os::unix::fs::symlink(&outside, inbox.join("ci")).unwrap();
+    let err = Inbox::open(&inbox, Options::default())
+        .err()
+        .expect("a linked hook dir opened");
+    assert!(
+        matches!(&err, InboxError::NotADirectory { path, .. } if *path == inbox.join("ci")),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote through the link"
+    );
+}
