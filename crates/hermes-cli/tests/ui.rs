@@ -246,6 +246,11 @@ struct Tmux {
 
 impl Tmux {
     fn start(env: &Env, args: &[&str]) -> Option<Tmux> {
+        Self::start_with(env, &[], args)
+    }
+
+    /// `start`, with extra environment variables for hermes.
+    fn start_with(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
             println!("skipped: tmux is not installed (Debian: apt-get install tmux)");
             return None;
@@ -272,6 +277,9 @@ impl Tmux {
             ("HERMES_BIN_DIR", env.bin_dir()),
         ] {
             cmd.arg("-e").arg(format!("{k}={}", v.display()));
+        }
+        for (k, v) in vars {
+            cmd.arg("-e").arg(format!("{k}={v}"));
         }
         // tmux does not always record a pane's exit status (seen with 3.3a), so a
         // shell runs hermes and writes it to a file; the pane stays to be read.
@@ -451,6 +459,35 @@ fn tui_in_tmux_stops_starts_creates_deletes_resizes_and_quits() {
         "the alternate screen was not left"
     );
     assert!(!tmux.screen().contains("PROFILE"), "{}", tmux.screen());
+}
+
+/// Whether a pane dump with escapes (`capture-pane -e`) sets a foreground colour.
+fn has_colour(dump: &str) -> bool {
+    dump.split("\x1b[").skip(1).any(|seq| {
+        let params = seq.split('m').next().unwrap_or("");
+        params
+            .split(';')
+            .any(|p| matches!(p.parse::<u8>(), Ok(30..=38 | 90..=97)))
+    })
+}
+
+#[test]
+fn tui_draws_in_colour_unless_no_color_is_set() {
+    let env = two_gateways();
+    for (vars, want_colour) in [(vec![], true), (vec![("NO_COLOR", "1")], false)] {
+        let Some(tmux) = Tmux::start_with(&env, &vars, &["--tui"]) else {
+            return;
+        };
+        tmux.wait_screen(&env, "the table", |s| row_has(s, "alpha", "up"));
+        let dump = tmux.tmux(&["capture-pane", "-p", "-e", "-t", "ui"]);
+        assert_eq!(
+            has_colour(&dump),
+            want_colour,
+            "{vars:?}: colour expected {want_colour}; the pane with its escapes:\n{dump:?}"
+        );
+        tmux.keys(&["q"]);
+        env.wait_for("hermes to quit", UP, || tmux.exit_status().is_some());
+    }
 }
 
 #[test]

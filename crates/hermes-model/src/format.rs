@@ -4,6 +4,12 @@
 use crate::health::HealthState;
 use crate::snapshot::Gateway;
 
+/// Whether colour may be used, given the value of `NO_COLOR`: no-color.org
+/// says any value but the empty string turns colour off.
+pub fn colour_allowed(no_color: Option<&std::ffi::OsStr>) -> bool {
+    no_color.is_none_or(|v| v.is_empty())
+}
+
 /// `3d 4h`, `2h 5m`, `4m 10s`, `9s`; `-` when unknown.
 pub fn duration(secs: Option<u64>) -> String {
     let Some(s) = secs else {
@@ -67,6 +73,15 @@ pub fn opt<T: ToString>(v: Option<T>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_color_with_any_value_but_empty_turns_colour_off() {
+        use std::ffi::OsStr;
+        assert!(colour_allowed(None));
+        assert!(colour_allowed(Some(OsStr::new(""))));
+        assert!(!colour_allowed(Some(OsStr::new("1"))));
+        assert!(!colour_allowed(Some(OsStr::new("false"))));
+    }
 
     #[test]
     fn durations_keep_two_units() {

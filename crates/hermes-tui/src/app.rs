@@ -61,6 +61,8 @@ pub struct App {
     pub message: Option<Message>,
     /// What the worker is doing for us right now.
     pub busy: Option<String>,
+    /// Draw in colour (off when `NO_COLOR` says so).
+    pub colour: bool,
     log: LogView,
 }
 
@@ -78,6 +80,7 @@ impl App {
             mode: Mode::Normal,
             message: None,
             busy: None,
+            colour: true,
             log: LogView::default(),
         }
     }

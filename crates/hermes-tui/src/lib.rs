@@ -55,6 +55,7 @@ pub fn run(env: Arc<dyn Environment>) -> Result<Exit, TuiError> {
     let mut terminal = term::Terminal::enter()?;
     let worker = Worker::spawn(env.clone(), REFRESH);
     let mut app = App::new();
+    app.colour = hermes_model::format::colour_allowed(std::env::var_os("NO_COLOR").as_deref());
     let mut last_log = Instant::now() - LOG_EVERY;
     loop {
         if let Some(signal) = term::signalled() {

@@ -15,12 +15,17 @@ use crate::app::{App, Mode};
 /// Most used first, so a narrow terminal cuts the least useful end.
 const KEYS: &str = "s start  t stop  r restart  n new  d delete  f refresh  q quit  ↑↓ select";
 
-fn tone(t: Tone) -> Style {
+/// The style of a tone; without colour (`NO_COLOR`) only "bad" stands out, in bold.
+fn tone(app: &App, t: Tone) -> Style {
+    let bad = Style::new().add_modifier(Modifier::BOLD);
+    if !app.colour {
+        return if t == Tone::Bad { bad } else { Style::new() };
+    }
     match t {
         Tone::Good => Style::new().fg(Color::Green),
         Tone::Busy => Style::new().fg(Color::Yellow),
         Tone::Idle => Style::new().fg(Color::DarkGray),
-        Tone::Bad => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        Tone::Bad => bad.fg(Color::Red),
     }
 }
 
@@ -62,7 +67,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 Line::from("Enter create   Esc cancel"),
             ];
             if let Some(e) = error {
-                lines.push(Line::from(Span::styled(e.clone(), tone(Tone::Bad))));
+                lines.push(Line::from(Span::styled(e.clone(), tone(app, Tone::Bad))));
             }
             dialog(frame, "New profile", lines);
         }
@@ -91,12 +96,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
                 Line::from(vec![
                     Span::raw(format!("supervisor {} ", sup.name)),
                     if sup.reachable {
-                        Span::styled("reachable", tone(Tone::Good))
+                        Span::styled("reachable", tone(app, Tone::Good))
                     } else {
-                        Span::styled("NOT reachable", tone(Tone::Bad))
+                        Span::styled("NOT reachable", tone(app, Tone::Bad))
                     },
                     Span::raw(format!("   main {main}   dashboard ")),
-                    Span::styled(s.dashboard.label, tone(s.dashboard.tone)),
+                    Span::styled(s.dashboard.label, tone(app, s.dashboard.tone)),
                     Span::raw(format!(
                         "   {}/{} up, {} failing",
                         s.summary.up, s.summary.gateways, s.summary.failing
@@ -116,7 +121,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.gateways().iter().map(|g| {
         Row::new(vec![
             Cell::from(g.profile.to_string()),
-            Cell::from(g.label.as_str()).style(tone(g.tone)),
+            Cell::from(g.label.as_str()).style(tone(app, g.tone)),
             Cell::from(format::health(g)),
             Cell::from(format::opt(g.pid)),
             Cell::from(format::opt(g.port)),
@@ -179,7 +184,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
     if log.is_empty() {
         lines.push(Line::from(Span::styled(
             "(no log lines yet)",
-            tone(Tone::Idle),
+            tone(app, Tone::Idle),
         )));
     }
     lines.extend(
@@ -195,8 +200,10 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
     let status = match (&app.busy, &app.message) {
-        (Some(busy), _) => Line::from(Span::styled(format!("{busy}…"), tone(Tone::Busy))),
-        (None, Some(m)) if m.error => Line::from(Span::styled(m.text.clone(), tone(Tone::Bad))),
+        (Some(busy), _) => Line::from(Span::styled(format!("{busy}…"), tone(app, Tone::Busy))),
+        (None, Some(m)) if m.error => {
+            Line::from(Span::styled(m.text.clone(), tone(app, Tone::Bad)))
+        }
         (None, Some(m)) => Line::from(m.text.clone()),
         (None, None) => Line::from(""),
     };

@@ -31,13 +31,16 @@ pub(super) fn print_all(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// ANSI colour, only when stdout is a terminal and `NO_COLOR` is unset.
+/// ANSI colour, only when stdout is a terminal and `NO_COLOR` does not forbid it.
 #[derive(Clone, Copy)]
 pub(super) struct Paint(bool);
 
 impl Paint {
     pub(super) fn for_stdout() -> Paint {
-        Paint(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        Paint(
+            std::io::stdout().is_terminal()
+                && hermes_model::format::colour_allowed(std::env::var_os("NO_COLOR").as_deref()),
+        )
     }
 
     pub(super) fn tone(self, tone: Tone, text: &str) -> String {
