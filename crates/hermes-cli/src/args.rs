@@ -233,6 +233,9 @@ pub enum ContainerCommand {
         /// Descriptor on which s6-svscan reports readiness.
         #[arg(long)]
         ready_fd: i32,
+        /// The control FIFO, opened by stage 1 before s6-svscan ran.
+        #[arg(long)]
+        control_fd: i32,
         #[arg(long)]
         uid: u32,
         #[arg(long)]

@@ -14,10 +14,11 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -77,7 +78,7 @@ pub struct Command {
     cred: Option<Credentials>,
     own_group: bool,
     foreground_tty: Option<RawFd>,
-    keep_fd: Option<RawFd>,
+    keep_fds: Vec<RawFd>,
 }
 
 fn cstring(what: &'static str, value: &OsStr) -> Result<CString, Pid1Error> {
@@ -125,7 +126,7 @@ impl Command {
             cred: None,
             own_group: false,
             foreground_tty: None,
-            keep_fd: None,
+            keep_fds: Vec::new(),
         })
     }
 
@@ -145,7 +146,7 @@ impl Command {
 
     /// Let the child inherit `fd` (all others opened by hermes are close-on-exec).
     pub fn keep_fd(mut self, fd: RawFd) -> Self {
-        self.keep_fd = Some(fd);
+        self.keep_fds.push(fd);
         self
     }
 
@@ -230,7 +231,7 @@ impl Command {
         for sig in [libc::SIGTTOU, libc::SIGTTIN, libc::SIGTSTP, libc::SIGPIPE] {
             libc::signal(sig, libc::SIG_DFL);
         }
-        if let Some(fd) = self.keep_fd {
+        for &fd in &self.keep_fds {
             libc::fcntl(fd, libc::F_SETFD, 0);
         }
         if let Some(cred) = self.cred {
@@ -257,7 +258,7 @@ impl Command {
                 return e;
             }
         }
-        if let Some(fd) = self.keep_fd {
+        for &fd in &self.keep_fds {
             // SAFETY: clears FD_CLOEXEC on a descriptor we own.
             unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
         }
@@ -333,6 +334,50 @@ pub fn handled_signals() -> SigSet {
         set.add(sig);
     }
     set
+}
+
+/// The signals that ask a container to stop (`docker stop`, Ctrl-C, ...).
+const STOP_SIGNALS: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// The stop signal stage 1 caught (0: none).
+static CAUGHT_STOP: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn record_stop(sig: libc::c_int) {
+    // An atomic store is async-signal-safe; the first signal wins.
+    let _ = CAUGHT_STOP.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// Catch stop signals during stage 1. PID 1 drops any signal it has no
+/// handler for, so without this a `docker stop` that arrives before
+/// s6-svscan runs would be lost and the container killed 10 s later.
+pub fn catch_stop_signals() -> Result<(), Pid1Error> {
+    let action = SigAction::new(
+        SigHandler::Handler(record_stop),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in STOP_SIGNALS {
+        // SAFETY: the handler only does an atomic compare-exchange.
+        unsafe { sigaction(sig, &action) }.map_err(sys("catch stop signals"))?;
+    }
+    Ok(())
+}
+
+/// Block the stop signals (so one arriving from now on stays pending for
+/// the next program, instead of running the handler that exec is about to
+/// remove) and return the one caught so far, if any.
+pub fn take_caught_stop() -> Result<Option<Signal>, Pid1Error> {
+    let mut set = SigSet::empty();
+    for sig in STOP_SIGNALS {
+        set.add(sig);
+    }
+    block(&set)?;
+    Ok(Signal::try_from(CAUGHT_STOP.swap(0, Ordering::SeqCst)).ok())
 }
 
 /// Block `set` so its signals queue for a signalfd.

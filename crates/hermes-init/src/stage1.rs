@@ -6,9 +6,10 @@
 //! s6-overlay, nothing clears it), with `HOME`/`USER` set to the service user.
 
 use std::ffi::OsString;
-use std::fs;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hermes_core::fsutil::{self, FsError};
@@ -264,6 +265,7 @@ pub fn run(stage: Stage1) -> InitError {
     }
 }
 
+/// The caller runs `pid1::catch_stop_signals` first, as early as it can.
 fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError> {
     if !pid1::is_pid1() {
         say!(
@@ -279,6 +281,15 @@ fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError
     prepare_run_dir(&stage.layout, &user, root)?;
     prepare_scandir(&stage, &user)?;
 
+    // Stage 2 inherits this reader of the control FIFO, so the FIFO has one
+    // from before s6-svscan starts: a stop request can never find it closed.
+    let fifo = stage.layout.control_fifo();
+    let control = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo)
+        .map_err(|e| FsError::new("open", &fifo, e))?;
     // s6-svscan writes a newline here once it accepts commands (-d); stage 2 waits for it.
     let (ready_read, ready_write) = pid1::pipe()?;
     let mut argv: Vec<OsString> = vec![
@@ -287,6 +298,8 @@ fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError
         "stage2".into(),
         "--ready-fd".into(),
         ready_read.as_raw_fd().to_string().into(),
+        "--control-fd".into(),
+        control.as_raw_fd().to_string().into(),
         "--uid".into(),
         user.uid.to_string().into(),
         "--gid".into(),
@@ -300,6 +313,7 @@ fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError
     argv.extend(stage.cmd.iter().cloned());
     Command::new(&stage.layout.program, &argv, &environment(&[]))?
         .keep_fd(ready_read.as_raw_fd())
+        .keep_fd(control.as_raw_fd())
         .spawn()?;
     drop(ready_read);
 
@@ -316,6 +330,15 @@ fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError
     let svscan = Command::new(&stage.svscan, &svscan_argv, &user_environment(&user))?
         .credentials(cred)
         .keep_fd(ready_write.as_raw_fd());
+    // A stop caught during stage 1 goes to stage 2 the way s6-svscan's
+    // `.s6-svscan/SIGTERM` would have sent it.
+    if let Some(sig) = pid1::take_caught_stop()? {
+        let request = format!("{}\n", sig.as_str().trim_start_matches("SIG"));
+        if let Err(e) = (&control).write_all(request.as_bytes()) {
+            say!("unable to pass on the {sig} that arrived during boot: {e}");
+        }
+    }
+    drop(control);
     let err = svscan.exec();
     drop(ready_write);
     Err(err.into())

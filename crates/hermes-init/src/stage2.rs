@@ -8,10 +8,9 @@
 //! to this process directly; the main program gets the signal first.
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,6 +39,8 @@ pub struct Stage2 {
     pub layout: Layout,
     pub user: ServiceUser,
     pub ready_fd: RawFd,
+    /// Stage 1's reader of the control FIFO, open since before s6-svscan ran.
+    pub control_fd: RawFd,
     pub cmd: Vec<OsString>,
 }
 
@@ -68,19 +69,20 @@ struct Events {
 }
 
 impl Events {
-    fn new(layout: &Layout) -> Result<Self, String> {
+    /// `control_fd` is the FIFO opened read-write (so it never reports
+    /// end-of-file between writers) and non-blocking by stage 1.
+    fn new(control_fd: RawFd) -> Result<Self, String> {
         let set = pid1::handled_signals();
         pid1::block(&set).map_err(|e| e.to_string())?;
         let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(|e| format!("unable to create a signalfd: {e}"))?;
-        // Read-write, so the FIFO never reports end-of-file between writers.
-        let path = layout.control_fifo();
-        let fifo = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| format!("unable to open {}: {e}", path.display()))?;
+        let fifo = File::from(pid1::adopt_fd(control_fd));
+        // Inherited without close-on-exec; the main program must not inherit it.
+        nix::fcntl::fcntl(
+            fifo.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .map_err(|e| format!("unable to set close-on-exec on the control FIFO: {e}"))?;
         Ok(Events {
             sigfd,
             fifo,
@@ -134,9 +136,10 @@ impl Events {
     }
 }
 
-/// Wait for `pid`, passing signals on; returns its code and whether a stop was asked for.
-fn supervise(events: &mut Events, pid: Pid, group: bool) -> (u8, bool) {
-    let mut stop_asked = false;
+/// Wait for `pid`, passing signals on; returns its code and the first stop
+/// signal asked for while it ran.
+fn supervise(events: &mut Events, pid: Pid, group: bool) -> (u8, Option<Signal>) {
+    let mut stop_asked = None;
     let mut kill_at: Option<Instant> = None;
     loop {
         match events.next(kill_at) {
@@ -154,7 +157,7 @@ fn supervise(events: &mut Events, pid: Pid, group: bool) -> (u8, bool) {
             Event::Signal(sig) => {
                 pid1::send(pid, sig);
                 if matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
-                    stop_asked = true;
+                    stop_asked.get_or_insert(sig);
                     kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
                 }
             }
@@ -209,26 +212,40 @@ fn hermes_argv(program: &Path, args: &[OsString]) -> Vec<OsString> {
     argv
 }
 
+/// How a boot helper ended.
+struct Helper {
+    ok: bool,
+    /// A stop signal that arrived while it ran (it was passed on to it).
+    stop: Option<Signal>,
+}
+
 /// Run one short helper as the service user and wait for it.
-fn run_as_user(stage: &Stage2, events: &mut Events, program: &Path, argv: &[OsString]) -> bool {
+fn run_as_user(stage: &Stage2, events: &mut Events, program: &Path, argv: &[OsString]) -> Helper {
+    let failed = Helper {
+        ok: false,
+        stop: None,
+    };
     let cmd = match Command::new(program, argv, &user_environment(&stage.user)) {
         Ok(cmd) => cmd.credentials(drop_to(stage)),
         Err(e) => {
             say!("{e}");
-            return false;
+            return failed;
         }
     };
     match cmd.spawn() {
         Ok(pid) => {
-            let (code, _) = supervise(events, pid, false);
-            if code != 0 {
+            let (code, stop) = supervise(events, pid, false);
+            if code != 0 && stop.is_none() {
                 say!("`{}` exited with code {code}", cmd.display());
             }
-            code == 0
+            Helper {
+                ok: code == 0,
+                stop,
+            }
         }
         Err(e) => {
             say!("{e}");
-            false
+            failed
         }
     }
 }
@@ -238,19 +255,23 @@ fn drop_to(stage: &Stage2) -> Option<Credentials> {
 }
 
 /// Start the main program; `None` in server mode.
-fn start_main(stage: &Stage2, tty: bool) -> Result<Option<Pid>, String> {
+fn main_program(stage: &Stage2, tty: bool) -> MainProgram {
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     let program = &stage.layout.program;
     let same_as_us = |p: &Path| {
         let a = std::fs::canonicalize(p).ok();
         a.is_some() && a == std::fs::canonicalize(program).ok()
     };
-    let decision = route::route(
+    route::route(
         &stage.cmd,
         tty,
         |name| pid1::which(name, &path_var),
         same_as_us,
-    );
+    )
+}
+
+fn start_main(stage: &Stage2, decision: MainProgram, tty: bool) -> Result<Option<Pid>, String> {
+    let program = &stage.layout.program;
     let (path, argv, as_user): (PathBuf, Vec<OsString>, bool) = match decision {
         MainProgram::Server => {
             say!("server mode: supervising until the container is stopped");
@@ -290,7 +311,7 @@ pub fn run(stage: Stage2) -> u8 {
     if let Err(e) = pid1::ignore_job_control() {
         say!("{e}");
     }
-    let mut events = match Events::new(&stage.layout) {
+    let mut events = match Events::new(stage.control_fd) {
         Ok(events) => events,
         Err(e) => {
             say!("stage 2 cannot listen for stop requests: {e}");
@@ -300,11 +321,25 @@ pub fn run(stage: Stage2) -> u8 {
     wait_ready(stage.ready_fd);
     let program = stage.layout.program.clone();
     let reconcile = hermes_argv(&program, &["container".into(), "reconcile".into()]);
-    if !run_as_user(&stage, &mut events, &program, &reconcile) {
+    let reconciled = run_as_user(&stage, &mut events, &program, &reconcile);
+    let tty = pid1::is_tty(0);
+    let decision = main_program(&stage, tty);
+    if let Some(sig) = reconciled.stop {
+        // Stopped while booting: the main program never starts. Server mode
+        // stops with 0 as it always does; a CMD that never ran ends as if
+        // the signal had killed it.
+        say!("{sig} during boot: stopping without starting the main program");
+        let code = if decision == MainProgram::Server {
+            0
+        } else {
+            (128 + sig as i32) as u8
+        };
+        return shutdown(&stage, Some(&mut events), code);
+    }
+    if !reconciled.ok {
         say!("warning: boot reconciliation failed; starting the main program anyway");
     }
-    let tty = pid1::is_tty(0);
-    let code = match start_main(&stage, tty) {
+    let code = match start_main(&stage, decision, tty) {
         Ok(Some(pid)) => {
             // For `hermes status`, the dashboard and the TUI (readable by the service user).
             let pid_file = stage.layout.run_dir.join(MAIN_PID_FILE);
@@ -344,7 +379,7 @@ fn shutdown(stage: &Stage2, events: Option<&mut Events>, code: u8) -> u8 {
         stage.layout.scandir.clone().into(),
     ];
     let ok = match events {
-        Some(events) => run_as_user(stage, events, &svscanctl, &argv),
+        Some(events) => run_as_user(stage, events, &svscanctl, &argv).ok,
         None => Command::new(&svscanctl, &argv, &user_environment(&stage.user))
             .and_then(|c| c.credentials(drop_to(stage)).spawn())
             .and_then(pid1::wait_for)

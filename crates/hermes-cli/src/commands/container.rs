@@ -35,6 +35,7 @@ pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
         ContainerCommand::Init { cmd } => init(ctx, layout, cmd),
         ContainerCommand::Stage2 {
             ready_fd,
+            control_fd,
             uid,
             gid,
             user_name,
@@ -51,6 +52,7 @@ pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
                 layout,
                 user,
                 ready_fd,
+                control_fd,
                 cmd,
             });
             Ok(ExitStatus::External(code))
@@ -62,6 +64,11 @@ pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
 }
 
 fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<ExitStatus> {
+    // First: until s6-svscan runs, a stop signal to PID 1 is dropped unless caught.
+    pid1::catch_stop_signals().map_err(|e| CodedError {
+        message: format!("container init failed: {e}"),
+        status: ExitStatus::Config,
+    })?;
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     let svscan_path = pid1::which("s6-svscan".as_ref(), &path_var)
         .ok_or_else(|| anyhow!("s6-svscan not found on PATH: install s6 (apt-get install s6)"))?;
