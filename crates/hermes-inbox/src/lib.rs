@@ -308,7 +308,6 @@ impl Drop for Inbox {
     }
 }
 
-/// Hook directories under the inbox; anything that is not a valid hook name is ignored.
 /// Refuse `path` unless it is a real directory (or, with `missing_ok`, absent).
 fn plain_dir(path: &Path, missing_ok: bool) -> Result<bool, InboxError> {
     match std::fs::symlink_metadata(path) {
@@ -326,6 +325,8 @@ fn plain_dir(path: &Path, missing_ok: bool) -> Result<bool, InboxError> {
     }
 }
 
+/// Hook directories under the inbox; an entry that is not a valid hook name
+/// is ignored, a valid one that is not a real directory is refused.
 fn hook_dirs(dir: &Path) -> Result<Vec<(HookName, PathBuf)>, InboxError> {
     if !plain_dir(dir, true)? {
         return Ok(Vec::new());

@@ -254,7 +254,7 @@ fn drop_to(stage: &Stage2) -> Option<Credentials> {
     (pid1::euid() == 0).then(|| stage.user.credentials())
 }
 
-/// Start the main program; `None` in server mode.
+/// What the CMD asks for (see `route`).
 fn main_program(stage: &Stage2, tty: bool) -> MainProgram {
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     let program = &stage.layout.program;
@@ -270,6 +270,7 @@ fn main_program(stage: &Stage2, tty: bool) -> MainProgram {
     )
 }
 
+/// Start the main program; `None` in server mode.
 fn start_main(stage: &Stage2, decision: MainProgram, tty: bool) -> Result<Option<Pid>, String> {
     let program = &stage.layout.program;
     let (path, argv, as_user): (PathBuf, Vec<OsString>, bool) = match decision {
