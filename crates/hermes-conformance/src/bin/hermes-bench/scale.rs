@@ -53,18 +53,20 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
     let mut ports = Ports::new();
     let mut failures = Vec::new();
 
-    let names: Vec<String> = (0..n).map(|i| format!("s{i:04}")).collect();
+    // Only the profiles created go on; a failed create is reported, not fatal.
+    let mut names = Vec::with_capacity(n);
     let mut register = Vec::new();
     let mut register_fail = Vec::new();
     let t_all = Instant::now();
-    for name in &names {
+    for name in (0..n).map(|i| format!("s{i:04}")) {
         let port = ports.next().to_string();
         let t0 = Instant::now();
-        let out = env.run(&["profile", "create", name, "--no-alias", "--port", &port]);
+        let out = env.run(&["profile", "create", &name, "--no-alias", "--port", &port]);
         if out.status.success() {
             register.push(ms_since(t0));
+            names.push(name);
         } else {
-            register_fail.push(format!("{name}: {}", text_of(&out)));
+            register_fail.push(format!("profile create {name} --port {port}: {}", text_of(&out)));
         }
     }
     let register_total_ms = ms_since(t_all);
