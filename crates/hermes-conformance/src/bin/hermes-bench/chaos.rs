@@ -229,7 +229,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     );
     let mut rng = Rng(seed);
     let mut env = Env::in_dir(&work_parent(), hermes_bin());
-    let mut ports = Ports::new();
+    let mut ports = Ports::for_env(&env);
     // The dashboard slot exactly as stage 1 writes it in the container; its
     // port reaches `container dashboard-run` through s6-svscan's environment.
     let dashboard_port = ports.next();

@@ -49,6 +49,10 @@ impl Ports {
     pub fn new() -> Self {
         Ports(HashSet::new())
     }
+    /// Ports for profiles of `env`, never the one its default profile has.
+    pub fn for_env(env: &Env) -> Self {
+        Ports(HashSet::from([env.port_of("default")]))
+    }
     pub fn next(&mut self) -> u16 {
         loop {
             let p = free_port();
@@ -136,7 +140,7 @@ pub fn run(
 ) -> anyhow::Result<Results> {
     let mut env = Env::in_dir(parent, bin);
     env.supervise();
-    let mut ports = Ports::new();
+    let mut ports = Ports::for_env(&env);
 
     // profile create → slot supervised (create waits for s6-supervise; the poll confirms it).
     let (mut create, mut create_fail) = (Vec::new(), Vec::new());

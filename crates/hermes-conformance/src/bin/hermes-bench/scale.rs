@@ -50,7 +50,7 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
     env.supervise();
     let svscan = env.supervisor_pid().expect("supervisor running");
     let svscan_argv = procs::read(svscan).map(|p| p.argv).unwrap_or_default();
-    let mut ports = Ports::new();
+    let mut ports = Ports::for_env(&env);
     let mut failures = Vec::new();
 
     // Only the profiles created go on; a failed create is reported, not fatal.
@@ -66,7 +66,10 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
             register.push(ms_since(t0));
             names.push(name);
         } else {
-            register_fail.push(format!("profile create {name} --port {port}: {}", text_of(&out)));
+            register_fail.push(format!(
+                "profile create {name} --port {port}: {}",
+                text_of(&out)
+            ));
         }
     }
     let register_total_ms = ms_since(t_all);
