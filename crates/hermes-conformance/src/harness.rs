@@ -16,12 +16,15 @@ use serde_json::Value;
 
 use crate::procs;
 
-/// The `hermes` binary under test: `$HERMES_BIN`, else the one cargo built
+/// The `hermes` binary under test (an absolute path): `$HERMES_BIN`, else the one cargo built
 /// next to this executable (`target/<profile>/hermes`; tests live one level
 /// deeper, in `deps/`).
 pub fn hermes_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("HERMES_BIN").filter(|v| !v.is_empty()) {
-        return PathBuf::from(bin);
+        // Absolute: it ends up in run scripts, which s6 runs from the slot's directory.
+        let bin = PathBuf::from(bin);
+        return fs::canonicalize(&bin)
+            .unwrap_or_else(|e| panic!("HERMES_BIN={}: {e}", bin.display()));
     }
     let exe = std::env::current_exe().expect("path of the running executable");
     exe.ancestors()

@@ -455,17 +455,34 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             violations.push(format!("unpublished slot directory .slots/{name}"));
         }
     }
-    // Logs: `current` present and readable for every profile and the dashboard.
+    // Logs, for every profile and the dashboard: `current` is there and every
+    // file readable, and what was logged is kept. A restarted s6-log moves
+    // the `current` of a killed one to an `@….u` archive and starts an empty
+    // one, so the lines may all be in archives.
     let logs = profiles
         .iter()
         .map(|p| env.log_dir(&p.name))
         .chain([dashboard_log.clone()]);
     for dir in logs {
         let current = dir.join("current");
-        match fs::read(&current) {
-            Ok(bytes) if !bytes.is_empty() => {}
-            Ok(_) => violations.push(format!("{}: empty", current.display())),
-            Err(e) => violations.push(format!("{}: {e}", current.display())),
+        if let Err(e) = fs::metadata(&current) {
+            violations.push(format!("{}: {e}", current.display()));
+        }
+        let mut logged = 0;
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "current" || name.starts_with('@') {
+                match fs::read(entry.path()) {
+                    Ok(bytes) => logged += bytes.len(),
+                    Err(e) => violations.push(format!("{}: {e}", entry.path().display())),
+                }
+            }
+        }
+        if logged == 0 {
+            violations.push(format!(
+                "{}: nothing logged in current or its archives",
+                dir.display()
+            ));
         }
     }
     // One gateway process per profile, all inside the supervision tree.
