@@ -18,6 +18,19 @@ pub struct CodedError {
     pub status: ExitStatus,
 }
 
+/// As PID 1 (the container's entrypoint) the kernel drops every signal that
+/// has no handler, so a `docker stop` arriving while hermes starts up would
+/// be lost: catch the stop signals before anything else. `container init`
+/// hands a caught one on; every other command installs its own handlers or
+/// would have ignored the signal anyway.
+pub fn catch_stop_signals_as_pid1() {
+    if hermes_init::pid1::is_pid1() {
+        if let Err(e) = hermes_init::pid1::catch_stop_signals() {
+            eprintln!("hermes: {e}");
+        }
+    }
+}
+
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     err.downcast_ref::<CodedError>()
         .map(|e| e.status.code())

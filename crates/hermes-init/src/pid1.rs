@@ -380,6 +380,24 @@ pub fn take_caught_stop() -> Result<Option<Signal>, Pid1Error> {
     Ok(Signal::try_from(CAUGHT_STOP.swap(0, Ordering::SeqCst)).ok())
 }
 
+/// A stop signal pending in PID 1 (s6-svscan): one that reached stage 1
+/// after it blocked them for the exec. s6 2.13 never reads a signal that
+/// was already pending when it started, so it would wait there forever.
+pub fn stop_pending_in_pid1() -> Option<Signal> {
+    stop_pending_in(&std::fs::read_to_string("/proc/1/status").ok()?)
+}
+
+/// The stop signal in the process-wide pending mask of a `/proc/PID/status` text.
+fn stop_pending_in(status: &str) -> Option<Signal> {
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("ShdPnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
+    [Signal::SIGTERM, Signal::SIGINT]
+        .into_iter()
+        .find(|&sig| mask & (1 << (sig as i32 - 1)) != 0)
+}
+
 /// Block `set` so its signals queue for a signalfd.
 pub fn block(set: &SigSet) -> Result<(), Pid1Error> {
     set.thread_block().map_err(sys("block signals"))
@@ -488,4 +506,27 @@ pub fn is_executable(path: &Path) -> bool {
     // SAFETY: access reads a NUL-terminated path.
     let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
     ok && path.metadata().map(|m| m.is_file()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_term_or_int_is_found_in_the_shared_mask() {
+        let status = |shd: &str| {
+            format!("Name:\ts6-svscan\nSigPnd:\t0000000000000000\nShdPnd:\t{shd}\nSigBlk:\t0000000028016a27\n")
+        };
+        assert_eq!(
+            stop_pending_in(&status("0000000000004000")),
+            Some(Signal::SIGTERM)
+        );
+        assert_eq!(
+            stop_pending_in(&status("0000000000000002")),
+            Some(Signal::SIGINT)
+        );
+        // SIGCHLD alone (bit 17) is no stop.
+        assert_eq!(stop_pending_in(&status("0000000000010000")), None);
+        assert_eq!(stop_pending_in("Name:\tx\n"), None);
+    }
 }

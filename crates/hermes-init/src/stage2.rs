@@ -320,6 +320,9 @@ pub fn run(stage: Stage2) -> u8 {
         }
     };
     wait_ready(stage.ready_fd);
+    if let Some(sig) = pid1::stop_pending_in_pid1() {
+        events.pending.push(Event::Signal(sig));
+    }
     let program = stage.layout.program.clone();
     let reconcile = hermes_argv(&program, &["container".into(), "reconcile".into()]);
     let reconciled = run_as_user(&stage, &mut events, &program, &reconcile);

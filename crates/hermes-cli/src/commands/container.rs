@@ -64,7 +64,8 @@ pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
 }
 
 fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<ExitStatus> {
-    // First: until s6-svscan runs, a stop signal to PID 1 is dropped unless caught.
+    // Again when not PID 1 (`docker run --init`): tini passes a stop on to
+    // us, and stage 1 should hand it to stage 2 rather than die of it.
     pid1::catch_stop_signals().map_err(|e| CodedError {
         message: format!("container init failed: {e}"),
         status: ExitStatus::Config,
