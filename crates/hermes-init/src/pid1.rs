@@ -323,14 +323,14 @@ pub fn reap_all() -> Vec<(Pid, u8)> {
 
 /// Signals an init stage reads from a signalfd instead of being interrupted by.
 pub fn handled_signals() -> SigSet {
+    let mut set = stop_set();
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+fn stop_set() -> SigSet {
     let mut set = SigSet::empty();
-    for sig in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
+    for sig in STOP_SIGNALS {
         set.add(sig);
     }
     set
@@ -372,11 +372,7 @@ pub fn catch_stop_signals() -> Result<(), Pid1Error> {
 /// the next program, instead of running the handler that exec is about to
 /// remove) and return the one caught so far, if any.
 pub fn take_caught_stop() -> Result<Option<Signal>, Pid1Error> {
-    let mut set = SigSet::empty();
-    for sig in STOP_SIGNALS {
-        set.add(sig);
-    }
-    block(&set)?;
+    block(&stop_set())?;
     Ok(Signal::try_from(CAUGHT_STOP.swap(0, Ordering::SeqCst)).ok())
 }
 
