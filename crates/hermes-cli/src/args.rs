@@ -173,11 +173,25 @@ pub struct SuperviseArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DashboardArgs {
+    #[command(subcommand)]
+    pub command: Option<DashboardCommand>,
     #[arg(long, env = "HERMES_DASHBOARD_HOST", default_value = "127.0.0.1")]
     pub host: String,
     #[arg(long, env = "HERMES_DASHBOARD_PORT", default_value_t = 9119)]
     pub port: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DashboardCommand {
+    /// Print the login link: the dashboard's address with its token.
+    Url {
+        #[arg(long, env = "HERMES_DASHBOARD_HOST", default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, env = "HERMES_DASHBOARD_PORT", default_value_t = 9119)]
+        port: u16,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use util::{free_port, http_get, Env, BIN};
+use util::{free_port, http_get, http_request, Env, BIN};
 
 const UP: Duration = Duration::from_secs(15);
 
@@ -175,6 +175,18 @@ fn serve_dashboard(env: &Env, host: &str, token: Option<&str>) -> (Dashboard, u1
     (child, port)
 }
 
+/// The login link `hermes dashboard url` prints for the dashboard on `port`, and its token.
+fn login_link(env: &Env, port: u16) -> (String, String) {
+    let link = env.ok(&["dashboard", "url", "--port", &port.to_string()]);
+    let link = link.trim().to_string();
+    let token = link
+        .split_once("#token=")
+        .unwrap_or_else(|| panic!("no token in {link}"))
+        .1
+        .to_string();
+    (link, token)
+}
+
 /// Drop what changes from one moment to the next.
 fn stable(mut doc: Value) -> Value {
     doc["taken_at"] = Value::Null;
@@ -192,7 +204,16 @@ fn stable(mut doc: Value) -> Value {
 fn status_json_is_the_dashboard_api_document() {
     let env = two_gateways();
     let (mut dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
-    let (code, body) = http_get(port, "/api/status").expect("GET /api/status");
+    let (_, token) = login_link(&env, port);
+    let bearer = format!("Bearer {token}");
+    let (code, body) = http_request(
+        port,
+        "GET",
+        "/api/status",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .expect("GET /api/status");
     assert_eq!(code, 200, "{body}");
     let api: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stable(api), stable(status(&env)));
@@ -218,6 +239,22 @@ fn dashboard_refuses_a_public_bind_without_token() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("HERMES_DASHBOARD_TOKEN"), "{err}");
+    // Issue 17: `ab` on 0.0.0.0 was served, and fell in 28 guesses.
+    let out = env
+        .command(&[
+            "dashboard",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .env("HERMES_DASHBOARD_TOKEN", "ab")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 bytes") && err.contains("16"), "{err}");
+    assert!(!env.home().join(".dashboard-token").exists());
 
     let (_dashboard, port) = serve_dashboard(&env, "0.0.0.0", Some("a-long-enough-test-token"));
     let (code, body) = http_get(port, "/api/status").unwrap();
@@ -524,7 +561,9 @@ fn dashboard_in_chromium_over_real_s6() {
     env.ok(&["profile", "create", "gamma", "--no-alias", "--port", &port]);
     let (_dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
     let mut chrome = cdp::Chrome::launch(&binary);
-    chrome.open(&format!("http://127.0.0.1:{port}/"));
+    // The link signs the page in, and leaves no token in the address bar.
+    let (link, _) = login_link(&env, port);
+    chrome.open(&link);
     chrome.wait_until(
         "two gateways up",
         &format!(
@@ -533,6 +572,7 @@ fn dashboard_in_chromium_over_real_s6() {
             cdp::row_label("beta", "up")
         ),
     );
+    assert_eq!(chrome.eval("location.hash"), serde_json::json!(""));
 
     chrome.click("tr[data-profile=\"beta\"] button[data-action=\"stop\"]");
     chrome.wait_until("beta stopped", &cdp::row_label("beta", "stopped"));
@@ -572,4 +612,105 @@ fn dashboard_in_chromium_over_real_s6() {
         "screenshot: {}",
         chrome.screenshot("real-s6-refused.png").display()
     );
+}
+
+/// Issue 17: another local uid fetched the CSRF token from `GET /api/session`
+/// and then stopped a gateway, read its log and deleted a profile over
+/// loopback. Now the dashboard wants its token, which sits in a file only the
+/// service user (here root, who runs the dashboard) can read. The attacker is
+/// curl as uid 65534; needs root to switch uid (skipped otherwise).
+#[test]
+fn another_uid_on_this_machine_cannot_use_the_dashboard() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: switching to uid 65534 needs root");
+        return;
+    }
+    if Command::new("curl").arg("--version").output().is_err() {
+        println!("skipped: no curl on PATH");
+        return;
+    }
+    let env = two_gateways();
+    // The home may be open to all: the token file's own mode must hold.
+    for dir in [env.dir.path().to_path_buf(), env.home()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (_dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
+    let token_file = env.home().join(".dashboard-token");
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().mode() & 0o777,
+        0o600
+    );
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .env_remove("HERMES_DASHBOARD_TOKEN")
+            .output()
+            .expect("run curl as uid 65534");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let session: Value =
+        serde_json::from_str(&as_nobody(&[&format!("{base}/api/session")])).unwrap();
+    assert_eq!(session["authenticated"], false, "{session}");
+    assert!(session["csrf"].is_null(), "{session}");
+    // The attack as reported, with the CSRF token it would have got.
+    let csrf = session["csrf"].as_str().unwrap_or("none").to_string();
+    let h = format!("X-CSRF-Token: {csrf}");
+    let stop = as_nobody(&[
+        "-X",
+        "POST",
+        "-H",
+        &h,
+        &format!("{base}/api/gateways/alpha/stop"),
+    ]);
+    let log = as_nobody(&[&format!("{base}/api/gateways/alpha/log")]);
+    let delete = as_nobody(&[
+        "-X",
+        "POST",
+        "-H",
+        &h,
+        "-d",
+        r#"{"confirm":"beta"}"#,
+        &format!("{base}/api/profiles/beta/delete"),
+    ]);
+    for (what, body) in [("stop", &stop), ("log", &log), ("delete", &delete)] {
+        assert!(body.contains("\"code\":\"unauthorized\""), "{what}: {body}");
+    }
+    assert!(env.profile_dir("beta").exists());
+    assert_eq!(env.status_json("alpha")["up"], true);
+    // Nor can it read the token, nor is it in the login link it can ask for.
+    let read = Command::new("cat")
+        .arg(&token_file)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!read.status.success() && read.stdout.is_empty(), "{read:?}");
+    let (_, token) = login_link(&env, port);
+    if let Ok(url) = env
+        .command(&["dashboard", "url", "--port", &port.to_string()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+    {
+        assert_ne!(url.status.code(), Some(0), "{url:?}");
+        assert!(!String::from_utf8_lossy(&url.stdout).contains(&token));
+    }
+
+    // The owner's link works.
+    let bearer = format!("Bearer {token}");
+    let (code, body) = http_request(
+        port,
+        "GET",
+        "/api/gateways/alpha/log",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
 }

@@ -387,8 +387,20 @@ async function start() {
   document.addEventListener('keydown', keys);
   document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
   try {
+    // The link from `hermes dashboard url` carries the token in the fragment,
+    // which never reaches the server: trade it for a session, then drop it
+    // from the address bar and the history.
+    const given = new URLSearchParams(location.hash.slice(1)).get('token');
+    if (given) {
+      history.replaceState(null, '', location.pathname + location.search);
+      try {
+        csrf = (await api('POST', '/api/login', { token: given })).csrf;
+      } catch (e) {
+        $('#login-error').textContent = `the link's token was refused: ${e.message}`;
+      }
+    }
     const s = await api('GET', '/api/session');
-    csrf = s.csrf;
+    csrf = s.csrf || csrf;
     if (s.auth_required && !s.authenticated) showLogin();
     else showApp(s.auth_required);
   } catch (e) {

@@ -3,6 +3,7 @@
 //! same code as `hermes status` and the TUI.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::assets;
-use crate::auth::{self, Auth, Denied};
+use crate::auth::{self, Auth, Denied, LoginError};
+use crate::limit;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -22,8 +24,10 @@ const MAX_LOG_LINES: usize = 1000;
 /// Longest wait a caller may ask of a lifecycle action.
 const MAX_ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Request {
+    /// The client's address: failed credentials are counted per source.
+    pub peer: IpAddr,
     pub method: String,
     pub path: String,
     pub query: String,
@@ -80,7 +84,7 @@ impl Reply {
         }
     }
 
-    fn with_header(mut self, name: &'static str, value: String) -> Reply {
+    pub(crate) fn with_header(mut self, name: &'static str, value: String) -> Reply {
         self.headers.push((name, value));
         self
     }
@@ -130,15 +134,6 @@ impl App {
     }
 
     pub fn handle(&self, req: &Request) -> Reply {
-        // Open mode trusts "anyone on this machine": a page that rebinds its
-        // own DNS name to 127.0.0.1 is not on this machine, so refuse foreign Host names.
-        if !self.auth.required() && !host_is_local(req.header("host")) {
-            return Reply::error(
-                403,
-                "forbidden_host",
-                "this dashboard answers only to localhost names without a token",
-            );
-        }
         let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
         match (req.method.as_str(), segments.as_slice()) {
             ("GET", [] | ["index.html"]) => Reply::asset("text/html; charset=utf-8", assets::INDEX),
@@ -169,7 +164,7 @@ impl App {
     fn authorize(&self, req: &Request) -> Result<(), Reply> {
         let who = self
             .auth
-            .identify(req.header("authorization"), req.header("cookie"))
+            .identify(req.peer, req.header("authorization"), req.header("cookie"))
             .map_err(denied)?;
         if req.method != "GET" {
             self.auth
@@ -180,14 +175,20 @@ impl App {
     }
 
     fn session(&self, req: &Request) -> Reply {
-        let who = self
-            .auth
-            .identify(req.header("authorization"), req.header("cookie"))
-            .ok();
+        let who =
+            match self
+                .auth
+                .identify(req.peer, req.header("authorization"), req.header("cookie"))
+            {
+                Ok(who) => Some(who),
+                // This answer is a yes/no oracle too: a guess here counts like anywhere.
+                Err(limited @ Denied::Limited(_)) => return denied(limited),
+                Err(_) => None,
+            };
         Reply::json(
             200,
             &json!({
-                "auth_required": self.auth.required(),
+                "auth_required": true,
                 "authenticated": who.is_some(),
                 "csrf": who.as_ref().and_then(|w| self.auth.csrf_for(w)),
             }),
@@ -199,19 +200,12 @@ impl App {
         struct Login {
             token: String,
         }
-        if !self.auth.required() {
-            return Reply::error(
-                400,
-                "no_token",
-                "this dashboard has no token: no login needed",
-            );
-        }
         let body: Login = match parse_body(req) {
             Ok(b) => b,
             Err(reply) => return reply,
         };
-        match self.auth.login(&body.token) {
-            Ok(Some((id, csrf))) => Reply::json(200, &json!({"csrf": csrf})).with_header(
+        match self.auth.login(req.peer, &body.token) {
+            Ok((id, csrf)) => Reply::json(200, &json!({"csrf": csrf})).with_header(
                 "set-cookie",
                 format!(
                     "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
@@ -219,12 +213,13 @@ impl App {
                     auth::SESSION_TTL.as_secs()
                 ),
             ),
-            Ok(None) => {
-                // Slow down guessing; the token comparison itself is constant-time.
-                std::thread::sleep(Duration::from_millis(250));
+            Err(LoginError::Denied(Denied::Unauthorized)) => {
                 Reply::error(401, "unauthorized", "wrong token")
             }
-            Err(e) => Reply::error(500, "internal", format!("unable to make a session id: {e}")),
+            Err(LoginError::Denied(d)) => denied(d),
+            Err(LoginError::Random(e)) => {
+                Reply::error(500, "internal", format!("unable to make a session id: {e}"))
+            }
         }
     }
 
@@ -368,6 +363,15 @@ fn denied(d: Denied) -> Reply {
             "csrf",
             "missing or wrong X-CSRF-Token header: get the token from GET /api/session",
         ),
+        Denied::Limited(wait) => {
+            let secs = limit::retry_after_secs(wait);
+            Reply::error(
+                429,
+                "rate_limited",
+                format!("too many wrong credentials from this address: try again in {secs} s"),
+            )
+            .with_header("retry-after", secs.to_string())
+        }
     }
 }
 
@@ -409,17 +413,6 @@ fn clear_cookie() -> String {
     )
 }
 
-/// Whether a `Host:` header names this machine (`localhost`, `127.x`, `[::1]`, with any port).
-fn host_is_local(host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    hermes_model::DashboardSettings::is_loopback_host(name)
-}
-
 fn percent_decode(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -448,12 +441,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_queries_and_hosts() {
+    fn decodes_queries() {
         assert_eq!(percent_decode("a%3Ab+c%2"), "a:b c%2");
-        assert!(host_is_local(Some("127.0.0.1:9119")));
-        assert!(host_is_local(Some("localhost")));
-        assert!(host_is_local(Some("[::1]:80")));
-        assert!(!host_is_local(Some("evil.example:9119")));
-        assert!(!host_is_local(None));
     }
 }

@@ -6,6 +6,7 @@
 pub mod api;
 mod assets;
 pub mod auth;
+mod limit;
 pub mod server;
 
-pub use server::{Dashboard, DashboardError, Settings};
+pub use server::{Dashboard, DashboardError, Settings, REQUEST_TIMEOUT};

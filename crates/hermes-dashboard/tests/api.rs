@@ -162,34 +162,18 @@ fn create_and_delete_with_confirmation() {
 }
 
 #[test]
-fn open_mode_refuses_foreign_host_names() {
-    let served = Served::start(FakeEnv::new(), "127.0.0.1", None);
-    let r = served.get("/api/status", &[("host", "attacker.example:9119")]);
-    assert_eq!(
-        (r.status, r.json()["code"].as_str()),
-        (403, Some("forbidden_host"))
-    );
-    assert_eq!(
-        served
-            .get("/api/status", &[("host", "localhost:9119")])
-            .status,
-        200
-    );
-}
-
-#[test]
-fn token_mode_takes_bearer_or_login_cookie_and_never_returns_secrets() {
+fn the_token_is_taken_as_bearer_or_login_cookie_and_never_returned() {
     let env = two_gateways();
     let secret = std::fs::read_to_string(env.root().join("home/profiles/alpha/.env")).unwrap();
     let secret = secret.trim().split_once('=').unwrap().1.to_string();
     let served = Served::start(env, "0.0.0.0", Some(TOKEN));
 
-    let anon = served.get("/api/status", &[]);
+    let anon = served.get_anon("/api/status", &[]);
     assert_eq!(
         (anon.status, anon.json()["code"].as_str()),
         (401, Some("unauthorized"))
     );
-    let session = served.get("/api/session", &[]).json();
+    let session = served.get_anon("/api/session", &[]).json();
     assert_eq!(
         (
             session["auth_required"].as_bool(),
@@ -211,9 +195,9 @@ fn token_mode_takes_bearer_or_login_cookie_and_never_returns_secrets() {
     );
     assert_eq!(stop.status, 200, "{}", stop.body);
 
-    let bad_login = served.post("/api/login", &[], r#"{"token": "guess"}"#);
+    let bad_login = served.post_anon("/api/login", &[], r#"{"token": "guess"}"#);
     assert_eq!(bad_login.status, 401);
-    let login = served.post("/api/login", &[], &format!(r#"{{"token": "{TOKEN}"}}"#));
+    let login = served.post_anon("/api/login", &[], &format!(r#"{{"token": "{TOKEN}"}}"#));
     assert_eq!(login.status, 200);
     assert!(!login.body.contains(TOKEN));
     let set_cookie = &login.headers["set-cookie"];
@@ -235,7 +219,7 @@ fn token_mode_takes_bearer_or_login_cookie_and_never_returns_secrets() {
         "",
     );
     assert_eq!(with.status, 200, "{}", with.body);
-    // With a token, foreign Host names are fine (the token is the guard).
+    // Foreign Host names are fine: the token is the guard.
     let foreign = served.get(
         "/api/status",
         &[("host", "dash.example"), ("authorization", &bearer)],
@@ -248,24 +232,34 @@ fn token_mode_takes_bearer_or_login_cookie_and_never_returns_secrets() {
 }
 
 #[test]
-fn non_loopback_bind_without_token_is_refused() {
-    let settings = |host: &str, token: Option<&str>| Settings {
+fn no_token_or_a_short_one_off_loopback_is_refused() {
+    let settings = |host: &str, token: &str| Settings {
         host: host.into(),
         port: 0,
-        token: token.map(str::to_string),
+        token: token.to_string(),
         action_timeout: Duration::from_secs(1),
+        request_timeout: hermes_dashboard::REQUEST_TIMEOUT,
     };
     let env: Arc<dyn hermes_model::Environment> = Arc::new(FakeEnv::new());
-    for (host, token) in [("0.0.0.0", None), ("::", None), ("0.0.0.0", Some("  "))] {
+    for (host, token) in [
+        ("0.0.0.0", ""),
+        ("::", ""),
+        ("0.0.0.0", "  "),
+        ("127.0.0.1", ""),
+        // The attack of issue 17: `ab` on 0.0.0.0 fell in 28 guesses.
+        ("0.0.0.0", "ab"),
+        ("::", "0123456789abcde"),
+    ] {
         match Dashboard::bind(env.clone(), &settings(host, token)) {
             Err(DashboardError::Insecure(msg)) => {
                 assert!(msg.contains("HERMES_DASHBOARD_TOKEN"), "{msg}")
             }
             Err(other) => panic!("{host}: wrong error {other}"),
-            Ok(_) => panic!("{host} without a token was accepted"),
+            Ok(_) => panic!("{host} with token {token:?} was accepted"),
         }
     }
-    assert!(Dashboard::bind(env, &settings("0.0.0.0", Some(TOKEN))).is_ok());
+    assert!(Dashboard::bind(env.clone(), &settings("0.0.0.0", TOKEN)).is_ok());
+    assert!(Dashboard::bind(env, &settings("127.0.0.1", "ab")).is_ok());
 }
 
 #[test]
@@ -294,4 +288,147 @@ fn doctor_is_served_too() {
     let doc = served.get("/api/doctor", &[]).json();
     assert!(doc["checks"].as_array().unwrap().len() > 3);
     assert!(doc["ok"].is_boolean());
+}
+
+/// Issue 17: wrong bearer tokens could be tried at about 2,300 a second, on
+/// any path. Now every check of a credential, on every path, draws from a
+/// budget per source: after 10 failures the answer is 429 with Retry-After,
+/// and the right token is not even compared (that would be an oracle). A
+/// signed-in session keeps working.
+#[test]
+fn wrong_credentials_are_rate_limited_on_every_path() {
+    let served = Served::start(two_gateways(), "127.0.0.1", Some(TOKEN));
+    let wrong = [("authorization", "Bearer guess-0123456789")];
+    let tries: [(&str, &str); 5] = [
+        ("GET", "/api/status"),
+        ("GET", "/api/session"),
+        ("GET", "/api/gateways/alpha/log"),
+        ("POST", "/api/gateways/alpha/stop"),
+        ("POST", "/api/login"),
+    ];
+    let mut failures = 0;
+    let limited = loop {
+        let (method, path) = tries[failures % tries.len()];
+        let r = match (method, path) {
+            ("POST", "/api/login") => {
+                served.post_anon(path, &[], r#"{"token": "guess-0123456789"}"#)
+            }
+            ("POST", _) => served.post_anon(path, &wrong, ""),
+            _ => served.get_anon(path, &wrong),
+        };
+        match r.status {
+            429 => break r,
+            401 => failures += 1,
+            // /api/session answers a wrong guess with "authenticated": false.
+            200 if path == "/api/session" => {
+                assert_eq!(r.json()["authenticated"], false);
+                failures += 1;
+            }
+            other => panic!("{method} {path}: {other} {}", r.body),
+        }
+        assert!(failures < 200, "200 wrong tokens and never limited");
+    };
+    assert_eq!(failures, 10);
+    assert_eq!(limited.json()["code"], "rate_limited");
+    let retry: u64 = limited.headers["retry-after"].parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let bearer = format!("Bearer {TOKEN}");
+    let right = served.get_anon("/api/status", &[("authorization", &bearer)]);
+    assert_eq!(right.status, 429, "the right token compared while limited");
+    assert_eq!(served.get("/api/status", &[]).status, 200, "the session");
+    assert_eq!(alpha_up(&served), Some(true));
+}
+
+fn alpha_up(served: &Served) -> Option<bool> {
+    served.env.slot("alpha").map(|s| s.up)
+}
+
+/// Write a request head that announces a 100-byte body, and one byte of it.
+fn slow_client(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "POST /api/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    )
+    .unwrap();
+    s
+}
+
+/// A whole response on a fresh connection, or what went wrong within `limit`.
+fn timed_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    bearer: &str,
+    limit: Duration,
+) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(limit)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Issue 17: 128 connections each sending one byte of a 100-byte body held
+/// every connection slot for over 65 s. Here 200 such clients hang (with a
+/// request timeout far longer than the test) and a normal client is still
+/// served at once: a new connection closes the stalest one.
+#[test]
+fn a_normal_client_is_served_while_200_slow_clients_hang() {
+    let served = Served::start_with(
+        two_gateways(),
+        "127.0.0.1",
+        Some(TOKEN),
+        Duration::from_secs(120),
+    );
+    let slow: Vec<_> = (0..200).map(|_| slow_client(served.addr)).collect();
+    // Let the server take them all in before the normal client comes.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let answer = timed_get(served.addr, "/api/status", TOKEN, Duration::from_secs(5));
+    let took = started.elapsed();
+    let answer = answer.unwrap_or_else(|e| panic!("not served with 200 slow clients: {e}"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    println!("served in {took:?} while 200 slow clients hang");
+    drop(slow);
+}
+
+/// A body that stops arriving gets 408 after the request timeout; a head that
+/// stops arriving has its connection closed.
+#[test]
+fn slow_heads_and_bodies_time_out() {
+    use std::io::{Read, Write};
+    let served = Served::start_with(
+        FakeEnv::new(),
+        "127.0.0.1",
+        Some(TOKEN),
+        Duration::from_millis(500),
+    );
+    let started = std::time::Instant::now();
+    let mut body = slow_client(served.addr);
+    body.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = String::new();
+    let _ = body.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    assert!(out.contains("\"code\":\"timeout\""), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    let mut head = std::net::TcpStream::connect(served.addr).unwrap();
+    head.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    head.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = head.read_to_end(&mut rest);
+    assert!(
+        read.is_ok() && started.elapsed() < Duration::from_secs(4),
+        "{read:?} after {:?}",
+        started.elapsed()
+    );
 }

@@ -29,8 +29,9 @@ fn dashboard_in_headless_chromium() {
     let served = Served::start(env, "127.0.0.1", None);
     let mut chrome = Chrome::launch(&binary);
 
-    // Load: both running gateways show as up.
-    chrome.open(&served.url("/"));
+    // Load through the login link (`hermes dashboard url`): signed in, both
+    // running gateways up, and the token gone from the address bar.
+    chrome.open(&served.url(&format!("/#token={}", served.token)));
     chrome.wait_until(
         "alpha and beta up",
         &format!(
@@ -40,6 +41,7 @@ fn dashboard_in_headless_chromium() {
         ),
     );
     chrome.wait_until("the stopped gamma", &row_label("gamma", "stopped"));
+    assert_eq!(chrome.eval("location.href"), json!(served.url("/")));
 
     // Stop beta from its row, see it stopped; start it, see it up.
     chrome.click("tr[data-profile=\"beta\"] button[data-action=\"stop\"]");
@@ -104,7 +106,7 @@ fn dashboard_in_headless_chromium() {
     );
     chrome.viewport(1280, 900, false);
 
-    // A non-loopback bind with a token: without it, the page is refused and asks to sign in.
+    // Without the token, the page is refused and asks to sign in.
     let guarded = Served::start(
         {
             let env = FakeEnv::new();

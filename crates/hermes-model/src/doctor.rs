@@ -395,9 +395,9 @@ fn dashboard(env: &dyn Environment) -> Check {
         );
     }
     let auth = if s.token_set {
-        "token required"
+        "token from HERMES_DASHBOARD_TOKEN"
     } else {
-        "loopback, no token"
+        "loopback, generated token: `hermes dashboard url`"
     };
     Check::pass(name, format!("{}:{} ({auth})", s.host, s.port))
 }
@@ -577,9 +577,7 @@ mod tests {
         env.dashboard.token_len = 4;
         env.dashboard.enabled = true;
         let r = report(&env);
-        assert!(failed(&r, "dashboard bind")[0]
-            .detail
-            .contains("4 characters"));
+        assert!(failed(&r, "dashboard bind")[0].detail.contains("4 bytes"));
         assert!(failed(&r, "dashboard slot")[0]
             .detail
             .contains("not supervised"));

@@ -93,8 +93,8 @@ pub struct DashboardSettings {
     pub token_len: usize,
 }
 
-/// Tokens shorter than this are refused by doctor: guessable over a network.
-pub const MIN_TOKEN_LEN: usize = 16;
+/// Tokens shorter than this are refused off loopback and flagged by doctor: guessable over a network.
+pub const MIN_TOKEN_LEN: usize = hermes_core::dashboard::MIN_TOKEN_LEN;
 
 impl DashboardSettings {
     pub const DEFAULT_HOST: &'static str = "127.0.0.1";
@@ -109,10 +109,10 @@ impl DashboardSettings {
         Self::is_loopback_host(&self.host)
     }
 
-    /// The bind rule: a non-loopback bind needs a token. `Err` says why not.
+    /// The bind rule: a non-loopback bind needs a token of [`MIN_TOKEN_LEN`] bytes. `Err` says why not.
     pub fn check_bind(&self) -> Result<(), String> {
-        let token = self.token_set.then_some("set");
-        match hermes_core::dashboard::bind_refusal(&self.host, self.port, token) {
+        let len = if self.token_set { self.token_len } else { 0 };
+        match hermes_core::dashboard::bind_refusal_for_length(&self.host, self.port, len) {
             Some(why) => Err(why),
             None => Ok(()),
         }
@@ -141,7 +141,10 @@ mod tests {
         for host in ["0.0.0.0", "::", "192.168.1.2", "example.org"] {
             let err = settings(host, None).check_bind().unwrap_err();
             assert!(err.contains("HERMES_DASHBOARD_TOKEN"), "{err}");
-            assert!(settings(host, Some("x")).check_bind().is_ok());
+            assert!(settings(host, Some("x")).check_bind().is_err());
+            assert!(settings(host, Some("0123456789abcdef"))
+                .check_bind()
+                .is_ok());
         }
     }
 }

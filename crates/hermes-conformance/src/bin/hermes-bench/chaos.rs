@@ -195,7 +195,7 @@ fn settle_violations(
             violations.push(format!("{}: desired stopped but /health answers", p.name));
         }
     }
-    if !dashboard_serves(dashboard_port) {
+    if !dashboard_serves(env, dashboard_port) {
         violations.push(format!(
             "dashboard: GET /api/status on port {dashboard_port} does not answer 200"
         ));
@@ -203,9 +203,14 @@ fn settle_violations(
     violations
 }
 
-/// The dashboard answers with the gateways' status (no token: it binds loopback).
-fn dashboard_serves(port: u16) -> bool {
-    http::get(port, "/api/status", &[]).is_some_and(|r| r.status == 200)
+/// The dashboard answers with the gateways' status, to the token it made at
+/// first start in `$HERMES_HOME/.dashboard-token` (what `hermes dashboard url` reads).
+fn dashboard_serves(env: &Env, port: u16) -> bool {
+    let Ok(token) = fs::read_to_string(env.home().join(".dashboard-token")) else {
+        return false;
+    };
+    let bearer = format!("Bearer {}", token.trim());
+    http::get(port, "/api/status", &[("authorization", &bearer)]).is_some_and(|r| r.status == 200)
 }
 
 #[derive(Default)]
