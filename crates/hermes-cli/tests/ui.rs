@@ -240,8 +240,8 @@ fn dashboard_refuses_a_public_bind_without_token() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("HERMES_DASHBOARD_TOKEN"), "{err}");
     // Issue 17: `ab` on 0.0.0.0 was served, and fell in 28 guesses.
-    let out = env
-        .command(&[
+    let mut weak = Dashboard(Some(
+        env.command(&[
             "dashboard",
             "--host",
             "0.0.0.0",
@@ -249,10 +249,18 @@ fn dashboard_refuses_a_public_bind_without_token() {
             &free_port().to_string(),
         ])
         .env("HERMES_DASHBOARD_TOKEN", "ab")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let mut exited = None;
+    env.wait_for("the weak-token dashboard to exit", UP, || {
+        exited = weak.0.as_mut().unwrap().try_wait().unwrap();
+        exited.is_some()
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut weak.0.take().unwrap().stderr.unwrap(), &mut err).unwrap();
+    assert_eq!(exited.unwrap().code(), Some(78), "{err}");
     assert!(err.contains("2 bytes") && err.contains("16"), "{err}");
     assert!(!env.home().join(".dashboard-token").exists());
 
