@@ -645,11 +645,6 @@ fn another_uid_on_this_machine_cannot_use_the_dashboard() {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let (_dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
-    let token_file = env.home().join(".dashboard-token");
-    assert_eq!(
-        std::fs::metadata(&token_file).unwrap().mode() & 0o777,
-        0o600
-    );
     let as_nobody = |args: &[&str]| {
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "5"])
@@ -692,6 +687,11 @@ fn another_uid_on_this_machine_cannot_use_the_dashboard() {
     assert!(env.profile_dir("beta").exists());
     assert_eq!(env.status_json("alpha")["up"], true);
     // Nor can it read the token, nor is it in the login link it can ask for.
+    let token_file = env.home().join(".dashboard-token");
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().mode() & 0o777,
+        0o600
+    );
     let read = Command::new("cat")
         .arg(&token_file)
         .uid(65534)
