@@ -20,6 +20,46 @@ pub struct GatewaySection {
     #[serde(default = "default_host")]
     pub host: String,
     pub port: u16,
+    /// What unauthenticated clients may make the gateway hold; omitted when default.
+    #[serde(default, skip_serializing_if = "LimitsSection::is_default")]
+    pub limits: LimitsSection,
+}
+
+/// Caps on connections, buffered request bodies and slow clients. Together they
+/// bound the gateway's memory whatever a client without the secret sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Open connections at most; past it the longest-waiting idle or reading
+    /// connection is closed to make room, or the newcomer gets 503.
+    pub max_connections: u32,
+    /// Request body bytes buffered at once over all connections (at least
+    /// `webhooks.max_body_bytes`); past it 503 with `Retry-After`.
+    pub max_inflight_body_bytes: u64,
+    /// Seconds a client gets to send a request head (and an idle connection to start one).
+    pub head_timeout_secs: u64,
+    /// Seconds a client gets to send a whole request body.
+    pub body_timeout_secs: u64,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_inflight_body_bytes: DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+            head_timeout_secs: 10,
+            body_timeout_secs: 20,
+        }
+    }
+}
+
+impl LimitsSection {
+    fn is_default(&self) -> bool {
+        *self == LimitsSection::default()
+    }
 }
 
 fn default_host() -> String {
@@ -85,6 +125,7 @@ impl Config {
             gateway: GatewaySection {
                 host: default_host(),
                 port,
+                limits: LimitsSection::default(),
             },
             webhooks: WebhookSection::default(),
             other: serde_yaml::Mapping::new(),
@@ -138,6 +179,22 @@ impl Config {
         if self.webhooks.max_body_bytes == 0 {
             problems.push("webhooks.max_body_bytes must be at least 1".to_string());
         }
+        let limits = &self.gateway.limits;
+        if limits.max_connections == 0 {
+            problems.push("gateway.limits.max_connections must be at least 1".to_string());
+        }
+        if limits.max_inflight_body_bytes < self.webhooks.max_body_bytes {
+            problems.push(format!(
+                "gateway.limits.max_inflight_body_bytes ({}) must be at least webhooks.max_body_bytes ({})",
+                limits.max_inflight_body_bytes, self.webhooks.max_body_bytes
+            ));
+        }
+        if limits.head_timeout_secs == 0 || limits.body_timeout_secs == 0 {
+            problems.push(
+                "gateway.limits.head_timeout_secs and body_timeout_secs must be at least 1"
+                    .to_string(),
+            );
+        }
         problems
     }
 
@@ -179,6 +236,28 @@ mod tests {
             msg.contains("gateway.port") && msg.contains("gateway.host"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn limits_default_stay_out_of_the_file_and_are_checked() {
+        let c = load_str("gateway:\n  port: 8705\n").unwrap();
+        assert_eq!(c.gateway.limits, LimitsSection::default());
+        assert!(!serde_yaml::to_string(&c).unwrap().contains("limits"));
+        let c = load_str("gateway:\n  port: 1\n  limits:\n    max_connections: 8\n").unwrap();
+        assert_eq!(c.gateway.limits.max_connections, 8);
+        assert_eq!(c.gateway.limits.head_timeout_secs, 10);
+        let err = load_str(
+            "gateway:\n  port: 1\n  limits:\n    max_connections: 0\n    max_inflight_body_bytes: 10\n    head_timeout_secs: 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("max_connections")
+                && err.contains("max_inflight_body_bytes")
+                && err.contains("head_timeout_secs"),
+            "{err}"
+        );
+        assert!(load_str("gateway:\n  port: 1\n  limits:\n    max_conns: 8\n").is_err());
     }
 
     #[test]

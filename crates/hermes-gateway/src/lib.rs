@@ -17,23 +17,31 @@
 //!    exit 0. A full disk turns `running` into `degraded` until a write succeeds.
 //!
 //! # HTTP API
-//! - `GET /health` → `200 {"status":"ok"}`
-//! - `GET /health/detailed` → profile, pid, state, uptime, version, listen
-//!   address and the inbox (per-hook ids and sizes, the start-up recovery report).
+//! - `GET /health` → `200 {"status":"ok"}` (no authentication).
+//! - `GET /health/detailed` with `Authorization: Bearer <secret>` → profile,
+//!   pid, state, uptime, version, listen address, the inbox (per-hook ids and
+//!   sizes, the start-up recovery report) and connection counts; 401 without.
 //! - `POST /v1/webhooks/<hook>`: signed as described in [`signature`];
-//!   optional `Idempotency-Key` (1–255 visible ASCII; a repeat within 24 h returns
-//!   the original id with `"duplicate": true`). `202 {"id","hook","duplicate"}`
-//!   only once the event is durable; 401 bad/missing/stale signature; 413 body
-//!   over `webhooks.max_body_bytes`; 507 disk full (nothing stored).
+//!   optional `Idempotency-Key` (1–255 visible ASCII, covered by the signature;
+//!   a repeat within 24 h returns the original id with `"duplicate": true`).
+//!   `202 {"id","hook","duplicate"}` only once the event is durable; 401
+//!   bad/missing/stale/replayed signature (judged on the headers before the body
+//!   is read, where possible); 413 body over `webhooks.max_body_bytes`; 503 with
+//!   `Retry-After` at the connection or body-bytes cap (`gateway.limits`, see
+//!   [`admission`]); 408 body slower than `gateway.limits.body_timeout_secs`;
+//!   507 disk full (nothing stored).
 //! - `GET /v1/webhooks/<hook>/events?after=<id>&limit=<n>` with
 //!   `Authorization: Bearer <secret>` → `{"events":[...],"next_after","more",
-//!   "first_id","last_id"}`; `limit` defaults to 100, at most 1000.
+//!   "first_id","last_id"}`; `limit` defaults to 100, at most 1000; `limit=0`
+//!   returns no events, only the ids.
 
+mod admission;
 pub mod client;
 mod error;
 mod lock;
 mod readiness;
 pub mod remote;
+mod replay;
 mod routes;
 mod run;
 mod server;

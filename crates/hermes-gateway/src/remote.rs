@@ -101,7 +101,7 @@ impl Target {
             ("X-Hermes-Timestamp", ts.to_string()),
             (
                 "X-Hermes-Signature",
-                signature::sign(self.secret.as_bytes(), ts, body),
+                signature::sign(self.secret.as_bytes(), ts, idempotency_key, body),
             ),
             ("Content-Type", "application/octet-stream".to_string()),
         ];
@@ -109,6 +109,12 @@ impl Target {
             headers.push(("Idempotency-Key", key.to_string()));
         }
         self.call("POST", &format!("/v1/webhooks/{hook}"), &headers, body)
+    }
+
+    /// `GET /health/detailed`, which needs the secret.
+    pub fn detailed(&self) -> Result<Value, RemoteError> {
+        let auth = [("Authorization", format!("Bearer {}", self.secret))];
+        self.call("GET", "/health/detailed", &auth, b"")
     }
 
     /// One page of stored events (`events`, `next_after`, `more`, ...).

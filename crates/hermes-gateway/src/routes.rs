@@ -8,22 +8,23 @@ use base64::Engine as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use hermes_core::config::LimitsSection;
 use hermes_core::home::ProfilePaths;
 use hermes_core::name::HookName;
 use hermes_core::state::{self, RunState};
 use hermes_inbox::{Event, Inbox, InboxError};
 
+use crate::admission::{Admission, Ticket};
+use crate::replay::ReplayGuard;
 use crate::signature::{self, AuthError};
 
 pub type Body = Full<Bytes>;
-
-/// A sender trickling its body slower than this loses the connection slot.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything a request handler can see.
 pub struct App {
@@ -35,6 +36,9 @@ pub struct App {
     pub secret: Vec<u8>,
     pub inbox: Arc<Inbox>,
     pub state: Mutex<RunState>,
+    pub limits: LimitsSection,
+    pub admission: Arc<Admission>,
+    pub replay: Mutex<ReplayGuard>,
 }
 
 impl App {
@@ -52,6 +56,10 @@ impl App {
 
     fn state(&self) -> RunState {
         *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn replay(&self) -> std::sync::MutexGuard<'_, ReplayGuard> {
+        self.replay.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn detailed(&self) -> Value {
@@ -93,6 +101,13 @@ impl App {
                 "group_commits": commits,
                 "committed_events": committed_events,
             },
+            "connections": {
+                "open": self.admission.open_connections(),
+                "max": self.limits.max_connections,
+                "body_bytes_reserved": self.admission.reserved_bytes(),
+                "max_inflight_body_bytes": self.limits.max_inflight_body_bytes,
+                "replay_entries": self.replay().len(),
+            },
         })
     }
 }
@@ -125,6 +140,15 @@ fn unauthorized(err: AuthError) -> Response<Body> {
     response
 }
 
+/// 503 with `Retry-After`: the gateway is at a cap; the same request may work in a moment.
+fn busy(code: &str, message: impl std::fmt::Display) -> Response<Body> {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -137,15 +161,26 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+fn bearer(app: &App, req: &Request<Incoming>) -> Result<(), AuthError> {
+    signature::check_bearer(
+        &app.secret,
+        req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes),
+    )
+}
+
+pub async fn handle(app: Arc<App>, ticket: &Ticket, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), parts.as_slice()) {
         (&Method::GET, ["health"]) => json_response(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, ["health", "detailed"]) => json_response(StatusCode::OK, app.detailed()),
+        // Hook names, paths and the pid are for the secret's holder only.
+        (&Method::GET, ["health", "detailed"]) => match bearer(&app, &req) {
+            Ok(()) => json_response(StatusCode::OK, app.detailed()),
+            Err(e) => unauthorized(e),
+        },
         (&Method::POST, ["v1", "webhooks", hook]) => {
             let hook = hook.to_string();
-            receive(app, &hook, req).await
+            receive(app, ticket, &hook, req).await
         }
         (&Method::GET, ["v1", "webhooks", hook, "events"]) => {
             let hook = hook.to_string();
@@ -178,59 +213,101 @@ fn now_secs() -> u64 {
     state::now_ms() / 1000
 }
 
-async fn receive(app: Arc<App>, hook: &str, req: Request<Incoming>) -> Response<Body> {
-    let hook = match parse_hook(hook) {
-        Ok(hook) => hook,
-        Err(response) => return *response,
-    };
+/// Everything about a delivery that can be judged from its head, before a byte
+/// of its body is read or any of the body budget is spent on it.
+struct Head {
+    timestamp: u64,
+    tags: Vec<signature::Tag>,
+    key: Option<String>,
+    /// Body bytes to reserve: the declared length, or the limit when chunked.
+    reserve: u64,
+}
+
+fn judge_head(app: &App, req: &Request<Incoming>) -> Result<Head, Response<Body>> {
     let max = app.inbox.max_body_bytes();
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("body exceeds the limit of {max} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max) {
-        return too_large();
-    }
     let headers = req.headers();
-    let timestamp = match signature::check_timestamp(
-        headers
-            .get(signature::TIMESTAMP_HEADER)
-            .map(HeaderValue::as_bytes),
-        now_secs(),
-    ) {
-        Ok(ts) => ts,
-        Err(e) => return unauthorized(e),
+    let declared = match headers.get(CONTENT_LENGTH) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+            Some(len) => Some(len),
+            None => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_content_length",
+                    "Content-Length is not a byte count",
+                ))
+            }
+        },
     };
+    if declared.is_some_and(|len| len > max) {
+        return Err(too_large(max));
+    }
+    let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
+    let timestamp = signature::check_timestamp(header(signature::TIMESTAMP_HEADER), now_secs())
+        .map_err(unauthorized)?;
+    let tags = signature::parse_signatures(header(signature::SIGNATURE_HEADER))
+        .map_err(unauthorized)?;
+    app.replay()
+        .check(timestamp, &tags)
+        .map_err(unauthorized)?;
     let key = match headers.get(signature::IDEMPOTENCY_HEADER) {
         None => None,
         Some(value) => match value.to_str().ok().filter(|k| hermes_inbox::valid_key(k)) {
             Some(key) => Some(key.to_string()),
             None => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     "bad_idempotency_key",
                     "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                )
+                ))
             }
         },
     };
-    let signature_header = headers.get(signature::SIGNATURE_HEADER).cloned();
-    let reading = Limited::new(req.into_body(), max as usize).collect();
-    let Ok(read) = tokio::time::timeout(BODY_TIMEOUT, reading).await else {
+    Ok(Head {
+        timestamp,
+        tags,
+        key,
+        reserve: declared.unwrap_or(max),
+    })
+}
+
+fn too_large(max: u64) -> Response<Body> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("body exceeds the limit of {max} bytes"),
+    )
+}
+
+async fn receive(
+    app: Arc<App>,
+    ticket: &Ticket,
+    hook: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let hook = match parse_hook(hook) {
+        Ok(hook) => hook,
+        Err(response) => return *response,
+    };
+    let head = match judge_head(&app, &req) {
+        Ok(head) => head,
+        Err(response) => return response,
+    };
+    let Some(_budget) = ticket.reserve(head.reserve).await else {
+        return busy(
+            "busy",
+            "too many request bodies in flight; retry shortly",
+        );
+    };
+    let body_timeout = std::time::Duration::from_secs(app.limits.body_timeout_secs);
+    let reading = Limited::new(req.into_body(), head.reserve as usize).collect();
+    let Ok(read) = tokio::time::timeout(body_timeout, reading).await else {
         return error(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             format!(
                 "the body did not arrive within {} s",
-                BODY_TIMEOUT.as_secs()
+                body_timeout.as_secs()
             ),
         );
     };
@@ -240,7 +317,7 @@ async fn receive(app: Arc<App>, hook: &str, req: Request<Incoming>) -> Response<
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return too_large()
+            return too_large(app.inbox.max_body_bytes())
         }
         Err(e) => {
             return error(
@@ -250,20 +327,33 @@ async fn receive(app: Arc<App>, hook: &str, req: Request<Incoming>) -> Response<
             )
         }
     };
-    if let Err(e) = signature::check_signature(
+    let tag = match signature::verify(
         &app.secret,
-        timestamp,
-        signature_header.as_ref().map(HeaderValue::as_bytes),
+        head.timestamp,
+        head.key.as_deref(),
+        &head.tags,
         &body,
     ) {
+        Ok(tag) => tag,
+        Err(e) => return unauthorized(e),
+    };
+    if let Err(e) = app.replay().record(head.timestamp, &tag, now_secs()) {
         return unauthorized(e);
     }
+    // Authenticated: no longer a candidate for shedding.
+    ticket.set_busy(true);
     let (tx, rx) = tokio::sync::oneshot::channel();
     app.inbox
-        .append(hook.clone(), key, body.to_vec(), move |result| {
+        .append(hook.clone(), head.key, body.to_vec(), move |result| {
             let _ = tx.send(result);
         });
-    match rx.await.unwrap_or(Err(InboxError::Closed)) {
+    drop(body);
+    let stored = rx.await.unwrap_or(Err(InboxError::Closed));
+    if stored.is_err() {
+        // Nothing stored: the sender's identical retry is not a replay.
+        app.replay().forget(head.timestamp, &tag);
+    }
+    match stored {
         Ok(appended) => {
             if app.state() == RunState::Degraded {
                 app.set_state(RunState::Running);
@@ -332,10 +422,7 @@ fn event_json(event: &Event) -> Value {
 }
 
 async fn list(app: Arc<App>, hook: &str, req: &Request<Incoming>) -> Response<Body> {
-    if let Err(e) = signature::check_bearer(
-        &app.secret,
-        req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes),
-    ) {
+    if let Err(e) = bearer(&app, req) {
         return unauthorized(e);
     }
     let hook = match parse_hook(hook) {

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use hermes_core::config::Config;
+use hermes_core::config::{Config, LimitsSection};
 use hermes_core::home::{HermesHome, ProfilePaths};
 use hermes_core::profile::{self, SECRET_VAR};
 use hermes_core::state::{self, RunState};
@@ -13,8 +13,10 @@ use hermes_inbox::{Inbox, Options};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::admission::Admission;
 use crate::error::GatewayError;
 use crate::readiness::Notifier;
+use crate::replay::{self, ReplayGuard};
 use crate::routes::App;
 use crate::{lock, server};
 
@@ -55,7 +57,7 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     let outcome = recorded
         .map_err(GatewayError::from)
         .and_then(|()| runtime.block_on(start(&paths)));
-    let (listener, inbox, secret) = match outcome {
+    let (listener, inbox, secret, limits) = match outcome {
         Ok(parts) => parts,
         Err(err) => {
             // The caller prints the error: one line, not two.
@@ -82,6 +84,15 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
         secret,
         inbox: inbox.clone(),
         state: Mutex::new(RunState::Starting),
+        admission: Admission::new(
+            limits.max_connections as usize,
+            limits.max_inflight_body_bytes,
+        ),
+        limits,
+        replay: Mutex::new(ReplayGuard::new(
+            started_at_ms / 1000,
+            replay::MAX_ENTRIES,
+        )),
     });
     app.set_state(RunState::Running);
     crate::log(&format!(
@@ -112,7 +123,9 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
 }
 
 /// Everything that can fail before serving: config, secret, inbox recovery, bind.
-async fn start(paths: &ProfilePaths) -> Result<(TcpListener, Arc<Inbox>, Vec<u8>), GatewayError> {
+async fn start(
+    paths: &ProfilePaths,
+) -> Result<(TcpListener, Arc<Inbox>, Vec<u8>, LimitsSection), GatewayError> {
     let config = Config::load(&paths.config())?;
     let secret = profile::env_value(paths, SECRET_VAR)?
         .filter(|s| !s.is_empty())
@@ -125,7 +138,12 @@ async fn start(paths: &ProfilePaths) -> Result<(TcpListener, Arc<Inbox>, Vec<u8>
     let listener = TcpListener::bind((config.gateway.host.as_str(), config.gateway.port))
         .await
         .map_err(|source| GatewayError::Bind { addr, source })?;
-    Ok((listener, Arc::new(inbox), secret.into_bytes()))
+    Ok((
+        listener,
+        Arc::new(inbox),
+        secret.into_bytes(),
+        config.gateway.limits,
+    ))
 }
 
 fn report_recovery(inbox: &Inbox) {

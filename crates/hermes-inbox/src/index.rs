@@ -107,7 +107,8 @@ fn plan(
     (reads, first_id, last_id)
 }
 
-/// Events of `hook` with id > `after`, oldest first, at most `limit` (capped at [`MAX_PAGE`]).
+/// Events of `hook` with id > `after`, oldest first, at most `limit` (capped at [`MAX_PAGE`];
+/// 0 gives no events, only the first and last ids).
 pub fn page(
     index: &std::sync::Mutex<Index>,
     hook: &HookName,
@@ -115,7 +116,7 @@ pub fn page(
     limit: usize,
     max_payload: usize,
 ) -> Result<Page, InboxError> {
-    let limit = limit.clamp(1, MAX_PAGE);
+    let limit = limit.min(MAX_PAGE);
     let (reads, first_id, last_id) = {
         let index = index.lock().unwrap_or_else(|p| p.into_inner());
         match index.get(hook) {
