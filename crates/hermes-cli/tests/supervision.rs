@@ -30,9 +30,16 @@ fn start_waits_for_health_and_stop_waits_for_down() {
     assert_eq!(st["desired_state"], "running");
     assert_eq!(st["gateway_state"], "running");
     assert_eq!(st["want"], "up");
-    let (code, body) = http_get(env.port_of("coder"), "/health/detailed").unwrap();
-    assert_eq!(code, 200);
-    assert!(body.contains("coder"), "{body}");
+    // The detail needs the profile's secret; the CLI's client side sends it.
+    let (code, _) = http_get(env.port_of("coder"), "/health/detailed").unwrap();
+    assert_eq!(code, 401);
+    let paths = hermes_core::HermesHome::new(env.home())
+        .profile(&hermes_core::ProfileName::parse("coder").unwrap());
+    let detail = hermes_gateway::remote::Target::of(&paths)
+        .unwrap()
+        .detailed()
+        .unwrap();
+    assert_eq!(detail["profile"], "coder", "{detail}");
 
     let out = env.ok(&["-p", "coder", "gateway", "stop"]);
     assert!(out.contains("down"), "{out}");

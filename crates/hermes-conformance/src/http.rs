@@ -66,15 +66,15 @@ pub fn unix_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// `v1=<hex HMAC-SHA256 of "v1:<ts>:<body>">`, written from the documented
-/// scheme rather than by calling the gateway's own signer.
-pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
+/// `v2=<hex HMAC-SHA256 of "v2:<ts>:<key>\n<body>">`, written from the
+/// documented scheme rather than by calling the gateway's own signer.
+pub fn sign(secret: &[u8], timestamp: u64, idempotency_key: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(format!("v1:{timestamp}:").as_bytes());
+    mac.update(format!("v2:{timestamp}:{idempotency_key}\n").as_bytes());
     mac.update(body);
     let tag = mac.finalize().into_bytes();
     let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    format!("v1={hex}")
+    format!("v2={hex}")
 }
 
 /// POST a signed webhook delivery; `idempotency_key` makes a retry harmless.
@@ -88,7 +88,10 @@ pub fn deliver(
     let ts = unix_secs();
     let headers = [
         ("X-Hermes-Timestamp", ts.to_string()),
-        ("X-Hermes-Signature", sign(secret.as_bytes(), ts, body)),
+        (
+            "X-Hermes-Signature",
+            sign(secret.as_bytes(), ts, idempotency_key, body),
+        ),
         ("Idempotency-Key", idempotency_key.to_string()),
         ("Content-Type", "application/json".to_string()),
     ];
@@ -101,10 +104,10 @@ mod tests {
 
     #[test]
     fn signature_matches_a_known_vector() {
-        // HMAC-SHA256(key="secret", "v1:1700000000:{}"), computed with openssl.
+        // printf 'v2:1700000000:k\n{}' | openssl dgst -sha256 -hmac secret
         assert_eq!(
-            sign(b"secret", 1_700_000_000, b"{}"),
-            "v1=14ea7fd0a36d8557c745d82072f653f4e553e593c57ac365fab425da48e1c495"
+            sign(b"secret", 1_700_000_000, "k", b"{}"),
+            "v2=4a577ff13613731826f24c9e190e81934e8fd680c5721cbe4e53b05b5c3e8875"
         );
     }
 }

@@ -8,7 +8,8 @@ use hermes_conformance::{http, procs};
 /// Enough rounds to catch a one-in-ten race most of the time, few enough for CI (~6 s each).
 const ROUNDS: usize = 6;
 
-/// SIGKILL the gateway as soon as it answers, until the crash-loop policy parks the slot.
+/// Crash the gateway (SIGABRT, a death of its own; a SIGKILL from outside
+/// never parks) as soon as it answers, until the crash-loop policy parks the slot.
 fn park(env: &Env, profile: &str, port: u16) {
     for _ in 0..10 {
         let st = env.status(profile);
@@ -18,7 +19,7 @@ fn park(env: &Env, profile: &str, port: u16) {
         if let Some(pid) = st["pid"].as_u64() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
+                nix::sys::signal::Signal::SIGABRT,
             );
             poll(Duration::from_secs(5), Duration::from_millis(1), || {
                 !procs::alive(pid as u32)

@@ -7,8 +7,20 @@
 //! | exit 78 (fatal configuration) | permanently down at once, `startup_failed` |
 //! | exit 0 after SIGTERM, or killed by SIGTERM | nothing to record as a failure; s6 restarts only if wanted up |
 //! | exit 0 that nobody asked for | stays down (`stopped`), no restart loop |
+//! | killed by SIGKILL, SIGINT or SIGHUP (from outside) | restart at once; the failure count is left as it was (reset after a run ≥ 10 s) |
 //! | any other exit after running ≥ 10 s | restart at once, failure count reset |
 //! | any other exit within 10 s of starting | failure n of a run: restart after 0, 0.5, 1, 2 s; the 5th in a row → permanently down, `startup_failed` |
+//!
+//! The gateway never sends itself SIGKILL, SIGINT or SIGHUP: such a death
+//! comes from outside, and the usual senders are the kernel's OOM killer (it
+//! cannot be told apart from `kill -9` without cgroup access) and an
+//! operator. Counting those would let anyone who can make the gateway's
+//! cgroup run out of memory park it for good, and restarting cannot make the
+//! next kill more likely, so they never park the slot. Its own crashes (a
+//! non-zero exit, SIGSEGV, SIGABRT, SIGBUS, ...) do: restarting a gateway
+//! that cannot run only hides the cause. s6-supervise itself waits a second
+//! before restarting a service that died within a second, so repeated kills
+//! cannot spin the CPU.
 //!
 //! "Permanently down" is s6's finish exit code 125: the supervisor does not
 //! restart the service until someone runs `hermes gateway start`.
@@ -26,6 +38,8 @@ pub const MAX_SHORT_FAILURES: u32 = 5;
 pub const PERMANENT_FAILURE: i32 = 125;
 pub const CONFIG_EXIT: i32 = 78;
 const SIGTERM: i32 = 15;
+/// Deaths from outside: see the module documentation.
+const OUTSIDE_SIGNALS: [i32; 3] = [libc::SIGHUP, libc::SIGINT, libc::SIGKILL];
 
 /// How the gateway process ended, from s6's finish arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,8 +123,14 @@ pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
 
     if death.code == Some(CONFIG_EXIT) {
         state.gateway_state = Some(RunState::StartupFailed);
+        let file = match own_reason.as_deref() {
+            Some(r) if r.contains(".env") => "the profile's .env",
+            Some(r) if r.contains("config.yaml") => "config.yaml",
+            Some(_) => "what it names",
+            None => "the profile's config.yaml or .env",
+        };
         state.exit_reason = Some(format!(
-            "fatal configuration error (exit 78){}: fix config.yaml, then run `hermes gateway start`",
+            "fatal configuration error (exit 78){}: fix {file}, then run `hermes gateway start`",
             own_reason.map(|r| format!(": {r}")).unwrap_or_default()
         ));
         return Verdict::PermanentlyDown;
@@ -133,6 +153,14 @@ pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
     state.restarts += 1;
     if ran_ms >= SHORT_RUN_MS {
         state.fast_failures = 0;
+    }
+    if let Some(signal) = death.signal.filter(|s| OUTSIDE_SIGNALS.contains(s)) {
+        state.gateway_state = Some(RunState::Starting);
+        state.exit_reason = Some(format!(
+            "killed by signal {signal} from outside (the OOM killer or a kill command); \
+             restarted, not counted as a crash"
+        ));
+        return Verdict::Restart(Duration::ZERO);
     }
     state.fast_failures += 1;
     let cause = own_reason.unwrap_or_else(|| format!("died with {}", death.describe()));
@@ -199,6 +227,30 @@ mod tests {
     }
 
     #[test]
+    fn the_exit_78_hint_names_the_file_at_fault() {
+        for (reason, hint) in [
+            (
+                Some("/h/profiles/p/.env: HERMES_WEBHOOK_SECRET is missing or empty"),
+                "fix the profile's .env,",
+            ),
+            (
+                Some("/h/profiles/p/config.yaml: gateway.port must be between 1 and 65535"),
+                "fix config.yaml,",
+            ),
+            (None, "fix the profile's config.yaml or .env,"),
+        ] {
+            let mut s = started_at(0);
+            if let Some(reason) = reason {
+                s.gateway_state = Some(RunState::StartupFailed);
+                s.exit_reason = Some(reason.to_string());
+            }
+            decide(&mut s, died(78, 0, 50));
+            let text = s.exit_reason.unwrap();
+            assert!(text.contains(hint), "{text}");
+        }
+    }
+
+    #[test]
     fn requested_stop_is_not_a_failure() {
         let mut s = started_at(0);
         s.gateway_state = Some(RunState::Stopped);
@@ -243,15 +295,72 @@ mod tests {
     }
 
     #[test]
-    fn a_long_run_resets_the_count_and_kill_9_restarts_at_once() {
+    fn a_long_run_resets_the_count() {
         let mut s = started_at(0);
         s.fast_failures = 4;
         assert_eq!(
-            decide(&mut s, died(256, 9, SHORT_RUN_MS + 1)),
+            decide(&mut s, died(1, 0, SHORT_RUN_MS + 1)),
             Verdict::Restart(Duration::ZERO)
         );
         assert_eq!(s.fast_failures, 1);
+        let mut s = started_at(0);
+        s.fast_failures = 4;
+        decide(&mut s, died(256, 9, SHORT_RUN_MS + 1));
+        assert_eq!(s.fast_failures, 0);
         assert_eq!(s.last_exit.as_ref().unwrap().signal, Some(9));
+    }
+
+    /// Every way a gateway can die within a second of starting, five times in a
+    /// row: the verdict of the fifth and whether the failure count moved.
+    #[test]
+    fn which_deaths_count_toward_parking() {
+        // (finish code, signal, parked after 5 fast deaths, what it stands for)
+        let table = [
+            (256, 9, false, "SIGKILL: the OOM killer or kill -9"),
+            (256, 2, false, "SIGINT from a terminal or an operator"),
+            (256, 1, false, "SIGHUP from outside"),
+            (256, 15, false, "SIGTERM: a requested stop"),
+            (256, 6, true, "SIGABRT: the gateway aborted"),
+            (256, 11, true, "SIGSEGV: the gateway crashed"),
+            (256, 7, true, "SIGBUS: the gateway crashed"),
+            (1, 0, true, "exit 1: the gateway gave up"),
+            (101, 0, true, "exit 101: a panic"),
+        ];
+        for (code, signal, parks, what) in table {
+            let mut s = GatewayState::default();
+            let mut now = 1_000;
+            let mut verdict = Verdict::Restart(Duration::ZERO);
+            for _ in 0..MAX_SHORT_FAILURES {
+                s.started_at = Some(now);
+                now += 100;
+                verdict = decide(&mut s, died(code, signal, now));
+            }
+            assert_eq!(verdict == Verdict::PermanentlyDown, parks, "{what}: {s:?}");
+            assert_eq!(
+                s.fast_failures,
+                if parks { MAX_SHORT_FAILURES } else { 0 },
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_outside_kill_neither_counts_nor_clears_a_crash_loop() {
+        let mut s = GatewayState::default();
+        let mut now = 1_000;
+        let mut die = |s: &mut GatewayState, code, signal| {
+            s.started_at = Some(now);
+            now += 100;
+            decide(s, died(code, signal, now))
+        };
+        for _ in 0..3 {
+            die(&mut s, 256, 11);
+        }
+        assert_eq!(die(&mut s, 256, 9), Verdict::Restart(Duration::ZERO));
+        assert_eq!(s.fast_failures, 3);
+        assert!(s.exit_reason.as_deref().unwrap().contains("from outside"));
+        die(&mut s, 256, 11);
+        assert_eq!(die(&mut s, 256, 11), Verdict::PermanentlyDown);
     }
 
     #[test]

@@ -96,12 +96,12 @@ fn print_url(target: &Target, hook: &HookName, env_file: &std::path::Path) {
     println!("Sign each POST with the profile's HERMES_WEBHOOK_SECRET (in its .env):");
     println!("  {}: <unix seconds>", header(signature::TIMESTAMP_HEADER));
     println!(
-        "  {}: v1=<hex HMAC-SHA256 of \"v1:<timestamp>:<raw body>\">",
+        "  {}: v2=<hex HMAC-SHA256 of \"v2:<timestamp>:<Idempotency-Key or nothing>\\n<raw body>\">",
         header(signature::SIGNATURE_HEADER)
     );
-    println!("  Idempotency-Key: <optional, 1-255 visible ASCII; a retry returns the original id>");
+    println!("  Idempotency-Key: <optional, 1-255 visible ASCII; a retry signed again returns the original id>");
     println!(
-        "Timestamps more than {} s from the gateway's clock are refused.",
+        "Timestamps more than {} s from the gateway's clock are refused, and so is a signature seen before.",
         signature::TOLERANCE_SECS
     );
     println!(
@@ -109,9 +109,9 @@ fn print_url(target: &Target, hook: &HookName, env_file: &std::path::Path) {
         env_file.display()
     );
     println!("  ts=$(date +%s); body='{{\"hello\":1}}'");
-    println!("  sig=$(printf 'v1:%s:%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac \"$HERMES_WEBHOOK_SECRET\" | sed 's/^.* //')");
+    println!("  sig=$(printf 'v2:%s:\\n%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac \"$HERMES_WEBHOOK_SECRET\" | sed 's/^.* //')");
     println!(
-        "  curl -H \"X-Hermes-Timestamp: $ts\" -H \"X-Hermes-Signature: v1=$sig\" --data-binary \"$body\" {url}"
+        "  curl -H \"X-Hermes-Timestamp: $ts\" -H \"X-Hermes-Signature: v2=$sig\" --data-binary \"$body\" {url}"
     );
     println!(
         "Read events: curl -H \"Authorization: Bearer $HERMES_WEBHOOK_SECRET\" '{url}/events?after=0&limit=100'"

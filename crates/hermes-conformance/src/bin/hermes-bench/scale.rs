@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use hermes_conformance::harness::{text_of, Env};
@@ -117,7 +118,7 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
     for name in names.iter().take(restarts) {
         let port = env.port_of(name);
         match crate::control::gateway_pid(&env, name) {
-            Some(pid) => match kill_and_time_recovery(pid, port) {
+            Some(pid) => match kill_and_time_recovery(pid, port, Signal::SIGKILL) {
                 Ok(ms) => restart.push(ms),
                 Err(e) => restart_fail.push(e),
             },

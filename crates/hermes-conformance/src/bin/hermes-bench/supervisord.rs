@@ -228,7 +228,7 @@ pub fn control(
     for _ in 0..runs {
         std::thread::sleep(Duration::from_millis(2200));
         match sd.gateway_pid(&bench) {
-            Some(pid) => match kill_and_time_recovery(pid, port) {
+            Some(pid) => match kill_and_time_recovery(pid, port, Signal::SIGKILL) {
                 Ok(ms) => recovery.push(ms),
                 Err(e) => recovery_fail.push(e),
             },
@@ -259,7 +259,7 @@ pub fn control(
                 crash_fail[step].push(format!("cycle {cycle}: no pid"));
                 break;
             };
-            match kill_and_time_recovery(pid, loop_port) {
+            match kill_and_time_recovery(pid, loop_port, Signal::SIGABRT) {
                 Ok(ms) => crash[step].push(ms),
                 Err(e) => {
                     crash_fail[step].push(format!("cycle {cycle}: {e}"));
@@ -268,7 +268,7 @@ pub fn control(
             }
         }
         if let Some(pid) = sd.gateway_pid(&loop_name) {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGABRT);
             let back = poll(Duration::from_secs(8), POLL, || {
                 hermes_conformance::http::healthy(loop_port)
             });
@@ -289,7 +289,7 @@ pub fn control(
         .map(|(i, (s, f))| {
             Measured::new(
                 format!(
-                    "supervisord defaults: failure {} in a row: SIGKILL → /health 200",
+                    "supervisord defaults: failure {} in a row: SIGABRT → /health 200",
                     i + 1
                 ),
                 s,
@@ -385,7 +385,7 @@ pub fn scale(
     let (mut restart, mut restart_fail) = (vec![], vec![]);
     for name in names.iter().take(restarts) {
         match sd.gateway_pid(name) {
-            Some(pid) => match kill_and_time_recovery(pid, sd.env.port_of(name)) {
+            Some(pid) => match kill_and_time_recovery(pid, sd.env.port_of(name), Signal::SIGKILL) {
                 Ok(ms) => restart.push(ms),
                 Err(e) => restart_fail.push(e),
             },
