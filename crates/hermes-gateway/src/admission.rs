@@ -6,26 +6,28 @@
 //! handled. When a cap is reached, the waiting connection that has waited
 //! longest (and at least [`GRACE`]) is closed to make room: a sender that
 //! sends its request at once is never the one waiting longest, so slow or
-//! stalled clients cannot lock it out. Only when nothing can be shed does
-//! the newcomer get `503` with `Retry-After`.
+//! stalled clients cannot hold the gateway for longer than the grace. Only
+//! when nothing can be shed does the newcomer get `503` with `Retry-After`,
+//! at once: nobody queues, so waiting requests cannot pile up either.
+//!
+//! A shed connection's body budget counts as free the moment it is told to
+//! close: its task drops it, with what it had buffered, at the next turn of
+//! the event loop, before the newcomer's body can have arrived.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 /// A waiting connection younger than this is never shed: a client sending at
 /// full speed gets this long for its whole request.
 pub const GRACE: Duration = Duration::from_secs(1);
-/// How long a request waits for body budget freed by shed connections.
-const BUDGET_WAIT: Duration = Duration::from_millis(500);
 
 pub struct Admission {
     max_connections: usize,
     max_body_bytes: u64,
     state: Mutex<State>,
-    released: Notify,
 }
 
 #[derive(Default)]
@@ -60,8 +62,8 @@ pub struct BodyBudget {
 
 impl State {
     /// Tell the longest-waiting connection (past the grace, other than `except`,
-    /// holding body budget if `holding`) to close; returns the budget it holds,
-    /// `None` when there is no such connection.
+    /// holding body budget if `holding`) to close, and free its budget; returns
+    /// the budget freed, `None` when there is no such connection.
     fn shed_one(&mut self, except: Option<u64>, holding: bool) -> Option<u64> {
         let now = Instant::now();
         let victim = self
@@ -80,7 +82,8 @@ impl State {
         if let Some(tx) = slot.shed.take() {
             let _ = tx.send(());
         }
-        let freed = slot.reserved;
+        let freed = std::mem::take(&mut slot.reserved);
+        self.reserved -= freed;
         self.shedding += 1;
         Some(freed)
     }
@@ -92,7 +95,6 @@ impl Admission {
             max_connections: max_connections.max(1),
             max_body_bytes,
             state: Mutex::new(State::default()),
-            released: Notify::new(),
         })
     }
 
@@ -156,50 +158,24 @@ impl Ticket {
 
     /// Reserve `bytes` of the body budget, shedding the longest-waiting
     /// connections that hold some when it is spent; `None` when it stays spent.
-    pub async fn reserve(&self, bytes: u64) -> Option<BodyBudget> {
+    pub fn reserve(&self, bytes: u64) -> Option<BodyBudget> {
         let admission = &self.admission;
         if bytes > admission.max_body_bytes {
             return None;
         }
-        let deadline = tokio::time::Instant::now() + BUDGET_WAIT;
-        loop {
-            let released = admission.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            {
-                let mut state = admission.lock();
-                if state.reserved + bytes <= admission.max_body_bytes {
-                    state.reserved += bytes;
-                    if let Some(slot) = state.slots.get_mut(&self.id) {
-                        slot.reserved += bytes;
-                    }
-                    return Some(BodyBudget {
-                        admission: admission.clone(),
-                        id: self.id,
-                        bytes,
-                    });
-                }
-                // Budget held by connections already told to close comes back
-                // when they go; shed more only for what is still missing.
-                let pending: u64 = state
-                    .slots
-                    .values()
-                    .filter(|s| s.shed.is_none())
-                    .map(|s| s.reserved)
-                    .sum();
-                let mut missing = (state.reserved + bytes - admission.max_body_bytes)
-                    .saturating_sub(pending);
-                while missing > 0 {
-                    let Some(freed) = state.shed_one(Some(self.id), true) else {
-                        break;
-                    };
-                    missing = missing.saturating_sub(freed);
-                }
-            }
-            if tokio::time::timeout_at(deadline, released).await.is_err() {
-                return None;
-            }
+        let mut state = admission.lock();
+        while state.reserved + bytes > admission.max_body_bytes {
+            state.shed_one(Some(self.id), true)?;
         }
+        state.reserved += bytes;
+        if let Some(slot) = state.slots.get_mut(&self.id) {
+            slot.reserved += bytes;
+        }
+        Some(BodyBudget {
+            admission: admission.clone(),
+            id: self.id,
+            bytes,
+        })
     }
 }
 
@@ -213,20 +189,17 @@ impl Drop for Ticket {
             // Normally zero: a request's budget goes before its connection does.
             state.reserved -= slot.reserved;
         }
-        drop(state);
-        self.admission.released.notify_waiters();
     }
 }
 
 impl Drop for BodyBudget {
     fn drop(&mut self) {
         let mut state = self.admission.lock();
-        if let Some(slot) = state.slots.get_mut(&self.id) {
+        // A shed connection's budget was freed when it was shed.
+        if let Some(slot) = state.slots.get_mut(&self.id).filter(|s| s.shed.is_some()) {
             slot.reserved -= self.bytes;
             state.reserved -= self.bytes;
         }
-        drop(state);
-        self.admission.released.notify_waiters();
     }
 }
 
@@ -250,7 +223,10 @@ mod tests {
         age(&admission, &old, GRACE * 3);
         age(&admission, &young, GRACE * 2);
         let (_third, _) = admission.admit().expect("the oldest waiting one is shed");
-        assert!(old_rx.try_recv().is_ok(), "the oldest was not told to close");
+        assert!(
+            old_rx.try_recv().is_ok(),
+            "the oldest was not told to close"
+        );
         assert!(young_rx.try_recv().is_err());
         assert_eq!(admission.open_connections(), 2);
         // A busy connection is never shed, however old.
@@ -260,28 +236,25 @@ mod tests {
         assert_eq!(admission.open_connections(), 2);
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn body_budget_is_capped_and_hoarders_are_shed_for_a_newcomer() {
+    #[test]
+    fn body_budget_is_capped_and_hoarders_are_shed_for_a_newcomer() {
         let admission = Admission::new(10, 100);
         let (hoarder, mut hoarder_rx) = admission.admit().unwrap();
-        let held = hoarder.reserve(80).await.unwrap();
+        let held = hoarder.reserve(80).unwrap();
         let (late, _) = admission.admit().unwrap();
-        assert!(late.reserve(101).await.is_none(), "over the whole budget");
-        // The hoarder is within its grace: nothing can be shed, the wait times out.
-        assert!(late.reserve(30).await.is_none());
+        assert!(late.reserve(101).is_none(), "over the whole budget");
+        // The hoarder is within its grace: nothing can be shed.
+        assert!(late.reserve(30).is_none());
         assert_eq!(admission.reserved_bytes(), 80);
         age(&admission, &hoarder, GRACE * 2);
-        let waiting = late.reserve(30);
-        tokio::pin!(waiting);
-        // Told to close; its budget comes back when its connection goes.
-        assert!(tokio::time::timeout(Duration::from_millis(50), &mut waiting)
-            .await
-            .is_err());
-        assert!(hoarder_rx.try_recv().is_ok());
+        let got = late.reserve(30).expect("the hoarder is shed");
+        assert!(hoarder_rx.try_recv().is_ok(), "not told to close");
+        assert_eq!(admission.reserved_bytes(), 30);
+        // Its budget and place going later change nothing more.
         drop(held);
         drop(hoarder);
-        let got = waiting.await.expect("budget freed by the shed hoarder");
         assert_eq!(admission.reserved_bytes(), 30);
+        assert_eq!(admission.open_connections(), 1);
         drop(got);
         assert_eq!(admission.reserved_bytes(), 0);
     }

@@ -8,8 +8,7 @@ use base64::Engine as _;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
-    WWW_AUTHENTICATE,
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -245,11 +244,9 @@ fn judge_head(app: &App, req: &Request<Incoming>) -> Result<Head, Response<Body>
     let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
     let timestamp = signature::check_timestamp(header(signature::TIMESTAMP_HEADER), now_secs())
         .map_err(unauthorized)?;
-    let tags = signature::parse_signatures(header(signature::SIGNATURE_HEADER))
-        .map_err(unauthorized)?;
-    app.replay()
-        .check(timestamp, &tags)
-        .map_err(unauthorized)?;
+    let tags =
+        signature::parse_signatures(header(signature::SIGNATURE_HEADER)).map_err(unauthorized)?;
+    app.replay().check(timestamp, &tags).map_err(unauthorized)?;
     let key = match headers.get(signature::IDEMPOTENCY_HEADER) {
         None => None,
         Some(value) => match value.to_str().ok().filter(|k| hermes_inbox::valid_key(k)) {
@@ -293,11 +290,8 @@ async fn receive(
         Ok(head) => head,
         Err(response) => return response,
     };
-    let Some(_budget) = ticket.reserve(head.reserve).await else {
-        return busy(
-            "busy",
-            "too many request bodies in flight; retry shortly",
-        );
+    let Some(_budget) = ticket.reserve(head.reserve) else {
+        return busy("busy", "too many request bodies in flight; retry shortly");
     };
     let body_timeout = std::time::Duration::from_secs(app.limits.body_timeout_secs);
     let reading = Limited::new(req.into_body(), head.reserve as usize).collect();

@@ -89,10 +89,7 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
             limits.max_inflight_body_bytes,
         ),
         limits,
-        replay: Mutex::new(ReplayGuard::new(
-            started_at_ms / 1000,
-            replay::MAX_ENTRIES,
-        )),
+        replay: Mutex::new(ReplayGuard::new(started_at_ms / 1000, replay::MAX_ENTRIES)),
     });
     app.set_state(RunState::Running);
     crate::log(&format!(

@@ -46,9 +46,13 @@ pub enum AuthError {
     BadTimestamp,
     #[error("timestamp is {0} s away from the gateway's clock (limit {TOLERANCE_SECS} s)")]
     OutOfWindow(u64),
-    #[error("X-Hermes-Signature must be v2=<64 hex digits> (at most {MAX_CANDIDATES}, comma-separated)")]
+    #[error(
+        "X-Hermes-Signature must be v2=<64 hex digits> (at most {MAX_CANDIDATES}, comma-separated)"
+    )]
     MalformedSignature,
-    #[error("v1 signatures are no longer accepted (they do not cover Idempotency-Key): sign with v2")]
+    #[error(
+        "v1 signatures are no longer accepted (they do not cover Idempotency-Key): sign with v2"
+    )]
     OldVersion,
     #[error("signature does not match")]
     BadSignature,

@@ -227,9 +227,24 @@ fn signed(secret: &str, body: &[u8], ts: u64) -> Vec<(&'static str, String)> {
         ("X-Hermes-Timestamp", ts.to_string()),
         (
             "X-Hermes-Signature",
-            hermes_gateway::signature::sign(secret.as_bytes(), ts, body),
+            hermes_gateway::signature::sign(secret.as_bytes(), ts, None, body),
         ),
     ]
+}
+
+fn signed_with_key(secret: &str, body: &[u8], ts: u64, key: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-Hermes-Timestamp", ts.to_string()),
+        (
+            "X-Hermes-Signature",
+            hermes_gateway::signature::sign(secret.as_bytes(), ts, Some(key), body),
+        ),
+        ("Idempotency-Key", key.to_string()),
+    ]
+}
+
+fn bearer(secret: &str) -> [(&'static str, String); 1] {
+    [("Authorization", format!("Bearer {secret}"))]
 }
 
 fn now_secs() -> u64 {
@@ -248,7 +263,7 @@ fn serves_health_records_states_and_stops_cleanly_on_sigterm() {
 
     let (status, body) = home.get("/health", &[]);
     assert_eq!((status, body), (200, serde_json::json!({"status": "ok"})));
-    let (status, detail) = home.get("/health/detailed", &[]);
+    let (status, detail) = home.get("/health/detailed", &bearer(&home.secret()));
     assert_eq!(status, 200);
     assert_eq!(detail["profile"], "default");
     assert_eq!(detail["pid"], gw.pid());
@@ -333,7 +348,7 @@ fn replace_takes_over_from_the_running_gateway() {
         code, 0,
         "the replaced gateway did not stop cleanly: {stderr}"
     );
-    let (_, detail) = home.get("/health/detailed", &[]);
+    let (_, detail) = home.get("/health/detailed", &bearer(&home.secret()));
     assert_eq!(detail["pid"], second.pid());
     assert_eq!(home.state().gateway_state, Some(RunState::Running));
     assert_eq!(home.state().pid, Some(second.pid() as u32));
@@ -413,11 +428,11 @@ fn webhook_deliveries_are_verified_stored_and_paged() {
         (Some(1), Some(false))
     );
 
-    // Idempotent retry: same id, nothing new stored.
-    let mut keyed = signed(&secret, b"two", now_secs());
-    keyed.push(("Idempotency-Key", "delivery-2".into()));
+    // Idempotent retry, signed again: same id, nothing new stored.
+    let keyed = signed_with_key(&secret, b"two", now_secs(), "delivery-2");
     let first = post("/v1/webhooks/ci", &keyed, b"two");
-    let retry = post("/v1/webhooks/ci", &keyed, b"two");
+    let again = signed_with_key(&secret, b"two", now_secs() + 1, "delivery-2");
+    let retry = post("/v1/webhooks/ci", &again, b"two");
     assert_eq!(first.1["id"], 2);
     assert_eq!(
         (
@@ -538,8 +553,7 @@ fn restarts_in_the_middle_of_a_delivery_stream_lose_no_acknowledged_event() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("s{t}-{n}");
-                    let mut headers = signed(&secret, key.as_bytes(), now_secs());
-                    headers.push(("Idempotency-Key", key.clone()));
+                    let headers = signed_with_key(&secret, key.as_bytes(), now_secs(), &key);
                     let sent = client::request(
                         &addr,
                         "POST",
@@ -663,7 +677,7 @@ fn a_torn_tail_found_at_start_is_cut_logged_and_reported() {
 
     let gw = Gateway::spawn(&home, false);
     gw.wait_ready();
-    let (_, detail) = home.get("/health/detailed", &[]);
+    let (_, detail) = home.get("/health/detailed", &bearer(&home.secret()));
     let cuts = &detail["inbox"]["recovery"]["cuts"];
     assert_eq!(cuts.as_array().unwrap().len(), 1, "{detail}");
     assert_eq!(cuts[0]["cut_bytes"], 3);
@@ -721,9 +735,11 @@ fn a_full_disk_answers_507_degrades_and_recovers() {
     let gw = Gateway::spawn(&home, false);
     gw.wait_ready();
     let secret = home.secret();
-    let body = vec![b'x'; 2000];
     let mut accepted = 0u64;
     let answer = loop {
+        // Each body distinct: the same signed request twice is a replay.
+        let mut body = vec![b'x'; 2000];
+        body.extend_from_slice(accepted.to_string().as_bytes());
         let (status, answer) = call(
             &home.addr(),
             "POST",
@@ -740,7 +756,10 @@ fn a_full_disk_answers_507_degrades_and_recovers() {
     assert_eq!(answer.0, 507, "{}", answer.1);
     assert_eq!(answer.1["code"], "disk_full");
     assert_eq!(home.state().gateway_state, Some(RunState::Degraded));
-    assert_eq!(home.get("/health/detailed", &[]).1["state"], "degraded");
+    assert_eq!(
+        home.get("/health/detailed", &bearer(&secret)).1["state"],
+        "degraded"
+    );
     // Nothing partial: every stored event is whole and acknowledged.
     let auth = [("Authorization", format!("Bearer {secret}"))];
     let (_, page) = home.get("/v1/webhooks/ci/events?limit=1000", &auth);
@@ -797,4 +816,377 @@ fn replace_escalates_to_sigkill_when_the_holder_ignores_sigterm() {
     let (code, stderr, _) = gw.wait_exit();
     assert_eq!(code, 0);
     assert!(stderr.contains("sending SIGKILL"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------
+// What a client without the secret can make the gateway do (issue 17).
+
+impl Home {
+    /// Add `gateway.limits` lines (YAML, indented by four spaces) to config.yaml.
+    fn set_limits(&self, lines: &str) {
+        let text = format!(
+            "gateway:\n  host: 127.0.0.1\n  port: {}\n  limits:\n{lines}",
+            self.port
+        );
+        std::fs::write(self.paths.config(), text).unwrap();
+    }
+}
+
+/// A raw connection that sends `head` (and `body`), then reads nothing until asked.
+fn hostile(addr: &str, head: &str, body: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    stream
+}
+
+/// What the server sent before it closed the connection or `within` passed;
+/// `None` when it sent nothing and kept the connection open that long.
+fn answer_within(stream: &mut std::net::TcpStream, within: Duration) -> Option<String> {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    return Some(String::from_utf8_lossy(&got).into_owned());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&got).into_owned())
+            }
+            Err(_) => return (!got.is_empty()).then(|| String::from_utf8_lossy(&got).into_owned()),
+        }
+    }
+}
+
+/// Peak and current resident memory of a process, in KiB.
+fn rss_kib(pid: i32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn post_head(hook: &str, len: usize, headers: &[(&str, String)]) -> String {
+    let mut head =
+        format!("POST /v1/webhooks/{hook} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head + "\r\n"
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// A signed delivery from a sender that honours `503` + `Retry-After: 1`, up
+/// to 5 attempts, each signed anew; returns the last answer and the attempts.
+fn deliver_retrying(addr: &str, secret: &str, body: &[u8]) -> (u16, Value, u32) {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let ts = now_secs();
+        let (status, answer) = call(
+            addr,
+            "POST",
+            "/v1/webhooks/ci",
+            &signed(secret, body, ts),
+            body,
+        );
+        if status != 503 || attempts == 5 {
+            return (status, answer, attempts);
+        }
+        while now_secs() == ts {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn deliveries_that_fail_on_their_head_are_refused_before_the_body_arrives() {
+    let home = Home::new();
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let ts = now_secs().to_string();
+    let well_formed = format!("v2={}", "ab".repeat(32));
+    let cases: [(&str, Vec<(&str, String)>, usize, &str); 5] = [
+        (
+            "no signature",
+            vec![("X-Hermes-Timestamp", ts.clone())],
+            MIB,
+            " 401 ",
+        ),
+        (
+            "malformed signature",
+            vec![
+                ("X-Hermes-Timestamp", ts.clone()),
+                ("X-Hermes-Signature", "v2=nothex".into()),
+            ],
+            MIB,
+            " 401 ",
+        ),
+        (
+            "v1 signature",
+            vec![
+                ("X-Hermes-Timestamp", ts.clone()),
+                ("X-Hermes-Signature", format!("v1={}", "ab".repeat(32))),
+            ],
+            MIB,
+            " 401 ",
+        ),
+        (
+            "stale timestamp",
+            vec![
+                ("X-Hermes-Timestamp", (now_secs() - 3600).to_string()),
+                ("X-Hermes-Signature", well_formed.clone()),
+            ],
+            MIB,
+            " 401 ",
+        ),
+        (
+            "over the limit",
+            vec![
+                ("X-Hermes-Timestamp", ts.clone()),
+                ("X-Hermes-Signature", well_formed.clone()),
+            ],
+            MIB + 1,
+            " 413 ",
+        ),
+    ];
+    for (name, headers, len, status) in cases {
+        // The head only: the body never comes.
+        let mut conn = hostile(&home.addr(), &post_head("ci", len, &headers), b"");
+        let answer = answer_within(&mut conn, Duration::from_secs(3))
+            .unwrap_or_else(|| panic!("{name}: no answer without the body"));
+        assert!(answer.contains(status), "{name}: {answer}");
+    }
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit().0, 0);
+}
+
+#[test]
+fn half_sent_big_bodies_cannot_grow_the_gateway_past_64_mib() {
+    let home = Home::new();
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let secret = home.secret();
+    // Well-formed, fresh, wrong: these pass every check that can be made
+    // before the body, so a gateway has to buffer them to find out.
+    let headers = [
+        ("X-Hermes-Timestamp", now_secs().to_string()),
+        ("X-Hermes-Signature", format!("v2={}", "ab".repeat(32))),
+    ];
+    let half = vec![b'x'; MIB / 2];
+    let mut open = Vec::new();
+    for _ in 0..300 {
+        let mut conn = std::net::TcpStream::connect(home.addr()).unwrap();
+        // A refused connection may be closed before the whole half body is in.
+        let _ = std::io::Write::write_all(&mut conn, post_head("ci", MIB, &headers).as_bytes())
+            .and_then(|()| std::io::Write::write_all(&mut conn, &half));
+        open.push(conn);
+    }
+    // A signed delivery still lands while they hang, a sender honouring
+    // Retry-After at most a few times (only hostile bodies past the grace are shed).
+    let (status, answer, attempts) = deliver_retrying(&home.addr(), &secret, b"real event");
+    assert_eq!(status, 202, "after {attempts} attempt(s): {answer}");
+    let (peak, now) = rss_kib(gw.pid());
+    eprintln!(
+        "peak RSS {peak} KiB, now {now} KiB; signed delivery: 202 after {attempts} attempt(s)"
+    );
+    drop(open);
+    assert!(
+        peak < 64 * 1024,
+        "peak RSS {peak} KiB (now {now} KiB) under 300 half-sent 1 MiB bodies"
+    );
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit().0, 0);
+}
+
+#[test]
+fn connections_past_the_cap_get_503_with_retry_after() {
+    let home = Home::new();
+    home.set_limits("    max_connections: 4\n");
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    // Four idle connections, younger than the grace: none can be shed.
+    let idle: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(home.addr()).unwrap())
+        .collect();
+    let mut fifth = hostile(&home.addr(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", b"");
+    let answer = answer_within(&mut fifth, Duration::from_secs(3)).expect("no answer");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    // Once they have waited past the grace, the longest-waiting one makes room.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(home.get("/health", &[]).0, 200);
+    drop(idle);
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit().0, 0);
+}
+
+#[test]
+fn slow_heads_and_slow_bodies_time_out_while_others_are_served() {
+    let home = Home::new();
+    home.set_limits("    head_timeout_secs: 1\n    body_timeout_secs: 1\n");
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let secret = home.secret();
+    // Slowloris: 50 heads, a few bytes each, never finished.
+    let mut slow_heads: Vec<_> = (0..50)
+        .map(|_| hostile(&home.addr(), "POST /v1/webhooks/ci HTTP/1.1\r\nX-A: ", b""))
+        .collect();
+    // A signed head whose body stops halfway.
+    let body = vec![b'y'; 1000];
+    let headers = signed(&secret, &body, now_secs());
+    let mut slow_body = hostile(
+        &home.addr(),
+        &post_head("ci", body.len(), &headers),
+        &body[..500],
+    );
+    let start = Instant::now();
+    // Everyone else is served meanwhile.
+    assert_eq!(home.get("/health", &[]).0, 200);
+    let answer = answer_within(&mut slow_body, Duration::from_secs(5)).expect("slow body kept");
+    assert!(answer.contains(" 408 "), "{answer}");
+    for conn in &mut slow_heads {
+        let left = Duration::from_secs(5).saturating_sub(start.elapsed());
+        assert!(
+            answer_within(conn, left.max(Duration::from_millis(10))).is_some(),
+            "a slow head was kept open for {:?}",
+            start.elapsed()
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit().0, 0);
+}
+
+#[test]
+fn a_captured_request_cannot_be_replayed_nor_its_key_stolen() {
+    let home = Home::new();
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let secret = home.secret();
+    let addr = home.addr();
+    let post = |headers: &[(&str, String)], body: &[u8]| {
+        call(&addr, "POST", "/v1/webhooks/ci", headers, body)
+    };
+
+    // Captured on the wire: a delivery with key k-1, replayed under the key of
+    // the sender's next event before the original arrives: refused.
+    let ts = now_secs();
+    let captured = signed_with_key(&secret, b"order 1", ts, "k-1");
+    let mut stolen = captured.clone();
+    stolen[2].1 = "k-2".to_string();
+    let (status, answer) = post(&stolen, b"order 1");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (401, Some("bad_signature")),
+        "{answer}"
+    );
+    // So the sender's real k-2 event is stored, not taken for a duplicate.
+    let (status, answer) = post(
+        &signed_with_key(&secret, b"order 2", now_secs(), "k-2"),
+        b"order 2",
+    );
+    assert_eq!(
+        (status, answer["duplicate"].as_bool()),
+        (202, Some(false)),
+        "{answer}"
+    );
+    // The original arrives; replayed as it is afterwards: refused, nothing stored.
+    assert_eq!(post(&captured, b"order 1").0, 202);
+    let (status, answer) = post(&captured, b"order 1");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (401, Some("replayed")),
+        "{answer}"
+    );
+    // An unkeyed delivery replayed: refused too.
+    let unkeyed = signed(&secret, b"ping", ts);
+    assert_eq!(post(&unkeyed, b"ping").0, 202);
+    assert_eq!(post(&unkeyed, b"ping").0, 401);
+    let (_, page) = home.get("/v1/webhooks/ci/events", &bearer(&secret));
+    let bodies: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["order 2", "order 1", "ping"]);
+
+    // Nor after a restart, which forgets what it saw: older timestamps are refused.
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit().0, 0);
+    while now_secs() == ts {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let (status, answer) = post(&unkeyed, b"ping");
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (401, Some("timestamp_out_of_window")),
+        "{answer}"
+    );
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit().0, 0);
+}
+
+#[test]
+fn health_detail_needs_the_secret_and_limit_0_returns_no_events() {
+    let home = Home::new();
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let secret = home.secret();
+    assert_eq!(home.get("/health", &[]).0, 200);
+    let (status, body) = home.get("/health/detailed", &[]);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.get("pid").is_none() && body.get("inbox").is_none(),
+        "{body}"
+    );
+    assert_eq!(
+        home.get(
+            "/health/detailed",
+            &[("Authorization", "Bearer wrong".into())]
+        )
+        .0,
+        401
+    );
+    assert_eq!(home.get("/health/detailed", &bearer(&secret)).0, 200);
+
+    let body = b"one";
+    let headers = signed(&secret, body, now_secs());
+    assert_eq!(
+        call(&home.addr(), "POST", "/v1/webhooks/ci", &headers, body).0,
+        202
+    );
+    let (status, page) = home.get("/v1/webhooks/ci/events?limit=0", &bearer(&secret));
+    assert_eq!(status, 200);
+    assert_eq!(page["events"], serde_json::json!([]), "{page}");
+    assert_eq!(
+        (page["last_id"].as_u64(), page["more"].as_bool()),
+        (Some(1), Some(true))
+    );
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit().0, 0);
 }
