@@ -31,6 +31,24 @@ pub fn catch_stop_signals_as_pid1() {
     }
 }
 
+/// The error and its causes on one line, each cause once: many errors already
+/// quote their cause ("unable to write X: No space left on device"), which
+/// `{:#}` would then print a second time.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     err.downcast_ref::<CodedError>()
         .map(|e| e.status.code())
@@ -56,4 +74,26 @@ pub fn run(cli: args::Cli) -> anyhow::Result<ExitStatus> {
     }
     let ctx = Context::from_env(cli.profile.clone())?;
     commands::dispatch(&ctx, cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quoted_cause_is_printed_once() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let err = anyhow::Error::new(hermes_core::fsutil::FsError {
+            op: "write",
+            path: "/data/x".into(),
+            source: full,
+        })
+        .context("unable to save the profile");
+        let line = error_line(&err);
+        assert_eq!(line.matches("No space left on device").count(), 1, "{line}");
+        assert!(
+            line.starts_with("unable to save the profile: unable to write /data/x"),
+            "{line}"
+        );
+    }
 }

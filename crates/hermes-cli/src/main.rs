@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     match hermes_cli::run(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {
-            eprintln!("hermes: {err:#}");
+            eprintln!("hermes: {}", hermes_cli::error_line(&err));
             ExitCode::from(hermes_cli::exit_code_for(&err))
         }
     }

@@ -33,8 +33,8 @@ pub struct LimitsSection {
     /// Open connections at most; past it the longest-waiting idle or reading
     /// connection is closed to make room, or the newcomer gets 503.
     pub max_connections: u32,
-    /// Request body bytes buffered at once over all connections (at least
-    /// `webhooks.max_body_bytes`); past it 503 with `Retry-After`.
+    /// Request body bytes buffered at once over all connections; past it 503
+    /// with `Retry-After`. Never less than `webhooks.max_body_bytes` in effect.
     pub max_inflight_body_bytes: u64,
     /// Seconds a client gets to send a request head (and an idle connection to start one).
     pub head_timeout_secs: u64,
@@ -43,7 +43,7 @@ pub struct LimitsSection {
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 256;
-pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: u64 = 8 * 1024 * 1024;
 
 impl Default for LimitsSection {
     fn default() -> Self {
@@ -59,6 +59,16 @@ impl Default for LimitsSection {
 impl LimitsSection {
     fn is_default(&self) -> bool {
         *self == LimitsSection::default()
+    }
+}
+
+impl Config {
+    /// The body budget in effect: one body of the largest size always fits.
+    pub fn inflight_body_bytes(&self) -> u64 {
+        self.gateway
+            .limits
+            .max_inflight_body_bytes
+            .max(self.webhooks.max_body_bytes)
     }
 }
 
@@ -183,12 +193,6 @@ impl Config {
         if limits.max_connections == 0 {
             problems.push("gateway.limits.max_connections must be at least 1".to_string());
         }
-        if limits.max_inflight_body_bytes < self.webhooks.max_body_bytes {
-            problems.push(format!(
-                "gateway.limits.max_inflight_body_bytes ({}) must be at least webhooks.max_body_bytes ({})",
-                limits.max_inflight_body_bytes, self.webhooks.max_body_bytes
-            ));
-        }
         if limits.head_timeout_secs == 0 || limits.body_timeout_secs == 0 {
             problems.push(
                 "gateway.limits.head_timeout_secs and body_timeout_secs must be at least 1"
@@ -247,16 +251,19 @@ mod tests {
         assert_eq!(c.gateway.limits.max_connections, 8);
         assert_eq!(c.gateway.limits.head_timeout_secs, 10);
         let err = load_str(
-            "gateway:\n  port: 1\n  limits:\n    max_connections: 0\n    max_inflight_body_bytes: 10\n    head_timeout_secs: 0\n",
+            "gateway:\n  port: 1\n  limits:\n    max_connections: 0\n    head_timeout_secs: 0\n",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("max_connections")
-                && err.contains("max_inflight_body_bytes")
-                && err.contains("head_timeout_secs"),
+            err.contains("max_connections") && err.contains("head_timeout_secs"),
             "{err}"
         );
+        let c = load_str(
+            "gateway:\n  port: 1\n  limits:\n    max_inflight_body_bytes: 10\nwebhooks:\n  max_body_bytes: 100\n",
+        )
+        .unwrap();
+        assert_eq!(c.inflight_body_bytes(), 100);
         assert!(load_str("gateway:\n  port: 1\n  limits:\n    max_conns: 8\n").is_err());
     }
 

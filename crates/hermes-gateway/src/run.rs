@@ -135,12 +135,11 @@ async fn start(
     let listener = TcpListener::bind((config.gateway.host.as_str(), config.gateway.port))
         .await
         .map_err(|source| GatewayError::Bind { addr, source })?;
-    Ok((
-        listener,
-        Arc::new(inbox),
-        secret.into_bytes(),
-        config.gateway.limits,
-    ))
+    let limits = LimitsSection {
+        max_inflight_body_bytes: config.inflight_body_bytes(),
+        ..config.gateway.limits
+    };
+    Ok((listener, Arc::new(inbox), secret.into_bytes(), limits))
 }
 
 fn report_recovery(inbox: &Inbox) {

@@ -755,6 +755,7 @@ fn a_full_disk_answers_507_degrades_and_recovers() {
     };
     assert_eq!(answer.0, 507, "{}", answer.1);
     assert_eq!(answer.1["code"], "disk_full");
+    eprintln!("507 answer: {}", answer.1);
     assert_eq!(home.state().gateway_state, Some(RunState::Degraded));
     assert_eq!(
         home.get("/health/detailed", &bearer(&secret)).1["state"],
