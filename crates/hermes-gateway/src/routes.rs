@@ -183,7 +183,7 @@ pub async fn handle(app: Arc<App>, ticket: &Ticket, req: Request<Incoming>) -> R
         }
         (&Method::GET, ["v1", "webhooks", hook, "events"]) => {
             let hook = hook.to_string();
-            list(app, &hook, &req).await
+            list(app, ticket, &hook, &req).await
         }
         (_, ["health"] | ["health", "detailed"] | ["v1", "webhooks", _, "events"]) => {
             method_not_allowed("GET")
@@ -222,7 +222,7 @@ struct Head {
     reserve: u64,
 }
 
-fn judge_head(app: &App, req: &Request<Incoming>) -> Result<Head, Response<Body>> {
+fn judge_head(app: &App, req: &Request<Incoming>) -> Result<Head, Box<Response<Body>>> {
     let max = app.inbox.max_body_bytes();
     let headers = req.headers();
     let declared = match headers.get(CONTENT_LENGTH) {
@@ -230,33 +230,35 @@ fn judge_head(app: &App, req: &Request<Incoming>) -> Result<Head, Response<Body>
         Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
             Some(len) => Some(len),
             None => {
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "bad_content_length",
                     "Content-Length is not a byte count",
-                ))
+                )))
             }
         },
     };
     if declared.is_some_and(|len| len > max) {
-        return Err(too_large(max));
+        return Err(Box::new(too_large(max)));
     }
     let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
     let timestamp = signature::check_timestamp(header(signature::TIMESTAMP_HEADER), now_secs())
-        .map_err(unauthorized)?;
-    let tags =
-        signature::parse_signatures(header(signature::SIGNATURE_HEADER)).map_err(unauthorized)?;
-    app.replay().check(timestamp, &tags).map_err(unauthorized)?;
+        .map_err(|e| Box::new(unauthorized(e)))?;
+    let tags = signature::parse_signatures(header(signature::SIGNATURE_HEADER))
+        .map_err(|e| Box::new(unauthorized(e)))?;
+    app.replay()
+        .check(timestamp, &tags)
+        .map_err(|e| Box::new(unauthorized(e)))?;
     let key = match headers.get(signature::IDEMPOTENCY_HEADER) {
         None => None,
         Some(value) => match value.to_str().ok().filter(|k| hermes_inbox::valid_key(k)) {
             Some(key) => Some(key.to_string()),
             None => {
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "bad_idempotency_key",
                     "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                ))
+                )))
             }
         },
     };
@@ -288,7 +290,7 @@ async fn receive(
     };
     let head = match judge_head(&app, &req) {
         Ok(head) => head,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(_budget) = ticket.reserve(head.reserve) else {
         return busy("busy", "too many request bodies in flight; retry shortly");
@@ -415,10 +417,17 @@ fn event_json(event: &Event) -> Value {
     value
 }
 
-async fn list(app: Arc<App>, hook: &str, req: &Request<Incoming>) -> Response<Body> {
+async fn list(
+    app: Arc<App>,
+    ticket: &Ticket,
+    hook: &str,
+    req: &Request<Incoming>,
+) -> Response<Body> {
     if let Err(e) = bearer(&app, req) {
         return unauthorized(e);
     }
+    // The secret's holder reading a page is not shed to make room.
+    ticket.set_busy(true);
     let hook = match parse_hook(hook) {
         Ok(hook) => hook,
         Err(response) => return *response,

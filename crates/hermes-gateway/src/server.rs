@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::admission::Admission;
 use crate::routes::{self, App};
@@ -26,6 +27,46 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 const READ_BUFFER: usize = 16 * 1024;
 /// The answer to a connection past the cap, written without reading its request.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 82\r\n\r\n{\"error\":\"too many open connections; retry shortly\",\"code\":\"too_many_connections\"}";
+
+/// Refusals being answered at once, at most: past it a refused connection is just closed.
+const MAX_REFUSING: usize = 64;
+/// How long a refused client gets to finish sending before its connection is closed.
+const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+
+/// Answer 503 to a connection past the cap. Closing a socket with unread
+/// request bytes makes the kernel send a reset, which can destroy the answer
+/// before the client reads it; so the answer is written, the sending side
+/// shut, and what the client still sends is read and dropped for a moment.
+fn refuse(stream: TcpStream, refusing: &Arc<AtomicUsize>) {
+    if refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+        refusing.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let refusing = refusing.clone();
+    tokio::spawn(async move {
+        let _ = stream.try_write(BUSY);
+        // Through std for a half close (tokio's needs its io-util feature).
+        let half_closed = stream.into_std().and_then(|std| {
+            std.shutdown(std::net::Shutdown::Write)?;
+            TcpStream::from_std(std)
+        });
+        if let Ok(stream) = half_closed {
+            let mut sink = [0u8; 1024];
+            let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+                while stream.readable().await.is_ok() {
+                    match stream.try_read(&mut sink) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => break,
+                    }
+                }
+            })
+            .await;
+        }
+        refusing.fetch_sub(1, Ordering::Relaxed);
+    });
+}
 
 /// Serve until `stop` yields a reason, drain, and return that reason.
 pub async fn serve(
@@ -39,6 +80,7 @@ pub async fn serve(
         .header_read_timeout(Duration::from_secs(app.limits.head_timeout_secs))
         .max_buf_size(READ_BUFFER);
     let admission: &Arc<Admission> = &app.admission;
+    let refusing = Arc::new(AtomicUsize::new(0));
     tokio::pin!(stop);
     let reason = loop {
         tokio::select! {
@@ -46,8 +88,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let Some((ticket, shed)) = admission.admit() else {
-                        // Best effort: a client that does not read this loses nothing we hold.
-                        let _ = stream.try_write(BUSY);
+                        refuse(stream, &refusing);
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
@@ -96,4 +137,21 @@ pub async fn serve(
         ));
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let value: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(value["code"], "too_many_connections");
+    }
 }

@@ -296,7 +296,7 @@ mod tests {
                 "{bad_ts:?}"
             );
         }
-        let too_many = vec![good.as_str(); MAX_CANDIDATES + 1].join(",");
+        let too_many = [good.as_str(); MAX_CANDIDATES + 1].join(",");
         for bad_sig in [
             "",
             "v2=",

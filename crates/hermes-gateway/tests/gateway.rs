@@ -921,7 +921,9 @@ fn deliveries_that_fail_on_their_head_are_refused_before_the_body_arrives() {
     gw.wait_ready();
     let ts = now_secs().to_string();
     let well_formed = format!("v2={}", "ab".repeat(32));
-    let cases: [(&str, Vec<(&str, String)>, usize, &str); 5] = [
+    // (what, headers, Content-Length, the status expected)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, usize, &'a str);
+    let cases: [Case; 5] = [
         (
             "no signature",
             vec![("X-Hermes-Timestamp", ts.clone())],
