@@ -1,6 +1,6 @@
 # The hermes image: s6 supervises the dashboard and one gateway per profile;
-# `hermes container init` is the ENTRYPOINT (stage 1 as PID 1, see
-# ARCHITECTURE.md). Nothing is downloaded but Debian packages.
+# `hermes container init` is the ENTRYPOINT and stays PID 1, with s6-svscan
+# as its child (see ARCHITECTURE.md). Nothing is downloaded but Debian packages.
 #
 # Users (with a registry; BuildKit builds only the stages the target needs):
 #   docker build -t hermes .

@@ -228,47 +228,22 @@ pub enum WebhookCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
-    /// Rebuild gateway slots from the volume (stage 2 runs this at boot).
+    /// Rebuild gateway slots from the volume (the init runs this at boot).
     Reconcile {
         /// Print the decisions; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// A line of the init's own for the boot log (the init passes its boot notes).
+        #[arg(long = "note", hide = true)]
+        notes: Vec<String>,
     },
-    /// Stage 1, the image's ENTRYPOINT: prepare the container, then run s6-svscan.
+    /// The image's ENTRYPOINT: prepare the container, then stay its init
+    /// (PID 1) around s6-svscan and the CMD.
     #[command(hide = true)]
     Init {
         /// The container's CMD.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<OsString>,
-    },
-    /// Stage 2, forked by stage 1: reconcile, then run the CMD.
-    #[command(hide = true)]
-    Stage2 {
-        /// Descriptor on which s6-svscan reports readiness.
-        #[arg(long)]
-        ready_fd: i32,
-        /// The control FIFO, opened by stage 1 before s6-svscan ran.
-        #[arg(long)]
-        control_fd: i32,
-        #[arg(long)]
-        uid: u32,
-        #[arg(long)]
-        gid: u32,
-        #[arg(long)]
-        user_name: String,
-        #[arg(long)]
-        user_home: PathBuf,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        cmd: Vec<OsString>,
-    },
-    /// Stage 3, `.s6-svscan/finish`: end what is left, exit with the CMD's code.
-    #[command(hide = true)]
-    Finish,
-    /// `.s6-svscan/SIG*`: pass a stop signal to stage 2.
-    #[command(hide = true)]
-    Signal {
-        #[arg(value_parser = ["TERM", "INT"])]
-        signal: String,
     },
     /// The dashboard slot's run step: refuse an unsafe bind, else serve.
     #[command(hide = true)]

@@ -18,14 +18,19 @@ pub struct CodedError {
     pub status: ExitStatus,
 }
 
-/// As PID 1 (the container's entrypoint) the kernel drops every signal that
-/// has no handler, so a `docker stop` arriving while hermes starts up would
-/// be lost: catch the stop signals before anything else. `container init`
-/// hands a caught one on; every other command installs its own handlers or
-/// would have ignored the signal anyway.
-pub fn catch_stop_signals_as_pid1() {
-    if hermes_init::pid1::is_pid1() {
-        if let Err(e) = hermes_init::pid1::catch_stop_signals() {
+/// Whether this process is the container's init: PID 1 (the ENTRYPOINT),
+/// or `hermes container init` under another init (`docker run --init`).
+fn is_init(args: &[std::ffi::OsString]) -> bool {
+    hermes_init::pid1::is_pid1() || (args.len() >= 3 && args[1] == "container" && args[2] == "init")
+}
+
+/// The init reads its signals from a signalfd; blocked from the first
+/// instruction, none is ever lost (PID 1 drops a signal it has no handler
+/// for, but a blocked one stays pending). Called first thing in `main`.
+pub fn block_init_signals() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().take(3).collect();
+    if is_init(&args) {
+        if let Err(e) = hermes_init::pid1::block(&hermes_init::pid1::handled_signals()) {
             eprintln!("hermes: {e}");
         }
     }
@@ -63,9 +68,14 @@ pub fn run(cli: args::Cli) -> anyhow::Result<ExitStatus> {
     let init_stage = matches!(
         cli.command,
         Some(args::Command::Container(
-            args::ContainerCommand::Init { .. } | args::ContainerCommand::Stage2 { .. }
+            args::ContainerCommand::Init { .. }
         ))
     );
+    if !init_stage && hermes_init::pid1::is_pid1() {
+        // Another command as PID 1 (`--entrypoint hermes`) keeps the
+        // signal behaviour any program has as PID 1.
+        hermes_init::pid1::unblock(&hermes_init::pid1::handled_signals())?;
+    }
     let in_container = std::env::var_os("HERMES_CONTAINER").is_some_and(|v| v == "1");
     if in_container && !init_stage {
         if let Some(home) = hermes_core::HermesHome::from_env() {
@@ -95,5 +105,15 @@ mod tests {
             line.starts_with("unable to save the profile: unable to write /data/x"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn container_init_is_the_init_even_when_not_pid1() {
+        let args = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        // The test runner is never PID 1, so only the arguments decide here.
+        assert!(is_init(&args(&["hermes", "container", "init"])));
+        assert!(!is_init(&args(&["hermes", "container", "reconcile"])));
+        assert!(!is_init(&args(&["hermes", "status"])));
+        assert!(!is_init(&args(&["hermes"])));
     }
 }

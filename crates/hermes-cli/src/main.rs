@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    hermes_cli::catch_stop_signals_as_pid1();
+    hermes_cli::block_init_signals();
     let cli = hermes_cli::args::Cli::parse();
     match hermes_cli::run(cli) {
         Ok(status) => ExitCode::from(status.code()),

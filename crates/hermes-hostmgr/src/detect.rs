@@ -35,8 +35,6 @@ pub enum FifoProbe {
 
 pub trait Facts {
     fn var(&self, name: &str) -> Option<String>;
-    /// `/proc/1/comm`, trimmed.
-    fn pid1_comm(&self) -> Option<String>;
     fn exists(&self, path: &Path) -> bool;
     fn probe_fifo(&self, path: &Path) -> FifoProbe;
     /// `std::env::consts::OS` on a real host.
@@ -61,12 +59,6 @@ impl<R: CommandRunner> HostFacts<R> {
 impl<R: CommandRunner> Facts for HostFacts<R> {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
-    }
-
-    fn pid1_comm(&self) -> Option<String> {
-        std::fs::read_to_string("/proc/1/comm")
-            .ok()
-            .map(|s| s.trim().to_string())
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -135,12 +127,6 @@ pub fn detect_service_manager(facts: &dyn Facts, scandir: &Path, system: bool) -
             )
             }
         }
-    }
-    if facts.pid1_comm().as_deref() == Some("s6-svscan") {
-        return found(
-            ManagerKind::S6,
-            format!("PID 1 is s6-svscan (/proc/1/comm){ignored}"),
-        );
     }
     let control = scandir.join(".s6-svscan/control");
     match facts.probe_fifo(&control) {
@@ -228,7 +214,6 @@ mod tests {
 
     struct Fake {
         vars: Vec<(&'static str, &'static str)>,
-        pid1: Option<&'static str>,
         systemd_dir: bool,
         fifo: FifoProbe,
         os: &'static str,
@@ -240,7 +225,6 @@ mod tests {
         fn default() -> Self {
             Fake {
                 vars: vec![],
-                pid1: Some("init"),
                 systemd_dir: false,
                 fifo: FifoProbe::Missing,
                 os: "linux",
@@ -256,9 +240,6 @@ mod tests {
                 .iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
-        }
-        fn pid1_comm(&self) -> Option<String> {
-            self.pid1.map(String::from)
         }
         fn exists(&self, path: &Path) -> bool {
             self.systemd_dir && path == Path::new("/run/systemd/system")
@@ -289,7 +270,6 @@ mod tests {
     fn override_wins_and_bad_override_is_reported() {
         let f = Fake {
             vars: vec![(OVERRIDE_VAR, "Launchd")],
-            pid1: Some("s6-svscan"),
             ..Fake::default()
         };
         assert_eq!(
@@ -301,7 +281,7 @@ mod tests {
         );
         let f = Fake {
             vars: vec![(OVERRIDE_VAR, "upstart")],
-            pid1: Some("s6-svscan"),
+            fifo: FifoProbe::Reader,
             ..Fake::default()
         };
         let d = detect(&f, false);
@@ -310,13 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn s6_by_pid1_or_by_a_reader_on_the_user_scandir() {
-        let f = Fake {
-            pid1: Some("s6-svscan"),
-            os: "macos",
-            ..Fake::default()
-        };
-        assert_eq!(detect(&f, false).kind, ManagerKind::S6);
+    fn s6_by_a_reader_on_the_scandir_not_by_pid1() {
         for fifo in [FifoProbe::Reader, FifoProbe::Denied] {
             let f = Fake {
                 fifo,

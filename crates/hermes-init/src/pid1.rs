@@ -14,11 +14,10 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -79,6 +78,7 @@ pub struct Command {
     own_group: bool,
     foreground_tty: Option<RawFd>,
     keep_fds: Vec<RawFd>,
+    stdout: Option<RawFd>,
 }
 
 fn cstring(what: &'static str, value: &OsStr) -> Result<CString, Pid1Error> {
@@ -127,6 +127,7 @@ impl Command {
             own_group: false,
             foreground_tty: None,
             keep_fds: Vec::new(),
+            stdout: None,
         })
     }
 
@@ -147,6 +148,12 @@ impl Command {
     /// Let the child inherit `fd` (all others opened by hermes are close-on-exec).
     pub fn keep_fd(mut self, fd: RawFd) -> Self {
         self.keep_fds.push(fd);
+        self
+    }
+
+    /// Give the child `fd` as its standard output instead of ours.
+    pub fn stdout(mut self, fd: RawFd) -> Self {
+        self.stdout = Some(fd);
         self
     }
 
@@ -223,8 +230,8 @@ impl Command {
         if self.own_group {
             libc::setpgid(0, 0);
             if let Some(tty) = self.foreground_tty {
-                // SIGTTOU is still ignored here (inherited from stage 2), so a
-                // background group may take the terminal.
+                // SIGTTOU is still ignored here (inherited from the init), so
+                // a background group may take the terminal.
                 libc::tcsetpgrp(tty, libc::getpid());
             }
         }
@@ -233,6 +240,11 @@ impl Command {
         }
         for &fd in &self.keep_fds {
             libc::fcntl(fd, libc::F_SETFD, 0);
+        }
+        if let Some(fd) = self.stdout {
+            if libc::dup2(fd, 1) < 0 {
+                fail(report);
+            }
         }
         if let Some(cred) = self.cred {
             let gid = cred.gid as libc::gid_t;
@@ -250,36 +262,6 @@ impl Command {
         );
         fail(report)
     }
-
-    /// Replace this process with the program (after switching credentials).
-    pub fn exec(&self) -> Pid1Error {
-        if let Some(cred) = self.cred {
-            if let Err(e) = drop_privileges(cred) {
-                return e;
-            }
-        }
-        for &fd in &self.keep_fds {
-            // SAFETY: clears FD_CLOEXEC on a descriptor we own.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-        }
-        // The Rust runtime ignores SIGPIPE, and an ignored signal stays
-        // ignored across exec: the supervision tree and every service would
-        // inherit it.
-        // SAFETY: restoring the default disposition runs no handler code.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-        // SAFETY: all three pointers are NUL-terminated arrays kept alive by self.
-        unsafe {
-            libc::execve(
-                self.path.as_ptr(),
-                self.argv_ptrs.as_ptr(),
-                self.envp_ptrs.as_ptr(),
-            )
-        };
-        Pid1Error::Spawn {
-            program: self.display.clone(),
-            source: io::Error::last_os_error(),
-        }
-    }
 }
 
 /// How a child ended, in shell terms: its code, or 128+n for signal n.
@@ -288,21 +270,6 @@ pub fn exit_code(status: WaitStatus) -> Option<u8> {
         WaitStatus::Exited(_, code) => Some((code & 0xff) as u8),
         WaitStatus::Signaled(_, sig, _) => Some((128 + sig as i32) as u8),
         _ => None,
-    }
-}
-
-/// Wait for `pid` to end, reaping nothing else.
-pub fn wait_for(pid: Pid) -> Result<u8, Pid1Error> {
-    loop {
-        match waitpid(pid, None) {
-            Ok(status) => {
-                if let Some(code) = exit_code(status) {
-                    return Ok(code);
-                }
-            }
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(sys("wait for a child")(e)),
-        }
     }
 }
 
@@ -321,18 +288,13 @@ pub fn reap_all() -> Vec<(Pid, u8)> {
     }
 }
 
-/// Signals an init stage reads from a signalfd instead of being interrupted by.
+/// Signals the init reads from a signalfd instead of being interrupted by.
 pub fn handled_signals() -> SigSet {
-    let mut set = stop_set();
-    set.add(Signal::SIGCHLD);
-    set
-}
-
-fn stop_set() -> SigSet {
     let mut set = SigSet::empty();
     for sig in STOP_SIGNALS {
         set.add(sig);
     }
+    set.add(Signal::SIGCHLD);
     set
 }
 
@@ -344,62 +306,17 @@ const STOP_SIGNALS: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
-/// The stop signal stage 1 caught (0: none).
-static CAUGHT_STOP: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn record_stop(sig: libc::c_int) {
-    // An atomic store is async-signal-safe; the first signal wins.
-    let _ = CAUGHT_STOP.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-}
-
-/// Catch stop signals during stage 1. PID 1 drops any signal it has no
-/// handler for, so without this a `docker stop` that arrives before
-/// s6-svscan runs would be lost and the container killed 10 s later.
-pub fn catch_stop_signals() -> Result<(), Pid1Error> {
-    let action = SigAction::new(
-        SigHandler::Handler(record_stop),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in STOP_SIGNALS {
-        // SAFETY: the handler only does an atomic compare-exchange.
-        unsafe { sigaction(sig, &action) }.map_err(sys("catch stop signals"))?;
-    }
-    Ok(())
-}
-
-/// Block the stop signals (so one arriving from now on stays pending for
-/// the next program, instead of running the handler that exec is about to
-/// remove) and return the one caught so far, if any.
-pub fn take_caught_stop() -> Result<Option<Signal>, Pid1Error> {
-    block(&stop_set())?;
-    Ok(Signal::try_from(CAUGHT_STOP.swap(0, Ordering::SeqCst)).ok())
-}
-
-/// A stop signal pending in PID 1 (s6-svscan): one that reached stage 1
-/// after it blocked them for the exec. s6 2.13 never reads a signal that
-/// was already pending when it started, so it would wait there forever.
-pub fn stop_pending_in_pid1() -> Option<Signal> {
-    stop_pending_in(&std::fs::read_to_string("/proc/1/status").ok()?)
-}
-
-/// The stop signal in the process-wide pending mask of a `/proc/PID/status` text.
-fn stop_pending_in(status: &str) -> Option<Signal> {
-    let mask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("ShdPnd:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
-    [Signal::SIGTERM, Signal::SIGINT]
-        .into_iter()
-        .find(|&sig| mask & (1 << (sig as i32 - 1)) != 0)
-}
-
 /// Block `set` so its signals queue for a signalfd.
 pub fn block(set: &SigSet) -> Result<(), Pid1Error> {
     set.thread_block().map_err(sys("block signals"))
 }
 
-/// Ignore job-control signals: stage 2 hands the terminal to the main
+/// Unblock `set` (a command that turned out not to be the init).
+pub fn unblock(set: &SigSet) -> Result<(), Pid1Error> {
+    set.thread_unblock().map_err(sys("unblock signals"))
+}
+
+/// Ignore job-control signals: the init hands the terminal to the main
 /// program's group and must not be stopped when it is no longer in front.
 pub fn ignore_job_control() -> Result<(), Pid1Error> {
     for sig in [Signal::SIGTTOU, Signal::SIGTTIN, Signal::SIGTSTP] {
@@ -421,14 +338,6 @@ pub fn become_subreaper() -> Result<(), Pid1Error> {
         return Err(sys("become a child subreaper")(Errno::last()));
     }
     Ok(())
-}
-
-/// Whether this process adopts orphans (set by stage 1, kept across exec).
-pub fn is_subreaper() -> bool {
-    let mut flag: libc::c_int = 0;
-    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer.
-    let rc = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut flag as *mut libc::c_int) };
-    rc == 0 && flag != 0
 }
 
 pub fn send(pid: Pid, sig: Signal) {
@@ -475,13 +384,6 @@ pub fn egid() -> u32 {
     nix::unistd::getegid().as_raw()
 }
 
-/// Take ownership of a descriptor inherited by number (e.g. `--ready-fd 3`).
-pub fn adopt_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: the parent stage passed this descriptor to this process for its
-    // sole use; nothing else in the process refers to it by number.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
 /// A pipe whose ends are both close-on-exec.
 pub fn pipe() -> Result<(OwnedFd, OwnedFd), Pid1Error> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("create a pipe"))
@@ -502,27 +404,4 @@ pub fn is_executable(path: &Path) -> bool {
     // SAFETY: access reads a NUL-terminated path.
     let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
     ok && path.metadata().map(|m| m.is_file()).unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pending_term_or_int_is_found_in_the_shared_mask() {
-        let status = |shd: &str| {
-            format!("Name:\ts6-svscan\nSigPnd:\t0000000000000000\nShdPnd:\t{shd}\nSigBlk:\t0000000028016a27\n")
-        };
-        assert_eq!(
-            stop_pending_in(&status("0000000000004000")),
-            Some(Signal::SIGTERM)
-        );
-        assert_eq!(
-            stop_pending_in(&status("0000000000000002")),
-            Some(Signal::SIGINT)
-        );
-        // SIGCHLD alone (bit 17) is no stop.
-        assert_eq!(stop_pending_in(&status("0000000000010000")), None);
-        assert_eq!(stop_pending_in("Name:\tx\n"), None);
-    }
 }

@@ -1,7 +1,7 @@
 //! The scandir stage 1 hands to s6-svscan: emptied on every boot (Docker
-//! keeps `/run` across `docker restart`), with `.s6-svscan/` scripts that route
-//! shutdown through hermes, and the static `dashboard` slot. Everything here
-//! is executed by the supervision tree, which runs as the service user.
+//! keeps `/run` across `docker restart`), with the static `dashboard` slot.
+//! Everything here is executed by the supervision tree, which runs as the
+//! service user.
 
 use std::fs;
 use std::io;
@@ -56,38 +56,6 @@ pub fn exec_allowed(dir: &Path) -> bool {
 
 /// Files of the scandir as (path relative to the scandir, content, mode).
 pub type Files = Vec<(PathBuf, String, u32)>;
-
-/// `.s6-svscan/`: `finish` (stage 3, run by s6-svscan when it exits) and
-/// SIGTERM/SIGINT handlers that hand the signal to stage 2, so the main
-/// program is stopped first and services only after it.
-pub fn svscan_files(program: &Path) -> Files {
-    let prog = program.to_string_lossy();
-    let script = |args: &[&str]| {
-        let mut argv = vec![prog.as_ref()];
-        argv.extend_from_slice(args);
-        format!(
-            "#!/bin/sh\n# hermes container init: generated at boot.\nexec {}\n",
-            quoted(&argv)
-        )
-    };
-    vec![
-        (
-            PathBuf::from(".s6-svscan/finish"),
-            script(&["container", "finish"]),
-            0o755,
-        ),
-        (
-            PathBuf::from(".s6-svscan/SIGTERM"),
-            script(&["container", "signal", "TERM"]),
-            0o755,
-        ),
-        (
-            PathBuf::from(".s6-svscan/SIGINT"),
-            script(&["container", "signal", "INT"]),
-            0o755,
-        ),
-    ]
-}
 
 /// The `dashboard` slot: `hermes container dashboard-run` checks the bind
 /// and execs the dashboard; exit 78 (fatal configuration) parks it for good.
@@ -169,12 +137,11 @@ mod tests {
     #[test]
     fn scripts_pass_shellcheck_and_the_slot_is_published() {
         let dir = tempfile::tempdir().unwrap();
-        let mut files = svscan_files(Path::new("/usr/local/bin/hermes"));
-        files.extend(dashboard_files(
+        let files = dashboard_files(
             Path::new("/usr/local/bin/hermes"),
             Path::new("/opt/data/logs/dashboard"),
             false,
-        ));
+        );
         write(dir.path(), &files).unwrap();
         let slot = dir.path().join("dashboard");
         assert!(slot.join("down").exists());

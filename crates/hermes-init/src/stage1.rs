@@ -1,26 +1,27 @@
-//! Stage 1, the ENTRYPOINT: prepare the container as root, then become
-//! `s6-svscan` running as the service user, with stage 2 forked off first.
+//! Stage 1, the ENTRYPOINT: prepare the container as root (service user,
+//! volume, run directory, a clean scandir), then go on as the container's
+//! init (`init`), which starts `s6-svscan` as the service user.
 //!
 //! The environment is not saved to a side file: s6-svscan inherits it, and
 //! every supervisor, service and logger inherits it from s6-svscan (unlike
 //! s6-overlay, nothing clears it), with `HOME`/`USER` set to the service user.
 
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hermes_core::fsutil::{self, FsError};
 use hermes_core::HermesHome;
-use nix::sys::stat::Mode;
 
+use crate::init::{self, Boot};
 use crate::pid1::{self, Command, Credentials, Pid1Error};
+use crate::route::MainProgram;
 use crate::user::{self, ServiceUser, UserError};
 use hermes_core::dashboard;
 
-use crate::{say, scandir, volume, Layout};
+use crate::{note, notes, say, scandir, volume, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -121,7 +122,7 @@ fn record_remap(uid: u32, gid: u32) {
         };
         if let Some(new) = edit(&text, user::NAME, uid, gid) {
             match fsutil::atomic_write(path, new.as_bytes(), 0o644) {
-                Ok(()) => say!(
+                Ok(()) => note!(
                     "service user {} remapped to {uid}:{gid} in {file}",
                     user::NAME
                 ),
@@ -162,7 +163,7 @@ fn prepare_volume(home: &HermesHome, user: &ServiceUser, root: bool) -> Result<(
     }
     let repair = volume::chown_tree(home.root(), user.uid, user.gid)?;
     if repair.changed > 0 {
-        say!(
+        note!(
             "gave {} entries of {} to {}:{}",
             repair.changed,
             home.root().display(),
@@ -179,18 +180,13 @@ fn prepare_volume(home: &HermesHome, user: &ServiceUser, root: bool) -> Result<(
     Ok(())
 }
 
-/// `/run/hermes`: root's, with the control FIFO writable by the service group.
+/// `/run/hermes`: root's, readable by the service group (`main.pid`).
 fn prepare_run_dir(layout: &Layout, user: &ServiceUser, root: bool) -> Result<(), FsError> {
     let dir = &layout.run_dir;
     scandir::empty_dir(dir)?;
-    let fifo = layout.control_fifo();
-    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
-        .map_err(|e| FsError::new("create the FIFO", &fifo, e.into()))?;
     if root {
         chown(dir, 0, user.gid)?;
         chmod(dir, 0o750)?;
-        chown(&fifo, 0, user.gid)?;
-        chmod(&fifo, 0o620)?;
     } else {
         chmod(dir, 0o700)?;
     }
@@ -220,7 +216,7 @@ fn place_scandir(stage: &Stage1, user: &ServiceUser) -> Result<PathBuf, FsError>
         .unwrap_or_else(|| "container".to_string());
     let own = stage.home.root().join(".hermes-run").join(host);
     let real = own.join("service");
-    say!(
+    note!(
         "{} does not allow executing programs (noexec, e.g. --tmpfs /run): \
          the supervision tree runs from {} on the volume instead",
         parent.display(),
@@ -238,7 +234,7 @@ fn place_scandir(stage: &Stage1, user: &ServiceUser) -> Result<PathBuf, FsError>
 fn prepare_scandir(stage: &Stage1, user: &ServiceUser) -> Result<(), FsError> {
     let dir = place_scandir(stage, user)?;
     scandir::empty_dir(&dir)?;
-    let mut files = scandir::svscan_files(&stage.layout.program);
+    let mut files = scandir::Files::new();
     let enabled = dashboard::enabled(std::env::var("HERMES_DASHBOARD").ok().as_deref());
     files.extend(scandir::dashboard_files(
         &stage.layout.program,
@@ -257,19 +253,18 @@ fn prepare_scandir(stage: &Stage1, user: &ServiceUser) -> Result<(), FsError> {
     Ok(())
 }
 
-/// Run stage 1; returns only when something made it impossible to continue.
-pub fn run(stage: Stage1) -> InitError {
-    match prepare_and_exec(stage) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    }
-}
-
-/// The caller runs `pid1::catch_stop_signals` first, as early as it can.
-fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError> {
+/// Prepare the container, then live as its init (see `init`); returns the
+/// container's exit code, or why it could not be prepared.
+pub fn run(stage: Stage1) -> Result<u8, InitError> {
+    let tty = pid1::is_tty(0);
+    let decision = init::main_program(&stage.cmd, &stage.layout.program, tty);
+    notes::set_loud(
+        decision == MainProgram::Server
+            || notes::verbose_requested(std::env::var("HERMES_VERBOSE").ok().as_deref()),
+    );
     if !pid1::is_pid1() {
-        say!(
-            "warning: not running as PID 1 (pid {}), e.g. under `docker run --init`: \
+        note!(
+            "not running as PID 1 (pid {}), e.g. under `docker run --init`: \
              becoming a child subreaper so orphans are still reaped",
             std::process::id()
         );
@@ -281,42 +276,8 @@ fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError
     prepare_run_dir(&stage.layout, &user, root)?;
     prepare_scandir(&stage, &user)?;
 
-    // Stage 2 inherits this reader of the control FIFO, so the FIFO has one
-    // from before s6-svscan starts: a stop request can never find it closed.
-    let fifo = stage.layout.control_fifo();
-    let control = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&fifo)
-        .map_err(|e| FsError::new("open", &fifo, e))?;
-    // s6-svscan writes a newline here once it accepts commands (-d); stage 2 waits for it.
+    // s6-svscan writes a newline here once it accepts commands (-d).
     let (ready_read, ready_write) = pid1::pipe()?;
-    let mut argv: Vec<OsString> = vec![
-        stage.layout.program.clone().into(),
-        "container".into(),
-        "stage2".into(),
-        "--ready-fd".into(),
-        ready_read.as_raw_fd().to_string().into(),
-        "--control-fd".into(),
-        control.as_raw_fd().to_string().into(),
-        "--uid".into(),
-        user.uid.to_string().into(),
-        "--gid".into(),
-        user.gid.to_string().into(),
-        "--user-name".into(),
-        user.name.clone().into(),
-        "--user-home".into(),
-        user.home.clone().into(),
-        "--".into(),
-    ];
-    argv.extend(stage.cmd.iter().cloned());
-    Command::new(&stage.layout.program, &argv, &environment(&[]))?
-        .keep_fd(ready_read.as_raw_fd())
-        .keep_fd(control.as_raw_fd())
-        .spawn()?;
-    drop(ready_read);
-
     let mut svscan_argv: Vec<OsString> = vec![
         stage.svscan.clone().into(),
         "-d".into(),
@@ -327,19 +288,25 @@ fn prepare_and_exec(stage: Stage1) -> Result<std::convert::Infallible, InitError
         uid: user.uid,
         gid: user.gid,
     });
-    let svscan = Command::new(&stage.svscan, &svscan_argv, &user_environment(&user))?
+    let mut svscan = Command::new(&stage.svscan, &svscan_argv, &user_environment(&user))?
         .credentials(cred)
-        .keep_fd(ready_write.as_raw_fd());
-    // A stop caught during stage 1 goes to stage 2 the way s6-svscan's
-    // `.s6-svscan/SIGTERM` would have sent it.
-    if let Some(sig) = pid1::take_caught_stop()? {
-        let request = format!("{}\n", sig.as_str().trim_start_matches("SIG"));
-        if let Err(e) = (&control).write_all(request.as_bytes()) {
-            say!("unable to pass on the {sig} that arrived during boot: {e}");
-        }
+        .keep_fd(ready_write.as_raw_fd())
+        // Its own process group: Ctrl-C on a terminal in server mode reaches
+        // the init (which stops everything in order), not every service at once.
+        .own_process_group(None);
+    if decision != MainProgram::Server {
+        // The main program owns stdout: what the tree prints (loggers echoing
+        // a gateway's lines) goes to stderr, which `docker logs` shows too.
+        svscan = svscan.stdout(libc::STDERR_FILENO);
     }
-    drop(control);
-    let err = svscan.exec();
-    drop(ready_write);
-    Err(err.into())
+    Ok(init::run(Boot {
+        layout: stage.layout,
+        user,
+        svscan,
+        ready_read,
+        ready_write,
+        decision,
+        tty,
+        boot_log: stage.home.boot_log(),
+    }))
 }

@@ -1,10 +1,7 @@
-//! `hermes container …`: the init stages (hidden; the image runs them), boot
+//! `hermes container …`: the init (hidden; the image's ENTRYPOINT), boot
 //! reconciliation, and `follow_gateway` for `gateway run` as the CMD.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,9 +13,7 @@ use hermes_core::service::{GatewaySpec, ServiceManager};
 use hermes_core::{profile, ExitStatus};
 use hermes_init::reconcile::{self, Outcome};
 use hermes_init::stage1::Stage1;
-use hermes_init::stage2::Stage2;
-use hermes_init::user::ServiceUser;
-use hermes_init::{pid1, stage1, stage2, stage3, Layout};
+use hermes_init::{pid1, stage1, Layout};
 use hermes_s6::svscan;
 use nix::sys::signal::{SigSet, Signal};
 
@@ -31,45 +26,13 @@ const FOLLOW_START_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
     let layout = Layout::new(&ctx.scandir, &ctx.program);
     match cmd {
-        ContainerCommand::Reconcile { dry_run } => reconcile(ctx, dry_run),
+        ContainerCommand::Reconcile { dry_run, notes } => reconcile(ctx, dry_run, notes),
         ContainerCommand::Init { cmd } => init(ctx, layout, cmd),
-        ContainerCommand::Stage2 {
-            ready_fd,
-            control_fd,
-            uid,
-            gid,
-            user_name,
-            user_home,
-            cmd,
-        } => {
-            let user = ServiceUser {
-                name: user_name,
-                uid,
-                gid,
-                home: user_home,
-            };
-            let code = stage2::run(Stage2 {
-                layout,
-                user,
-                ready_fd,
-                control_fd,
-                cmd,
-            });
-            Ok(ExitStatus::External(code))
-        }
-        ContainerCommand::Finish => Ok(ExitStatus::External(stage3::run(&layout))),
-        ContainerCommand::Signal { signal } => forward_signal(&layout, &signal),
         ContainerCommand::DashboardRun => dashboard_run(ctx),
     }
 }
 
 fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<ExitStatus> {
-    // Again when not PID 1 (`docker run --init`): tini passes a stop on to
-    // us, and stage 1 should hand it to stage 2 rather than die of it.
-    pid1::catch_stop_signals().map_err(|e| CodedError {
-        message: format!("container init failed: {e}"),
-        status: ExitStatus::Config,
-    })?;
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     let svscan_path = pid1::which("s6-svscan".as_ref(), &path_var)
         .ok_or_else(|| anyhow!("s6-svscan not found on PATH: install s6 (apt-get install s6)"))?;
@@ -77,26 +40,27 @@ fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<Exi
     let profiles = profile::named_profiles(&ctx.home).map_or(0, |p| p.len());
     let max_slots = svscan::max_slots_from_env().max(profiles + 1);
     let flag = svscan::probe_cap_flag()?;
-    let err = stage1::run(Stage1 {
+    let code = stage1::run(Stage1 {
         svscan_args: svscan::args(flag, max_slots, &ctx.scandir),
         extra_files: vec![(PathBuf::from(svscan::LIMIT_FILE), format!("{max_slots}\n"))],
         layout,
         home: ctx.home.clone(),
         svscan: svscan_path,
         cmd,
-    });
-    Err(CodedError {
+    })
+    .map_err(|err| CodedError {
         message: format!("container init failed: {err}"),
         status: ExitStatus::Config,
-    }
-    .into())
+    })?;
+    Ok(ExitStatus::External(code))
 }
 
-fn reconcile(ctx: &Context, dry_run: bool) -> anyhow::Result<ExitStatus> {
+/// `notes`: the init's boot notes, logged before this boot's decisions.
+fn reconcile(ctx: &Context, dry_run: bool, notes: Vec<String>) -> anyhow::Result<ExitStatus> {
     let started = std::time::Instant::now();
     let manager = ctx.s6();
     let registered = manager.list()?;
-    let mut lines = Vec::new();
+    let mut lines: Vec<String> = notes.into_iter().map(|n| format!("init: {n}")).collect();
     let outcomes = reconcile::run(
         &ctx.home,
         &registered,
@@ -146,36 +110,6 @@ fn reconcile(ctx: &Context, dry_run: bool) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Success
     })
-}
-
-/// Hand a stop signal to stage 2; without stage 2 (it has already asked for
-/// the shutdown, or never ran) tear the tree down directly.
-fn forward_signal(layout: &Layout, signal: &str) -> anyhow::Result<ExitStatus> {
-    let fifo = layout.control_fifo();
-    let sent = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&fifo)
-        .and_then(|mut f| f.write_all(format!("{signal}\n").as_bytes()));
-    match sent {
-        Ok(()) => Ok(ExitStatus::Success),
-        Err(e)
-            if matches!(e.kind(), ErrorKind::NotFound) || e.raw_os_error() == Some(libc::ENXIO) =>
-        {
-            let status = std::process::Command::new("s6-svscanctl")
-                .arg("-t")
-                .arg(&layout.scandir)
-                .status()
-                .with_context(|| {
-                    format!(
-                        "unable to run `s6-svscanctl -t {}`",
-                        layout.scandir.display()
-                    )
-                })?;
-            Ok(ExitStatus::from_wait(status.code(), None))
-        }
-        Err(e) => Err(e).with_context(|| format!("unable to write to {}", fifo.display())),
-    }
 }
 
 fn dashboard_run(ctx: &Context) -> anyhow::Result<ExitStatus> {

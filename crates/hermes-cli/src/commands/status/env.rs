@@ -121,7 +121,7 @@ impl Environment for CliEnv {
             return MainProgram::not_applicable();
         }
         let pid = std::fs::read_to_string(
-            Path::new(hermes_init::RUN_DIR).join(hermes_init::stage2::MAIN_PID_FILE),
+            Path::new(hermes_init::RUN_DIR).join(hermes_init::init::MAIN_PID_FILE),
         )
         .ok()
         .and_then(|t| t.trim().parse::<u32>().ok());

@@ -1,0 +1,533 @@
+//! The init's life once stage 1 has prepared the container, all in the same
+//! process (PID 1 for the container's whole life): start `s6-svscan` as a
+//! child running as the service user (the root of all supervision), wait
+//! until it accepts commands, reconcile the gateway slots as the service
+//! user, run the main program in the terminal's foreground, and when a stop
+//! signal arrives or the main program ends: stop the main program first,
+//! then the supervision tree, then whatever is left, and exit with the main
+//! program's code.
+//!
+//! The signals the init acts on are blocked from the first instruction of
+//! `main` and read here from a signalfd. A blocked signal stays pending even
+//! for PID 1 (which the kernel otherwise spares from any signal it has no
+//! handler for), so a `docker stop` is never lost, whenever it arrives.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hermes_core::fsutil;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+
+use crate::pid1::{self, Command, Credentials};
+use crate::route::{self, MainProgram};
+use crate::stage1::{environment, user_environment};
+use crate::user::ServiceUser;
+use crate::{notes, say, Layout};
+
+/// How long s6-svscan may take to accept commands.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between SIGTERM to the main program and SIGKILL to its process group.
+/// With `TEARDOWN_GRACE` and `STRAGGLER_GRACE` the worst case stays under
+/// Docker's 10 s; well-behaved programs and services take milliseconds.
+const MAIN_GRACE: Duration = Duration::from_secs(3);
+/// How long s6-svscan may take to bring every service down (s6 2.13 has
+/// been seen never to finish a shutdown: then it is killed).
+const TEARDOWN_GRACE: Duration = Duration::from_secs(4);
+/// Grace for stragglers (processes outside any slot) between SIGTERM and SIGKILL.
+const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
+
+/// The container's exit code when s6-svscan ended on its own: the gateways
+/// were no longer supervised, so the container stops rather than go on.
+pub const SUPERVISOR_LOST_CODE: u8 = 1;
+
+/// The main program's pid, in the run directory.
+pub const MAIN_PID_FILE: &str = "main.pid";
+
+/// What stage 1 hands over.
+pub struct Boot {
+    pub layout: Layout,
+    pub user: ServiceUser,
+    /// s6-svscan, ready to spawn: service user's credentials, `-d` on `ready_write`.
+    pub svscan: Command,
+    pub ready_read: OwnedFd,
+    pub ready_write: OwnedFd,
+    pub decision: MainProgram,
+    pub tty: bool,
+    /// `logs/container-boot.log`, named when the reconciler fails.
+    pub boot_log: PathBuf,
+}
+
+/// What the CMD asks for (see `route`).
+pub fn main_program(cmd: &[OsString], program: &Path, tty: bool) -> MainProgram {
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    let same_as_us = |p: &Path| {
+        let a = std::fs::canonicalize(p).ok();
+        a.is_some() && a == std::fs::canonicalize(program).ok()
+    };
+    route::route(cmd, tty, |name| pid1::which(name, &path_var), same_as_us)
+}
+
+/// TERM and INT stop the container; HUP and QUIT are only passed on to the main program.
+fn is_stop(sig: Signal) -> bool {
+    matches!(sig, Signal::SIGTERM | Signal::SIGINT)
+}
+
+/// What the event loop saw.
+enum Event {
+    Signal(Signal),
+    ChildExited,
+    /// s6-svscan wrote its readiness line (or closed the pipe).
+    Ready,
+    Timeout,
+}
+
+struct Events {
+    sigfd: SignalFd,
+    ready: Option<File>,
+    pending: VecDeque<Event>,
+}
+
+impl Events {
+    fn new(ready: OwnedFd) -> Result<Self, String> {
+        let set = pid1::handled_signals();
+        // Already blocked by `main`; again here so this never depends on it.
+        pid1::block(&set).map_err(|e| e.to_string())?;
+        let sigfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| format!("unable to create a signalfd: {e}"))?;
+        Ok(Events {
+            sigfd,
+            ready: Some(File::from(ready)),
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The next event, waiting at most until `deadline`.
+    fn next(&mut self, deadline: Option<Instant>) -> Event {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return event;
+            }
+            let timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Event::Timeout;
+                    }
+                    PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let mut fds = vec![PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(ready) = &self.ready {
+                fds.push(PollFd::new(ready.as_fd(), PollFlags::POLLIN));
+            }
+            if poll(&mut fds, timeout).is_err() {
+                continue;
+            }
+            let ready_seen = fds
+                .get(1)
+                .and_then(|fd| fd.revents())
+                .is_some_and(|r| !r.is_empty());
+            while let Ok(Some(info)) = self.sigfd.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGCHLD) => self.pending.push_back(Event::ChildExited),
+                    Ok(sig) => self.pending.push_back(Event::Signal(sig)),
+                    Err(_) => {}
+                }
+            }
+            if ready_seen {
+                if let Some(mut ready) = self.ready.take() {
+                    let mut line = [0u8; 16];
+                    let _ = ready.read(&mut line);
+                }
+                self.pending.push_back(Event::Ready);
+            }
+        }
+    }
+}
+
+/// How a child the init waited for ended.
+struct Ended {
+    code: u8,
+    /// The first stop signal that arrived while it ran (it was passed on to it).
+    stop: Option<Signal>,
+}
+
+struct Init {
+    layout: Layout,
+    user: ServiceUser,
+    events: Events,
+    svscan: Pid,
+    /// s6-svscan's exit code once it has ended.
+    svscan_ended: Option<u8>,
+    /// Whether the shutdown asked s6-svscan to end (so its end is expected).
+    teardown_asked: bool,
+}
+
+impl Init {
+    /// Reap every child that ended (orphans included); returns the code of `pid` if it did.
+    fn reap(&mut self, pid: Option<Pid>) -> Option<u8> {
+        let mut found = None;
+        for (dead, code) in pid1::reap_all() {
+            if dead == self.svscan {
+                self.svscan_ended = Some(code);
+                if !self.teardown_asked {
+                    say!(
+                        "s6-svscan (pid {dead}) ended on its own ({}): the gateways are no longer \
+                         supervised; stopping the container with exit code {SUPERVISOR_LOST_CODE}",
+                        describe(code)
+                    );
+                }
+            }
+            if Some(dead) == pid {
+                found = Some(code);
+            }
+        }
+        found
+    }
+
+    fn supervisor_lost(&self) -> bool {
+        self.svscan_ended.is_some() && !self.teardown_asked
+    }
+
+    /// Wait until s6-svscan accepts commands; returns a stop signal that came first.
+    fn wait_ready(&mut self) -> Option<Signal> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match self.events.next(Some(deadline)) {
+                Event::Ready => return None,
+                Event::Signal(sig) if is_stop(sig) => return Some(sig),
+                Event::Signal(_) => {}
+                Event::ChildExited => {
+                    self.reap(None);
+                    if self.supervisor_lost() {
+                        return None;
+                    }
+                }
+                Event::Timeout => {
+                    say!(
+                        "warning: s6-svscan did not report ready within {}s; going on",
+                        READY_TIMEOUT.as_secs()
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Wait for `pid`, passing signals on. A stop signal gives it `MAIN_GRACE`
+    /// before SIGKILL (of its process group when `group`); so does the loss
+    /// of s6-svscan, which is stopping the container too.
+    fn wait_child(&mut self, pid: Pid, group: bool) -> Ended {
+        let mut stop = None;
+        let mut kill_at: Option<Instant> = None;
+        loop {
+            match self.events.next(kill_at) {
+                Event::ChildExited => {
+                    let lost_before = self.supervisor_lost();
+                    if let Some(code) = self.reap(Some(pid)) {
+                        return Ended { code, stop };
+                    }
+                    if self.supervisor_lost() && !lost_before {
+                        pid1::send(pid, Signal::SIGTERM);
+                        kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
+                    }
+                }
+                Event::Signal(sig) => {
+                    pid1::send(pid, sig);
+                    if is_stop(sig) {
+                        stop.get_or_insert(sig);
+                        kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
+                    }
+                }
+                Event::Timeout => {
+                    say!("pid {pid} still running {MAIN_GRACE:?} after SIGTERM: killing it");
+                    if group {
+                        pid1::send(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+                    }
+                    pid1::send(pid, Signal::SIGKILL);
+                    kill_at = None;
+                }
+                Event::Ready => {}
+            }
+        }
+    }
+
+    /// Server mode: wait for a stop signal (exit 0) or the loss of s6-svscan.
+    fn serve(&mut self) -> u8 {
+        loop {
+            match self.events.next(None) {
+                Event::Signal(sig) if is_stop(sig) => return 0,
+                Event::ChildExited => {
+                    self.reap(None);
+                    if self.supervisor_lost() {
+                        return SUPERVISOR_LOST_CODE;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn drop_to(&self) -> Option<Credentials> {
+        (pid1::euid() == 0).then(|| self.user.credentials())
+    }
+
+    /// Run the boot reconciler as the service user. Its report goes to the
+    /// boot log, and to stderr only when notes do (never to stdout).
+    fn reconcile(&mut self, program: &Path, quiet_out: &File) -> Ended {
+        let mut args: Vec<OsString> = vec!["container".into(), "reconcile".into()];
+        for line in notes::take() {
+            args.push("--note".into());
+            args.push(line.into());
+        }
+        let argv = hermes_argv(program, &args);
+        let stdout = if notes::is_loud() {
+            libc::STDERR_FILENO
+        } else {
+            quiet_out.as_raw_fd()
+        };
+        let spawned = Command::new(program, &argv, &user_environment(&self.user))
+            .map(|c| c.credentials(self.drop_to()).stdout(stdout))
+            .and_then(|c| c.spawn());
+        match spawned {
+            Ok(pid) => self.wait_child(pid, false),
+            Err(e) => {
+                say!("{e}");
+                Ended {
+                    code: 127,
+                    stop: None,
+                }
+            }
+        }
+    }
+
+    /// Start the main program; `None` in server mode.
+    fn start_main(&self, decision: MainProgram, tty: bool) -> Result<Option<Pid>, String> {
+        let program = &self.layout.program;
+        let (path, argv, as_user): (PathBuf, Vec<OsString>, bool) = match decision {
+            MainProgram::Server => {
+                crate::note!("server mode: supervising until the container is stopped");
+                return Ok(None);
+            }
+            MainProgram::Tui => (program.clone(), hermes_argv(program, &["tui".into()]), true),
+            MainProgram::Hermes(args) => (program.clone(), hermes_argv(program, &args), true),
+            MainProgram::Program { path, argv } => {
+                let as_user = !safe_for_root(&path);
+                if as_user && pid1::euid() == 0 {
+                    crate::note!(
+                        "{} is writable by the service user or not root's: running it as {}",
+                        path.display(),
+                        self.user.name
+                    );
+                }
+                (path, argv, as_user)
+            }
+        };
+        let env = if as_user {
+            user_environment(&self.user)
+        } else {
+            environment(&[])
+        };
+        let cred = if as_user { self.drop_to() } else { None };
+        let cmd = Command::new(&path, &argv, &env)
+            .map_err(|e| e.to_string())?
+            .credentials(cred)
+            .own_process_group(tty.then_some(0));
+        cmd.spawn().map(Some).map_err(|e| e.to_string())
+    }
+
+    /// Bring the tree down (s6-svscan's own SIGTERM shutdown: services
+    /// first, loggers drained), kill it if it hangs, end whatever is left,
+    /// and return `code`.
+    fn shutdown(&mut self, code: u8) -> u8 {
+        self.teardown_asked = true;
+        if self.svscan_ended.is_none() {
+            pid1::send(self.svscan, Signal::SIGTERM);
+            let deadline = Instant::now() + TEARDOWN_GRACE;
+            while self.svscan_ended.is_none() {
+                match self.events.next(Some(deadline)) {
+                    Event::ChildExited => {
+                        self.reap(None);
+                    }
+                    Event::Timeout => {
+                        say!(
+                            "s6-svscan has not finished its shutdown after {}s: killing it",
+                            TEARDOWN_GRACE.as_secs()
+                        );
+                        pid1::send(self.svscan, Signal::SIGKILL);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if pid1::terminate_everyone(STRAGGLER_GRACE) {
+            say!("killed processes still running {STRAGGLER_GRACE:?} after SIGTERM");
+        }
+        code
+    }
+}
+
+/// `exited with code 3` / `killed by signal 9`.
+fn describe(code: u8) -> String {
+    match code {
+        129.. => match Signal::try_from(i32::from(code) - 128) {
+            Ok(sig) => format!("killed by {sig}"),
+            Err(_) => format!("exit code {code}"),
+        },
+        _ => format!("exit code {code}"),
+    }
+}
+
+/// A root caller may run a program only when the service user could not have
+/// put it there: the file and its directory belong to root and are not
+/// writable by group or others. Anything else runs as the service user.
+fn safe_for_root(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let trusted =
+        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    trusted(&real) && real.parent().is_some_and(trusted)
+}
+
+fn hermes_argv(program: &Path, args: &[OsString]) -> Vec<OsString> {
+    let mut argv = vec![program.as_os_str().to_owned()];
+    argv.extend(args.iter().cloned());
+    argv
+}
+
+/// Run the container's life; returns its exit code.
+pub fn run(boot: Boot) -> u8 {
+    let Boot {
+        layout,
+        user,
+        svscan,
+        ready_read,
+        ready_write,
+        decision,
+        tty,
+        boot_log,
+    } = boot;
+    if let Err(e) = pid1::ignore_job_control() {
+        say!("{e}");
+    }
+    let events = match Events::new(ready_read) {
+        Ok(events) => events,
+        Err(e) => {
+            say!("the init cannot listen for signals: {e}");
+            return SUPERVISOR_LOST_CODE;
+        }
+    };
+    let svscan_pid = match svscan.spawn() {
+        Ok(pid) => pid,
+        Err(e) => {
+            say!("{e}");
+            return SUPERVISOR_LOST_CODE;
+        }
+    };
+    drop(ready_write);
+    let mut init = Init {
+        layout,
+        user,
+        events,
+        svscan: svscan_pid,
+        svscan_ended: None,
+        teardown_asked: false,
+    };
+    let boot_stop = |sig: Signal, decision: &MainProgram| {
+        // Stopped while booting: the main program never starts. Server mode
+        // stops with 0 as it always does; a CMD that never ran ends as if
+        // the signal had killed it.
+        crate::note!("{sig} during boot: stopping without starting the main program");
+        if *decision == MainProgram::Server {
+            0
+        } else {
+            (128 + sig as i32) as u8
+        }
+    };
+    if let Some(sig) = init.wait_ready() {
+        let code = boot_stop(sig, &decision);
+        return init.shutdown(code);
+    }
+    if init.supervisor_lost() {
+        return init.shutdown(SUPERVISOR_LOST_CODE);
+    }
+    let quiet_out = match File::options().write(true).open("/dev/null") {
+        Ok(f) => f,
+        Err(e) => {
+            say!("unable to open /dev/null: {e}");
+            return init.shutdown(1);
+        }
+    };
+    let program = init.layout.program.clone();
+    let reconciled = init.reconcile(&program, &quiet_out);
+    if let Some(sig) = reconciled.stop {
+        let code = boot_stop(sig, &decision);
+        return init.shutdown(code);
+    }
+    if init.supervisor_lost() {
+        return init.shutdown(SUPERVISOR_LOST_CODE);
+    }
+    if reconciled.code != 0 {
+        say!(
+            "warning: boot reconciliation failed ({}; see {}); starting the main program anyway",
+            describe(reconciled.code),
+            boot_log.display()
+        );
+    }
+    let code = match init.start_main(decision, tty) {
+        Ok(Some(pid)) => {
+            // For `hermes status`, the dashboard and the TUI (readable by the service user).
+            let pid_file = init.layout.run_dir.join(MAIN_PID_FILE);
+            if let Err(e) = fsutil::atomic_write(&pid_file, format!("{pid}\n").as_bytes(), 0o644) {
+                say!("unable to record the main program's pid: {e}");
+            }
+            let ended = init.wait_child(pid, true);
+            if init.supervisor_lost() {
+                SUPERVISOR_LOST_CODE
+            } else {
+                ended.code
+            }
+        }
+        Ok(None) => init.serve(),
+        Err(e) => {
+            say!("{e}");
+            // The shell's "command not found"/"cannot execute" convention.
+            127
+        }
+    };
+    init.shutdown(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_owned_unwritable_programs_run_as_root() {
+        assert!(safe_for_root(Path::new("/bin/sh")) || pid1::euid() != 0);
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("x");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!safe_for_root(&script));
+    }
+
+    #[test]
+    fn codes_are_described_in_shell_terms() {
+        assert_eq!(describe(3), "exit code 3");
+        assert_eq!(describe(137), "killed by SIGKILL");
+        assert_eq!(describe(255), "exit code 255");
+    }
+}
