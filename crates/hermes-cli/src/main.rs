@@ -2,6 +2,19 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// The C library runs `.preinit_array` before Rust's runtime start-up: the
+/// earliest point a program can block the init's signals (see
+/// `block_init_signals_at_start`). `main` blocks them again, for a libc
+/// that has no `.preinit_array`.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".preinit_array"]
+static BLOCK_INIT_SIGNALS_AT_START: unsafe extern "C" fn(
+    libc::c_int,
+    *const *const libc::c_char,
+    *const *const libc::c_char,
+) = hermes_init::pid1::block_init_signals_at_start;
+
 fn main() -> ExitCode {
     hermes_cli::block_init_signals();
     let cli = hermes_cli::args::Cli::parse();

@@ -306,6 +306,32 @@ const STOP_SIGNALS: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
+/// Block the init's signals before Rust's runtime and `main` start, when
+/// this process is PID 1 or runs `container init`: the binary's
+/// `.preinit_array` calls this with the process's arguments. Until then
+/// PID 1 drops any stop signal (it has no handler), so the earlier the better.
+///
+/// # Safety
+/// `argv` must hold `argc` valid C strings, as the C library passes them.
+pub unsafe extern "C" fn block_init_signals_at_start(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+    _envp: *const *const libc::c_char,
+) {
+    let arg = |i: usize| std::ffi::CStr::from_ptr(*argv.add(i)).to_bytes();
+    let init_args = argc >= 3 && arg(1) == b"container" && arg(2) == b"init";
+    if libc::getpid() != 1 && !init_args {
+        return;
+    }
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    for sig in STOP_SIGNALS {
+        libc::sigaddset(&mut set, sig as libc::c_int);
+    }
+    libc::sigaddset(&mut set, libc::SIGCHLD);
+    libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+}
+
 /// Block `set` so its signals queue for a signalfd.
 pub fn block(set: &SigSet) -> Result<(), Pid1Error> {
     set.thread_block().map_err(sys("block signals"))
@@ -344,28 +370,67 @@ pub fn send(pid: Pid, sig: Signal) {
     let _ = nix::sys::signal::kill(pid, sig);
 }
 
-/// Signal every process we may signal except ourselves and PID 1; false when there is none.
-fn kill_everyone(sig: Option<Signal>) -> bool {
-    nix::sys::signal::kill(Pid::from_raw(-1), sig).is_ok()
+/// Signal what is left of the container; false when nothing is. As PID 1
+/// that is every process of the namespace (`kill(-1)`). Otherwise (under
+/// `--init`, a child subreaper) only our children, which orphaned
+/// descendants become: `kill(-1)` there would reach every process the user
+/// may signal, far outside the container's tree when run on a host.
+fn signal_rest(sig: Option<Signal>) -> bool {
+    if is_pid1() {
+        return nix::sys::signal::kill(Pid::from_raw(-1), sig).is_ok();
+    }
+    let children = children_of(std::process::id());
+    for &child in &children {
+        let _ = nix::sys::signal::kill(child, sig);
+    }
+    !children.is_empty()
+}
+
+/// The processes whose parent is `parent`, from `/proc/*/stat`.
+fn children_of(parent: u32) -> Vec<Pid> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parent_in_stat(&stat))
+                == Some(parent)
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The parent pid in a `/proc/PID/stat` line (the name may hold spaces and parentheses).
+fn parent_in_stat(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The last step of an init: SIGTERM to everything left, reaping, then SIGKILL
 /// after `grace`. Returns whether anything had to be killed with SIGKILL.
 pub fn terminate_everyone(grace: Duration) -> bool {
-    if !kill_everyone(Some(Signal::SIGTERM)) {
+    if !signal_rest(Some(Signal::SIGTERM)) {
         return false;
     }
-    kill_everyone(Some(Signal::SIGCONT));
+    signal_rest(Some(Signal::SIGCONT));
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         reap_all();
-        if !kill_everyone(None) {
+        if !signal_rest(None) {
             return false;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    kill_everyone(Some(Signal::SIGKILL));
-    reap_all();
+    // Killing a child may orphan its own children to us: a few rounds.
+    for _ in 0..5 {
+        if !signal_rest(Some(Signal::SIGKILL)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        reap_all();
+    }
     true
 }
 
@@ -404,4 +469,33 @@ pub fn is_executable(path: &Path) -> bool {
     // SAFETY: access reads a NUL-terminated path.
     let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
     ok && path.metadata().map(|m| m.is_file()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_is_read_past_a_name_with_spaces_and_parentheses() {
+        assert_eq!(
+            parent_in_stat("42 (a) b) (c) S 7 42 42 0 -1 4194560"),
+            Some(7)
+        );
+        assert_eq!(parent_in_stat("garbage"), None);
+    }
+
+    #[test]
+    fn our_own_children_are_found() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let found = children_of(std::process::id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            found.contains(&Pid::from_raw(child.id() as i32)),
+            "{found:?}"
+        );
+    }
 }
