@@ -47,6 +47,8 @@ pub enum Command {
     Status(JsonFlag),
     /// Check the installation and say how to fix what is wrong.
     Doctor(JsonFlag),
+    /// Exit 0 when everything that should run answers; else one line per problem.
+    Health(HealthArgs),
     /// Serve the web dashboard.
     Dashboard(DashboardArgs),
     /// Open the interactive terminal console.
@@ -64,6 +66,16 @@ pub struct JsonFlag {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Only check that the supervision tree answers (a liveness probe).
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Debug, Subcommand)]

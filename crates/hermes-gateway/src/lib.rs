@@ -17,7 +17,8 @@
 //!    exit 0. A full disk turns `running` into `degraded` until a write succeeds.
 //!
 //! # HTTP API
-//! - `GET /health` → `200 {"status":"ok"}` (no authentication).
+//! - `GET /health` → `200 {"status":"ok","profile":"<name>"}` (no
+//!   authentication; probes check the name).
 //! - `GET /health/detailed` with `Authorization: Bearer <secret>` → profile,
 //!   pid, state, uptime, version, listen address, the inbox (per-hook ids and
 //!   sizes, the start-up recovery report) and connection counts; 401 without.

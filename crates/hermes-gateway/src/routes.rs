@@ -171,7 +171,11 @@ pub async fn handle(app: Arc<App>, ticket: &Ticket, req: Request<Incoming>) -> R
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), parts.as_slice()) {
-        (&Method::GET, ["health"]) => json_response(StatusCode::OK, json!({"status": "ok"})),
+        // The profile lets a probe tell this gateway from another one on its port.
+        (&Method::GET, ["health"]) => json_response(
+            StatusCode::OK,
+            json!({"status": "ok", "profile": app.paths.name.as_str()}),
+        ),
         // Hook names, paths and the pid are for the secret's holder only.
         (&Method::GET, ["health", "detailed"]) => match bearer(&app, &req) {
             Ok(()) => json_response(StatusCode::OK, app.detailed()),

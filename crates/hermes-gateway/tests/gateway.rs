@@ -262,7 +262,13 @@ fn serves_health_records_states_and_stops_cleanly_on_sigterm() {
     gw.wait_ready();
 
     let (status, body) = home.get("/health", &[]);
-    assert_eq!((status, body), (200, serde_json::json!({"status": "ok"})));
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            serde_json::json!({"status": "ok", "profile": "default"})
+        )
+    );
     let (status, detail) = home.get("/health/detailed", &bearer(&home.secret()));
     assert_eq!(status, 200);
     assert_eq!(detail["profile"], "default");

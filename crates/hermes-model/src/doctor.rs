@@ -11,6 +11,7 @@ use nix::unistd::{access, AccessFlags};
 use serde::Serialize;
 
 use crate::env::{Environment, MIN_TOKEN_LEN};
+use crate::health::HealthState;
 use crate::logs;
 use crate::snapshot::{GatewayLabel, Snapshot, Tone};
 
@@ -79,6 +80,7 @@ pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
     }
     checks.push(configs(snap));
     checks.push(port_clashes(snap));
+    checks.push(answers_as_itself(snap));
     checks.push(dashboard(env));
     checks.push(dashboard_slot(env, snap));
     checks.push(log_ownership(env.home().root(), &env.home().logs_dir()));
@@ -377,6 +379,40 @@ fn port_clashes(snap: &Snapshot) -> Check {
     }
 }
 
+/// A gateway's port must be answered by that gateway: a port edited to
+/// another profile's is answered by that profile, and webhooks sent to the
+/// one reach the other (whatever state the first is in).
+fn answers_as_itself(snap: &Snapshot) -> Check {
+    let name = "gateways answer as themselves";
+    let wrong: Vec<_> = snap
+        .gateways
+        .iter()
+        .filter(|g| g.health.state == HealthState::WrongProfile)
+        .map(|g| {
+            let port = g.port.map(|p| p.to_string()).unwrap_or_default();
+            match &g.health.answered_as {
+                Some(other) => format!(
+                    "'{}' (port {port}) answered as profile '{other}'",
+                    g.profile
+                ),
+                None => format!(
+                    "'{}' (port {port}) answered without naming its profile",
+                    g.profile
+                ),
+            }
+        })
+        .collect();
+    if wrong.is_empty() {
+        Check::pass(name, "no port answers as another profile")
+    } else {
+        Check::fail(
+            name,
+            wrong.join("; "),
+            "give each profile its own gateway.port in its config.yaml (`hermes profile list` shows them), then restart its gateway",
+        )
+    }
+}
+
 fn dashboard(env: &dyn Environment) -> Check {
     let name = "dashboard bind";
     let s = env.dashboard_settings();
@@ -581,6 +617,25 @@ mod tests {
         assert!(failed(&r, "dashboard slot")[0]
             .detail
             .contains("not supervised"));
+    }
+
+    #[test]
+    fn a_port_answered_by_another_profile_fails() {
+        let env = FakeEnv::new();
+        env.add_profile("web");
+        env.add_profile("coder");
+        env.serve_health("web");
+        env.serve_health_as("coder", "web");
+        env.set_slot("web", Slot::up(1));
+        env.set_slot("coder", Slot::down(Want::Down));
+        let r = report(&env);
+        let c = failed(&r, "gateways answer as themselves");
+        assert_eq!(c.len(), 1, "{:#?}", r.checks);
+        assert!(
+            c[0].detail.contains("'coder'") && c[0].detail.contains("answered as profile 'web'"),
+            "{}",
+            c[0].detail
+        );
     }
 
     #[test]

@@ -245,15 +245,26 @@ impl FakeEnv {
         path
     }
 
-    /// Answer `GET /health` with 200 on a fresh port and point the profile at it.
+    /// Answer `GET /health` with 200 as `name`, like its gateway would, on
+    /// a fresh port, and point the profile at it.
     pub fn serve_health(&self, name: &str) -> u16 {
+        self.serve_health_as(name, name)
+    }
+
+    /// Point profile `name` at a fresh port whose `/health` answers as `answer_as`.
+    pub fn serve_health_as(&self, name: &str, answer_as: &str) -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let body = format!(r#"{{"status":"ok","profile":"{answer_as}"}}"#);
         std::thread::spawn(move || {
             for mut s in listener.incoming().flatten() {
                 let mut buf = [0u8; 512];
                 let _ = s.read(&mut buf);
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes());
             }
         });
         let paths = self.home.profile(&ProfileName::parse(name).unwrap());

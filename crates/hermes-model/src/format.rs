@@ -43,6 +43,10 @@ pub fn health(g: &Gateway) -> String {
         (HealthState::Unhealthy, Some(code)) => format!("http {code}"),
         (HealthState::Unhealthy, None) => "unhealthy".to_string(),
         (HealthState::Unreachable, _) => "no answer".to_string(),
+        (HealthState::WrongProfile, _) => match &g.health.answered_as {
+            Some(other) => format!("answered as profile {other}"),
+            None => "answered as no profile".to_string(),
+        },
     }
 }
 

@@ -1,6 +1,8 @@
 //! A live `GET /health` probe of one gateway with a short timeout; the
 //! snapshot runs them all at once, so fifty silent gateways cost about one
-//! timeout, not fifty.
+//! timeout, not fifty. An answer counts only if it comes from the profile
+//! probed: a port edited to another profile's is answered by that profile,
+//! and webhooks sent there reach it.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -14,8 +16,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(300);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
-    /// Answered 200.
+    /// Answered 200, as the service probed.
     Ok,
+    /// Answered 200, but as another profile (or without saying which): the
+    /// port serves someone else, and what is sent there reaches them.
+    WrongProfile,
     /// Answered, but not 200.
     Unhealthy,
     /// No answer within the timeout, refused, or not HTTP.
@@ -30,6 +35,9 @@ pub struct Health {
     pub http_status: Option<u16>,
     pub latency_ms: Option<u64>,
     pub error: Option<String>,
+    /// The profile the answer named, when it was not the one probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_as: Option<String>,
 }
 
 impl Health {
@@ -39,9 +47,25 @@ impl Health {
             http_status: None,
             latency_ms: None,
             error: None,
+            answered_as: None,
         }
     }
 }
+
+/// Who must answer a probe, and how to recognise them in the body.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// A gateway: `GET /health` answers `{"profile": NAME, …}`.
+    Gateway(&'a str),
+    /// The dashboard: `GET /` is its page, titled [`DASHBOARD_TITLE`].
+    Dashboard,
+}
+
+/// The title of the dashboard's page (hermes-dashboard's `index.html`).
+pub const DASHBOARD_TITLE: &str = "<title>hermes dashboard</title>";
+/// The most of an answer a probe reads: a gateway's health document is tens
+/// of bytes; the dashboard's title is near the top of its page.
+const MAX_ANSWER: usize = 8 * 1024;
 
 /// Where to probe a gateway listening on `host`: wildcard binds are reached on loopback.
 fn target(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -61,14 +85,21 @@ fn target(host: &str, port: u16) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// One probe: `GET /health` over HTTP/1.0, reading only the status line.
-pub fn probe(host: &str, port: u16, timeout: Duration) -> Health {
+/// One gateway probe: `GET /health`, which must answer 200 naming `profile`.
+pub fn probe(host: &str, port: u16, profile: &str, timeout: Duration) -> Health {
+    probe_as(host, port, Expect::Gateway(profile), timeout)
+}
+
+/// One probe over HTTP/1.0 (the server closes, so the answer ends at EOF),
+/// reading at most [`MAX_ANSWER`] bytes.
+pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) -> Health {
     let started = Instant::now();
     let unreachable = |error: String| Health {
         state: HealthState::Unreachable,
         http_status: None,
         latency_ms: Some(started.elapsed().as_millis() as u64),
         error: Some(error),
+        answered_as: None,
     };
     let addr = match target(host, port) {
         Ok(addr) => addr,
@@ -83,40 +114,94 @@ pub fn probe(host: &str, port: u16, timeout: Duration) -> Health {
         .max(Duration::from_millis(1));
     let _ = stream.set_read_timeout(Some(remaining));
     let _ = stream.set_write_timeout(Some(remaining));
-    let request = format!("GET /health HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let path = match expect {
+        Expect::Gateway(_) => "/health",
+        Expect::Dashboard => "/",
+    };
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     if let Err(e) = stream.write_all(request.as_bytes()) {
         return unreachable(format!("send to {addr}: {e}"));
     }
-    let mut head = [0u8; 64];
-    let mut len = 0;
-    while len < head.len() && !head[..len].contains(&b'\n') {
-        match stream.read(&mut head[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) => return unreachable(format!("read from {addr}: {e}")),
+    let mut answer = Vec::with_capacity(512);
+    if let Err(e) = (&mut stream)
+        .take(MAX_ANSWER as u64)
+        .read_to_end(&mut answer)
+    {
+        // What arrived before a timeout may still be a whole answer.
+        if answer.is_empty() {
+            return unreachable(format!("read from {addr}: {e}"));
         }
     }
-    let line = String::from_utf8_lossy(&head[..len]);
-    let code = line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|c| c.parse::<u16>().ok());
     let latency_ms = Some(started.elapsed().as_millis() as u64);
-    match code {
-        Some(200) => Health {
+    let Some(code) = status_code(&answer) else {
+        return unreachable(format!("{addr} did not answer HTTP"));
+    };
+    if code != 200 {
+        return Health {
+            state: HealthState::Unhealthy,
+            http_status: Some(code),
+            latency_ms,
+            error: Some(format!("GET {path} answered {code}")),
+            answered_as: None,
+        };
+    }
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |at| &answer[at + 4..]);
+    let mismatch = match expect {
+        Expect::Gateway(profile) => match answered_profile(body) {
+            Some(name) if name == profile => None,
+            Some(name) => Some((
+                Some(name.clone()),
+                format!("{addr} answered as profile '{name}', not '{profile}'"),
+            )),
+            None => Some((
+                None,
+                format!("{addr} answered 200 without naming its profile: not a gateway of this hermes, or one started before an upgrade (restart it)"),
+            )),
+        },
+        Expect::Dashboard => {
+            let page = String::from_utf8_lossy(body);
+            (!page.contains(DASHBOARD_TITLE)).then(|| {
+                (
+                    None,
+                    format!("{addr} answered 200, but not with the hermes dashboard's page"),
+                )
+            })
+        }
+    };
+    match mismatch {
+        None => Health {
             state: HealthState::Ok,
             http_status: Some(200),
             latency_ms,
             error: None,
+            answered_as: None,
         },
-        Some(other) => Health {
-            state: HealthState::Unhealthy,
-            http_status: Some(other),
+        Some((answered_as, error)) => Health {
+            state: HealthState::WrongProfile,
+            http_status: Some(200),
             latency_ms,
-            error: Some(format!("GET /health answered {other}")),
+            error: Some(error),
+            answered_as,
         },
-        None => unreachable(format!("{addr} did not answer HTTP")),
     }
+}
+
+/// The code of an `HTTP/1.x NNN` status line.
+fn status_code(answer: &[u8]) -> Option<u16> {
+    let line = answer.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    line.strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|c| c.parse::<u16>().ok())
+}
+
+/// The `profile` field of a gateway's health document.
+fn answered_profile(body: &[u8]) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_slice(body).ok()?;
+    doc.get("profile")?.as_str().map(str::to_string)
 }
 
 #[cfg(test)]
@@ -137,15 +222,16 @@ mod tests {
         port
     }
 
+    const OK_WEB: &str =
+        "HTTP/1.1 200 OK\r\ncontent-length: 31\r\n\r\n{\"status\":\"ok\",\"profile\":\"web\"}";
+
     #[test]
     fn ok_unhealthy_and_unreachable() {
-        let ok = serve_once("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-        assert_eq!(
-            probe("127.0.0.1", ok, DEFAULT_TIMEOUT).state,
-            HealthState::Ok
-        );
+        let ok = serve_once(OK_WEB);
+        let h = probe("127.0.0.1", ok, "web", DEFAULT_TIMEOUT);
+        assert_eq!((h.state, h.answered_as), (HealthState::Ok, None));
         let bad = serve_once("HTTP/1.1 503 Service Unavailable\r\n\r\n");
-        let h = probe("0.0.0.0", bad, DEFAULT_TIMEOUT);
+        let h = probe("0.0.0.0", bad, "web", DEFAULT_TIMEOUT);
         assert_eq!(
             (h.state, h.http_status),
             (HealthState::Unhealthy, Some(503))
@@ -155,8 +241,40 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let h = probe("127.0.0.1", closed, DEFAULT_TIMEOUT);
+        let h = probe("127.0.0.1", closed, "web", DEFAULT_TIMEOUT);
         assert_eq!(h.state, HealthState::Unreachable);
         assert!(h.error.unwrap().contains("connect"));
+    }
+
+    #[test]
+    fn an_answer_from_another_profile_is_not_ok() {
+        let port = serve_once(OK_WEB);
+        let h = probe("127.0.0.1", port, "coder", DEFAULT_TIMEOUT);
+        assert_eq!(h.state, HealthState::WrongProfile);
+        assert_eq!(h.answered_as.as_deref(), Some("web"));
+        assert!(h.error.unwrap().contains("answered as profile 'web'"));
+        // A 200 that names no profile proves nothing either.
+        let port = serve_once("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        let h = probe("127.0.0.1", port, "coder", DEFAULT_TIMEOUT);
+        assert_eq!((h.state, h.answered_as), (HealthState::WrongProfile, None));
+    }
+
+    #[test]
+    fn the_dashboard_page_carries_the_title_probes_look_for() {
+        let page = include_str!("../../hermes-dashboard/assets/index.html");
+        assert!(page.contains(DASHBOARD_TITLE));
+        assert!(page.find(DASHBOARD_TITLE).unwrap() < MAX_ANSWER / 2);
+    }
+
+    #[test]
+    fn the_dashboard_is_known_by_its_page() {
+        let page =
+            "HTTP/1.1 200 OK\r\n\r\n<!doctype html>\n<html><head><title>hermes dashboard</title>";
+        let port = serve_once(page);
+        let h = probe_as("127.0.0.1", port, Expect::Dashboard, DEFAULT_TIMEOUT);
+        assert_eq!(h.state, HealthState::Ok);
+        let port = serve_once("HTTP/1.1 200 OK\r\n\r\n<title>something else</title>");
+        let h = probe_as("127.0.0.1", port, Expect::Dashboard, DEFAULT_TIMEOUT);
+        assert_eq!(h.state, HealthState::WrongProfile);
     }
 }

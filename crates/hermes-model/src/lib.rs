@@ -1,7 +1,8 @@
 //! The one model of everything hermes supervises, shared by `hermes status`,
 //! `hermes doctor`, the web dashboard and the TUI: a [`Snapshot`] of the main
 //! program, the dashboard slot and every gateway; the actions that change them
-//! ([`actions`]); log tails ([`logs`]); and the doctor checks ([`doctor`]).
+//! ([`actions`]); log tails ([`logs`]); the doctor checks ([`doctor`]); and
+//! the health verdict ([`verdict`]).
 //! Where the data comes from is behind [`Environment`], so every front end and
 //! every test reads and acts through the same code.
 
@@ -14,6 +15,7 @@ pub mod format;
 pub mod health;
 pub mod logs;
 pub mod snapshot;
+pub mod verdict;
 
 pub use actions::{ActionError, Outcome, Verb};
 pub use env::{

@@ -69,7 +69,7 @@ pub enum GatewayLabel {
     Up,
     /// Up but not ready yet.
     Starting,
-    /// Up and ready, but `/health` does not answer 200.
+    /// Up and ready, but `/health` does not answer 200 as this profile.
     Unhealthy,
     /// Down because it was asked to be.
     Stopped,
@@ -268,7 +268,12 @@ fn slot_status(
 
 fn probe(f: &Facts, timeout: Duration) -> Health {
     match f.port {
-        Some(port) => health::probe(f.host.as_deref().unwrap_or("127.0.0.1"), port, timeout),
+        Some(port) => health::probe(
+            f.host.as_deref().unwrap_or("127.0.0.1"),
+            port,
+            f.profile.as_str(),
+            timeout,
+        ),
         None => Health::unknown(),
     }
 }
@@ -381,7 +386,10 @@ fn label(
     }
 }
 
-fn dashboard_view(settings: DashboardSettings, service: Option<ServiceView>) -> DashboardView {
+pub(crate) fn dashboard_view(
+    settings: DashboardSettings,
+    service: Option<ServiceView>,
+) -> DashboardView {
     let (label, tone) = match &service {
         None if settings.enabled => ("not supervised", Tone::Bad),
         None => ("disabled", Tone::Idle),

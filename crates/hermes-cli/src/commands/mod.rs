@@ -5,6 +5,7 @@ mod container;
 mod dashboard;
 mod doctor;
 mod gateway_run;
+mod health;
 mod host;
 mod lifecycle;
 mod profile;
@@ -38,6 +39,7 @@ pub fn dispatch(ctx: &Context, cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Supervise(args) => supervise::run(ctx, args),
         Command::Status(flag) => status::run(ctx, flag.json),
         Command::Doctor(flag) => doctor::run(ctx, flag.json),
+        Command::Health(args) => health::run(ctx, &args),
         Command::Dashboard(args) => dashboard::run(ctx, args),
         Command::Tui => tui::run(ctx),
         Command::Webhook(cmd) => webhook::run(ctx, cmd),
