@@ -2,6 +2,8 @@
 
 mod util;
 
+// `hermes health`: the verdict against real gateways.
+mod health;
 // Profile files, names and aliases.
 mod profiles;
 // Gateway slots under a real supervisor: start, stop, crash, policy, delete.
