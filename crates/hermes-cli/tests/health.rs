@@ -52,7 +52,10 @@ fn a_port_edited_to_another_profiles_is_reported_as_that_profile() {
         )),
         "{text}"
     );
-    assert!(lines[0].contains("hermes -p coder gateway restart"), "{text}");
+    assert!(
+        lines[0].contains("hermes -p coder gateway restart"),
+        "{text}"
+    );
 
     let status = env.ok(&["status"]);
     assert!(status.contains("answered as profile web"), "{status}");

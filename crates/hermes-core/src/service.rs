@@ -231,6 +231,14 @@ pub trait ServiceManager {
     fn list(&self) -> Result<Vec<ProfileName>, ServiceError> {
         Err(self.registration_unsupported("list"))
     }
+    /// Whether every one of `profiles` is up and ready right now, asked in
+    /// one call: `Some(true)` only when the manager vouches for all of them.
+    /// `None` when it cannot tell cheaply, or not for all: callers then ask
+    /// [`status`](Self::status) slot by slot, which says why.
+    fn all_up_and_ready(&self, profiles: &[ProfileName]) -> Option<bool> {
+        let _ = profiles;
+        None
+    }
 
     fn registration_unsupported(&self, operation: &'static str) -> ServiceError {
         ServiceError::Unsupported {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,9 +56,15 @@ type Slots = Arc<Mutex<BTreeMap<ProfileName, Slot>>>;
 pub struct FakeManager {
     slots: Slots,
     calls: Arc<Mutex<Vec<String>>>,
+    status_calls: Arc<AtomicUsize>,
 }
 
 impl FakeManager {
+    /// How many times one slot's status was asked for.
+    pub fn status_calls(&self) -> usize {
+        self.status_calls.load(Ordering::Relaxed)
+    }
+
     fn record(&self, call: String) {
         self.calls.lock().unwrap().push(call);
     }
@@ -122,7 +129,15 @@ impl ServiceManager for FakeManager {
         self.set(profile, true)
     }
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {
+        self.status_calls.fetch_add(1, Ordering::Relaxed);
         self.slot_status(profile)
+    }
+    fn all_up_and_ready(&self, profiles: &[ProfileName]) -> Option<bool> {
+        let slots = self.slots.lock().unwrap();
+        profiles
+            .iter()
+            .all(|p| slots.get(p).is_some_and(|s| s.up && s.supervised))
+            .then_some(true)
     }
     fn supports_registration(&self) -> bool {
         true

@@ -156,13 +156,24 @@ pub struct Summary {
 }
 
 /// Everything known about one gateway before the live parts are added.
-struct Facts {
-    profile: ProfileName,
+pub(crate) struct Facts {
+    pub(crate) profile: ProfileName,
     profile_exists: bool,
     state: GatewayState,
     host: Option<String>,
     port: Option<u16>,
     config_error: Option<String>,
+}
+
+/// The profiles whose `desired_state` is `running` (the gateways `hermes
+/// health` answers for), from the files alone; `Err` when they cannot be listed.
+pub(crate) fn wanted_running(env: &dyn Environment) -> Result<Vec<Facts>, String> {
+    let profiles = profile::list(env.home()).map_err(|e| e.to_string())?;
+    Ok(profiles
+        .iter()
+        .map(|name| facts(env, name, true))
+        .filter(|f| f.state.desired_state.map(|d| d.as_str()) == Some("running"))
+        .collect())
 }
 
 impl Snapshot {
@@ -266,7 +277,7 @@ fn slot_status(
     }
 }
 
-fn probe(f: &Facts, timeout: Duration) -> Health {
+pub(crate) fn probe(f: &Facts, timeout: Duration) -> Health {
     match f.port {
         Some(port) => health::probe(
             f.host.as_deref().unwrap_or("127.0.0.1"),
@@ -438,7 +449,7 @@ fn summarise(gateways: &[Gateway]) -> Summary {
 
 /// `f` over `items` on up to [`WORKERS`] threads, each with its own state
 /// from `init`; results in input order.
-fn parallel_map<T: Sync, S, R: Send>(
+pub(crate) fn parallel_map<T: Sync, S, R: Send>(
     items: &[T],
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, &T) -> R + Sync,

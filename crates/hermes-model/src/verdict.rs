@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::env::{Environment, SupervisorView};
 use crate::health::{self, Expect, Health, HealthState};
-use crate::snapshot::{DashboardView, Gateway, GatewayLabel, Snapshot, Tone};
+use crate::snapshot::{self, DashboardView, Gateway, GatewayLabel, Snapshot, Tone};
 
 /// One thing that makes the container unhealthy, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -101,15 +101,47 @@ pub fn live(supervisor: &SupervisorView) -> Verdict {
 }
 
 /// Readiness, collected: supervisor first (without one, nothing else can
-/// be up), then the snapshot and the dashboard's probe.
+/// be up); then the quick path, and when that cannot vouch for everything,
+/// the full snapshot, which says what is wrong.
 pub fn collect(env: &dyn Environment, timeout: Duration) -> Verdict {
     let supervisor = env.supervisor();
     if !supervisor.reachable {
         return live(&supervisor);
     }
+    if let Some(healthy) = quick(env, &supervisor, timeout) {
+        return healthy;
+    }
     let snap = Snapshot::collect_with(env, timeout);
     let probe = dashboard_probe(&snap.dashboard, timeout);
     judge(&snap, probe.as_ref())
+}
+
+/// The healthy case at the cost of one call to the manager: when it vouches
+/// that every gateway wanted running is up and ready, and each answers its
+/// probe as itself (and the dashboard, if enabled, is up and answers), the
+/// verdict is the one [`judge`] would give. `None` on anything else.
+fn quick(env: &dyn Environment, supervisor: &SupervisorView, timeout: Duration) -> Option<Verdict> {
+    let wanted = snapshot::wanted_running(env).ok()?;
+    let names: Vec<_> = wanted.iter().map(|f| f.profile.clone()).collect();
+    if env.manager().all_up_and_ready(&names) != Some(true) {
+        return None;
+    }
+    let answers = snapshot::parallel_map(&wanted, || (), |_, f| snapshot::probe(f, timeout));
+    if answers.iter().any(|h| h.state != HealthState::Ok) {
+        return None;
+    }
+    let mut v = Verdict::new(false, supervisor);
+    v.gateways_checked = wanted.len();
+    let settings = env.dashboard_settings();
+    if settings.enabled {
+        let view = snapshot::dashboard_view(settings, env.dashboard_service());
+        let probe = dashboard_probe(&view, timeout);
+        if dashboard_problem(&view, probe.as_ref()).is_some() {
+            return None;
+        }
+        v.dashboard_checked = true;
+    }
+    Some(v)
 }
 
 /// Probe the dashboard only when it is enabled and its slot is up: a down
@@ -604,6 +636,8 @@ mod tests {
             line.starts_with("gateway 'coder': ") && line.contains("answers as profile 'web'"),
             "{line}"
         );
+        let full = env.manager().status_calls();
+        assert!(full >= 2, "the problem was found slot by slot");
         env.serve_health("coder");
         let v = collect(&env, Duration::from_millis(500));
         assert!(v.ok, "{:?}", v.problems);
@@ -611,5 +645,12 @@ mod tests {
             v.summary(),
             "ok: fake answers; 2 gateways up and answering as themselves"
         );
+        // Healthy: the manager vouched for all at once, no slot was asked alone.
+        assert_eq!(env.manager().status_calls(), full);
+        // One slot down: the quick path cannot vouch, the full one says which.
+        env.set_slot("web", Slot::down(Want::Up));
+        let v = collect(&env, Duration::from_millis(500));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert!(v.problems[0].line().starts_with("gateway 'web': is down"));
     }
 }

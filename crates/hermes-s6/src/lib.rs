@@ -35,6 +35,10 @@ const POLL: Duration = Duration::from_millis(5);
 const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
 /// How long a newly published slot may take to get its s6-supervise.
 const REGISTER_WAIT: Duration = Duration::from_secs(5);
+/// How long `all_up_and_ready` lets `s6-svwait` run: it answers at once when
+/// all slots are ready, and this bounds the cost when one is not (the
+/// timeout also covers its start-up handshake with `s6-ftrigrd`).
+const QUICK_WAIT_MS: &str = "300";
 
 /// `$HERMES_SCANDIR`; in the container `/run/service`; on a host a per-user runtime dir.
 pub fn default_scandir() -> PathBuf {
@@ -561,6 +565,24 @@ impl ServiceManager for S6Manager {
         }
         slot::remove_tree(&real)?;
         Ok(())
+    }
+
+    /// One `s6-svwait -U -a` over every slot: it reads each status file
+    /// first, so slots that are all up and ready answer at once, for one
+    /// spawn (and its `s6-ftrigrd`) instead of one `s6-svstat` per slot.
+    /// Anything else (one slot down, a slot missing or unsupervised, a wait
+    /// that times out) is `None`: the caller asks slot by slot.
+    fn all_up_and_ready(&self, profiles: &[ProfileName]) -> Option<bool> {
+        if profiles.is_empty() {
+            return Some(true);
+        }
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["-U".into(), "-a".into(), "-t".into(), QUICK_WAIT_MS.into()];
+        args.extend(profiles.iter().map(|p| self.slot_link(p).into_os_string()));
+        match cmd::run("s6-svwait", &args) {
+            Ok(ran) if ran.code() == Some(0) => Some(true),
+            _ => None,
+        }
     }
 
     fn list(&self) -> Result<Vec<ProfileName>, ServiceError> {
