@@ -54,6 +54,19 @@ pub fn error_line(err: &anyhow::Error) -> String {
     line
 }
 
+/// Called by a profile's name (a link in the container's alias directory,
+/// see `hermes_init::aliases`): the same as `hermes -p NAME …`.
+pub fn expand_alias(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<_> = args.into_iter().collect();
+    if let Some(profile) = args
+        .first()
+        .and_then(|argv0| hermes_init::aliases::profile_of_invocation(argv0))
+    {
+        args.splice(1..1, ["-p".into(), profile.as_str().into()]);
+    }
+    args
+}
+
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     err.downcast_ref::<CodedError>()
         .map(|e| e.status.code())
@@ -115,5 +128,31 @@ mod tests {
         assert!(!is_init(&args(&["hermes", "container", "reconcile"])));
         assert!(!is_init(&args(&["hermes", "status"])));
         assert!(!is_init(&args(&["hermes"])));
+    }
+
+    fn expand(list: &[&str]) -> Vec<String> {
+        expand_alias(list.iter().map(std::ffi::OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_profile_alias_means_hermes_p_profile() {
+        assert_eq!(
+            expand(&["/run/hermes-aliases/coder", "gateway", "status"]),
+            [
+                "/run/hermes-aliases/coder",
+                "-p",
+                "coder",
+                "gateway",
+                "status"
+            ]
+        );
+        assert_eq!(expand(&["coder"]), ["coder", "-p", "coder"]);
+        assert_eq!(
+            expand(&["/usr/local/bin/hermes", "status"]),
+            ["/usr/local/bin/hermes", "status"]
+        );
     }
 }

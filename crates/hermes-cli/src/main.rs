@@ -17,7 +17,7 @@ static BLOCK_INIT_SIGNALS_AT_START: unsafe extern "C" fn(
 
 fn main() -> ExitCode {
     hermes_cli::block_init_signals();
-    let cli = hermes_cli::args::Cli::parse();
+    let cli = hermes_cli::args::Cli::parse_from(hermes_cli::expand_alias(std::env::args_os()));
     match hermes_cli::run(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {

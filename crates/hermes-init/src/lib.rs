@@ -13,6 +13,7 @@
 //! supervision tree is the service user's, and the init only runs the CMD
 //! and fixed binaries.
 
+pub mod aliases;
 pub mod init;
 pub mod notes;
 pub mod pid1;

@@ -44,7 +44,15 @@ pub fn route(
         lookup(first)
     };
     match resolved {
-        Some(path) if is_hermes(&path) => MainProgram::Hermes(cmd[1..].to_vec()),
+        // A profile alias (a link to hermes named after the profile).
+        Some(path) if is_hermes(&path) => match crate::aliases::profile_of_invocation(first) {
+            Some(profile) => {
+                let mut args = vec!["-p".into(), profile.as_str().into()];
+                args.extend(cmd[1..].iter().cloned());
+                MainProgram::Hermes(args)
+            }
+            None => MainProgram::Hermes(cmd[1..].to_vec()),
+        },
         Some(path) => MainProgram::Program {
             path,
             argv: cmd.to_vec(),
@@ -62,13 +70,14 @@ mod tests {
     }
 
     fn decide(list: &[&str], tty: bool) -> MainProgram {
-        let lookup = |name: &OsStr| {
-            ["sleep", "sh", "bash", "hermes", "coder"]
-                .contains(&name.to_str().unwrap())
-                .then(|| PathBuf::from("/usr/bin").join(name))
+        let lookup = |name: &OsStr| match name.to_str().unwrap() {
+            "sleep" | "sh" | "bash" | "hermes" => Some(PathBuf::from("/usr/bin").join(name)),
+            // A profile alias: a link to hermes.
+            "coder" => Some(PathBuf::from("/run/hermes-aliases/coder")),
+            _ => None,
         };
         route(&args(list), tty, lookup, |p| {
-            p == Path::new("/usr/bin/hermes")
+            p == Path::new("/usr/bin/hermes") || p == Path::new("/run/hermes-aliases/coder")
         })
     }
 
@@ -112,6 +121,10 @@ mod tests {
         assert_eq!(
             decide(&["/usr/bin/hermes", "status"], false),
             MainProgram::Hermes(args(&["status"]))
+        );
+        assert_eq!(
+            decide(&["coder", "gateway", "status"], false),
+            MainProgram::Hermes(args(&["-p", "coder", "gateway", "status"]))
         );
         assert_eq!(
             decide(&["./script.sh"], false),

@@ -21,7 +21,7 @@ use crate::route::MainProgram;
 use crate::user::{self, ServiceUser, UserError};
 use hermes_core::dashboard;
 
-use crate::{note, notes, say, scandir, volume, Layout};
+use crate::{aliases, note, notes, say, scandir, volume, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -58,11 +58,41 @@ pub fn environment(overrides: &[(&str, &OsString)]) -> Vec<(OsString, OsString)>
     env
 }
 
-/// `HOME`, `USER` and `LOGNAME` of the service user.
+/// `HOME`, `USER` and `LOGNAME` of the service user, and its `PATH`: root's,
+/// then its own alias directory (`~/.local/bin`, which root's never has).
 pub fn user_environment(user: &ServiceUser) -> Vec<(OsString, OsString)> {
     let home = user.home.clone().into_os_string();
     let name = OsString::from(&user.name);
-    environment(&[("HOME", &home), ("USER", &name), ("LOGNAME", &name)])
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    if !path.is_empty() {
+        path.push(":");
+    }
+    path.push(user.home.join(".local/bin"));
+    environment(&[
+        ("HOME", &home),
+        ("USER", &name),
+        ("LOGNAME", &name),
+        ("PATH", &path),
+    ])
+}
+
+/// One link per profile in [`aliases::ALIAS_DIR`], for root's and
+/// `docker exec`'s `PATH`. Costs only the aliases when it fails; a
+/// read-only /run (`--read-only` without a tmpfs) is expected, not reported.
+fn publish_aliases(stage: &Stage1) {
+    let names = match hermes_core::profile::list(&stage.home) {
+        Ok(names) => names,
+        Err(e) => {
+            say!("no profile aliases for docker exec: {e}");
+            return;
+        }
+    };
+    let dir = Path::new(aliases::ALIAS_DIR);
+    match aliases::publish(dir, &stage.layout.program, &names) {
+        Ok(_) => {}
+        Err(aliases::AliasError::Fs(e)) if e.source.raw_os_error() == Some(libc::EROFS) => {}
+        Err(e) => say!("no profile aliases for docker exec: {e}"),
+    }
 }
 
 /// Who the tree runs as. As root: `hermes` from /etc/passwd, remapped by the
@@ -275,6 +305,9 @@ pub fn run(stage: Stage1) -> Result<u8, InitError> {
     prepare_volume(&stage.home, &user, root)?;
     prepare_run_dir(&stage.layout, &user, root)?;
     prepare_scandir(&stage, &user)?;
+    if root {
+        publish_aliases(&stage);
+    }
 
     // s6-svscan writes a newline here once it accepts commands (-d).
     let (ready_read, ready_write) = pid1::pipe()?;
