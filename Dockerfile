@@ -15,7 +15,8 @@ FROM ${BASE_IMAGE} AS runtime
 SHELL ["/bin/sh", "-eu", "-c"]
 # s6 and execline come from Debian; a base that already has them (the
 # debootstrap one) needs no package index. Versions are the release's own.
-# hadolint ignore=DL3008
+# The profile.d line is single-quoted to expand in the shells it is for.
+# hadolint ignore=DL3008,SC2016
 RUN if ! command -v s6-svscan >/dev/null || ! command -v execlineb >/dev/null; then \
         apt-get update; \
         apt-get install -y --no-install-recommends s6 execline; \
@@ -24,16 +25,33 @@ RUN if ! command -v s6-svscan >/dev/null || ! command -v execlineb >/dev/null; t
     groupadd --gid 10000 hermes; \
     useradd --uid 10000 --gid 10000 --home-dir /opt/data --no-create-home --shell /bin/sh hermes; \
     mkdir -p /opt/data /run/service /run/hermes; \
-    chown 10000:10000 /opt/data /run/service /run/hermes
-# The alias directory is last on PATH: a name the service user writes there
-# must never shadow a system command for root.
+    chown 10000:10000 /opt/data /run/service /run/hermes; \
+    printf '%s\n' \
+        '# Profile aliases of the service user (never on the PATH of root).' \
+        'if [ "$(id -u)" != 0 ] && [ -n "${HOME:-}" ]; then PATH="$PATH:$HOME/.local/bin"; fi' \
+        >/etc/profile.d/hermes-aliases.sh; \
+    printf '. /etc/profile.d/hermes-aliases.sh\n' >>/etc/bash.bashrc
+# Nothing the service user can write is on this PATH (root's, and that of
+# every `docker exec`): /run/hermes-aliases is root's, and stage 1 fills it
+# with one link per profile to hermes (ARCHITECTURE.md, "Profile aliases").
 ENV HERMES_HOME=/opt/data \
     HERMES_CONTAINER=1 \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/data/.local/bin
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/run/hermes-aliases
 VOLUME ["/opt/data"]
 WORKDIR /opt/data
 ENTRYPOINT ["/usr/local/bin/hermes", "container", "init", "--"]
 CMD []
+# `hermes health`: the supervisor answers, and every gateway whose
+# desired_state is running is up, ready and answers /health as itself (and
+# the dashboard when enabled); it costs a few ms. Every 30 s: health matters
+# at the pace an orchestrator reacts, not faster. 10 s timeout: its own waits
+# are bounded (300 ms probes), but on an unhealthy container it asks every
+# slot in turn. 60 s start period: boot reconciles and starts every gateway
+# (each start waits up to 10 s for readiness). 3 retries: a gateway killed
+# and restarted by s6 (back-off at most 2 s) or being restarted by hand must
+# not flip the container. Liveness probes use `hermes health --live`.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["/usr/local/bin/hermes", "health"]
 
 # Tests and scripts/build-image: the runtime with a binary built outside.
 FROM runtime AS prebuilt
