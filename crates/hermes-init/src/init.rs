@@ -390,14 +390,18 @@ fn describe(code: u8) -> String {
 }
 
 /// A root caller may run a program only when the service user could not have
-/// put it there: the file and its directory belong to root and are not
-/// writable by group or others. Anything else runs as the service user.
+/// put it there: the file and every directory above it belong to root and
+/// are not writable by group or others (a writable grandparent lets its
+/// owner swap the whole directory). Anything else runs as the service user.
 fn safe_for_root(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let trusted =
         |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    trusted(&real) && real.parent().is_some_and(trusted)
+    trusted(&real)
+        && real
+            .parent()
+            .is_some_and(|dir| crate::aliases::root_only(dir).is_ok())
 }
 
 fn hermes_argv(program: &Path, args: &[OsString]) -> Vec<OsString> {
@@ -522,6 +526,33 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(!safe_for_root(&script));
+    }
+
+    #[test]
+    fn a_program_below_a_directory_others_can_write_is_not_for_root() {
+        use std::os::unix::fs::PermissionsExt;
+        if pid1::euid() != 0 {
+            return;
+        }
+        // root's 0755 file in root's 0755 directory, under a 0777 one.
+        let top = tempfile::Builder::new()
+            .prefix("hermes-init-")
+            .tempdir_in("/run")
+            .unwrap();
+        let dir = top.path().join("bin");
+        std::fs::create_dir(&dir).unwrap();
+        let prog = dir.join("prog");
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        for (p, mode) in [
+            (top.path(), 0o755),
+            (dir.as_path(), 0o755),
+            (prog.as_path(), 0o755),
+        ] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        assert!(safe_for_root(&prog), "all root's from / down");
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!safe_for_root(&prog), "a writable grandparent");
     }
 
     #[test]
