@@ -62,7 +62,7 @@ def restricted_violations(pod):
     """The restricted Pod Security Standard (Kubernetes' own list), checked
     on the pod template; returns one line per violation."""
     bad = []
-    psc = pod.get("securityContext", {})
+    psc = pod.get("securityContext") or {}
     allowed_volumes = {
         "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
         "persistentVolumeClaim", "projected", "secret",
@@ -76,7 +76,7 @@ def restricted_violations(pod):
             bad.append(f"{flag} is set")
     containers = pod.get("containers", []) + pod.get("initContainers", [])
     for c in containers:
-        sc = c.get("securityContext", {})
+        sc = c.get("securityContext") or {}
         name = c["name"]
 
         def field(key):
@@ -93,10 +93,10 @@ def restricted_violations(pod):
         seccomp = field("seccompProfile") or {}
         if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
             bad.append(f"{name}: seccompProfile is {seccomp.get('type')}")
-        caps = sc.get("capabilities", {})
-        if "ALL" not in caps.get("drop", []):
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
             bad.append(f"{name}: capabilities do not drop ALL")
-        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
             bad.append(f"{name}: adds capabilities {caps['add']}")
         for p in c.get("ports", []):
             if p.get("hostPort"):
@@ -130,6 +130,12 @@ def validate(directory):
     for p in svc["spec"]["ports"]:
         if p["targetPort"] not in ports:
             fail(f"Service port {p['name']} targets {p['targetPort']}, which no container names")
+    want_probes = {"startupProbe": ["health"], "readinessProbe": ["health"], "livenessProbe": ["health", "--live"]}
+    for c in pod["containers"]:
+        for kind, args in want_probes.items():
+            argv = c.get(kind, {}).get("exec", {}).get("command", [])
+            if len(argv) != len(args) + 1 or os.path.basename(argv[0]) != "hermes" or argv[1:] != args:
+                fail(f"{c['name']}: {kind} runs {argv}, want hermes {' '.join(args)}")
     secret_names = {d["metadata"]["name"] for _, d in docs if d["kind"] == "Secret"}
     for c in pod["containers"]:
         for e in c.get("env", []):
@@ -189,10 +195,10 @@ class Pod:
             flags += ["--group-add", str(g)]
         if sc.get("readOnlyRootFilesystem"):
             flags.append("--read-only")
-        caps = sc.get("capabilities", {})
-        for c in caps.get("drop", []):
+        caps = sc.get("capabilities") or {}
+        for c in caps.get("drop") or []:
             flags += ["--cap-drop", c]
-        for c in caps.get("add", []):
+        for c in caps.get("add") or []:
             flags += ["--cap-add", c]
         if sc.get("allowPrivilegeEscalation") is False:
             flags += ["--security-opt", "no-new-privileges"]
