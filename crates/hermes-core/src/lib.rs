@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dashboard;
+pub mod dirfd;
 pub mod exit;
 pub mod fsutil;
 pub mod home;
@@ -12,8 +13,10 @@ pub mod lifecycle;
 pub mod logs;
 pub mod name;
 pub mod profile;
+pub mod runtime;
 pub mod service;
 pub mod state;
+pub mod volume_lock;
 
 pub use exit::ExitStatus;
 pub use home::HermesHome;

@@ -30,6 +30,11 @@ pub enum ProfileError {
     NotFound(ProfileName),
     #[error("{0} exists but is not a hermes profile (no marker file); move it away first")]
     NotAProfile(PathBuf),
+    #[error(
+        "{0} is a symbolic link, not a profile directory; hermes does not follow it: \
+         replace it with the directory itself"
+    )]
+    Symlink(PathBuf),
     #[error("port {port} is already used by profile '{profile}': choose another with --port")]
     PortTaken { port: u16, profile: ProfileName },
     #[error("no free gateway port between {BASE_PORT} and 65535")]
@@ -126,8 +131,11 @@ pub fn named_profiles(home: &HermesHome) -> Result<Vec<Result<ProfileName, Strin
         if raw.starts_with('.') {
             continue;
         }
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let file_type = entry.file_type().ok();
+        let is_dir = file_type.is_some_and(|t| t.is_dir());
+        let is_link = file_type.is_some_and(|t| t.is_symlink());
         let verdict = match ProfileName::parse(&raw) {
+            _ if is_link => Err(format!("{raw}: a symbolic link, not followed")),
             _ if !is_dir => Err(format!("{raw}: not a directory")),
             Ok(name) if name.as_str() != raw => Err(format!("{raw}: not a canonical name")),
             Ok(name) if name.is_default() => Err(format!("{raw}: 'default' is the root profile")),
@@ -152,6 +160,9 @@ pub fn existing(home: &HermesHome, name: &ProfileName) -> Result<ProfilePaths, P
     }
     // A symlinked profile directory would send state, pid and inbox out of the home.
     let is_real_dir = fs::symlink_metadata(&paths.dir).is_ok_and(|m| m.is_dir());
+    if fs::symlink_metadata(&paths.dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ProfileError::Symlink(paths.dir));
+    }
     match fs::symlink_metadata(paths.marker()) {
         Ok(meta) if meta.is_file() && is_real_dir => Ok(paths),
         _ if fs::symlink_metadata(&paths.dir).is_ok() => Err(ProfileError::NotAProfile(paths.dir)),
@@ -444,6 +455,24 @@ mod tests {
             remove(&home, &lock(&home).unwrap(), &name("nope")),
             Err(ProfileError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_linked_profile_directory_is_reported_as_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path().join("home"));
+        let real = dir.path().join("elsewhere");
+        fs::create_dir_all(&real).unwrap();
+        fs::write(real.join(crate::home::PROFILE_MARKER), "").unwrap();
+        fs::create_dir_all(home.profiles_dir()).unwrap();
+        std::os::unix::fs::symlink(&real, home.profiles_dir().join("linked")).unwrap();
+        let err = existing(&home, &name("linked")).unwrap_err();
+        assert!(matches!(err, ProfileError::Symlink(_)), "{err}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(
+            named_profiles(&home).unwrap(),
+            vec![Err("linked: a symbolic link, not followed".to_string())]
+        );
     }
 
     #[test]

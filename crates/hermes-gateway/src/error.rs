@@ -57,7 +57,9 @@ impl GatewayError {
             | GatewayError::NoSecret { .. }
             | GatewayError::Inbox(InboxError::NotADirectory { .. })
             | GatewayError::Profile(ProfileError::NotFound(_))
-            | GatewayError::Profile(ProfileError::NotAProfile(_)) => ExitStatus::Config,
+            | GatewayError::Profile(ProfileError::NotAProfile(_) | ProfileError::Symlink(_)) => {
+                ExitStatus::Config
+            }
             _ => ExitStatus::Failure,
         }
     }

@@ -13,14 +13,15 @@
 //! handler for), so a `docker stop` is never lost, whenever it arrives.
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hermes_core::fsutil;
+use hermes_core::dirfd::Dir;
+use hermes_core::fsutil::FsError;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -404,6 +405,13 @@ fn safe_for_root(path: &Path) -> bool {
             .is_some_and(|dir| crate::aliases::root_only(dir).is_ok())
 }
 
+/// Write `name` in the run directory as root. It may be on the volume,
+/// below directories the service user can replace: it is reached without
+/// following a link at any component.
+fn write_run_file(layout: &Layout, name: &str, text: &str) -> Result<(), FsError> {
+    Dir::open_no_links(&layout.run_dir)?.write_file(OsStr::new(name), text.as_bytes(), 0o644)
+}
+
 fn hermes_argv(program: &Path, args: &[OsString]) -> Vec<OsString> {
     let mut argv = vec![program.as_os_str().to_owned()];
     argv.extend(args.iter().cloned());
@@ -492,8 +500,7 @@ pub fn run(boot: Boot) -> u8 {
     let code = match init.start_main(decision, tty) {
         Ok(Some(pid)) => {
             // For `hermes status`, the dashboard and the TUI (readable by the service user).
-            let pid_file = init.layout.run_dir.join(MAIN_PID_FILE);
-            if let Err(e) = fsutil::atomic_write(&pid_file, format!("{pid}\n").as_bytes(), 0o644) {
+            if let Err(e) = write_run_file(&init.layout, MAIN_PID_FILE, &format!("{pid}\n")) {
                 say!("unable to record the main program's pid: {e}");
             }
             let ended = init.wait_child(pid, true);

@@ -17,6 +17,7 @@ pub mod aliases;
 pub mod init;
 pub mod notes;
 pub mod pid1;
+pub mod place;
 pub mod privilege;
 pub mod reconcile;
 pub mod route;
@@ -42,10 +43,12 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(scandir: &Path, program: &Path) -> Self {
+    /// `run_dir`: `$HERMES_RUN_DIR` (set by stage 1 for everything it
+    /// starts), else the one recorded in `home`, else `/run/hermes`.
+    pub fn new(scandir: &Path, program: &Path, home: Option<&Path>) -> Self {
         Layout {
             scandir: scandir.to_path_buf(),
-            run_dir: PathBuf::from(RUN_DIR),
+            run_dir: hermes_core::runtime::run_dir(home, PathBuf::from(RUN_DIR)),
             program: program.to_path_buf(),
         }
     }

@@ -288,6 +288,25 @@ pub fn reap_all() -> Vec<(Pid, u8)> {
     }
 }
 
+/// Run `cmd` to its end with no supervision tree around it (a read-only
+/// command against a volume another container holds): the init's signals
+/// are passed on to it, orphans reaped; returns its code.
+pub fn run_to_end(cmd: &Command) -> Result<u8, Pid1Error> {
+    let set = handled_signals();
+    block(&set)?;
+    let pid = cmd.spawn()?;
+    loop {
+        if let Some((_, code)) = reap_all().into_iter().find(|(dead, _)| *dead == pid) {
+            return Ok(code);
+        }
+        // Blocked, so a SIGCHLD from before this wait is still pending.
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => send(pid, sig),
+        }
+    }
+}
+
 /// Signals the init reads from a signalfd instead of being interrupted by.
 pub fn handled_signals() -> SigSet {
     let mut set = SigSet::empty();

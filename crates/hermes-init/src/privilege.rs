@@ -5,8 +5,9 @@
 //! container becomes the owner of `HERMES_HOME` before doing anything.
 
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use hermes_core::dirfd::Dir;
 
 use crate::pid1::{self, Credentials, Pid1Error};
 use crate::user;
@@ -19,6 +20,11 @@ pub enum PrivilegeError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "running as root without CAP_SETUID and CAP_SETGID (the container dropped them), so \
+         hermes cannot become the owner of {0}: run it as that user (`docker exec -u hermes …`)"
+    )]
+    NoCapabilities(PathBuf),
     #[error("unable to switch to uid {uid} gid {gid} (owner of {path}): {source}")]
     Drop {
         path: PathBuf,
@@ -40,16 +46,32 @@ pub fn drop_to_home_owner_if_root(home: &Path) -> Result<Option<u32>, PrivilegeE
     }
     // metadata of the directory itself: a symlink planted as HERMES_HOME by
     // its owner would otherwise choose who we become.
-    let meta = std::fs::symlink_metadata(home).map_err(|source| PrivilegeError::Inspect {
-        path: home.to_path_buf(),
-        source,
-    })?;
-    if meta.file_type().is_symlink() || meta.uid() == 0 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !can_switch_users(&status) {
+        return Err(PrivilegeError::NoCapabilities(home.to_path_buf()));
+    }
+    let meta = match Dir::open(home) {
+        Ok(dir) => dir.stat_self(),
+        Err(e) => Err(e),
+    };
+    let meta = match meta {
+        Ok(meta) => meta,
+        // Refused as a link: one planted as HERMES_HOME by its owner would
+        // choose who we become.
+        Err(e) if e.source.raw_os_error().is_none() => return Ok(None),
+        Err(e) => {
+            return Err(PrivilegeError::Inspect {
+                path: home.to_path_buf(),
+                source: e.source,
+            })
+        }
+    };
+    if meta.st_uid == 0 {
         return Ok(None);
     }
     let cred = Credentials {
-        uid: meta.uid(),
-        gid: meta.gid(),
+        uid: meta.st_uid,
+        gid: meta.st_gid,
     };
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let name = passwd_name(&passwd, cred.uid);
@@ -71,6 +93,16 @@ pub fn drop_to_home_owner_if_root(home: &Path) -> Result<Option<u32>, PrivilegeE
     Ok(Some(cred.uid))
 }
 
+/// Whether the effective capabilities in `/proc/self/status`-format `text`
+/// allow switching users (CAP_SETGID, bit 6, and CAP_SETUID, bit 7).
+pub fn can_switch_users(text: &str) -> bool {
+    const SETGID_SETUID: u64 = (1 << 6) | (1 << 7);
+    text.lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_none_or(|caps| caps & SETGID_SETUID == SETGID_SETUID)
+}
+
 /// The login name of `uid` in passwd-format text.
 fn passwd_name(text: &str, uid: u32) -> Option<String> {
     text.lines().find_map(|line| {
@@ -82,6 +114,18 @@ fn passwd_name(text: &str, uid: u32) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switching_users_needs_setuid_and_setgid() {
+        assert!(can_switch_users(
+            "Name:\thermes\nCapEff:\t000001ffffffffff\n"
+        ));
+        assert!(can_switch_users("CapEff:\t00000000000000c0\n"));
+        assert!(!can_switch_users("CapEff:\t0000000000000000\n"));
+        assert!(!can_switch_users("CapEff:\t0000000000000080\n"));
+        // Unknown: let the switch itself say what failed.
+        assert!(can_switch_users(""));
+    }
 
     #[test]
     fn names_come_from_passwd() {

@@ -61,6 +61,41 @@ pub fn route(
     }
 }
 
+/// The hermes arguments of a CMD that names hermes (`hermes …`, a path to
+/// it) or is a bare hermes command line.
+pub fn hermes_args(cmd: &[OsString]) -> Vec<OsString> {
+    match cmd.first() {
+        Some(first) if Path::new(first).file_name() == Some(OsStr::new("hermes")) => {
+            cmd[1..].to_vec()
+        }
+        _ => cmd.to_vec(),
+    }
+}
+
+/// Whether the CMD is a hermes command that only reads the volume
+/// (`status`, `profile list`, `gateway status`, `--version`, `--help`),
+/// with any options (`-p NAME`, `--json`).
+pub fn read_only_hermes(cmd: &[OsString]) -> bool {
+    let args = hermes_args(cmd);
+    let mut words = Vec::new();
+    let mut iter = args.iter().map(|a| a.to_str());
+    while let Some(arg) = iter.next() {
+        let Some(arg) = arg else { return false };
+        match arg {
+            "-p" | "--profile" => {
+                iter.next();
+            }
+            "--version" | "-V" | "--help" | "-h" if words.is_empty() => return true,
+            _ if arg.starts_with('-') => {}
+            _ => words.push(arg),
+        }
+    }
+    matches!(
+        words.as_slice(),
+        ["status"] | ["profile", "list"] | ["gateway", "status"]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +168,28 @@ mod tests {
                 argv: args(&["./script.sh"])
             }
         );
+    }
+
+    #[test]
+    fn read_only_commands_are_recognised() {
+        for cmd in [
+            &["status"][..],
+            &["hermes", "status", "--json"],
+            &["/usr/local/bin/hermes", "profile", "list"],
+            &["-p", "coder", "gateway", "status"],
+            &["--version"],
+        ] {
+            assert!(read_only_hermes(&args(cmd)), "{cmd:?}");
+        }
+        for cmd in [
+            &[][..],
+            &["sh", "-c", "hermes status"],
+            &["gateway", "start"],
+            &["profile", "create", "x"],
+            &["status", "extra"],
+            &["-p", "status", "gateway", "run"],
+        ] {
+            assert!(!read_only_hermes(&args(cmd)), "{cmd:?}");
+        }
     }
 }

@@ -3,11 +3,11 @@
 //! Everything here is executed by the supervision tree, which runs as the
 //! service user.
 
-use std::fs;
-use std::io;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use hermes_core::fsutil::{self, FsError};
+use hermes_core::dirfd::Dir;
+use hermes_core::fsutil::FsError;
 use hermes_core::profile::sh_quote;
 
 /// Where slot directories live (the s6 backend's layout: published as symlinks).
@@ -16,42 +16,12 @@ pub const DASHBOARD: &str = "dashboard";
 /// Grace the dashboard gets between SIGTERM and SIGKILL when brought down.
 const DASHBOARD_TIMEOUT_KILL_MS: u32 = 3000;
 
-/// Remove everything inside `dir` (not `dir` itself, whose parent may not be
-/// ours), creating it when missing. Symlinks are removed, never followed.
-pub fn empty_dir(dir: &Path) -> Result<(), FsError> {
-    fsutil::ensure_dir(dir, 0o755)?;
-    let entries = fs::read_dir(dir).map_err(|e| FsError::new("list", dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| FsError::new("list", dir, e))?;
-        let path = entry.path();
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        let removed = if is_dir {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match removed {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FsError::new("remove", &path, e)),
-        }
-    }
-    Ok(())
-}
-
 fn quoted(words: &[&str]) -> String {
     words
         .iter()
         .map(|w| sh_quote(w))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Whether programs on the file system holding `dir` may be executed.
-pub fn exec_allowed(dir: &Path) -> bool {
-    nix::sys::statvfs::statvfs(dir)
-        .map(|v| !v.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
-        .unwrap_or(true)
 }
 
 /// Files of the scandir as (path relative to the scandir, content, mode).
@@ -100,39 +70,23 @@ pub fn dashboard_files(program: &Path, log_dir: &Path, enabled: bool) -> Files {
     files
 }
 
-/// Write `files` under `scandir` and publish the dashboard slot as a symlink.
-pub fn write(scandir: &Path, files: &Files) -> Result<(), FsError> {
+/// Write `files` under the scandir `dir` (through its handle: a link
+/// planted at any component is refused) and publish the dashboard slot.
+pub fn write(dir: &Dir, files: &Files) -> Result<(), FsError> {
     for (rel, content, mode) in files {
-        let path = scandir.join(rel);
-        if let Some(parent) = path.parent() {
-            fsutil::ensure_dir(parent, 0o755)?;
-        }
-        fsutil::atomic_write(&path, content.as_bytes(), *mode)?;
+        let name = rel.file_name().unwrap_or_default();
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        dir.create_beneath(parent, 0o755)?
+            .write_file(name, content.as_bytes(), *mode)?;
     }
-    let link = scandir.join(DASHBOARD);
-    std::os::unix::fs::symlink(Path::new(SLOTS_DIR).join(DASHBOARD), &link)
-        .map_err(|e| FsError::new("publish", &link, e))
+    dir.symlink(&Path::new(SLOTS_DIR).join(DASHBOARD), OsStr::new(DASHBOARD))
+        .map_err(|e| FsError::new("publish", &dir.path().join(DASHBOARD), e.source))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn empty_dir_removes_everything_without_following_links() {
-        let dir = tempfile::tempdir().unwrap();
-        let scan = dir.path().join("service");
-        let outside = dir.path().join("outside");
-        fs::create_dir_all(outside.join("keep")).unwrap();
-        fs::create_dir_all(scan.join(".slots/gateway-a/supervise")).unwrap();
-        fs::write(scan.join(".hermes-max-slots"), "1").unwrap();
-        std::os::unix::fs::symlink(&outside, scan.join("gateway-a")).unwrap();
-        empty_dir(&scan).unwrap();
-        assert_eq!(fs::read_dir(&scan).unwrap().count(), 0);
-        assert!(outside.join("keep").is_dir());
-        empty_dir(&dir.path().join("new")).unwrap();
-        assert!(dir.path().join("new").is_dir());
-    }
+    use std::fs;
 
     #[test]
     fn scripts_pass_shellcheck_and_the_slot_is_published() {
@@ -142,7 +96,7 @@ mod tests {
             Path::new("/opt/data/logs/dashboard"),
             false,
         );
-        write(dir.path(), &files).unwrap();
+        write(&Dir::open(dir.path()).unwrap(), &files).unwrap();
         let slot = dir.path().join("dashboard");
         assert!(slot.join("down").exists());
         assert!(fs::read_to_string(slot.join("run"))

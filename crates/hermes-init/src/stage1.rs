@@ -6,13 +6,16 @@
 //! every supervisor, service and logger inherits it from s6-svscan (unlike
 //! s6-overlay, nothing clears it), with `HOME`/`USER` set to the service user.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use hermes_core::dirfd::Dir;
 use hermes_core::fsutil::{self, FsError};
+use hermes_core::runtime;
+use hermes_core::volume_lock::{self, LockError, VolumeLock};
 use hermes_core::HermesHome;
 
 use crate::init::{self, Boot};
@@ -21,10 +24,14 @@ use crate::route::MainProgram;
 use crate::user::{self, ServiceUser, UserError};
 use hermes_core::dashboard;
 
-use crate::{aliases, note, notes, say, scandir, volume, Layout};
+use crate::{aliases, note, notes, place, route, say, scandir, volume, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("{0}")]
+    Repair(String),
     #[error(transparent)]
     User(#[from] UserError),
     #[error(transparent)]
@@ -33,12 +40,16 @@ pub enum InitError {
     Pid1(#[from] Pid1Error),
 }
 
+/// s6-svscan's arguments for the scandir stage 1 settles on.
+pub type SvscanArgs = Box<dyn Fn(&Path) -> Vec<OsString>>;
+
 pub struct Stage1 {
     pub layout: Layout,
     pub home: HermesHome,
-    /// s6-svscan and its arguments (the s6 backend knows the cap flag for the installed version).
+    /// s6-svscan and its arguments for a scandir (the s6 backend knows the
+    /// cap flag for the installed version).
     pub svscan: PathBuf,
-    pub svscan_args: Vec<OsString>,
+    pub svscan_args: SvscanArgs,
     /// Files the s6 backend wants in the fresh scandir, relative to it.
     pub extra_files: Vec<(PathBuf, String)>,
     /// The container's CMD.
@@ -162,25 +173,33 @@ fn record_remap(uid: u32, gid: u32) {
     }
 }
 
-fn chown(path: &Path, uid: u32, gid: u32) -> Result<(), FsError> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .map_err(|e| FsError::new("change the owner of", path, e))
-}
-
-fn chmod(path: &Path, mode: u32) -> Result<(), FsError> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| FsError::new("change the mode of", path, e))
-}
-
 /// The volume: present, with its log directories, owned by the service user.
-fn prepare_volume(home: &HermesHome, user: &ServiceUser, root: bool) -> Result<(), FsError> {
-    fsutil::ensure_dir(home.root(), 0o755)?;
-    fsutil::ensure_dir(&home.dashboard_log_dir(), 0o755)?;
-    fsutil::ensure_dir(&home.logs_dir().join("gateways"), 0o755)?;
+fn prepare_volume(
+    home_dir: &Dir,
+    home: &HermesHome,
+    user: &ServiceUser,
+    root: bool,
+) -> Result<(), InitError> {
+    for dir in [home.dashboard_log_dir(), home.logs_dir().join("gateways")] {
+        let rel = dir.strip_prefix(home.root()).unwrap_or(&dir);
+        home_dir.create_beneath(rel, 0o755).map_err(|e| {
+            let logs = home.logs_dir();
+            if fs::symlink_metadata(&logs).is_ok_and(|m| m.file_type().is_symlink()) {
+                InitError::Repair(format!(
+                    "{e}. {} must be a directory of the volume: remove the link (for example \
+                     `docker run --rm --volumes-from <this container> --entrypoint rm <image> {}`) \
+                     and start the container again",
+                    logs.display(),
+                    logs.display()
+                ))
+            } else {
+                InitError::Fs(e)
+            }
+        })?;
+    }
+    remove_stale_temp_files(home_dir, home);
     if !root {
-        let owner = fs::symlink_metadata(home.root())
-            .map_err(|e| FsError::new("inspect", home.root(), e))?
-            .uid();
+        let owner = home_dir.stat_self()?.st_uid;
         if owner != user.uid {
             say!(
                 "warning: {} belongs to uid {owner}, not to uid {} that this container runs as; \
@@ -191,7 +210,7 @@ fn prepare_volume(home: &HermesHome, user: &ServiceUser, root: bool) -> Result<(
         }
         return Ok(());
     }
-    let repair = volume::chown_tree(home.root(), user.uid, user.gid)?;
+    let repair = volume::chown_tree(home_dir, user.uid, user.gid)?;
     if repair.changed > 0 {
         note!(
             "gave {} entries of {} to {}:{}",
@@ -207,63 +226,78 @@ fn prepare_volume(home: &HermesHome, user: &ServiceUser, root: bool) -> Result<(
             path.display()
         );
     }
+    for path in repair.skipped_mounts {
+        note!(
+            "left {} as it is: it is mounted from elsewhere, not part of the volume",
+            path.display()
+        );
+    }
+    for path in repair.read_only {
+        note!("left {} as it is: read-only file system", path.display());
+    }
     Ok(())
 }
 
-/// `/run/hermes`: root's, readable by the service group (`main.pid`).
-fn prepare_run_dir(layout: &Layout, user: &ServiceUser, root: bool) -> Result<(), FsError> {
-    let dir = &layout.run_dir;
-    scandir::empty_dir(dir)?;
-    if root {
-        chown(dir, 0, user.gid)?;
-        chmod(dir, 0o750)?;
+/// `.<file>.tmp.<pid>` files that a write killed mid-way left in the home
+/// and in every profile directory (never through a link).
+fn remove_stale_temp_files(home_dir: &Dir, home: &HermesHome) {
+    let mut dirs = vec![home_dir.reopen()];
+    let profiles = home.profiles_dir();
+    let rel = profiles.strip_prefix(home.root()).unwrap_or(&profiles);
+    if let Ok(profiles) = home_dir.open_beneath(rel) {
+        for name in profiles.names().unwrap_or_default() {
+            dirs.push(profiles.open_dir(&name));
+        }
+    }
+    for dir in dirs.into_iter().flatten() {
+        match volume::remove_stale_temp_files(&dir) {
+            Ok(removed) => {
+                for path in removed {
+                    note!(
+                        "removed {}, left by a write that was killed",
+                        path.display()
+                    );
+                }
+            }
+            Err(e) => say!("warning: {e}"),
+        }
+    }
+}
+
+/// The run directory (`main.pid`). In `/run` it is root's, readable by the
+/// service group; on the volume, whose directories the service user can
+/// replace anyway, it is the user's.
+fn prepare_run_dir(
+    dir: &Dir,
+    user: &ServiceUser,
+    root: bool,
+    on_volume: bool,
+) -> Result<(), FsError> {
+    dir.empty()?;
+    if root && !on_volume {
+        dir.chown(0, user.gid)?;
+        dir.chmod(0o750)?;
     } else {
-        chmod(dir, 0o700)?;
+        if root {
+            dir.chown(user.uid, user.gid)?;
+        }
+        dir.chmod(0o700)?;
     }
     Ok(())
 }
 
-/// Where the scandir really is. s6 executes `run` scripts from it, so it must
-/// be on a file system that allows exec, and `--read-only --tmpfs /run` gives
-/// a noexec /run. Then the slots live on the volume, in a directory of this
-/// container's own (never shared with another container on the same volume),
-/// and the scandir path becomes a symlink to it.
-fn place_scandir(stage: &Stage1, user: &ServiceUser) -> Result<PathBuf, FsError> {
-    let dir = &stage.layout.scandir;
-    if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        // Made by this container's previous boot.
-        fs::remove_file(dir).map_err(|e| FsError::new("remove", dir, e))?;
+/// The scandir, emptied, with `.s6-svscan/` and the dashboard slot, owned by
+/// the service user (the tree creates `supervise/` and `event/` there). s6
+/// executes `run` scripts from it, so it must allow exec.
+fn prepare_scandir(stage: &Stage1, dir: &Dir, user: &ServiceUser) -> Result<(), FsError> {
+    if !place::exec_allowed(dir) {
+        return Err(FsError::new(
+            "use",
+            dir.path(),
+            io::Error::other("its file system does not allow executing programs (noexec)"),
+        ));
     }
-    let parent = dir.parent().unwrap_or(Path::new("/"));
-    fsutil::ensure_dir(parent, 0o755)?;
-    if scandir::exec_allowed(parent) {
-        return Ok(dir.clone());
-    }
-    let host = fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty() && !h.contains('/') && !h.starts_with('.'))
-        .unwrap_or_else(|| "container".to_string());
-    let own = stage.home.root().join(".hermes-run").join(host);
-    let real = own.join("service");
-    note!(
-        "{} does not allow executing programs (noexec, e.g. --tmpfs /run): \
-         the supervision tree runs from {} on the volume instead",
-        parent.display(),
-        real.display()
-    );
-    if fs::symlink_metadata(dir).is_ok() {
-        fs::remove_dir_all(dir).map_err(|e| FsError::new("remove", dir, e))?;
-    }
-    fsutil::ensure_dir(&real, 0o755)?;
-    volume::chown_tree(&stage.home.root().join(".hermes-run"), user.uid, user.gid)?;
-    std::os::unix::fs::symlink(&real, dir).map_err(|e| FsError::new("create the link", dir, e))?;
-    Ok(real)
-}
-
-fn prepare_scandir(stage: &Stage1, user: &ServiceUser) -> Result<(), FsError> {
-    let dir = place_scandir(stage, user)?;
-    scandir::empty_dir(&dir)?;
+    dir.empty()?;
     let mut files = scandir::Files::new();
     let enabled = dashboard::enabled(std::env::var("HERMES_DASHBOARD").ok().as_deref());
     files.extend(scandir::dashboard_files(
@@ -277,15 +311,100 @@ fn prepare_scandir(stage: &Stage1, user: &ServiceUser) -> Result<(), FsError> {
             .iter()
             .map(|(p, c)| (p.clone(), c.clone(), 0o644)),
     );
-    scandir::write(&dir, &files)?;
-    // The tree runs as the service user and must create supervise/ and event/ here.
-    volume::chown_tree(&dir, user.uid, user.gid)?;
+    scandir::write(dir, &files)?;
+    if pid1::euid() == 0 {
+        volume::chown_tree(dir, user.uid, user.gid)?;
+    }
     Ok(())
+}
+
+/// Put the run directory and the scandir where they work (see `place`),
+/// record them in the volume for `docker exec` clients and in the
+/// environment for everything this init starts.
+fn place_runtime(
+    stage: &mut Stage1,
+    home_dir: &Dir,
+    user: &ServiceUser,
+    root: bool,
+) -> Result<(), InitError> {
+    let host = runtime::host_name();
+    let run_path = stage.layout.run_dir.clone();
+    let scan_path = stage.layout.scandir.clone();
+    let in_run = place::open_in_run(&run_path)
+        .and_then(|d| prepare_run_dir(&d, user, root, false).map(|()| d));
+    let (run_dir, moved) = place::first_or_volume("run directory", in_run, || {
+        let own = place::volume_dir(home_dir, &host)?;
+        if root {
+            own.chown(user.uid, user.gid)?;
+        }
+        let d = place::own_dir(&own, OsStr::new("run"), 0o700)?;
+        prepare_run_dir(&d, user, root, true)?;
+        Ok(d)
+    })?;
+    if moved.is_some() {
+        stage.layout.run_dir = run_dir.path().to_path_buf();
+    }
+    let in_run =
+        place::open_in_run(&scan_path).and_then(|d| prepare_scandir(stage, &d, user).map(|()| d));
+    let (scan_dir, moved) = place::first_or_volume("supervision tree", in_run, || {
+        let own = place::volume_dir(home_dir, &host)?;
+        if root {
+            own.chown(user.uid, user.gid)?;
+        }
+        let d = place::own_dir(&own, OsStr::new("service"), 0o755)?;
+        prepare_scandir(stage, &d, user)?;
+        Ok(d)
+    })?;
+    if moved.is_some() {
+        place::link_from_run(&scan_path, scan_dir.path());
+        stage.layout.scandir = scan_dir.path().to_path_buf();
+    }
+    runtime::record(
+        home_dir,
+        &runtime::Places {
+            host,
+            scandir: stage.layout.scandir.clone(),
+            run_dir: stage.layout.run_dir.clone(),
+        },
+    )?;
+    if root {
+        home_dir.chown_entry(OsStr::new(runtime::POINTER_FILE), user.uid, user.gid)?;
+    }
+    // Stage 1 is single-threaded: nothing reads the environment concurrently.
+    std::env::set_var("HERMES_SCANDIR", &stage.layout.scandir);
+    std::env::set_var("HERMES_RUN_DIR", &stage.layout.run_dir);
+    Ok(())
+}
+
+/// Take the volume, or say who has it. A read-only one-shot command
+/// (`status`, `profile list`, `gateway status`) still runs against a volume
+/// another container holds: without a tree of its own, writing nothing
+/// (`Err(Ok(code))` is how it ended).
+fn claim_volume(
+    stage: &Stage1,
+    home_dir: &Dir,
+    user: &ServiceUser,
+    root: bool,
+) -> Result<VolumeLock, Result<u8, InitError>> {
+    let owner = root.then_some((user.uid, user.gid));
+    match volume_lock::acquire(home_dir, &volume_lock::Owner::current(), owner) {
+        Ok(lock) => Ok(lock),
+        Err(LockError::Held { .. }) if route::read_only_hermes(&stage.cmd) => {
+            let args = route::hermes_args(&stage.cmd);
+            let mut argv: Vec<OsString> = vec![stage.layout.program.clone().into()];
+            argv.extend(args);
+            let ran = Command::new(&stage.layout.program, &argv, &user_environment(user)).and_then(
+                |cmd| pid1::run_to_end(&cmd.credentials(root.then_some(user.credentials()))),
+            );
+            Err(ran.map_err(InitError::from))
+        }
+        Err(e) => Err(Err(e.into())),
+    }
 }
 
 /// Prepare the container, then live as its init (see `init`); returns the
 /// container's exit code, or why it could not be prepared.
-pub fn run(stage: Stage1) -> Result<u8, InitError> {
+pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
     let tty = pid1::is_tty(0);
     let decision = init::main_program(&stage.cmd, &stage.layout.program, tty);
     notes::set_loud(
@@ -301,10 +420,27 @@ pub fn run(stage: Stage1) -> Result<u8, InitError> {
         pid1::become_subreaper()?;
     }
     let root = pid1::euid() == 0;
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if root && !crate::privilege::can_switch_users(&status) {
+        return Err(InitError::Repair(
+            "running as root without CAP_SETUID and CAP_SETGID (--cap-drop ALL?), so the \
+             supervision tree cannot be handed to the service user: run the container as the \
+             service user instead (--user 10000:10000 works with --cap-drop ALL), or keep \
+             those capabilities"
+                .to_string(),
+        ));
+    }
     let user = service_user(&stage.home)?;
-    prepare_volume(&stage.home, &user, root)?;
-    prepare_run_dir(&stage.layout, &user, root)?;
-    prepare_scandir(&stage, &user)?;
+    let home_dir = Dir::open_or_create(stage.home.root(), 0o755)?;
+    // Before anything is written to the volume. Held by this process (PID 1)
+    // until it returns; the descriptor is close-on-exec and a record lock is
+    // never inherited, so no child holds the volume.
+    let lock = match claim_volume(&stage, &home_dir, &user, root) {
+        Ok(lock) => lock,
+        Err(ran) => return ran,
+    };
+    prepare_volume(&home_dir, &stage.home, &user, root)?;
+    place_runtime(&mut stage, &home_dir, &user, root)?;
     if root {
         publish_aliases(&stage);
     }
@@ -316,7 +452,7 @@ pub fn run(stage: Stage1) -> Result<u8, InitError> {
         "-d".into(),
         ready_write.as_raw_fd().to_string().into(),
     ];
-    svscan_argv.extend(stage.svscan_args.iter().cloned());
+    svscan_argv.extend((stage.svscan_args)(&stage.layout.scandir));
     let cred = root.then_some(Credentials {
         uid: user.uid,
         gid: user.gid,
@@ -332,7 +468,7 @@ pub fn run(stage: Stage1) -> Result<u8, InitError> {
         // a gateway's lines) goes to stderr, which `docker logs` shows too.
         svscan = svscan.stdout(libc::STDERR_FILENO);
     }
-    Ok(init::run(Boot {
+    let code = init::run(Boot {
         layout: stage.layout,
         user,
         svscan,
@@ -341,5 +477,8 @@ pub fn run(stage: Stage1) -> Result<u8, InitError> {
         decision,
         tty,
         boot_log: stage.home.boot_log(),
-    }))
+    });
+    // Only now, with the tree and everything else ended, is the volume free.
+    drop(lock);
+    Ok(code)
 }

@@ -111,6 +111,7 @@ impl ActionError {
                     | ProfileError::PortTaken { .. }
                     | ProfileError::Default(..)
                     | ProfileError::NotAProfile(_)
+                    | ProfileError::Symlink(_)
             ) | ActionError::UnknownGateway { .. }
         )
     }

@@ -40,13 +40,21 @@ const REGISTER_WAIT: Duration = Duration::from_secs(5);
 /// timeout also covers its start-up handshake with `s6-ftrigrd`).
 const QUICK_WAIT_MS: &str = "300";
 
-/// `$HERMES_SCANDIR`; in the container `/run/service`; on a host a per-user runtime dir.
+/// The container's scandir when `/run` can hold it.
+pub const CONTAINER_SCANDIR: &str = "/run/service";
+
+/// `$HERMES_SCANDIR`; in the container the one the init recorded in the
+/// volume (`/run/service` or its fallback); on a host a per-user runtime dir.
 pub fn default_scandir() -> PathBuf {
     if let Some(dir) = std::env::var_os("HERMES_SCANDIR").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
     if std::env::var_os("HERMES_CONTAINER").is_some_and(|v| v == "1") {
-        return PathBuf::from("/run/service");
+        let home = HermesHome::from_env();
+        return hermes_core::runtime::scandir(
+            home.as_ref().map(|h| h.root()),
+            PathBuf::from(CONTAINER_SCANDIR),
+        );
     }
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(runtime) => PathBuf::from(runtime).join("hermes/service"),

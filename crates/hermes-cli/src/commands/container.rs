@@ -24,7 +24,7 @@ use crate::{CodedError, Context};
 const FOLLOW_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
-    let layout = Layout::new(&ctx.scandir, &ctx.program);
+    let layout = Layout::new(&ctx.scandir, &ctx.program, Some(ctx.home.root()));
     match cmd {
         ContainerCommand::Reconcile { dry_run, notes } => reconcile(ctx, dry_run, notes),
         ContainerCommand::Init { cmd } => init(ctx, layout, cmd),
@@ -41,7 +41,7 @@ fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<Exi
     let max_slots = svscan::max_slots_from_env().max(profiles + 1);
     let flag = svscan::probe_cap_flag()?;
     let code = stage1::run(Stage1 {
-        svscan_args: svscan::args(flag, max_slots, &ctx.scandir),
+        svscan_args: Box::new(move |scandir| svscan::args(flag, max_slots, scandir)),
         extra_files: vec![(PathBuf::from(svscan::LIMIT_FILE), format!("{max_slots}\n"))],
         layout,
         home: ctx.home.clone(),

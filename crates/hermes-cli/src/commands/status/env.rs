@@ -121,7 +121,11 @@ impl Environment for CliEnv {
             return MainProgram::not_applicable();
         }
         let pid = std::fs::read_to_string(
-            Path::new(hermes_init::RUN_DIR).join(hermes_init::init::MAIN_PID_FILE),
+            hermes_core::runtime::run_dir(
+                Some(self.ctx.home.root()),
+                PathBuf::from(hermes_init::RUN_DIR),
+            )
+            .join(hermes_init::init::MAIN_PID_FILE),
         )
         .ok()
         .and_then(|t| t.trim().parse::<u32>().ok());

@@ -244,7 +244,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     fs::create_dir_all(&dashboard_log).context("dashboard log dir")?;
     fs::create_dir_all(env.scandir()).context("scandir")?;
     hermes_init::scandir::write(
-        &env.scandir(),
+        &hermes_core::dirfd::Dir::open(&env.scandir()).context("scandir")?,
         &hermes_init::scandir::dashboard_files(hermes_bin().as_path(), &dashboard_log, true),
     )
     .context("dashboard slot")?;
