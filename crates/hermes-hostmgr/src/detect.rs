@@ -128,7 +128,7 @@ pub fn detect_service_manager(facts: &dyn Facts, scandir: &Path, system: bool) -
             }
         }
     }
-    let control = scandir.join(".s6-svscan/control");
+    let control = hermes_s6::Scandir::new(scandir).control();
     match facts.probe_fifo(&control) {
         FifoProbe::Reader => {
             return found(

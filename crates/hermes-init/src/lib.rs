@@ -2,7 +2,7 @@
 //! PID 1 for the container's whole life:
 //!
 //! 1. `stage1` (root, or the `--user`): service user, volume ownership, the
-//!    run directory and a clean scandir with the `dashboard` slot.
+//!    run directory and a clean scandir with the static slots (see `scandir`).
 //! 2. `init`: starts `s6-svscan` as its child, running as the service user
 //!    (the root of all supervision); runs the boot reconciler as the service
 //!    user and the main program (CMD) with the terminal; on a stop signal or

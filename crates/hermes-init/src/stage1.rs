@@ -22,7 +22,8 @@ use crate::init::{self, Boot};
 use crate::pid1::{self, Command, Credentials, Pid1Error};
 use crate::route::MainProgram;
 use crate::user::{self, ServiceUser, UserError};
-use hermes_core::dashboard;
+use hermes_s6::static_slot;
+use hermes_s6::svscan::{self, CapFlag};
 
 use crate::{aliases, note, notes, place, route, say, scandir, volume, Layout};
 
@@ -40,18 +41,14 @@ pub enum InitError {
     Pid1(#[from] Pid1Error),
 }
 
-/// s6-svscan's arguments for the scandir stage 1 settles on.
-pub type SvscanArgs = Box<dyn Fn(&Path) -> Vec<OsString>>;
-
 pub struct Stage1 {
     pub layout: Layout,
     pub home: HermesHome,
-    /// s6-svscan and its arguments for a scandir (the s6 backend knows the
-    /// cap flag for the installed version).
+    /// s6-svscan, the cap flag of the installed version, and the gateway
+    /// slots it must take.
     pub svscan: PathBuf,
-    pub svscan_args: SvscanArgs,
-    /// Files the s6 backend wants in the fresh scandir, relative to it.
-    pub extra_files: Vec<(PathBuf, String)>,
+    pub cap_flag: CapFlag,
+    pub max_slots: usize,
     /// The container's CMD.
     pub cmd: Vec<OsString>,
 }
@@ -298,20 +295,15 @@ fn prepare_scandir(stage: &Stage1, dir: &Dir, user: &ServiceUser) -> Result<(), 
         ));
     }
     dir.empty()?;
-    let mut files = scandir::Files::new();
-    let enabled = dashboard::enabled(std::env::var("HERMES_DASHBOARD").ok().as_deref());
-    files.extend(scandir::dashboard_files(
-        &stage.layout.program,
-        &stage.home.dashboard_log_dir(),
-        enabled,
-    ));
-    files.extend(
-        stage
-            .extra_files
-            .iter()
-            .map(|(p, c)| (p.clone(), c.clone(), 0o644)),
-    );
-    scandir::write(dir, &files)?;
+    let slots = scandir::static_slots(&stage.layout.program, &stage.home, |k| {
+        std::env::var(k).ok()
+    });
+    static_slot::install(dir, &slots)?;
+    dir.write_file(
+        OsStr::new(svscan::LIMIT_FILE),
+        format!("{}\n", stage.max_slots).as_bytes(),
+        0o644,
+    )?;
     if pid1::euid() == 0 {
         volume::chown_tree(dir, user.uid, user.gid)?;
     }
@@ -452,7 +444,11 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         "-d".into(),
         ready_write.as_raw_fd().to_string().into(),
     ];
-    svscan_argv.extend((stage.svscan_args)(&stage.layout.scandir));
+    svscan_argv.extend(svscan::args(
+        stage.cap_flag,
+        stage.max_slots,
+        &stage.layout.scandir,
+    ));
     let cred = root.then_some(Credentials {
         uid: user.uid,
         gid: user.gid,

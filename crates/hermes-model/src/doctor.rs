@@ -133,7 +133,7 @@ fn scandir_owner(scandir: &Path, service_uid: u32) -> Check {
         }
     };
     let mode = meta.permissions().mode() & 0o7777;
-    let control = scandir.join(".s6-svscan/control");
+    let control = hermes_s6::Scandir::new(scandir).control();
     let supervisor_uid = fs::metadata(&control).ok().map(|m| m.uid());
     if meta.uid() != service_uid {
         Check::fail(

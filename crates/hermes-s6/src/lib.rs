@@ -8,7 +8,9 @@
 
 pub mod cmd;
 pub mod finish;
+pub mod scandir;
 pub mod slot;
+pub mod static_slot;
 pub mod supervise;
 pub mod svscan;
 pub mod svstat;
@@ -27,8 +29,7 @@ use hermes_core::service::{
 use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
 use hermes_core::{HermesHome, ProfileName};
 
-/// Where slot directories live, relative to the scandir.
-pub const SLOTS_DIR: &str = ".slots";
+pub use scandir::Scandir;
 /// How long s6-supervise waits after SIGTERM before SIGKILL.
 pub const TIMEOUT_KILL_MS: u32 = 5_000;
 const POLL: Duration = Duration::from_millis(5);
@@ -132,14 +133,15 @@ impl S6Manager {
 
     /// The published name of a profile's slot (a symlink into `.slots/`).
     pub fn slot_link(&self, profile: &ProfileName) -> PathBuf {
-        self.cfg.scandir.join(profile.service_name())
+        self.layout().link(&profile.service_name())
+    }
+
+    fn layout(&self) -> Scandir {
+        Scandir::new(&self.cfg.scandir)
     }
 
     fn slot_dir(&self, profile: &ProfileName) -> PathBuf {
-        self.cfg
-            .scandir
-            .join(SLOTS_DIR)
-            .join(profile.service_name())
+        self.layout().slot_dir(&profile.service_name())
     }
 
     pub fn spec(&self, profile: &ProfileName) -> GatewaySpec {
@@ -152,7 +154,7 @@ impl S6Manager {
 
     /// A supervisor listens on the scandir, and it is ours to talk to.
     pub fn check_supervisor(&self) -> Result<(), ServiceError> {
-        let control = self.cfg.scandir.join(".s6-svscan/control");
+        let control = self.layout().control();
         let meta = match fs::metadata(&control) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -278,7 +280,7 @@ impl S6Manager {
         }
         // Never follow a symlink planted in the log path out of HERMES_HOME.
         fsutil::ensure_dir_under(&spec.home, &spec.log_dir, 0o700)?;
-        let slots = self.cfg.scandir.join(SLOTS_DIR);
+        let slots = self.layout().slots();
         fsutil::ensure_dir(&slots, 0o755)?;
         let name = profile.service_name();
         let pid = std::process::id();
@@ -304,7 +306,7 @@ impl S6Manager {
         let link = self.slot_link(profile);
         let link_tmp = self.cfg.scandir.join(format!(".{name}.link.{pid}"));
         let _ = fs::remove_file(&link_tmp);
-        let publish = std::os::unix::fs::symlink(Path::new(SLOTS_DIR).join(&name), &link_tmp)
+        let publish = std::os::unix::fs::symlink(Scandir::link_target(&name), &link_tmp)
             .and_then(|()| fs::rename(&link_tmp, &link));
         if let Err(e) = publish {
             let _ = fs::remove_file(&link_tmp);

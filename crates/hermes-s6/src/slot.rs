@@ -28,7 +28,7 @@ fn env_lines(env: &BTreeMap<String, String>) -> String {
         .collect()
 }
 
-fn quoted(words: &[String]) -> String {
+pub(crate) fn quoted(words: &[String]) -> String {
     words
         .iter()
         .map(|w| sh_quote(w))
@@ -81,7 +81,8 @@ pub fn render_finish(spec: &GatewaySpec) -> String {
     )
 }
 
-pub fn render_log_run(spec: &GatewaySpec, echo_to_stdout: bool) -> String {
+/// The logger's argv for every slot, gateway or static.
+pub(crate) fn log_argv(log_dir: &Path, echo_to_stdout: bool) -> Vec<String> {
     let mut argv = vec!["s6-log".to_string(), "--".to_string()];
     argv.extend(LOG_DIRECTIVES[..2].iter().map(|d| d.to_string()));
     if echo_to_stdout {
@@ -89,8 +90,16 @@ pub fn render_log_run(spec: &GatewaySpec, echo_to_stdout: bool) -> String {
         argv.push("1".to_string());
     }
     argv.push(LOG_DIRECTIVES[2].to_string());
-    argv.push(spec.log_dir.to_string_lossy().into_owned());
-    format!("{}exec {}\n", header(spec, "logger"), quoted(&argv))
+    argv.push(log_dir.to_string_lossy().into_owned());
+    argv
+}
+
+pub fn render_log_run(spec: &GatewaySpec, echo_to_stdout: bool) -> String {
+    format!(
+        "{}exec {}\n",
+        header(spec, "logger"),
+        quoted(&log_argv(&spec.log_dir, echo_to_stdout))
+    )
 }
 
 pub fn render(spec: &GatewaySpec, start_now: bool, echo_to_stdout: bool) -> SlotFiles {

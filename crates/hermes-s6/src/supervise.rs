@@ -11,7 +11,7 @@ use std::process::Command;
 use hermes_core::fsutil::{self, FsError};
 use hermes_core::service::ServiceError;
 
-use crate::{cmd, fifo_has_reader, slot, svscan, SLOTS_DIR};
+use crate::{cmd, slot, svscan, Scandir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -27,7 +27,8 @@ pub enum SuperviseError {
 
 /// Remove staging entries an interrupted registration left behind.
 fn remove_staging_leftovers(scandir: &Path) -> Result<(), FsError> {
-    for dir in [scandir.to_path_buf(), scandir.join(SLOTS_DIR)] {
+    let layout = Scandir::new(scandir);
+    for dir in [scandir.to_path_buf(), layout.slots()] {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
@@ -59,7 +60,7 @@ pub fn prepare(scandir: &Path, max_slots: usize) -> Result<(), SuperviseError> {
             uid,
         });
     }
-    if fifo_has_reader(&scandir.join(".s6-svscan/control")) {
+    if Scandir::new(scandir).has_supervisor() {
         return Err(SuperviseError::AlreadyRunning(scandir.to_path_buf()));
     }
     remove_staging_leftovers(scandir)?;

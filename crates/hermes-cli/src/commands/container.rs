@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
@@ -39,10 +38,9 @@ fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<Exi
     // Room for every profile on the volume, so none is left unsupervised past s6's cap.
     let profiles = profile::named_profiles(&ctx.home).map_or(0, |p| p.len());
     let max_slots = svscan::max_slots_from_env().max(profiles + 1);
-    let flag = svscan::probe_cap_flag()?;
     let code = stage1::run(Stage1 {
-        svscan_args: Box::new(move |scandir| svscan::args(flag, max_slots, scandir)),
-        extra_files: vec![(PathBuf::from(svscan::LIMIT_FILE), format!("{max_slots}\n"))],
+        cap_flag: svscan::probe_cap_flag()?,
+        max_slots,
         layout,
         home: ctx.home.clone(),
         svscan: svscan_path,

@@ -9,6 +9,7 @@ use hermes_core::HermesHome;
 use hermes_model::{
     DashboardSettings, Environment, MainProgram, ManagerChoice, ServiceView, SupervisorView,
 };
+use hermes_s6::static_slot::DASHBOARD;
 
 use crate::Context;
 
@@ -30,7 +31,7 @@ impl CliEnv {
     }
 
     fn s6_dashboard_dir(&self) -> PathBuf {
-        self.ctx.scandir.join(hermes_init::scandir::DASHBOARD)
+        hermes_s6::Scandir::new(&self.ctx.scandir).link(DASHBOARD)
     }
 }
 
@@ -85,7 +86,7 @@ impl Environment for CliEnv {
         if std::fs::symlink_metadata(&dir).is_err() {
             return None;
         }
-        let service = hermes_init::scandir::DASHBOARD.to_string();
+        let service = DASHBOARD.to_string();
         // s6-svstat failing means no supervisor answers for the slot.
         let stat = hermes_s6::svstat::read(&dir).ok().flatten();
         Some(match stat {

@@ -240,12 +240,14 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     let dashboard_port = ports.next();
     env.vars
         .push(("HERMES_DASHBOARD_PORT".into(), dashboard_port.to_string()));
-    let dashboard_log = env.home().join("logs/dashboard");
-    fs::create_dir_all(&dashboard_log).context("dashboard log dir")?;
+    let home = hermes_core::HermesHome::new(env.home());
+    fs::create_dir_all(home.dashboard_log_dir()).context("dashboard log dir")?;
     fs::create_dir_all(env.scandir()).context("scandir")?;
-    hermes_init::scandir::write(
+    hermes_s6::static_slot::install(
         &hermes_core::dirfd::Dir::open(&env.scandir()).context("scandir")?,
-        &hermes_init::scandir::dashboard_files(hermes_bin().as_path(), &dashboard_log, true),
+        &hermes_init::scandir::static_slots(hermes_bin().as_path(), &home, |k| {
+            (k == "HERMES_DASHBOARD").then(|| "1".to_string())
+        }),
     )
     .context("dashboard slot")?;
     env.supervise();
@@ -450,7 +452,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             violations.push(format!("incomplete slot {name}"));
         }
     }
-    for entry in fs::read_dir(scandir.join(".slots"))
+    for entry in fs::read_dir(hermes_s6::Scandir::new(&scandir).slots())
         .into_iter()
         .flatten()
         .flatten()
@@ -467,7 +469,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     let logs = profiles
         .iter()
         .map(|p| env.log_dir(&p.name))
-        .chain([dashboard_log.clone()]);
+        .chain([home.dashboard_log_dir()]);
     for dir in logs {
         let current = dir.join("current");
         if let Err(e) = fs::metadata(&current) {
