@@ -28,6 +28,12 @@ pub fn record(line: String) {
     if is_loud() {
         eprintln!("hermes-init: {line}");
     }
+    record_for_boot_log(line);
+}
+
+/// A note for the boot log alone, even in server mode: figures for tools,
+/// not news for the operator.
+pub fn record_for_boot_log(line: String) {
     LINES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -349,6 +350,24 @@ pub unsafe extern "C" fn block_init_signals_at_start(
     }
     libc::sigaddset(&mut set, libc::SIGCHLD);
     libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    // The raw system call: in a static binary the vDSO may not be set up yet.
+    let mut now: libc::timespec = std::mem::zeroed();
+    if libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut now) == 0 {
+        SIGNALS_BLOCKED_AT_NS.store(
+            now.tv_sec as i64 * 1_000_000_000 + now.tv_nsec as i64,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// When `block_init_signals_at_start` blocked the stop signals (nanoseconds
+/// since the epoch; 0 if it did not run). A stop signal Docker sent before
+/// this instant reached a process that was not hermes yet:
+/// bench/stop-during-boot compares it with Docker's `kill` event.
+static SIGNALS_BLOCKED_AT_NS: AtomicI64 = AtomicI64::new(0);
+
+pub fn signals_blocked_at_ns() -> Option<i64> {
+    Some(SIGNALS_BLOCKED_AT_NS.load(Ordering::Relaxed)).filter(|&ns| ns > 0)
 }
 
 /// Block `set` so its signals queue for a signalfd.

@@ -403,6 +403,9 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         decision == MainProgram::Server
             || notes::verbose_requested(std::env::var("HERMES_VERBOSE").ok().as_deref()),
     );
+    if let Some(ns) = pid1::signals_blocked_at_ns() {
+        notes::record_for_boot_log(format!("stop signals blocked at {ns} ns after the epoch"));
+    }
     if !pid1::is_pid1() {
         note!(
             "not running as PID 1 (pid {}), e.g. under `docker run --init`: \
