@@ -59,6 +59,16 @@ impl HermesHome {
         self.logs_dir().join("container-boot.log")
     }
 
+    /// The last boot reconcile in numbers ([`crate::boot::BootReport`]).
+    pub fn boot_report(&self) -> PathBuf {
+        self.logs_dir().join("container-boot.json")
+    }
+
+    /// The notification outbox and the sender's delivery records.
+    pub fn notify_dir(&self) -> PathBuf {
+        self.root.join("notify")
+    }
+
     pub fn profile(&self, name: &ProfileName) -> ProfilePaths {
         let dir = if name.is_default() {
             self.root.clone()

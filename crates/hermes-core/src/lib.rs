@@ -3,6 +3,7 @@
 //! service-manager trait. No part of hermes talks to a supervisor from here;
 //! the backends live in their own crates.
 
+pub mod boot;
 pub mod config;
 pub mod dashboard;
 pub mod dirfd;

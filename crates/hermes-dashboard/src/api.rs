@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::assets;
 use crate::auth::{self, Auth, Denied, LoginError};
 use crate::limit;
+use crate::metrics::Metrics;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -102,6 +103,7 @@ pub struct App {
     /// The last `GET /api/status` document, and when it was collected.
     /// Cleared by every state-changing call, so an action is seen at once.
     recent: Mutex<Option<(Instant, Arc<Vec<u8>>)>>,
+    metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -111,6 +113,7 @@ impl App {
             auth,
             action_timeout,
             recent: Mutex::new(None),
+            metrics: Arc::default(),
         }
     }
 
@@ -145,6 +148,17 @@ impl App {
                 self.auth.logout(req.header("cookie"));
                 Reply::json(200, &json!({"ok": true})).with_header("set-cookie", clear_cookie())
             }
+            // Same credentials as the API: a scraper sends the token as a bearer.
+            ("GET", ["metrics"]) => match self.authorize(req) {
+                Ok(()) => Reply {
+                    status: 200,
+                    content_type: hermes_model::metrics::CONTENT_TYPE,
+                    headers: Vec::new(),
+                    body: self.metrics.render(&self.env).into_bytes(),
+                },
+                Err(reply) => reply,
+            },
+            (_, ["metrics"]) => method_not_allowed("GET"),
             (_, ["api", ..]) => match self.authorize(req) {
                 Ok(()) => {
                     let reply = self.api(req, &segments[1..]);

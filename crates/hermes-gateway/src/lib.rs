@@ -21,7 +21,8 @@
 //!   authentication; probes check the name).
 //! - `GET /health/detailed` with `Authorization: Bearer <secret>` → profile,
 //!   pid, state, uptime, version, listen address, the inbox (per-hook ids and
-//!   sizes, the start-up recovery report) and connection counts; 401 without.
+//!   sizes, the start-up recovery report), webhook requests by status code with
+//!   a latency histogram, and connection counts; 401 without.
 //! - `POST /v1/webhooks/<hook>`: signed as described in [`signature`];
 //!   optional `Idempotency-Key` (1–255 visible ASCII, covered by the signature;
 //!   a repeat within 24 h returns the original id with `"duplicate": true`).
@@ -47,6 +48,7 @@ mod routes;
 mod run;
 mod server;
 pub mod signature;
+mod stats;
 
 pub use error::GatewayError;
 pub use lock::holder_pid;

@@ -22,6 +22,7 @@ use hermes_inbox::{Event, Inbox, InboxError};
 use crate::admission::{Admission, Ticket};
 use crate::replay::ReplayGuard;
 use crate::signature::{self, AuthError};
+use crate::stats::RequestStats;
 
 pub type Body = Full<Bytes>;
 
@@ -38,6 +39,7 @@ pub struct App {
     pub limits: LimitsSection,
     pub admission: Arc<Admission>,
     pub replay: Mutex<ReplayGuard>,
+    pub requests: RequestStats,
 }
 
 impl App {
@@ -100,6 +102,7 @@ impl App {
                 "group_commits": commits,
                 "committed_events": committed_events,
             },
+            "webhook_requests": self.requests.to_json(),
             "connections": {
                 "open": self.admission.open_connections(),
                 "max": self.limits.max_connections,
@@ -183,7 +186,13 @@ pub async fn handle(app: Arc<App>, ticket: &Ticket, req: Request<Incoming>) -> R
         },
         (&Method::POST, ["v1", "webhooks", hook]) => {
             let hook = hook.to_string();
-            receive(app, ticket, &hook, req).await
+            let started = Instant::now();
+            let stats = app.clone();
+            let response = receive(app, ticket, &hook, req).await;
+            stats
+                .requests
+                .record(response.status().as_u16(), started.elapsed());
+            response
         }
         (&Method::GET, ["v1", "webhooks", hook, "events"]) => {
             let hook = hook.to_string();

@@ -90,6 +90,7 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
         ),
         limits,
         replay: Mutex::new(ReplayGuard::new(started_at_ms / 1000, replay::MAX_ENTRIES)),
+        requests: Default::default(),
     });
     app.set_state(RunState::Running);
     crate::log(&format!(

@@ -189,6 +189,50 @@ pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) ->
     }
 }
 
+/// The most of a `GET /health/detailed` document read (a profile with many hooks).
+const MAX_DOCUMENT: u64 = 1024 * 1024;
+
+/// `GET path` with `Authorization: Bearer <bearer>` over HTTP/1.0; the JSON
+/// body of a 200, or why there is none.
+pub fn get_json(
+    host: &str,
+    port: u16,
+    path: &str,
+    bearer: &str,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    let started = Instant::now();
+    let addr = target(host, port)?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    let remaining = timeout
+        .saturating_sub(started.elapsed())
+        .max(Duration::from_millis(1));
+    let _ = stream.set_read_timeout(Some(remaining));
+    let _ = stream.set_write_timeout(Some(remaining));
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+    let mut answer = Vec::with_capacity(4096);
+    (&mut stream)
+        .take(MAX_DOCUMENT)
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    match status_code(&answer) {
+        Some(200) => {}
+        Some(code) => return Err(format!("GET {path} on {addr} answered {code}")),
+        None => return Err(format!("{addr} did not answer HTTP")),
+    }
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |at| &answer[at + 4..]);
+    serde_json::from_slice(body).map_err(|e| format!("GET {path} on {addr}: not JSON: {e}"))
+}
+
 /// The code of an `HTTP/1.x NNN` status line.
 fn status_code(answer: &[u8]) -> Option<u16> {
     let line = answer.split(|b| *b == b'\n').next()?;

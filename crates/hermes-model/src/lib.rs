@@ -2,7 +2,7 @@
 //! `hermes doctor`, the web dashboard and the TUI: a [`Snapshot`] of the main
 //! program, the dashboard slot and every gateway; the actions that change them
 //! ([`actions`]); log tails ([`logs`]); the doctor checks ([`doctor`]); and
-//! the health verdict ([`verdict`]).
+//! the health verdict ([`verdict`]); the Prometheus metrics ([`metrics`]).
 //! Where the data comes from is behind [`Environment`], so every front end and
 //! every test reads and acts through the same code.
 
@@ -14,6 +14,7 @@ pub mod fake;
 pub mod format;
 pub mod health;
 pub mod logs;
+pub mod metrics;
 pub mod snapshot;
 pub mod verdict;
 

@@ -131,6 +131,8 @@ pub struct Gateway {
     /// Seconds down, while down.
     pub down_secs: Option<u64>,
     pub restarts: u32,
+    /// Consecutive failures within 10 s of starting (the crash-loop count).
+    pub short_failures: u32,
     pub gateway_state: Option<String>,
     pub desired_state: Option<String>,
     pub exit_reason: Option<String>,
@@ -346,6 +348,7 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
         uptime_secs: s.filter(|s| s.up).and_then(|s| s.for_secs),
         down_secs: s.filter(|s| !s.up).and_then(|s| s.for_secs),
         restarts: f.state.restarts,
+        short_failures: f.state.fast_failures,
         gateway_state,
         desired_state,
         exit_reason: f.state.exit_reason.clone(),

@@ -6,10 +6,11 @@ use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use hermes_core::boot::BootReport;
 use hermes_core::dashboard;
 use hermes_core::lifecycle::{self, Action};
 use hermes_core::service::{GatewaySpec, ServiceManager};
-use hermes_core::{profile, ExitStatus};
+use hermes_core::{profile, state, ExitStatus};
 use hermes_init::reconcile::{self, Outcome};
 use hermes_init::stage1::Stage1;
 use hermes_init::{pid1, stage1, Layout};
@@ -101,6 +102,25 @@ fn reconcile(ctx: &Context, dry_run: bool, notes: Vec<String>) -> anyhow::Result
         let log = ctx.home.boot_log();
         reconcile::append_boot_log(&log, &lines)
             .with_context(|| format!("unable to write the boot log {}", log.display()))?;
+        let report = BootReport {
+            at_ms: state::now_ms(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            started: count(|o| {
+                matches!(o, Outcome::Applied { decision, kept: false, .. }
+                    if decision.action == reconcile::Action::Start)
+            }) as u64,
+            down: count(|o| {
+                matches!(o, Outcome::Applied { decision, kept: false, .. }
+                    if decision.action == reconcile::Action::Down)
+            }) as u64,
+            kept: count(|o| matches!(o, Outcome::Applied { kept: true, .. })) as u64,
+            failed: count(|o| matches!(o, Outcome::Failed { .. })) as u64,
+            skipped: count(|o| matches!(o, Outcome::Skipped { .. })) as u64,
+        };
+        let path = ctx.home.boot_report();
+        report
+            .save(&path)
+            .with_context(|| format!("unable to write {}", path.display()))?;
     }
     let failed = outcomes.iter().any(|o| matches!(o, Outcome::Failed { .. }));
     Ok(if failed {
