@@ -13,6 +13,7 @@ pub mod home;
 pub mod lifecycle;
 pub mod logs;
 pub mod name;
+pub mod notify;
 pub mod profile;
 pub mod runtime;
 pub mod service;

@@ -24,12 +24,24 @@
 //!
 //! "Permanently down" is s6's finish exit code 125: the supervisor does not
 //! restart the service until someone runs `hermes gateway start`.
+//!
+//! Parking a gateway and the start of a crash loop (its second short failure
+//! in a row) are also appended to the notification outbox
+//! ([`hermes_core::notify`]) when a target is configured for the profile: one
+//! small fsynced append; delivery is the sender's, never the hook's.
 
 use std::time::Duration;
 
-use hermes_core::home::ProfilePaths;
+use hermes_core::home::HermesHome;
+use hermes_core::notify::{self, Event, EventKind};
 use hermes_core::state::{self, GatewayState, LastExit, RunState, StateError};
+use hermes_core::ProfileName;
 
+/// Consecutive short failures that make a crash loop worth a notification.
+pub const CRASH_LOOP_AT: u32 = 2;
+/// Set in the state file while a parked or crash-loop notification awaits its
+/// "recovered" (the sender clears it when it records that).
+pub const FAILING_MARK: &str = "notify_failing";
 /// A run shorter than this that ends in failure counts toward the crash loop.
 pub const SHORT_RUN_MS: u64 = 10_000;
 /// Consecutive short failures that park the slot.
@@ -177,20 +189,59 @@ pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
     Verdict::Restart(backoff(state.fast_failures))
 }
 
-/// The finish hook: record the death, print one line for the operator,
-/// sleep the back-off, and return the exit code for s6.
-pub fn run_hook(paths: &ProfilePaths, code: i32, signal: i32) -> Result<i32, StateError> {
+/// The notifications one verdict makes: `before` is the failure count and
+/// state before [`decide`], `after` the state it left.
+pub fn events_of(
+    profile: &ProfileName,
+    before: (u32, Option<RunState>),
+    after: &GatewayState,
+    now_ms: u64,
+) -> Vec<Event> {
+    let reason = after.exit_reason.as_deref().unwrap_or("");
+    let parked = after.gateway_state == Some(RunState::StartupFailed)
+        && before.1 != Some(RunState::StartupFailed);
+    if parked {
+        return vec![Event::new(EventKind::Parked, Some(profile), now_ms).with_reason(reason)];
+    }
+    if before.0 < CRASH_LOOP_AT && after.fast_failures == CRASH_LOOP_AT {
+        return vec![Event::new(EventKind::CrashLoop, Some(profile), now_ms).with_reason(reason)];
+    }
+    Vec::new()
+}
+
+/// The finish hook: record the death, queue its notifications, print one
+/// line for the operator, sleep the back-off, and return the exit code for s6.
+pub fn run_hook(
+    home: &HermesHome,
+    profile: &ProfileName,
+    code: i32,
+    signal: i32,
+) -> Result<i32, StateError> {
+    let paths = home.profile(profile);
     let death = Death::from_finish_args(code, signal, state::now_ms());
-    let (verdict, summary) = state::update(paths, |s| {
+    let (verdict, summary, events) = state::update(&paths, |s| {
+        let before = (s.fast_failures, s.gateway_state);
         let verdict = decide(s, death);
+        let events = events_of(profile, before, s, death.now_ms);
+        if !events.is_empty() {
+            s.extra.insert(FAILING_MARK.into(), true.into());
+        }
         let summary = format!(
             "hermes: gateway '{}' ended with {}: {}",
             paths.name,
             death.describe(),
             s.exit_reason.as_deref().unwrap_or("")
         );
-        (verdict, summary)
+        (verdict, summary, events)
     })?;
+    // Nothing is queued where nobody listens; a broken section queues (the
+    // sender delivers once it is fixed). A failed append never changes the verdict.
+    let wanted = !matches!(notify::targets_for(home, Some(profile)), Ok(t) if t.is_empty());
+    if wanted {
+        if let Err(e) = notify::append(home, &events) {
+            eprintln!("hermes: unable to queue a notification for '{profile}': {e}");
+        }
+    }
     match &verdict {
         Verdict::PermanentlyDown => eprintln!("{summary}; not restarting"),
         Verdict::Restart(delay) if !delay.is_zero() => {
@@ -379,6 +430,31 @@ mod tests {
             decide(&mut s, died(1, 0, 60_000)),
             Verdict::Restart(Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn five_fast_deaths_make_one_crash_loop_then_one_parked_event() {
+        let p = ProfileName::parse("web").unwrap();
+        let mut s = GatewayState::default();
+        let mut now = 1_000;
+        let mut kinds = Vec::new();
+        for _ in 0..MAX_SHORT_FAILURES {
+            s.started_at = Some(now);
+            now += 100;
+            let before = (s.fast_failures, s.gateway_state);
+            decide(&mut s, died(1, 0, now));
+            kinds.extend(events_of(&p, before, &s, now).into_iter().map(|e| e.kind));
+        }
+        assert_eq!(kinds, [EventKind::CrashLoop, EventKind::Parked]);
+        let parked = events_of(&p, (4, Some(RunState::Starting)), &s, now);
+        assert!(parked[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("crash loop"));
+        // Dying again while parked (a manual start that fails at once) is no second "parked"
+        // until something else happened in between.
+        assert!(events_of(&p, (5, Some(RunState::StartupFailed)), &s, now).is_empty());
     }
 
     #[test]

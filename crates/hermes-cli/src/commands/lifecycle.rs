@@ -19,8 +19,7 @@ pub fn run(ctx: &Context, cmd: GatewayCommand) -> anyhow::Result<ExitStatus> {
         GatewayCommand::Restart(args) => act(ctx, Verb::Restart, &args),
         GatewayCommand::Status { all, json } => status(ctx, all, json),
         GatewayCommand::FinishHook { code, signal } => {
-            let paths = ctx.home.profile(&ctx.profile);
-            let exit = hermes_s6::finish::run_hook(&paths, code, signal)?;
+            let exit = hermes_s6::finish::run_hook(&ctx.home, &ctx.profile, code, signal)?;
             Ok(ExitStatus::External(exit as u8))
         }
         GatewayCommand::Run { .. } | GatewayCommand::Install(_) | GatewayCommand::Uninstall(_) => {

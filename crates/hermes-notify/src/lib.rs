@@ -1,0 +1,21 @@
+//! The notification sender (`hermes container notify-run`, the `notify`
+//! static slot). The finish hook and this sender share one durable outbox
+//! (`$HERMES_HOME/notify/outbox.jsonl`, [`hermes_core::notify`]); this side:
+//!
+//! - delivers each event to every target configured for it, in order per
+//!   target, retrying with back-off (1 s doubling to 60 s); a failing target
+//!   holds back only its own events;
+//! - records every delivery (`notify/targets.json`, fsynced) before the next,
+//!   so a restart neither loses an event nor sends one it had delivered (a
+//!   crash between a target's 2xx and that record repeats that one event,
+//!   with the same `Idempotency-Key`);
+//! - adds "recovered" once a parked or crash-looping gateway has served for
+//!   10 s, "dead at boot" for gateways wanted running that are not 30 s after
+//!   the boot reconcile, and "stopping" (with the gateways up) on SIGTERM;
+//! - keeps each target's failures for `doctor`.
+
+mod deliver;
+mod sender;
+
+pub use deliver::{body, deliver, Attempt};
+pub use sender::{Sender, Settings};

@@ -1,0 +1,471 @@
+//! The sender's loop: one [`Sender::pass`] reads the outbox, adds the events
+//! only the sender can see (recovered, dead at boot), and delivers what each
+//! target is owed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use hermes_core::boot::BootReport;
+use hermes_core::home::HermesHome;
+use hermes_core::notify::{self, Event, EventKind, SenderState, Target, TargetRecord};
+use hermes_core::profile::{self, SECRET_VAR};
+use hermes_core::state::{self, DesiredState, RunState};
+use hermes_core::ProfileName;
+
+use hermes_s6::finish::{FAILING_MARK, SHORT_RUN_MS};
+
+use crate::deliver::{deliver, Attempt};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// One attempt's limit (connect, send, answer).
+    pub timeout: Duration,
+    /// The first retry's wait; doubled per failure up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// A crash-looping or parked gateway that has served this long is "recovered".
+    pub recovered_after: Duration,
+    /// Gateways wanted running that are not, this long after the boot reconcile, are "dead at boot".
+    pub boot_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timeout: Duration::from_secs(5),
+            backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            recovered_after: Duration::from_millis(SHORT_RUN_MS),
+            boot_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Sender {
+    home: HermesHome,
+    settings: Settings,
+    state: SenderState,
+    /// Per target key: no attempt before this time (ms since the epoch).
+    next_try: BTreeMap<String, u64>,
+}
+
+impl Sender {
+    pub fn new(home: HermesHome, settings: Settings) -> Sender {
+        let state = SenderState::load(&home);
+        Sender {
+            home,
+            settings,
+            state,
+            next_try: BTreeMap::new(),
+        }
+    }
+
+    pub fn state(&self) -> &SenderState {
+        &self.state
+    }
+
+    /// Queue "stopping" with the gateways that are up (none up: nothing).
+    pub fn stopping(&mut self, now_ms: u64) {
+        let up: Vec<String> = profiles(&self.home)
+            .into_iter()
+            .filter(|p| {
+                let s = load_state(&self.home, p);
+                matches!(
+                    s.gateway_state,
+                    Some(RunState::Running | RunState::Degraded | RunState::Draining)
+                )
+            })
+            .map(|p| p.to_string())
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let mut e = Event::new(EventKind::Stopping, None, now_ms);
+        e.gateways = up;
+        self.queue(&[e]);
+    }
+
+    fn queue(&self, events: &[Event]) {
+        let wanted: Vec<Event> = events
+            .iter()
+            .filter(|e| {
+                let p = e
+                    .profile
+                    .as_deref()
+                    .and_then(|p| ProfileName::parse(p).ok());
+                !matches!(notify::targets_for(&self.home, p.as_ref()), Ok(t) if t.is_empty())
+            })
+            .cloned()
+            .collect();
+        if let Err(e) = notify::append(&self.home, &wanted) {
+            eprintln!(
+                "hermes-notify: unable to queue {} event(s): {e}",
+                wanted.len()
+            );
+        }
+    }
+
+    /// Look for recoveries and dead gateways, then deliver what is due.
+    /// Returns how many events are still pending over all targets.
+    pub fn pass(&mut self, now_ms: u64) -> u64 {
+        let mut outbox = match notify::read_outbox(&self.home) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("hermes-notify: {e}");
+                return 0;
+            }
+        };
+        let mut found = self.recoveries(&outbox, now_ms);
+        let boot = self.dead_at_boot(now_ms);
+        if let Some((_, dead)) = &boot {
+            found.extend(dead.iter().cloned());
+        }
+        if !found.is_empty() {
+            self.queue(&found);
+            outbox = notify::read_outbox(&self.home).unwrap_or(outbox);
+        }
+        // Saved after the events are queued: a crash between the two
+        // repeats the look, never skips it.
+        if let Some((at, _)) = boot {
+            self.state.boot_checked = at;
+            self.save();
+        }
+        self.deliver_all(&outbox, now_ms)
+    }
+
+    /// Gateways whose failure was notified and that have served for
+    /// `recovered_after` since: one "recovered" each, and the mark cleared.
+    fn recoveries(&self, outbox: &[Event], now_ms: u64) -> Vec<Event> {
+        let mut failing: HashSet<&str> = HashSet::new();
+        for e in outbox {
+            match (e.kind, e.profile.as_deref()) {
+                (EventKind::Parked | EventKind::CrashLoop, Some(p)) => {
+                    failing.insert(p);
+                }
+                (EventKind::Recovered, Some(p)) => {
+                    failing.remove(p);
+                }
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for name in failing {
+            let Ok(p) = ProfileName::parse(name) else {
+                continue;
+            };
+            let s = load_state(&self.home, &p);
+            let stable = s.gateway_state == Some(RunState::Running)
+                && s.started_at.is_some_and(|at| {
+                    now_ms.saturating_sub(at) >= self.settings.recovered_after.as_millis() as u64
+                });
+            if !stable || s.extra.get(FAILING_MARK) != Some(&true.into()) {
+                continue;
+            }
+            let cleared = state::update(&self.home.profile(&p), |s| {
+                s.extra.remove(FAILING_MARK).is_some()
+            });
+            if cleared.unwrap_or(false) {
+                found.push(Event::new(EventKind::Recovered, Some(&p), now_ms));
+            }
+        }
+        found
+    }
+
+    /// Once per boot, `boot_grace` after its reconcile: the gateways wanted
+    /// running that are not, with the boot's `at_ms`.
+    fn dead_at_boot(&self, now_ms: u64) -> Option<(u64, Vec<Event>)> {
+        let boot = BootReport::load(&self.home.boot_report())?;
+        let due = boot.at_ms + self.settings.boot_grace.as_millis() as u64;
+        if boot.at_ms == self.state.boot_checked || now_ms < due {
+            return None;
+        }
+        let found: Vec<Event> = profiles(&self.home)
+            .into_iter()
+            .filter_map(|p| {
+                let s = load_state(&self.home, &p);
+                let wanted = s.desired_state == Some(DesiredState::Running);
+                let serving = matches!(
+                    s.gateway_state,
+                    Some(RunState::Running | RunState::Degraded)
+                );
+                (wanted && !serving).then(|| {
+                    let reason = s.exit_reason.clone().unwrap_or_else(|| {
+                        format!(
+                            "state {}",
+                            s.gateway_state.map_or("unknown", |g| g.as_str())
+                        )
+                    });
+                    Event::new(EventKind::DeadAtBoot, Some(&p), now_ms).with_reason(&reason)
+                })
+            })
+            .collect();
+        Some((boot.at_ms, found))
+    }
+
+    fn deliver_all(&mut self, outbox: &[Event], now_ms: u64) -> u64 {
+        let mut per_profile: BTreeMap<Option<String>, Result<Vec<Target>, String>> =
+            BTreeMap::new();
+        let mut config_error = None;
+        // Targets in the order their first event appears, each with its queue.
+        let mut queues: BTreeMap<String, (Target, Vec<&Event>)> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        for e in outbox {
+            // The same event appended twice (a retried append) goes out once.
+            if !seen.insert(e.id.as_str()) {
+                continue;
+            }
+            let targets = per_profile.entry(e.profile.clone()).or_insert_with(|| {
+                let p = e
+                    .profile
+                    .as_deref()
+                    .and_then(|p| ProfileName::parse(p).ok());
+                notify::targets_for(&self.home, p.as_ref())
+            });
+            match targets {
+                Ok(targets) => {
+                    for t in targets.iter().filter(|t| t.wants(e.kind)) {
+                        queues
+                            .entry(t.key())
+                            .or_insert_with(|| (t.clone(), Vec::new()))
+                            .1
+                            .push(e);
+                    }
+                }
+                Err(why) => config_error = Some(why.clone()),
+            }
+        }
+        if self.state.config_error != config_error {
+            self.state.config_error = config_error;
+            self.save();
+        }
+        let mut pending_total = 0;
+        for (key, (target, events)) in queues {
+            let record = self.state.targets.entry(key.clone()).or_default();
+            record.status.url = target.url.clone();
+            let delivered: HashSet<String> = record.delivered_ids.iter().cloned().collect();
+            let mut pending: Vec<&Event> = events
+                .into_iter()
+                .filter(|e| !delivered.contains(&e.id))
+                .collect();
+            if self.next_try.get(&key).is_none_or(|t| *t <= now_ms) {
+                let secret = secret(&self.home, &target);
+                while let Some(e) = pending.first() {
+                    match deliver(&target, secret.as_deref(), e, self.settings.timeout) {
+                        Attempt::Delivered => {
+                            let record = self.state.targets.entry(key.clone()).or_default();
+                            record.delivered_ids.push(e.id.clone());
+                            record.status.delivered += 1;
+                            record.status.failures = 0;
+                            record.status.failing_since_ms = None;
+                            record.status.last_error = None;
+                            record.status.pending = (pending.len() - 1) as u64;
+                            self.next_try.remove(&key);
+                            pending.remove(0);
+                            // Recorded before the next: a restart resumes after this one.
+                            self.save();
+                        }
+                        Attempt::Failed(why) => {
+                            let record = self.state.targets.entry(key.clone()).or_default();
+                            record.status.failures += 1;
+                            record.status.failing_since_ms.get_or_insert(now_ms);
+                            record.status.last_error = Some(why);
+                            let wait = backoff(&self.settings, record.status.failures);
+                            self.next_try
+                                .insert(key.clone(), now_ms + wait.as_millis() as u64);
+                            break;
+                        }
+                    }
+                }
+            }
+            let record: &mut TargetRecord = self.state.targets.entry(key.clone()).or_default();
+            if record.status.pending != pending.len() as u64 || record.status.failures > 0 {
+                record.status.pending = pending.len() as u64;
+                self.save();
+            }
+            pending_total += pending.len() as u64;
+        }
+        pending_total
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.state.save(&self.home) {
+            eprintln!("hermes-notify: unable to record deliveries: {e}");
+        }
+    }
+}
+
+fn backoff(settings: &Settings, failures: u64) -> Duration {
+    let shift = failures.saturating_sub(1).min(16) as u32;
+    settings
+        .backoff
+        .saturating_mul(1u32 << shift)
+        .min(settings.max_backoff)
+}
+
+fn secret(home: &HermesHome, target: &Target) -> Option<String> {
+    let var = target.secret_var.as_deref().unwrap_or(SECRET_VAR);
+    profile::env_value(&home.profile(&ProfileName::default_profile()), var)
+        .ok()
+        .flatten()
+}
+
+fn profiles(home: &HermesHome) -> Vec<ProfileName> {
+    profile::list(home).unwrap_or_else(|_| vec![ProfileName::default_profile()])
+}
+
+fn load_state(home: &HermesHome, p: &ProfileName) -> state::GatewayState {
+    state::load(&home.profile(p).state())
+        .map(|l| l.state())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// A receiver on `port` that answers 202 and keeps every Idempotency-Key.
+    fn receiver(listener: TcpListener) -> Arc<Mutex<Vec<String>>> {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let keep = got.clone();
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&raw).to_string();
+                if let Some(key) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("idempotency-key: "))
+                {
+                    keep.lock().unwrap().push(key.to_string());
+                }
+                let _ = s.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        got
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            timeout: Duration::from_secs(2),
+            backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+            recovered_after: Duration::ZERO,
+            boot_grace: Duration::ZERO,
+        }
+    }
+
+    fn home_with_target(url: &str) -> (tempfile::TempDir, HermesHome) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            format!("gateway:\n  port: 8700\nnotify:\n  targets:\n    - url: {url}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".env"), "HERMES_WEBHOOK_SECRET=s3cret\n").unwrap();
+        (dir, home)
+    }
+
+    #[test]
+    fn a_target_down_then_up_gets_every_event_once_across_a_restart() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
+        let p = ProfileName::default_profile();
+        let events: Vec<Event> = (0..5)
+            .map(|i| Event::new(EventKind::CrashLoop, Some(&p), 1000 + i))
+            .collect();
+        notify::append(&home, &events).unwrap();
+        let mut sender = Sender::new(home.clone(), settings());
+        assert_eq!(sender.pass(state::now_ms()), 5);
+        let status = &sender.state().targets.values().next().unwrap().status;
+        assert_eq!((status.failures, status.pending), (1, 5));
+        assert!(status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("unable to connect"));
+        // Saved for doctor.
+        assert_eq!(
+            SenderState::load(&home)
+                .targets
+                .values()
+                .next()
+                .unwrap()
+                .status
+                .pending,
+            5
+        );
+
+        let got = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        assert_eq!(sender.pass(state::now_ms()), 0);
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(*got.lock().unwrap(), ids);
+        // A new sender (a container restart) owes nothing.
+        let mut again = Sender::new(home.clone(), settings());
+        assert_eq!(again.pass(state::now_ms()), 0);
+        assert_eq!(got.lock().unwrap().len(), 5);
+        let status = &again.state().targets.values().next().unwrap().status;
+        assert_eq!(
+            (status.delivered, status.failures, status.last_error.clone()),
+            (5, 0, None)
+        );
+    }
+
+    #[test]
+    fn a_broken_section_holds_events_and_says_why() {
+        let (dir, home) = home_with_target("https://hooks.example/x");
+        notify::append(&home, &[Event::new(EventKind::Parked, None, 1)]).unwrap();
+        let mut sender = Sender::new(home.clone(), settings());
+        sender.pass(state::now_ms());
+        let why = SenderState::load(&home).config_error.unwrap();
+        assert!(
+            why.contains("config.yaml") && why.contains("https"),
+            "{why}"
+        );
+        assert_eq!(notify::read_outbox(&home).unwrap().len(), 1);
+        drop(dir);
+    }
+
+    #[test]
+    fn recovery_is_noticed_once_and_clears_the_mark() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
+        let p = ProfileName::default_profile();
+        notify::append(&home, &[Event::new(EventKind::Parked, Some(&p), 1)]).unwrap();
+        state::update(&home.profile(&p), |s| {
+            s.gateway_state = Some(RunState::Running);
+            s.started_at = Some(1);
+            s.extra.insert(FAILING_MARK.into(), true.into());
+        })
+        .unwrap();
+        let got = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        let mut sender = Sender::new(home.clone(), settings());
+        sender.pass(state::now_ms());
+        sender.pass(state::now_ms());
+        let kinds: Vec<EventKind> = notify::read_outbox(&home)
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [EventKind::Parked, EventKind::Recovered]);
+        assert_eq!(got.lock().unwrap().len(), 2);
+        assert!(load_state(&home, &p).extra.get(FAILING_MARK).is_none());
+    }
+}
