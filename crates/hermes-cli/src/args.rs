@@ -260,4 +260,7 @@ pub enum ContainerCommand {
     /// The dashboard slot's run step: refuse an unsafe bind, else serve.
     #[command(hide = true)]
     DashboardRun,
+    /// The notify slot's run step: deliver the notification outbox until SIGTERM.
+    #[command(hide = true)]
+    NotifyRun,
 }

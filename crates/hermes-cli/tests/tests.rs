@@ -2,6 +2,8 @@
 
 mod util;
 
+// Notifications: outbox, sender, a receiver on loopback.
+mod notify;
 // `hermes health`: the verdict against real gateways.
 mod health;
 // Profile files, names and aliases.

@@ -83,11 +83,67 @@ pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
     checks.push(answers_as_itself(snap));
     checks.push(dashboard(env));
     checks.push(dashboard_slot(env, snap));
+    checks.push(notifications(env.home(), hermes_core::state::now_ms()));
     checks.push(log_ownership(env.home().root(), &env.home().logs_dir()));
     checks.push(disk_space(env.home().root()));
     Report {
         ok: checks.iter().all(|c| c.ok),
         checks,
+    }
+}
+
+/// A target failing longer than this is reported (shorter: a retry in progress).
+pub const NOTIFY_FAILING_LONG_MS: u64 = 60_000;
+
+/// The `notify:` sections (root and per profile) and the sender's record of
+/// each target: a mistake in a section, or a target failing for a minute, is
+/// one line; the events wait in the outbox either way.
+pub fn notifications(home: &hermes_core::HermesHome, now_ms: u64) -> Check {
+    use hermes_core::notify;
+    let name = "notifications";
+    let mut problems = Vec::new();
+    let mut targets = 0;
+    let profiles = hermes_core::profile::list(home)
+        .unwrap_or_else(|_| vec![hermes_core::ProfileName::default_profile()]);
+    for p in &profiles {
+        match notify::load_section(&home.profile(p).config()) {
+            Ok(section) => targets += section.map_or(0, |s| s.targets.len()),
+            Err(why) => problems.push(why),
+        }
+    }
+    let sender = notify::SenderState::load(home);
+    let mut delivered = 0;
+    for record in sender.targets.values() {
+        let st = &record.status;
+        delivered += st.delivered;
+        if let Some(since) = st.failing_since_ms {
+            let secs = now_ms.saturating_sub(since) / 1000;
+            if now_ms.saturating_sub(since) >= NOTIFY_FAILING_LONG_MS {
+                problems.push(format!(
+                    "{} has failed for {secs} s ({} attempts, {} events waiting): {}",
+                    st.url,
+                    st.failures,
+                    st.pending,
+                    st.last_error.as_deref().unwrap_or("unknown error")
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Check::pass(
+            name,
+            if targets == 0 {
+                "no notify: targets configured".to_string()
+            } else {
+                format!("{targets} target(s) configured, {delivered} event(s) delivered")
+            },
+        )
+    } else {
+        Check::fail(
+            name,
+            problems.join("; "),
+            "fix the notify: section or the target named (events wait in $HERMES_HOME/notify/outbox.jsonl and go out once it works)",
+        )
     }
 }
 
@@ -666,5 +722,52 @@ mod tests {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         assert!(scandir_owner(dir.path(), me).ok);
         assert!(!scandir_owner(dir.path(), me + 1).ok);
+    }
+
+    #[test]
+    fn a_notify_typo_and_a_long_failing_target_are_one_line_each() {
+        use hermes_core::notify::{SenderState, TargetRecord, TargetStatus};
+        let env = FakeEnv::new();
+        let home = Environment::home(&env).clone();
+        let check = notifications(&home, 100_000);
+        assert!(check.ok, "{}", check.detail);
+        std::fs::write(
+            home.profile(&ProfileName::default_profile()).config(),
+            "gateway:\n  port: 8700\nnotify:\n  targtes: []\n",
+        )
+        .unwrap();
+        let check = notifications(&home, 100_000);
+        assert!(
+            !check.ok && check.detail.contains("targtes"),
+            "{}",
+            check.detail
+        );
+        Config::new(8700)
+            .save(&home.profile(&ProfileName::default_profile()).config())
+            .unwrap();
+        let mut state = SenderState::default();
+        state.targets.insert(
+            "k".into(),
+            TargetRecord {
+                status: TargetStatus {
+                    url: "http://127.0.0.1:9/x".into(),
+                    failures: 7,
+                    failing_since_ms: Some(10_000),
+                    last_error: Some("answered 500".into()),
+                    pending: 3,
+                    ..TargetStatus::default()
+                },
+                delivered_ids: Vec::new(),
+            },
+        );
+        state.save(&home).unwrap();
+        // Failing for 30 s: a retry in progress, not yet worth a line.
+        assert!(notifications(&home, 40_000).ok);
+        let check = notifications(&home, 100_000);
+        assert!(!check.ok);
+        assert_eq!(
+            check.detail,
+            "http://127.0.0.1:9/x has failed for 90 s (7 attempts, 3 events waiting): answered 500"
+        );
     }
 }

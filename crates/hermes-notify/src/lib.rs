@@ -15,7 +15,9 @@
 //! - keeps each target's failures for `doctor`.
 
 mod deliver;
+mod run;
 mod sender;
 
 pub use deliver::{body, deliver, Attempt};
+pub use run::{run, POLL};
 pub use sender::{Sender, Settings};

@@ -189,21 +189,22 @@ pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
     Verdict::Restart(backoff(state.fast_failures))
 }
 
-/// The notifications one verdict makes: `before` is the failure count and
-/// state before [`decide`], `after` the state it left.
+/// The notifications one verdict makes: `failures_before` is the short
+/// failure count before [`decide`], `after` the state it left. Every parking
+/// is one event (the slot stays down until someone starts it again).
 pub fn events_of(
     profile: &ProfileName,
-    before: (u32, Option<RunState>),
+    failures_before: u32,
+    verdict: &Verdict,
     after: &GatewayState,
     now_ms: u64,
 ) -> Vec<Event> {
     let reason = after.exit_reason.as_deref().unwrap_or("");
-    let parked = after.gateway_state == Some(RunState::StartupFailed)
-        && before.1 != Some(RunState::StartupFailed);
-    if parked {
+    if *verdict == Verdict::PermanentlyDown && after.gateway_state == Some(RunState::StartupFailed)
+    {
         return vec![Event::new(EventKind::Parked, Some(profile), now_ms).with_reason(reason)];
     }
-    if before.0 < CRASH_LOOP_AT && after.fast_failures == CRASH_LOOP_AT {
+    if failures_before < CRASH_LOOP_AT && after.fast_failures == CRASH_LOOP_AT {
         return vec![Event::new(EventKind::CrashLoop, Some(profile), now_ms).with_reason(reason)];
     }
     Vec::new()
@@ -220,9 +221,9 @@ pub fn run_hook(
     let paths = home.profile(profile);
     let death = Death::from_finish_args(code, signal, state::now_ms());
     let (verdict, summary, events) = state::update(&paths, |s| {
-        let before = (s.fast_failures, s.gateway_state);
+        let failures_before = s.fast_failures;
         let verdict = decide(s, death);
-        let events = events_of(profile, before, s, death.now_ms);
+        let events = events_of(profile, failures_before, &verdict, s, death.now_ms);
         if !events.is_empty() {
             s.extra.insert(FAILING_MARK.into(), true.into());
         }
@@ -438,23 +439,39 @@ mod tests {
         let mut s = GatewayState::default();
         let mut now = 1_000;
         let mut kinds = Vec::new();
+        let mut last = Vec::new();
         for _ in 0..MAX_SHORT_FAILURES {
             s.started_at = Some(now);
             now += 100;
-            let before = (s.fast_failures, s.gateway_state);
-            decide(&mut s, died(1, 0, now));
-            kinds.extend(events_of(&p, before, &s, now).into_iter().map(|e| e.kind));
+            let before = s.fast_failures;
+            let verdict = decide(&mut s, died(1, 0, now));
+            last = events_of(&p, before, &verdict, &s, now);
+            kinds.extend(last.iter().map(|e| e.kind));
         }
         assert_eq!(kinds, [EventKind::CrashLoop, EventKind::Parked]);
-        let parked = events_of(&p, (4, Some(RunState::Starting)), &s, now);
-        assert!(parked[0]
+        assert!(last[0].reason.as_deref().unwrap().starts_with("crash loop"));
+    }
+
+    #[test]
+    fn exit_78_parks_with_the_gateways_own_reason() {
+        let p = ProfileName::parse("web").unwrap();
+        // The gateway records startup_failed itself before it exits 78.
+        let mut s = started_at(0);
+        s.gateway_state = Some(RunState::StartupFailed);
+        s.exit_reason = Some("/h/config.yaml: gateway.port must be between 1 and 65535".into());
+        let verdict = decide(&mut s, died(78, 0, 50));
+        let events = events_of(&p, 0, &verdict, &s, 50);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Parked);
+        assert!(events[0]
             .reason
             .as_deref()
             .unwrap()
-            .starts_with("crash loop"));
-        // Dying again while parked (a manual start that fails at once) is no second "parked"
-        // until something else happened in between.
-        assert!(events_of(&p, (5, Some(RunState::StartupFailed)), &s, now).is_empty());
+            .contains("gateway.port"));
+        // A requested stop notifies nothing.
+        let mut s = started_at(0);
+        let verdict = decide(&mut s, died(256, 15, 50));
+        assert!(events_of(&p, 0, &verdict, &s, 50).is_empty());
     }
 
     #[test]

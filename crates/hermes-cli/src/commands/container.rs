@@ -29,6 +29,11 @@ pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
         ContainerCommand::Reconcile { dry_run, notes } => reconcile(ctx, dry_run, notes),
         ContainerCommand::Init { cmd } => init(ctx, layout, cmd),
         ContainerCommand::DashboardRun => dashboard_run(ctx),
+        ContainerCommand::NotifyRun => {
+            hermes_notify::run(ctx.home.clone(), hermes_notify::Settings::default())
+                .context("notify: unable to handle SIGTERM")?;
+            Ok(ExitStatus::Success)
+        }
     }
 }
 
