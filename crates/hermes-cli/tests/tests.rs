@@ -2,6 +2,8 @@
 
 mod util;
 
+// /metrics from real gateways, checked by promtool and scraped by Prometheus.
+mod metrics;
 // Notifications: outbox, sender, a receiver on loopback.
 mod notify;
 // `hermes health`: the verdict against real gateways.
