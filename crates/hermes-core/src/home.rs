@@ -55,6 +55,10 @@ impl HermesHome {
         self.logs_dir().join("dashboard")
     }
 
+    pub fn notify_log_dir(&self) -> PathBuf {
+        self.logs_dir().join("notify")
+    }
+
     pub fn boot_log(&self) -> PathBuf {
         self.logs_dir().join("container-boot.log")
     }

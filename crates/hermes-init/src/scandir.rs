@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use hermes_core::{dashboard, HermesHome};
-use hermes_s6::static_slot::{StaticSlot, DASHBOARD};
+use hermes_s6::static_slot::{StaticSlot, DASHBOARD, NOTIFY};
 
 /// Every static slot; `var` reads the environment the init was started with.
 pub fn static_slots(
@@ -15,13 +15,23 @@ pub fn static_slots(
     var: impl Fn(&str) -> Option<String>,
 ) -> Vec<StaticSlot> {
     let program = program.to_string_lossy().into_owned();
-    // `hermes container dashboard-run` checks the bind and execs the dashboard.
-    vec![StaticSlot {
-        name: DASHBOARD,
-        argv: vec![program, "container".into(), "dashboard-run".into()],
-        log_dir: home.dashboard_log_dir(),
-        enabled: dashboard::enabled(var("HERMES_DASHBOARD").as_deref()),
-    }]
+    vec![
+        // `hermes container dashboard-run` checks the bind and execs the dashboard.
+        StaticSlot {
+            name: DASHBOARD,
+            argv: vec![program.clone(), "container".into(), "dashboard-run".into()],
+            log_dir: home.dashboard_log_dir(),
+            enabled: dashboard::enabled(var("HERMES_DASHBOARD").as_deref()),
+        },
+        // The notification sender: always up (it idles without targets), so
+        // notifications do not depend on the opt-in dashboard.
+        StaticSlot {
+            name: NOTIFY,
+            argv: vec![program, "container".into(), "notify-run".into()],
+            log_dir: home.notify_log_dir(),
+            enabled: true,
+        },
+    ]
 }
 
 #[cfg(test)]
@@ -34,7 +44,7 @@ mod tests {
         let on = static_slots(Path::new("/usr/local/bin/hermes"), &home, |k| {
             (k == "HERMES_DASHBOARD").then(|| "1".to_string())
         });
-        assert_eq!(on.len(), 1);
+        assert_eq!(on.len(), 2);
         assert_eq!(on[0].name, "dashboard");
         assert!(on[0].enabled);
         assert_eq!(
@@ -44,5 +54,18 @@ mod tests {
         assert_eq!(on[0].log_dir, home.dashboard_log_dir());
         let off = static_slots(Path::new("/h"), &home, |_| None);
         assert!(!off[0].enabled);
+    }
+
+    #[test]
+    fn the_notification_sender_always_runs() {
+        let home = HermesHome::new("/opt/data");
+        let slots = static_slots(Path::new("/usr/local/bin/hermes"), &home, |_| None);
+        let notify = slots.iter().find(|s| s.name == "notify").unwrap();
+        assert!(notify.enabled);
+        assert_eq!(
+            notify.argv,
+            ["/usr/local/bin/hermes", "container", "notify-run"]
+        );
+        assert_eq!(notify.log_dir, home.notify_log_dir());
     }
 }

@@ -177,7 +177,11 @@ fn prepare_volume(
     user: &ServiceUser,
     root: bool,
 ) -> Result<(), InitError> {
-    for dir in [home.dashboard_log_dir(), home.logs_dir().join("gateways")] {
+    for dir in [
+        home.dashboard_log_dir(),
+        home.notify_log_dir(),
+        home.logs_dir().join("gateways"),
+    ] {
         let rel = dir.strip_prefix(home.root()).unwrap_or(&dir);
         home_dir.create_beneath(rel, 0o755).map_err(|e| {
             let logs = home.logs_dir();

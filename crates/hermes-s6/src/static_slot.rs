@@ -16,6 +16,8 @@ use crate::slot::{log_argv, quoted, SlotFiles};
 
 /// The dashboard's slot (`HERMES_DASHBOARD=1`).
 pub const DASHBOARD: &str = "dashboard";
+/// The notification sender's slot (always up).
+pub const NOTIFY: &str = "notify";
 
 /// Grace a static slot gets between SIGTERM and SIGKILL when brought down.
 pub const TIMEOUT_KILL_MS: u32 = 3000;
