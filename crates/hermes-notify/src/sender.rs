@@ -468,4 +468,68 @@ mod tests {
         assert_eq!(got.lock().unwrap().len(), 2);
         assert!(load_state(&home, &p).extra.get(FAILING_MARK).is_none());
     }
+
+    #[test]
+    fn dead_at_boot_is_looked_for_once_per_boot() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
+        let p = ProfileName::default_profile();
+        state::update(&home.profile(&p), |s| {
+            s.desired_state = Some(DesiredState::Running);
+            s.gateway_state = Some(RunState::StartupFailed);
+            s.exit_reason = Some("port 8700 is in use".into());
+        })
+        .unwrap();
+        std::fs::create_dir_all(home.logs_dir()).unwrap();
+        let boot = BootReport {
+            at_ms: 5_000,
+            ..BootReport::default()
+        };
+        boot.save(&home.boot_report()).unwrap();
+        let got = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        let mut sender = Sender::new(
+            home.clone(),
+            Settings {
+                boot_grace: Duration::from_secs(30),
+                ..settings()
+            },
+        );
+        // Within the grace: nothing yet.
+        sender.pass(20_000);
+        assert!(notify::read_outbox(&home).unwrap().is_empty());
+        sender.pass(40_000);
+        sender.pass(41_000);
+        Sender::new(home.clone(), settings()).pass(50_000);
+        let events = notify::read_outbox(&home).unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].kind, EventKind::DeadAtBoot);
+        assert_eq!(events[0].reason.as_deref(), Some("port 8700 is in use"));
+        assert_eq!(got.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn stopping_names_the_gateways_up_and_nothing_when_none_is() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
+        let mut sender = Sender::new(home.clone(), settings());
+        sender.stopping(1);
+        assert!(notify::read_outbox(&home).unwrap().is_empty());
+        state::update(&home.profile(&ProfileName::default_profile()), |s| {
+            s.gateway_state = Some(RunState::Running);
+        })
+        .unwrap();
+        sender.stopping(2);
+        let events = notify::read_outbox(&home).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Stopping);
+        assert_eq!(events[0].gateways, ["default"]);
+    }
 }
