@@ -312,3 +312,58 @@ fn a_receiver_down_during_a_burst_gets_every_event_exactly_once() {
     }
     drop(sender);
 }
+
+#[test]
+fn the_notify_slot_says_stopping_with_the_gateways_up_when_brought_down() {
+    let mut env = Env::new();
+    env.supervise();
+    env.create(&["web", "--no-alias"]);
+    let port = free_port();
+    configure(&env, port);
+    let receiver = Receiver::start(port, Arc::default());
+    // The static slot the container's boot installs, under the test's s6-svscan.
+    let slots = hermes_init::scandir::static_slots(
+        std::path::Path::new(crate::util::BIN),
+        &hermes_core::HermesHome::new(env.home()),
+        |_| None,
+    );
+    let notify: Vec<_> = slots.into_iter().filter(|s| s.name == "notify").collect();
+    let scandir = hermes_core::dirfd::Dir::open(&env.scandir()).unwrap();
+    hermes_s6::static_slot::install(&scandir, &notify).unwrap();
+    let rescan = std::process::Command::new("s6-svscanctl")
+        .arg("-a")
+        .arg(env.scandir())
+        .status()
+        .unwrap();
+    assert!(rescan.success());
+    let slot = env.scandir().join("notify");
+    env.wait_for("the notify slot to be up", Duration::from_secs(10), || {
+        std::process::Command::new("s6-svstat")
+            .args(["-o", "up"])
+            .arg(&slot)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
+    });
+    env.ok(&["-p", "web", "gateway", "start"]);
+    // Down the slot: SIGTERM to the sender, which says the container is stopping.
+    let down = std::process::Command::new("s6-svc")
+        .args(["-wD", "-T", "10000", "-d"])
+        .arg(&slot)
+        .status()
+        .unwrap();
+    assert!(down.success());
+    env.wait_for("the stopping notification", Duration::from_secs(10), || {
+        receiver
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|g| g.event == "stopping")
+    });
+    let got = receiver.got.lock().unwrap().clone();
+    let stopping: Vec<&Got> = got.iter().filter(|g| g.event == "stopping").collect();
+    assert_eq!(stopping.len(), 1, "{got:?}");
+    assert_eq!(stopping[0].signed, Ok(()));
+    let outbox = std::fs::read_to_string(env.home().join("notify/outbox.jsonl")).unwrap();
+    assert!(outbox.contains("\"gateways\":[\"web\"]"), "{outbox}");
+}
