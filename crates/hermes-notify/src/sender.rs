@@ -268,8 +268,17 @@ impl Sender {
                             let record = self.state.targets.entry(key.clone()).or_default();
                             record.status.failures += 1;
                             record.status.failing_since_ms.get_or_insert(now_ms);
-                            record.status.last_error = Some(why);
                             let wait = backoff(&self.settings, record.status.failures);
+                            // The 1st, 2nd, 4th, 8th … failure: the log shows it without flooding.
+                            if record.status.failures.is_power_of_two() {
+                                eprintln!(
+                                    "hermes-notify: {why} (failure {}, {} event(s) waiting; next try in {:.0} s)",
+                                    record.status.failures,
+                                    pending.len(),
+                                    wait.as_secs_f64()
+                                );
+                            }
+                            record.status.last_error = Some(why);
                             self.next_try
                                 .insert(key.clone(), now_ms + wait.as_millis() as u64);
                             break;
