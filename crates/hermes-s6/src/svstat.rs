@@ -1,7 +1,15 @@
-//! Reading a slot's state through the `s6-svstat` of the running s6 (status
-//! file layouts differ between s6 versions, so we never parse them ourselves).
+//! Reading a slot's state: straight from `supervise/status` when its
+//! layout is one we know (s6 2.11 to 2.13 write 35 bytes, 2.14 adds the
+//! pgid: 43), exactly as `s6-svstat` reads it; through the running s6's own
+//! `s6-svstat` otherwise. Reading the file costs a few syscalls where
+//! spawning `s6-svstat` costs a process per slot, and `hermes health` (a
+//! container's HEALTHCHECK, every few seconds) and `status` read every slot.
 
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hermes_core::service::{ServiceError, SlotStatus, Want};
 use hermes_core::ProfileName;
@@ -75,6 +83,98 @@ pub fn parse(line: &str) -> Option<Svstat> {
 
 /// `None` when no supervisor watches `dir`.
 pub fn read(dir: &Path) -> Result<Option<Svstat>, ServiceError> {
+    match read_direct(dir, SystemTime::now()) {
+        Direct::Read(stat) => Ok(stat),
+        Direct::Unknown => read_svstat(dir),
+    }
+}
+
+/// What reading `supervise/status` ourselves gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Direct {
+    /// As `s6-svstat` would say it (`None`: no supervisor watches the slot).
+    Read(Option<Svstat>),
+    /// A layout we do not know, or a file we cannot read: ask `s6-svstat`,
+    /// which says what is wrong.
+    Unknown,
+}
+
+/// skalibs stamps are TAI64N: 2^62 + TAI seconds, and Debian's skalibs
+/// reads the system clock as UTC, adding 10 s + the 27 leap seconds since
+/// 1972 (none since 2017); `s6-svstat` subtracts a stamp from that clock.
+const TAI64_UTC_OFFSET: u64 = (1 << 62) + 37;
+
+/// One slot's state from its `supervise/` files, by `s6-svstat`'s rules:
+/// supervised when `supervise/control` has a reader (`s6_svc_ok`); up when
+/// there is a pid and the finish script is not running; normally up
+/// without a `down` file; exit code and signal only while down.
+pub fn read_direct(dir: &Path, now: SystemTime) -> Direct {
+    match fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(dir.join("supervise/control"))
+    {
+        Ok(_) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENOENT)) => {
+            return Direct::Read(None)
+        }
+        Err(_) => return Direct::Unknown,
+    }
+    let mut pack = Vec::with_capacity(64);
+    let read = fs::File::open(dir.join("supervise/status"))
+        .and_then(|f| f.take(64).read_to_end(&mut pack));
+    if read.is_err() {
+        return Direct::Unknown;
+    }
+    let (wstat_at, flags_at) = match pack.len() {
+        35 => (32, 34),
+        43 => (40, 42),
+        _ => return Direct::Unknown,
+    };
+    let normally_up = match fs::symlink_metadata(dir.join("down")) {
+        Ok(_) => false,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        Err(_) => return Direct::Unknown,
+    };
+    let be = |at: usize, n: usize| {
+        pack[at..at + n]
+            .iter()
+            .fold(0u64, |a, b| a << 8 | u64::from(*b))
+    };
+    let pid = be(24, 8);
+    let wstat = be(wstat_at, 2) as i32;
+    let flags = pack[flags_at];
+    let finishing = flags & 2 != 0;
+    let up = pid != 0 && !finishing;
+    let termsig = wstat & 0x7f;
+    let exited = termsig == 0;
+    let signalled = termsig != 0 && termsig != 0x7f;
+    // A stamp in the future counts as now, as in s6-svstat.
+    let now_tai = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_add(TAI64_UTC_OFFSET);
+    Direct::Read(Some(Svstat {
+        up,
+        wanted_up: flags & 4 != 0,
+        normally_up,
+        ready: pid != 0 && flags & 8 != 0,
+        pid: u32::try_from(pid).ok().filter(|p| up && *p > 0),
+        exit_code: (!up && exited).then_some((wstat >> 8) & 0xff),
+        signal: (!up && signalled).then(|| signal_name(termsig)),
+        for_secs: Some(now_tai.saturating_sub(be(0, 8))),
+    }))
+}
+
+/// `SIGTERM` for 15, as `s6-svstat` names them.
+fn signal_name(n: i32) -> String {
+    nix::sys::signal::Signal::try_from(n)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("SIG{n}"))
+}
+
+/// Through `s6-svstat` itself.
+pub fn read_svstat(dir: &Path) -> Result<Option<Svstat>, ServiceError> {
     let ran = cmd::run(
         "s6-svstat",
         ["-o".as_ref(), FIELDS.as_ref(), dir.as_os_str()],
@@ -128,6 +228,82 @@ pub fn to_status(profile: &ProfileName, service: &str, stat: Option<&Svstat>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slot dir whose control fifo has a reader (as under s6-supervise)
+    /// and whose status file is `pack`; the reader lives as long as the result.
+    fn slot(pack: &[u8]) -> (tempfile::TempDir, fs::File) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("supervise")).unwrap();
+        let control = dir.path().join("supervise/control");
+        nix::unistd::mkfifo(&control, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&control)
+            .unwrap();
+        fs::write(dir.path().join("supervise/status"), pack).unwrap();
+        (dir, reader)
+    }
+
+    /// A status file: stamp `secs` ago (TAI64 label), pid, optional pgid
+    /// (s6 2.14's layout), wait status, flags.
+    fn pack(
+        secs: u64,
+        now: SystemTime,
+        pid: u64,
+        pgid: Option<u64>,
+        wstat: u16,
+        flags: u8,
+    ) -> Vec<u8> {
+        let unix = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let mut p = (unix + TAI64_UTC_OFFSET - secs).to_be_bytes().to_vec();
+        p.extend([0; 4]);
+        p.extend([0; 12]);
+        p.extend(pid.to_be_bytes());
+        if let Some(g) = pgid {
+            p.extend(g.to_be_bytes());
+        }
+        p.extend(wstat.to_be_bytes());
+        p.push(flags);
+        p
+    }
+
+    #[test]
+    fn reads_both_status_layouts_and_refuses_others() {
+        let now = SystemTime::now();
+        // Up, wanted up, ready, for 7 s: 35 bytes (s6 2.11 to 2.13).
+        let (d, _r) = slot(&pack(7, now, 4242, None, 0, 4 | 8));
+        let Direct::Read(Some(s)) = read_direct(d.path(), now) else {
+            panic!()
+        };
+        assert_eq!(s, parse("true true true true 4242 -1 NA 7").unwrap());
+        // Down after exit 78, wanted up, normally down: 43 bytes (2.14).
+        let (d, _r) = slot(&pack(2, now, 0, Some(0), 78 << 8, 4));
+        fs::write(d.path().join("down"), "").unwrap();
+        let Direct::Read(Some(s)) = read_direct(d.path(), now) else {
+            panic!()
+        };
+        assert_eq!(s, parse("false true false false -1 78 NA 2").unwrap());
+        // Killed by SIGTERM; the finish script running counts as down.
+        let (d, _r) = slot(&pack(0, now, 99, None, 15, 2));
+        let Direct::Read(Some(s)) = read_direct(d.path(), now) else {
+            panic!()
+        };
+        assert_eq!(s, parse("false false true false -1 -1 SIGTERM 0").unwrap());
+        // Any other size is a layout we do not know: s6-svstat decides.
+        let (d, _r) = slot(&[0; 40]);
+        assert_eq!(read_direct(d.path(), now), Direct::Unknown);
+    }
+
+    #[test]
+    fn no_reader_on_the_control_fifo_means_unsupervised() {
+        let now = SystemTime::now();
+        let (d, reader) = slot(&pack(1, now, 1, None, 0, 4));
+        drop(reader);
+        assert_eq!(read_direct(d.path(), now), Direct::Read(None));
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(read_direct(empty.path(), now), Direct::Read(None));
+    }
 
     #[test]
     fn parses_up_and_down_lines_from_2_11() {
