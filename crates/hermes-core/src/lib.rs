@@ -10,6 +10,7 @@ pub mod dirfd;
 pub mod exit;
 pub mod fsutil;
 pub mod home;
+pub mod http;
 pub mod lifecycle;
 pub mod logs;
 pub mod name;

@@ -4,10 +4,10 @@
 //! probed: a port edited to another profile's is answered by that profile,
 //! and webhooks sent there reach it.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use hermes_core::http::{self, HttpError, Request};
 use serde::Serialize;
 
 /// Long enough for a healthy local gateway, short enough to keep a refresh snappy.
@@ -65,7 +65,7 @@ pub enum Expect<'a> {
 pub const DASHBOARD_TITLE: &str = "<title>hermes dashboard</title>";
 /// The most of an answer a probe reads: a gateway's health document is tens
 /// of bytes; the dashboard's title is near the top of its page.
-const MAX_ANSWER: usize = 8 * 1024;
+const MAX_ANSWER: u64 = 8 * 1024;
 
 /// Where to probe a gateway listening on `host`: wildcard binds are reached on loopback.
 fn target(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -90,8 +90,7 @@ pub fn probe(host: &str, port: u16, profile: &str, timeout: Duration) -> Health 
     probe_as(host, port, Expect::Gateway(profile), timeout)
 }
 
-/// One probe over HTTP/1.0 (the server closes, so the answer ends at EOF),
-/// reading at most [`MAX_ANSWER`] bytes.
+/// One probe, reading at most [`MAX_ANSWER`] bytes of the answer.
 pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) -> Health {
     let started = Instant::now();
     let unreachable = |error: String| Health {
@@ -105,37 +104,19 @@ pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) ->
         Ok(addr) => addr,
         Err(e) => return unreachable(e),
     };
-    let mut stream = match TcpStream::connect_timeout(&addr, timeout) {
-        Ok(s) => s,
-        Err(e) => return unreachable(format!("connect {addr}: {e}")),
-    };
-    let remaining = timeout
-        .saturating_sub(started.elapsed())
-        .max(Duration::from_millis(1));
-    let _ = stream.set_read_timeout(Some(remaining));
-    let _ = stream.set_write_timeout(Some(remaining));
     let path = match expect {
         Expect::Gateway(_) => "/health",
         Expect::Dashboard => "/",
     };
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if let Err(e) = stream.write_all(request.as_bytes()) {
-        return unreachable(format!("send to {addr}: {e}"));
-    }
-    let mut answer = Vec::with_capacity(512);
-    if let Err(e) = (&mut stream)
-        .take(MAX_ANSWER as u64)
-        .read_to_end(&mut answer)
-    {
-        // What arrived before a timeout may still be a whole answer.
-        if answer.is_empty() {
-            return unreachable(format!("read from {addr}: {e}"));
+    let answer = match http::send(addr, &Request::get(path), timeout, MAX_ANSWER) {
+        Ok(answer) => answer,
+        Err(HttpError::BadResponse { .. }) => {
+            return unreachable(format!("{addr} did not answer HTTP"))
         }
-    }
-    let latency_ms = Some(started.elapsed().as_millis() as u64);
-    let Some(code) = status_code(&answer) else {
-        return unreachable(format!("{addr} did not answer HTTP"));
+        Err(e) => return unreachable(e.to_string()),
     };
+    let latency_ms = Some(started.elapsed().as_millis() as u64);
+    let code = answer.status;
     if code != 200 {
         return Health {
             state: HealthState::Unhealthy,
@@ -145,10 +126,7 @@ pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) ->
             answered_as: None,
         };
     }
-    let body = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(&[][..], |at| &answer[at + 4..]);
+    let body = &answer.body[..];
     let mismatch = match expect {
         Expect::Gateway(profile) => match answered_profile(body) {
             Some(name) if name == profile => None,
@@ -192,8 +170,8 @@ pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) ->
 /// The most of a `GET /health/detailed` document read (a profile with many hooks).
 const MAX_DOCUMENT: u64 = 1024 * 1024;
 
-/// `GET path` with `Authorization: Bearer <bearer>` over HTTP/1.0; the JSON
-/// body of a 200, or why there is none.
+/// `GET path` with `Authorization: Bearer <bearer>`; the JSON body of a 200,
+/// or why there is none.
 pub fn get_json(
     host: &str,
     port: u16,
@@ -201,45 +179,23 @@ pub fn get_json(
     bearer: &str,
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    let started = Instant::now();
     let addr = target(host, port)?;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    let remaining = timeout
-        .saturating_sub(started.elapsed())
-        .max(Duration::from_millis(1));
-    let _ = stream.set_read_timeout(Some(remaining));
-    let _ = stream.set_write_timeout(Some(remaining));
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {bearer}\r\nConnection: close\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("send to {addr}: {e}"))?;
-    let mut answer = Vec::with_capacity(4096);
-    (&mut stream)
-        .take(MAX_DOCUMENT)
-        .read_to_end(&mut answer)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    match status_code(&answer) {
-        Some(200) => {}
-        Some(code) => return Err(format!("GET {path} on {addr} answered {code}")),
-        None => return Err(format!("{addr} did not answer HTTP")),
+    let auth = [("Authorization", format!("Bearer {bearer}"))];
+    let request = Request {
+        method: "GET",
+        path,
+        headers: &auth,
+        body: b"",
+    };
+    let answer = match http::send(addr, &request, timeout, MAX_DOCUMENT) {
+        Ok(answer) => answer,
+        Err(HttpError::BadResponse { .. }) => return Err(format!("{addr} did not answer HTTP")),
+        Err(e) => return Err(e.to_string()),
+    };
+    if answer.status != 200 {
+        return Err(format!("GET {path} on {addr} answered {}", answer.status));
     }
-    let body = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(&[][..], |at| &answer[at + 4..]);
-    serde_json::from_slice(body).map_err(|e| format!("GET {path} on {addr}: not JSON: {e}"))
-}
-
-/// The code of an `HTTP/1.x NNN` status line.
-fn status_code(answer: &[u8]) -> Option<u16> {
-    let line = answer.split(|b| *b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    line.strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.get(2..5))
-        .and_then(|c| c.parse::<u16>().ok())
+    serde_json::from_slice(&answer.body).map_err(|e| format!("GET {path} on {addr}: not JSON: {e}"))
 }
 
 /// The `profile` field of a gateway's health document.
@@ -251,6 +207,7 @@ fn answered_profile(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     fn serve_once(answer: &'static str) -> u16 {
@@ -307,7 +264,7 @@ mod tests {
     fn the_dashboard_page_carries_the_title_probes_look_for() {
         let page = include_str!("../../hermes-dashboard/assets/index.html");
         assert!(page.contains(DASHBOARD_TITLE));
-        assert!(page.find(DASHBOARD_TITLE).unwrap() < MAX_ANSWER / 2);
+        assert!((page.find(DASHBOARD_TITLE).unwrap() as u64) < MAX_ANSWER / 2);
     }
 
     #[test]
