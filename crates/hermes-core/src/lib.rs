@@ -8,6 +8,7 @@ pub mod config;
 pub mod dashboard;
 pub mod dirfd;
 pub mod exit;
+pub mod fifo;
 pub mod fsutil;
 pub mod home;
 pub mod http;

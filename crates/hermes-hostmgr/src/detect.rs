@@ -3,10 +3,9 @@
 //! `systemctl` binary in a container says nothing about a running systemd).
 //! The facts sit behind `Facts` so tests can feed any host.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
+pub use hermes_core::fifo::{probe_fifo, FifoProbe};
 use hermes_core::service::ManagerKind;
 
 use crate::runner::{argv, CommandRunner, SystemRunner};
@@ -18,19 +17,6 @@ pub struct Detection {
     pub kind: ManagerKind,
     /// The fact that decided, for `hermes status` and `doctor`.
     pub reason: String,
-}
-
-/// What opening a FIFO for writing, without blocking, says about its reader.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FifoProbe {
-    Missing,
-    NotFifo,
-    /// ENXIO: nobody has it open for reading.
-    NoReader,
-    Reader,
-    /// It exists but belongs to someone else: a supervisor of another user.
-    Denied,
-    Error(String),
 }
 
 pub trait Facts {
@@ -79,27 +65,6 @@ impl<R: CommandRunner> Facts for HostFacts<R> {
 
     fn runner(&self) -> &dyn CommandRunner {
         &self.runner
-    }
-}
-
-/// Open `path` write-only and non-blocking: that succeeds only if a reader
-/// (s6-svscan) has it open. Nothing is written; the descriptor is closed at once.
-pub fn probe_fifo(path: &Path) -> FifoProbe {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FifoProbe::Missing,
-        Err(e) => return FifoProbe::Error(format!("unable to stat {}: {e}", path.display())),
-        Ok(meta) if !meta.file_type().is_fifo() => return FifoProbe::NotFifo,
-        Ok(_) => {}
-    }
-    match OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(_) => FifoProbe::Reader,
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => FifoProbe::NoReader,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => FifoProbe::Denied,
-        Err(e) => FifoProbe::Error(format!("unable to open {}: {e}", path.display())),
     }
 }
 
@@ -400,23 +365,5 @@ mod tests {
             f.runner.call_lines(),
             ["systemctl --user is-system-running"]
         );
-    }
-
-    #[test]
-    fn fifo_probe_on_a_real_fifo() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("control");
-        assert_eq!(probe_fifo(&fifo), FifoProbe::Missing);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert_eq!(probe_fifo(&fifo), FifoProbe::NoReader);
-        let _reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&fifo)
-            .unwrap();
-        assert_eq!(probe_fifo(&fifo), FifoProbe::Reader);
-        let file = dir.path().join("plain");
-        std::fs::write(&file, "").unwrap();
-        assert_eq!(probe_fifo(&file), FifoProbe::NotFifo);
     }
 }

@@ -15,9 +15,11 @@ pub mod supervise;
 pub mod svscan;
 pub mod svstat;
 
+pub use hermes_core::fifo::fifo_has_reader;
+
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -76,15 +78,6 @@ pub struct S6Config {
 #[derive(Debug, Clone)]
 pub struct S6Manager {
     cfg: S6Config,
-}
-
-/// Whether a process holds the read end of `fifo`, i.e. a supervisor listens on it.
-pub fn fifo_has_reader(fifo: &Path) -> bool {
-    fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(fifo)
-        .is_ok()
 }
 
 /// Whether an `s6-supervise` runs on the service directory `dir` (what `s6-svok` checks).
