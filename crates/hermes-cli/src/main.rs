@@ -1,3 +1,5 @@
+// The binary may call std::fs: anyhow's context names the path.
+#![allow(clippy::disallowed_methods)]
 use std::process::ExitCode;
 
 use clap::Parser;

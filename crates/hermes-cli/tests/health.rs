@@ -1,4 +1,6 @@
-use crate::util::Env;
+use std::time::Duration;
+
+use hermes_testkit::Env;
 
 /// `hermes health`: exit code and stdout + stderr.
 fn health(env: &Env, args: &[&str]) -> (Option<i32>, String) {
@@ -102,7 +104,7 @@ fn a_parked_gateway_fails_health_but_not_liveness() {
     env.ok(&["-p", "p", "gateway", "stop"]);
     assert_eq!(health(&env, &[]).0, Some(0));
 
-    env.stop_supervisor();
+    env.stop_supervisor(Duration::from_secs(15));
     let (code, text) = health(&env, &["--live"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.starts_with("supervisor: "), "{text}");

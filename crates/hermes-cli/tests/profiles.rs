@@ -1,6 +1,6 @@
 use std::os::unix::fs::PermissionsExt;
 
-use crate::util::{free_port, Env};
+use hermes_testkit::{free_port, Env};
 
 #[test]
 fn bad_names_exit_2_and_write_nothing() {

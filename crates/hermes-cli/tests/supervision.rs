@@ -1,16 +1,16 @@
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
-use crate::util::{alive, free_port, http_get, Env};
+use hermes_testkit::{alive, free_port, http, Env};
 
 const UP: Duration = Duration::from_secs(10);
 
 fn healthy(env: &Env, profile: &str) -> bool {
-    http_get(env.port_of(profile), "/health").is_some_and(|(code, _)| code == 200)
+    http::get(env.port_of(profile), "/health", &[]).is_some_and(|r| r.status == 200)
 }
 
-fn pid_of(env: &Env, profile: &str) -> Option<u64> {
-    env.status_json(profile)["pid"].as_u64()
+fn pid_of(env: &Env, profile: &str) -> Option<u32> {
+    env.status(profile)["pid"].as_u64().map(|pid| pid as u32)
 }
 
 #[test]
@@ -18,7 +18,7 @@ fn start_waits_for_health_and_stop_waits_for_down() {
     let mut env = Env::new();
     env.supervise();
     env.create(&["coder"]);
-    let st = env.status_json("coder");
+    let st = env.status("coder");
     assert_eq!(st["slot"], true);
     assert_eq!(st["up"], false, "a new slot must be registered down: {st}");
 
@@ -26,12 +26,14 @@ fn start_waits_for_health_and_stop_waits_for_down() {
     assert!(out.contains("up and ready"), "{out}");
     // start returns only once ready, and ready means serving.
     assert!(healthy(&env, "coder"), "{}", env.dump());
-    let st = env.status_json("coder");
+    let st = env.status("coder");
     assert_eq!(st["desired_state"], "running");
     assert_eq!(st["gateway_state"], "running");
     assert_eq!(st["want"], "up");
     // The detail needs the profile's secret; the CLI's client side sends it.
-    let (code, _) = http_get(env.port_of("coder"), "/health/detailed").unwrap();
+    let code = http::get(env.port_of("coder"), "/health/detailed", &[])
+        .unwrap()
+        .status;
     assert_eq!(code, 401);
     let paths = hermes_core::HermesHome::new(env.home())
         .profile(&hermes_core::ProfileName::parse("coder").unwrap());
@@ -43,7 +45,7 @@ fn start_waits_for_health_and_stop_waits_for_down() {
 
     let out = env.ok(&["-p", "coder", "gateway", "stop"]);
     assert!(out.contains("down"), "{out}");
-    let st = env.status_json("coder");
+    let st = env.status("coder");
     assert_eq!(st["up"], false);
     assert_eq!(st["desired_state"], "stopped");
     assert_eq!(st["gateway_state"], "stopped");
@@ -67,7 +69,7 @@ fn kill_9_is_restarted_with_a_new_pid() {
     env.wait_for("a new gateway process", UP, || {
         pid_of(&env, "k").is_some_and(|p| p != first) && healthy(&env, "k")
     });
-    let st = env.status_json("k");
+    let st = env.status("k");
     assert_eq!(st["restarts"], 1, "{st}");
 }
 
@@ -82,7 +84,7 @@ fn restart_gives_a_new_pid_and_counts_no_failure() {
     let second = pid_of(&env, "r").unwrap();
     assert_ne!(first, second);
     assert!(healthy(&env, "r"));
-    assert_eq!(env.status_json("r")["restarts"], 0);
+    assert_eq!(env.status("r")["restarts"], 0);
 }
 
 #[test]
@@ -94,7 +96,7 @@ fn exit_78_parks_the_slot_at_once() {
     std::fs::write(&config, "gateway:\n  port: 0\n").unwrap();
     let out = env.fails(&["-p", "bad", "gateway", "start"], 1);
     assert!(out.contains("78"), "{out}");
-    let st = env.status_json("bad");
+    let st = env.status("bad");
     assert_eq!(st["gateway_state"], "startup_failed", "{st}");
     assert_eq!(st["want"], "down", "exit 78 must not be restarted: {st}");
     assert_eq!(st["restarts"], 0);
@@ -117,11 +119,11 @@ fn port_clash_fails_start_and_crash_loop_parks_the_slot() {
         "the crash loop to park the slot",
         Duration::from_secs(30),
         || {
-            let st = env.status_json("clash");
+            let st = env.status("clash");
             st["want"] == "down" && st["up"] == false
         },
     );
-    let st = env.status_json("clash");
+    let st = env.status("clash");
     assert_eq!(st["gateway_state"], "startup_failed", "{st}");
     let reason = st["exit_reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("crash loop"), "{reason}");
@@ -188,13 +190,13 @@ fn all_acts_on_every_slot_through_the_supervisor() {
     for p in ["one", "two", "three"] {
         assert!(healthy(&env, p));
     }
-    let pids: Vec<u64> = ["one", "two", "three"]
+    let pids: Vec<u32> = ["one", "two", "three"]
         .iter()
         .map(|p| pid_of(&env, p).unwrap())
         .collect();
     env.ok(&["gateway", "stop", "--all"]);
     for (p, pid) in ["one", "two", "three"].iter().zip(pids) {
-        let st = env.status_json(p);
+        let st = env.status(p);
         assert_eq!(st["up"], false, "{st}");
         assert_eq!(st["want"], "down");
         env.wait_for("the old process to be gone", UP, || !alive(pid));
@@ -245,7 +247,7 @@ fn corrupt_state_is_treated_as_none_and_rewritten() {
     env.create(&["c", "--no-alias"]);
     let state = env.profile_dir("c").join("gateway_state.json");
     std::fs::write(&state, b"{\"gateway_state\": \"runn").unwrap();
-    let st = env.status_json("c");
+    let st = env.status("c");
     assert!(st["gateway_state"].is_null(), "{st}");
     env.ok(&["-p", "c", "gateway", "start"]);
     let v = env.state("c");
@@ -286,7 +288,7 @@ fn supervise_refuses_a_second_tree_and_exits_0_on_sigterm() {
     // The home's volume lock refuses it before s6-svscan is even started.
     let out = env.fails(&["supervise"], 78);
     assert!(out.contains("is in use by another hermes (host "), "{out}");
-    let status = env.stop_supervisor().unwrap();
+    let status = env.stop_supervisor(Duration::from_secs(15)).unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");
     env.wait_for("the gateway to be stopped with the tree", UP, || {
         !alive(pid)

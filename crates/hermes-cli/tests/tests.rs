@@ -1,6 +1,5 @@
 //! Integration tests: the real `hermes` binary against a real `s6-svscan`.
-
-mod util;
+#![allow(clippy::disallowed_methods)] // tests
 
 // /metrics from real gateways, checked by promtool and scraped by Prometheus.
 mod metrics;

@@ -1,22 +1,15 @@
 //! `status`, `doctor`, `dashboard` and the TUI: the real `hermes` binary
-//! against a real `s6-svscan` (the harness of `tests.rs`). The TUI runs in a
-//! real terminal, tmux (send-keys / capture-pane); skipped with a printed
-//! reason when tmux is absent.
-
-#[allow(dead_code)] // shared with the `tests` binary, which uses all of it
-#[path = "util.rs"]
-mod util;
-
-// The DevTools-protocol driver of the dashboard's own browser test.
-#[path = "../../hermes-dashboard/tests/common/cdp.rs"]
-mod cdp;
+//! against a real `s6-svscan` (the harness of `hermes-testkit`). The TUI runs in a
+//! real terminal, tmux (send-keys / capture-pane), which `scripts/test`
+//! installs; a missing tmux fails the test.
+#![allow(clippy::disallowed_methods)] // tests
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use hermes_testkit::{cdp, free_port, hermes_bin, http, is_root, require, Env};
 use serde_json::Value;
-use util::{free_port, http_get, http_request, Env, BIN};
 
 const UP: Duration = Duration::from_secs(15);
 
@@ -87,7 +80,7 @@ fn status_shows_manager_supervisor_and_every_service() {
         "no colour when stdout is not a terminal"
     );
 
-    env.stop_supervisor();
+    env.stop_supervisor(Duration::from_secs(15));
     let doc = status(&env);
     assert_eq!(doc["supervisor"]["reachable"], false);
     assert!(env.ok(&["status"]).contains("NOT reachable"));
@@ -135,7 +128,7 @@ fn doctor_passes_then_names_each_failure_with_a_fix() {
         .iter()
         .any(|c| c["ok"] == false && c["fix"].is_string()));
 
-    env.stop_supervisor();
+    env.stop_supervisor(Duration::from_secs(15));
     let out = env.fails(&["doctor"], 1);
     assert!(out.contains("✗ supervisor reachable"), "{out}");
     assert!(out.contains("hermes supervise"), "{out}");
@@ -170,7 +163,7 @@ fn serve_dashboard(env: &Env, host: &str, token: Option<&str>) -> (Dashboard, u1
     }
     let child = Dashboard(Some(cmd.spawn().expect("spawn hermes dashboard")));
     env.wait_for("the dashboard to listen", UP, || {
-        http_get(port, "/").is_some()
+        http::get(port, "/", &[]).is_some()
     });
     (child, port)
 }
@@ -206,12 +199,15 @@ fn status_json_is_the_dashboard_api_document() {
     let (mut dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
     let (_, token) = login_link(&env, port);
     let bearer = format!("Bearer {token}");
-    let (code, body) = http_request(
+    let http::Response {
+        status: code, body, ..
+    } = http::request(
         port,
         "GET",
         "/api/status",
         &[("authorization", &bearer)],
-        "",
+        b"",
+        Duration::from_secs(2),
     )
     .expect("GET /api/status");
     assert_eq!(code, 200, "{body}");
@@ -265,7 +261,9 @@ fn dashboard_refuses_a_public_bind_without_token() {
     assert!(!env.home().join(".dashboard-token").exists());
 
     let (_dashboard, port) = serve_dashboard(&env, "0.0.0.0", Some("a-long-enough-test-token"));
-    let (code, body) = http_get(port, "/api/status").unwrap();
+    let http::Response {
+        status: code, body, ..
+    } = http::get(port, "/api/status", &[]).unwrap();
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("\"code\":\"unauthorized\""), "{body}");
 }
@@ -290,16 +288,13 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(env: &Env, args: &[&str]) -> Option<Tmux> {
+    fn start(env: &Env, args: &[&str]) -> Tmux {
         Self::start_with(env, &[], args)
     }
 
     /// `start`, with extra environment variables for hermes.
-    fn start_with(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Option<Tmux> {
-        if Command::new("tmux").arg("-V").output().is_err() {
-            println!("skipped: tmux is not installed (Debian: apt-get install tmux)");
-            return None;
-        }
+    fn start_with(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Tmux {
+        require("tmux", "tmux");
         let tmux = Tmux {
             socket: env.dir.path().join("tmux.sock"),
         };
@@ -332,7 +327,7 @@ impl Tmux {
             "\"$0\" \"$@\"; echo $? > '{}'",
             tmux.status_file().display()
         );
-        cmd.args(["sh", "-c", &script, BIN]).args(args);
+        cmd.args(["sh", "-c", &script]).arg(hermes_bin()).args(args);
         cmd.args([";", "set-option", "-g", "remain-on-exit", "on"]);
         let out = cmd.output().expect("run tmux");
         assert!(
@@ -340,7 +335,7 @@ impl Tmux {
             "tmux: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Some(tmux)
+        tmux
     }
 
     fn tmux(&self, args: &[&str]) -> String {
@@ -431,9 +426,7 @@ fn row_has(screen: &str, profile: &str, word: &str) -> bool {
 #[test]
 fn tui_in_tmux_stops_starts_creates_deletes_resizes_and_quits() {
     let env = two_gateways();
-    let Some(tmux) = Tmux::start(&env, &["tui"]) else {
-        return;
-    };
+    let tmux = Tmux::start(&env, &["tui"]);
     tmux.wait_screen(&env, "the table", |s| {
         row_has(s, "alpha", "up") && row_has(s, "beta", "stopped")
     });
@@ -454,7 +447,7 @@ fn tui_in_tmux_stops_starts_creates_deletes_resizes_and_quits() {
     // Rows: default, alpha, beta. Select alpha and stop it.
     tmux.keys(&["j", "t"]);
     tmux.wait_screen(&env, "alpha stopped", |s| row_has(s, "alpha", "stopped"));
-    assert_eq!(env.status_json("alpha")["up"], false);
+    assert_eq!(env.status("alpha")["up"], false);
     tmux.keys(&["s"]);
     tmux.wait_screen(&env, "alpha up again", |s| row_has(s, "alpha", "up"));
 
@@ -520,9 +513,7 @@ fn has_colour(dump: &str) -> bool {
 fn tui_draws_in_colour_unless_no_color_is_set() {
     let env = two_gateways();
     for (vars, want_colour) in [(vec![], true), (vec![("NO_COLOR", "1")], false)] {
-        let Some(tmux) = Tmux::start_with(&env, &vars, &["--tui"]) else {
-            return;
-        };
+        let tmux = Tmux::start_with(&env, &vars, &["--tui"]);
         tmux.wait_screen(&env, "the table", |s| row_has(s, "alpha", "up"));
         let dump = tmux.tmux(&["capture-pane", "-p", "-e", "-t", "ui"]);
         assert_eq!(
@@ -538,9 +529,7 @@ fn tui_draws_in_colour_unless_no_color_is_set() {
 #[test]
 fn tui_gives_the_terminal_back_on_sigterm() {
     let env = two_gateways();
-    let Some(tmux) = Tmux::start(&env, &["--tui"]) else {
-        return;
-    };
+    let tmux = Tmux::start(&env, &["--tui"]);
     tmux.wait_screen(&env, "the table", |s| row_has(s, "alpha", "up"));
     let pid = tmux.hermes_pid();
     nix::sys::signal::kill(
@@ -559,16 +548,16 @@ fn tui_gives_the_terminal_back_on_sigterm() {
 
 #[test]
 fn dashboard_in_chromium_over_real_s6() {
-    let Some(binary) = cdp::find_chromium() else {
-        println!("skipped: no chromium on PATH (Debian: apt-get install chromium; or set HERMES_CHROMIUM)");
-        return;
-    };
+    let binary = cdp::chromium();
     let env = two_gateways();
     env.ok(&["-p", "beta", "gateway", "start"]);
     let port = free_port().to_string();
     env.ok(&["profile", "create", "gamma", "--no-alias", "--port", &port]);
     let (_dashboard, port) = serve_dashboard(&env, "127.0.0.1", None);
-    let mut chrome = cdp::Chrome::launch(&binary);
+    let mut chrome = cdp::Chrome::launch(
+        &binary,
+        &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hermes-cli"),
+    );
     // The link signs the page in, and leaves no token in the address bar.
     let (link, _) = login_link(&env, port);
     chrome.open(&link);
@@ -584,10 +573,10 @@ fn dashboard_in_chromium_over_real_s6() {
 
     chrome.click("tr[data-profile=\"beta\"] button[data-action=\"stop\"]");
     chrome.wait_until("beta stopped", &cdp::row_label("beta", "stopped"));
-    assert_eq!(env.status_json("beta")["up"], false);
+    assert_eq!(env.status("beta")["up"], false);
     chrome.click("tr[data-profile=\"beta\"] button[data-action=\"start\"]");
     chrome.wait_until("beta up again", &cdp::row_label("beta", "up"));
-    assert_eq!(env.status_json("beta")["up"], true);
+    assert_eq!(env.status("beta")["up"], true);
     println!(
         "screenshot: {}",
         chrome.screenshot("real-s6-1280.png").display()
@@ -626,19 +615,14 @@ fn dashboard_in_chromium_over_real_s6() {
 /// and then stopped a gateway, read its log and deleted a profile over
 /// loopback. Now the dashboard wants its token, which sits in a file only the
 /// service user (here root, who runs the dashboard) can read. The attacker is
-/// curl as uid 65534; needs root to switch uid (skipped otherwise).
+/// curl as uid 65534; needs root to switch uid.
 #[test]
+#[ignore = "needs root to switch uid; scripts/test runs it as root"]
 fn another_uid_on_this_machine_cannot_use_the_dashboard() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::os::unix::process::CommandExt;
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: switching to uid 65534 needs root");
-        return;
-    }
-    if Command::new("curl").arg("--version").output().is_err() {
-        println!("skipped: no curl on PATH");
-        return;
-    }
+    assert!(is_root(), "switching to uid 65534 needs root");
+    require("curl", "curl");
     let env = two_gateways();
     // The home may be open to all: the token file's own mode must hold.
     for dir in [env.dir.path().to_path_buf(), env.home()] {
@@ -685,7 +669,7 @@ fn another_uid_on_this_machine_cannot_use_the_dashboard() {
         assert!(body.contains("\"code\":\"unauthorized\""), "{what}: {body}");
     }
     assert!(env.profile_dir("beta").exists());
-    assert_eq!(env.status_json("alpha")["up"], true);
+    assert_eq!(env.status("alpha")["up"], true);
     // Nor can it read the token, nor is it in the login link it can ask for.
     let token_file = env.home().join(".dashboard-token");
     assert_eq!(
@@ -712,12 +696,15 @@ fn another_uid_on_this_machine_cannot_use_the_dashboard() {
 
     // The owner's link works.
     let bearer = format!("Bearer {token}");
-    let (code, body) = http_request(
+    let http::Response {
+        status: code, body, ..
+    } = http::request(
         port,
         "GET",
         "/api/gateways/alpha/log",
         &[("authorization", &bearer)],
-        "",
+        b"",
+        Duration::from_secs(2),
     )
     .unwrap();
     assert_eq!(code, 200, "{body}");

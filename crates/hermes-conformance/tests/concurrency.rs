@@ -1,13 +1,14 @@
 //! Many hermes commands at once on one HERMES_HOME and one supervisor:
 //! no corruption, no duplicate slot, every loser gets a clear error.
+#![allow(clippy::disallowed_methods)] // tests
 
 use std::collections::HashSet;
 use std::fs;
 use std::process::Output;
 use std::time::Duration;
 
-use hermes_conformance::harness::{free_port, poll, render_output, slot_supervised, text_of, Env};
-use hermes_conformance::{http, procs};
+use hermes_testkit::{free_port, poll, render_output, slot_supervised, text_of, Env};
+use hermes_testkit::{http, procs};
 
 const N: usize = 20;
 

@@ -2,16 +2,17 @@
 //! the inbox (refused, never followed out of HERMES_HOME), and a disk that
 //! fills up during profile create, slot registration and state writes (a clean
 //! error, nothing half-written). The full-disk tests mount a small tmpfs and
-//! need root; they print why and return when the mount is refused.
+//! need root: they are ignored unless asked for (`scripts/test` runs them as root).
+#![allow(clippy::disallowed_methods)] // tests
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use hermes_conformance::harness::{free_port, poll, render_output, text_of, Env};
-use hermes_conformance::http;
+use hermes_testkit::http;
+use hermes_testkit::tmpfs::Tmpfs;
+use hermes_testkit::{free_port, poll, render_output, text_of, Env};
 
 /// A directory outside HERMES_HOME with a file whose content must never change.
 fn outside(env: &Env) -> (PathBuf, PathBuf) {
@@ -243,59 +244,6 @@ fn symlink_at_the_inbox_is_refused() {
 
 // ---- full disk ----
 
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mount a tmpfs of `size` at `at`; `None` (with the reason printed) when not allowed.
-    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs(at.to_path_buf())),
-            Ok(o) => {
-                eprintln!(
-                    "skipped: mount tmpfs failed (needs root): {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: mount not available: {e}");
-                None
-            }
-        }
-    }
-
-    /// Fill the filesystem, leaving about `free` bytes.
-    fn fill(&self, free: u64) {
-        let filler = self.0.join(".filler");
-        let _ = fs::remove_file(&filler);
-        let st = nix::sys::statvfs::statvfs(&self.0).unwrap();
-        let avail = st.blocks_available() * st.fragment_size();
-        let size = avail.saturating_sub(free) as usize;
-        let _ = fs::write(&filler, vec![0u8; size]);
-    }
-
-    fn unfill(&self) {
-        let _ = fs::remove_file(self.0.join(".filler"));
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// Temp and staging names anywhere under `dir`.
 fn half_written(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -319,12 +267,11 @@ fn says_disk_full(text: &str) -> bool {
 }
 
 #[test]
+#[ignore = "needs root to mount a tmpfs; scripts/test runs it as root"]
 fn full_disk_during_profile_create_is_a_clean_error() {
     let env = Env::new();
     let config = fs::read(env.home().join("config.yaml")).unwrap();
-    let Some(fs_) = Tmpfs::mount(&env.home(), "512k") else {
-        return;
-    };
+    let fs_ = Tmpfs::mount(&env.home(), "size=512k,mode=0755").unwrap();
     fs::write(env.home().join("config.yaml"), &config).unwrap();
     env.ok(&["profile", "list"]);
     // Each free-space level makes a different write the first to fail.
@@ -368,11 +315,10 @@ fn full_disk_during_profile_create_is_a_clean_error() {
 }
 
 #[test]
+#[ignore = "needs root to mount a tmpfs; scripts/test runs it as root"]
 fn full_disk_during_registration_publishes_nothing() {
     let mut env = Env::new();
-    let Some(fs_) = Tmpfs::mount(&env.scandir(), "256k") else {
-        return;
-    };
+    let fs_ = Tmpfs::mount(&env.scandir(), "size=256k,mode=0755").unwrap();
     env.supervise();
     fs_.fill(0);
     // The profile may be created; registration must fail cleanly and say why.
@@ -396,12 +342,11 @@ fn full_disk_during_registration_publishes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root to mount a tmpfs; scripts/test runs it as root"]
 fn full_disk_during_state_writes_keeps_the_old_state() {
     let mut env = Env::new();
     let config = fs::read(env.home().join("config.yaml")).unwrap();
-    let Some(fs_) = Tmpfs::mount(&env.home(), "1m") else {
-        return;
-    };
+    let fs_ = Tmpfs::mount(&env.home(), "size=1m,mode=0755").unwrap();
     fs::write(env.home().join("config.yaml"), &config).unwrap();
     env.supervise();
     create(&env, "s");

@@ -1,9 +1,10 @@
 //! Lifecycle commands racing the supervisor's own state changes.
+#![allow(clippy::disallowed_methods)] // tests
 
 use std::time::Duration;
 
-use hermes_conformance::harness::{free_port, poll, render_output, Env};
-use hermes_conformance::{http, procs};
+use hermes_testkit::{free_port, poll, render_output, Env};
+use hermes_testkit::{http, procs};
 
 /// Enough rounds to catch a one-in-ten race most of the time, few enough for CI (~6 s each).
 const ROUNDS: usize = 6;
@@ -32,7 +33,7 @@ fn park(env: &Env, profile: &str, port: u16) {
     panic!("the slot was never parked\n{}", env.dump());
 }
 
-/// Regression (found by this suite, fixed in the lead's s6 commits): `gateway start`/`restart` of a parked slot used to exit 1 with
+/// Regression: `gateway start`/`restart` of a parked slot used to exit 1 with
 /// the old crash-loop reason about one time in ten although the gateway came
 /// up (s6-svc only queues the command; status read before s6 acted on it).
 #[test]

@@ -4,6 +4,7 @@
 //! produce: `sh -n` must accept it, and executing it with a fake program that
 //! records its argv, environment and working directory must reproduce exactly
 //! the spec — so no name or value can change a script's meaning.
+#![allow(clippy::disallowed_methods)] // tests
 
 use std::collections::BTreeMap;
 use std::fs;

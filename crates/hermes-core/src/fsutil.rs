@@ -1,6 +1,10 @@
 //! Filesystem helpers that every writer of hermes state uses: atomic replace,
-//! reads and directory creation that refuse symlinks, and advisory locks.
-//! Every error names the path it failed on.
+//! reads and directory creation that refuse symlinks, and advisory locks;
+//! and `std::fs`'s plain calls, whose own errors do not say which path failed.
+//! Every error here names the path it failed on. Libraries call these, never
+//! `std::fs` (clippy's `disallowed-methods` in `clippy.toml`); this module is
+//! the one place that may.
+#![allow(clippy::disallowed_methods)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -30,6 +34,71 @@ impl FsError {
     pub fn is_not_found(&self) -> bool {
         self.source.kind() == io::ErrorKind::NotFound
     }
+}
+
+/// `std::fs::metadata` (follows symlinks).
+pub fn metadata(path: &Path) -> Result<fs::Metadata, FsError> {
+    fs::metadata(path).map_err(|e| FsError::new("stat", path, e))
+}
+
+/// `std::fs::symlink_metadata` (a symlink itself).
+pub fn symlink_metadata(path: &Path) -> Result<fs::Metadata, FsError> {
+    fs::symlink_metadata(path).map_err(|e| FsError::new("lstat", path, e))
+}
+
+pub fn read_dir(path: &Path) -> Result<fs::ReadDir, FsError> {
+    fs::read_dir(path).map_err(|e| FsError::new("list", path, e))
+}
+
+pub fn read(path: &Path) -> Result<Vec<u8>, FsError> {
+    fs::read(path).map_err(|e| FsError::new("read", path, e))
+}
+
+pub fn read_to_string(path: &Path) -> Result<String, FsError> {
+    fs::read_to_string(path).map_err(|e| FsError::new("read", path, e))
+}
+
+pub fn read_link(path: &Path) -> Result<PathBuf, FsError> {
+    fs::read_link(path).map_err(|e| FsError::new("read the link", path, e))
+}
+
+pub fn open(path: &Path) -> Result<File, FsError> {
+    File::open(path).map_err(|e| FsError::new("open", path, e))
+}
+
+/// A plain write in place; state files use [`atomic_write`].
+pub fn write(path: &Path, data: impl AsRef<[u8]>) -> Result<(), FsError> {
+    fs::write(path, data).map_err(|e| FsError::new("write", path, e))
+}
+
+pub fn create_dir(path: &Path) -> Result<(), FsError> {
+    fs::create_dir(path).map_err(|e| FsError::new("create", path, e))
+}
+
+pub fn create_dir_all(path: &Path) -> Result<(), FsError> {
+    fs::create_dir_all(path).map_err(|e| FsError::new("create", path, e))
+}
+
+pub fn remove_file(path: &Path) -> Result<(), FsError> {
+    fs::remove_file(path).map_err(|e| FsError::new("remove", path, e))
+}
+
+pub fn remove_dir(path: &Path) -> Result<(), FsError> {
+    fs::remove_dir(path).map_err(|e| FsError::new("remove", path, e))
+}
+
+pub fn remove_dir_all(path: &Path) -> Result<(), FsError> {
+    fs::remove_dir_all(path).map_err(|e| FsError::new("remove", path, e))
+}
+
+/// `std::fs::rename`; the error names the destination.
+pub fn rename(from: &Path, to: &Path) -> Result<(), FsError> {
+    fs::rename(from, to).map_err(|e| FsError::new("rename into", to, e))
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| FsError::new("chmod", path, e))
 }
 
 fn symlink_refused(path: &Path) -> io::Error {

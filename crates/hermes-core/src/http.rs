@@ -34,6 +34,8 @@ pub enum HttpError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
+    /// Header names in lower case, values trimmed, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -43,7 +45,8 @@ impl Response {
     }
 }
 
-/// One request; `headers` come after `Host`, `Connection` and `Content-Length`.
+/// One request; `headers` come after `Host` (unless they name their own),
+/// `Connection` and `Content-Length`.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub method: &'a str,
@@ -95,12 +98,18 @@ pub fn send(
     stream.set_read_timeout(Some(remaining)).map_err(io)?;
     stream.set_write_timeout(Some(remaining)).map_err(io)?;
     let _ = stream.set_nodelay(true);
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        request.method,
-        request.path,
+    let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.path);
+    if !request
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    head.push_str(&format!(
+        "Connection: close\r\nContent-Length: {}\r\n",
         request.body.len()
-    );
+    ));
     for (name, value) in request.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -133,14 +142,20 @@ pub fn parse(raw: &[u8]) -> Result<Response, String> {
         .position(|w| w == b"\r\n\r\n")
         .ok_or("no end of headers")?;
     let head = String::from_utf8_lossy(&raw[..split]);
-    let line = head.lines().next().unwrap_or_default();
+    let mut lines = head.lines();
+    let line = lines.next().unwrap_or_default();
     let status = line
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| format!("bad status line {line:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     Ok(Response {
         status,
+        headers,
         body: raw[split + 4..].to_vec(),
     })
 }
@@ -154,6 +169,7 @@ mod tests {
     fn parses_status_and_body() {
         let r = parse(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}").unwrap();
         assert_eq!((r.status, &r.body[..]), (202, &b"{}"[..]));
+        assert_eq!(r.headers, [("content-length".to_string(), "2".to_string())]);
         assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
         assert!(parse(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
     }

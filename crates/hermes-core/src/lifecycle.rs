@@ -11,7 +11,9 @@ use crate::profile::{self, ProfileError};
 use crate::service::{GatewaySpec, ServiceError, ServiceManager, SlotStatus};
 use crate::state::{self, DesiredState, StateError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A lifecycle action on one gateway, as every front end names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Action {
     Start,
     Stop,
@@ -19,6 +21,15 @@ pub enum Action {
 }
 
 impl Action {
+    pub fn parse(raw: &str) -> Option<Action> {
+        match raw {
+            "start" => Some(Action::Start),
+            "stop" => Some(Action::Stop),
+            "restart" => Some(Action::Restart),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Start => "start",

@@ -52,6 +52,23 @@ impl DesiredState {
     }
 }
 
+/// The signals a gateway ends cleanly on; the one it got is recorded as its
+/// `exit_reason` (`sigterm`, `sigint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Int,
+}
+
+impl StopSignal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopSignal::Term => "sigterm",
+            StopSignal::Int => "sigint",
+        }
+    }
+}
+
 /// How the gateway process last ended, as its finish hook saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastExit {
@@ -87,6 +104,21 @@ pub struct GatewayState {
     pub updated_at: u64,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl GatewayState {
+    /// Record a clean stop on `signal`.
+    pub fn record_stop(&mut self, signal: StopSignal) {
+        self.gateway_state = Some(RunState::Stopped);
+        self.exit_reason = Some(signal.as_str().to_string());
+    }
+
+    /// Stopped on SIGTERM, the way s6 and `hermes gateway stop` end a gateway:
+    /// a requested stop, not a failure.
+    pub fn stopped_on_request(&self) -> bool {
+        self.gateway_state == Some(RunState::Stopped)
+            && self.exit_reason.as_deref() == Some(StopSignal::Term.as_str())
+    }
 }
 
 pub fn now_ms() -> u64 {

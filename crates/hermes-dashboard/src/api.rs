@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hermes_core::ProfileName;
-use hermes_model::actions::{self, ActionError, Verb};
+use hermes_model::actions::{self, ActionError};
+use hermes_model::Action;
 use hermes_model::{doctor, logs, Environment, Snapshot};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -251,7 +252,7 @@ impl App {
                 Err(reply) => reply,
             },
             ("POST", ["gateways", name, verb]) => {
-                let Some(verb) = Verb::parse(verb) else {
+                let Some(verb) = Action::parse(verb) else {
                     return Reply::error(404, "not_found", format!("no such action: {verb}"));
                 };
                 match profile_name(name) {
@@ -284,7 +285,7 @@ impl App {
         Reply::json(200, &logs::read_since(&path, cursor.as_deref(), lines))
     }
 
-    fn lifecycle(&self, req: &Request, profile: &ProfileName, verb: Verb) -> Reply {
+    fn lifecycle(&self, req: &Request, profile: &ProfileName, verb: Action) -> Reply {
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
         struct Body {

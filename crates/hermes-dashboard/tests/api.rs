@@ -1,4 +1,5 @@
 //! The JSON API over HTTP, against a fake service manager.
+#![allow(clippy::disallowed_methods)] // tests
 
 mod common;
 

@@ -1,23 +1,21 @@
 //! End to end in real headless Chromium (Debian package `chromium`) against
-//! the dashboard over a fake manager. Skipped, with the reason printed, when
-//! no Chromium is installed. Screenshots are kept under
+//! the dashboard over a fake manager; `scripts/test` installs Chromium, and a
+//! missing one fails the test. Screenshots are kept under
 //! `target/tmp/hermes-dashboard/`.
+#![allow(clippy::disallowed_methods)] // tests
 
 mod common;
 
-use common::cdp::{find_chromium, row_label, Chrome};
 use common::Served;
 use hermes_model::fake::{FakeEnv, Slot};
+use hermes_testkit::cdp::{chromium, row_label, Chrome};
 use serde_json::json;
 
 const TOKEN: &str = "browser-test-token-0123456789";
 
 #[test]
 fn dashboard_in_headless_chromium() {
-    let Some(binary) = find_chromium() else {
-        println!("skipped: no chromium on PATH (Debian: apt-get install chromium; or set HERMES_CHROMIUM)");
-        return;
-    };
+    let binary = chromium();
     let env = FakeEnv::new();
     for name in ["alpha", "beta", "gamma"] {
         env.add_profile(name);
@@ -27,7 +25,10 @@ fn dashboard_in_headless_chromium() {
     env.set_slot("beta", Slot::up(102));
     env.set_slot("gamma", Slot::down(hermes_core::service::Want::Down));
     let served = Served::start(env, "127.0.0.1", None);
-    let mut chrome = Chrome::launch(&binary);
+    let mut chrome = Chrome::launch(
+        &binary,
+        &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hermes-dashboard"),
+    );
 
     // Load through the login link (`hermes dashboard url`): signed in, both
     // running gateways up, and the token gone from the address bar.

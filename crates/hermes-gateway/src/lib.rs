@@ -36,6 +36,7 @@
 //!   `Authorization: Bearer <secret>` → `{"events":[...],"next_after","more",
 //!   "first_id","last_id"}`; `limit` defaults to 100, at most 1000; `limit=0`
 //!   returns no events, only the ids.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 mod admission;
 pub mod client;

@@ -87,10 +87,10 @@ fn wait_for_lock(path: &Path, limit: Duration) -> Result<Option<FileLock>, Gatew
 
 /// Who holds the lock: the kernel's lock table first, then `gateway.pid`.
 pub fn holder_pid(paths: &ProfilePaths) -> Option<i32> {
-    let from_table = std::fs::metadata(paths.gateway_lock())
+    let from_table = fsutil::metadata(&paths.gateway_lock())
         .ok()
         .and_then(|meta| {
-            let locks = std::fs::read_to_string("/proc/locks").ok()?;
+            let locks = fsutil::read_to_string(Path::new("/proc/locks")).ok()?;
             flock_holder(&locks, meta.dev(), meta.ino())
         });
     from_table.or_else(|| read_pid(&paths.pid_file()))

@@ -7,7 +7,7 @@ use std::time::Instant;
 use hermes_core::config::{Config, LimitsSection};
 use hermes_core::home::{HermesHome, ProfilePaths};
 use hermes_core::profile::{self, SECRET_VAR};
-use hermes_core::state::{self, RunState};
+use hermes_core::state::{self, RunState, StopSignal};
 use hermes_core::{fsutil, ProfileName};
 use hermes_inbox::{Inbox, Options};
 use tokio::net::TcpListener;
@@ -101,8 +101,8 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     notifier.ready();
     let stop = async {
         let reason = tokio::select! {
-            _ = term.recv() => "sigterm",
-            _ = int.recv() => "sigint",
+            _ = term.recv() => StopSignal::Term,
+            _ = int.recv() => StopSignal::Int,
         };
         notifier.stopping();
         reason
@@ -111,12 +111,11 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     // Every queued append is written and answered before the process ends.
     inbox.close();
     state::update(&paths, |s| {
-        s.gateway_state = Some(RunState::Stopped);
-        s.exit_reason = Some(reason.to_string());
+        s.record_stop(reason);
         s.pid = None;
     })?;
     remove_pid_file(&paths, pid);
-    crate::log(&format!("stopped ({reason})"));
+    crate::log(&format!("stopped ({})", reason.as_str()));
     Ok(())
 }
 
@@ -172,6 +171,6 @@ fn report_recovery(inbox: &Inbox) {
 /// Remove `gateway.pid` only if it is still ours (a replacement may have written its own).
 fn remove_pid_file(paths: &ProfilePaths, pid: u32) {
     if lock::read_pid(&paths.pid_file()) == Some(pid as i32) {
-        let _ = std::fs::remove_file(paths.pid_file());
+        let _ = fsutil::remove_file(&paths.pid_file());
     }
 }

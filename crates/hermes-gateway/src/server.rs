@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hermes_core::state::RunState;
+use hermes_core::state::{RunState, StopSignal};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -72,8 +72,8 @@ fn refuse(stream: TcpStream, refusing: &Arc<AtomicUsize>) {
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
-    stop: impl Future<Output = &'static str>,
-) -> &'static str {
+    stop: impl Future<Output = StopSignal>,
+) -> StopSignal {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -126,7 +126,10 @@ pub async fn serve(
     drop(listener);
     app.set_state(RunState::Draining);
     let open = graceful.count();
-    crate::log(&format!("{reason}: draining {open} open connection(s)"));
+    crate::log(&format!(
+        "{}: draining {open} open connection(s)",
+        reason.as_str()
+    ));
     if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
         .await
         .is_err()

@@ -1,8 +1,9 @@
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
+
+use hermes_testkit::tmpfs::Tmpfs;
 
 use super::*;
 
@@ -410,47 +411,12 @@ fn retention_deletes_whole_old_segments_and_never_the_tail() {
     assert_eq!(inbox.stats()[0].last_id, Some(41));
 }
 
-/// A small tmpfs mounted for the test; `None` (with the reason printed) when mounting is not allowed.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(size: &str) -> Option<SmallFs> {
-        let dir = tempfile::tempdir().ok()?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(out) if out.status.success() => Some(SmallFs { dir }),
-            Ok(out) => {
-                eprintln!(
-                    "skipping: cannot mount a tmpfs: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipping: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 #[test]
+#[ignore = "needs root to mount a tmpfs; scripts/test runs it as root"]
 fn a_full_disk_fails_the_batch_and_leaves_no_partial_record() {
-    let Some(fs_) = SmallFs::mount("64k") else {
-        return;
-    };
-    let root = fs_.dir.path().join("inbox");
+    let dir = tempfile::tempdir().unwrap();
+    let fs_ = Tmpfs::mount(dir.path(), "size=64k").unwrap();
+    let root = fs_.path().join("inbox");
     let mut acked = 0u64;
     let mut full = None;
     {

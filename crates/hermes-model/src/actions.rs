@@ -24,38 +24,11 @@ use crate::logs;
 /// Log lines shown with a failed action.
 pub const FAILURE_TAIL: usize = 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verb {
-    Start,
-    Stop,
-    Restart,
-}
-
-impl Verb {
-    pub fn parse(raw: &str) -> Option<Verb> {
-        match raw {
-            "start" => Some(Verb::Start),
-            "stop" => Some(Verb::Stop),
-            "restart" => Some(Verb::Restart),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verb::Start => "start",
-            Verb::Stop => "stop",
-            Verb::Restart => "restart",
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError {
     #[error("{} of gateway '{profile}' failed: {source}", verb.as_str())]
     Service {
-        verb: Verb,
+        verb: Action,
         profile: ProfileName,
         #[source]
         source: Box<ServiceError>,
@@ -126,9 +99,9 @@ impl ActionError {
 
 /// What a lifecycle action did.
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct ActionReport {
     pub profile: ProfileName,
-    pub action: Verb,
+    pub action: Action,
     /// The slot was registered by this call (a profile created from outside).
     pub registered: bool,
     pub status: SlotStatus,
@@ -141,32 +114,28 @@ pub struct Outcome {
 pub fn lifecycle(
     env: &dyn Environment,
     profile: &ProfileName,
-    verb: Verb,
+    verb: Action,
     timeout: Duration,
-) -> Result<Outcome, ActionError> {
+) -> Result<ActionReport, ActionError> {
     let home = env.home();
     let manager = env.manager();
-    let action = match verb {
-        Verb::Start => Action::Start,
-        Verb::Stop => Action::Stop,
-        Verb::Restart => Action::Restart,
-    };
-    let done = lifecycle::apply(&*manager, home, env.program(), profile, action, timeout).map_err(
-        |e| match e {
-            LifecycleError::Profile(e) => ActionError::Profile(e),
-            LifecycleError::State(source) => ActionError::State {
-                profile: profile.clone(),
-                source,
-            },
-            LifecycleError::Service(source) => ActionError::Service {
-                verb,
-                profile: profile.clone(),
-                source: Box::new(source),
-                log_tail: logs::tail(&logs::gateway_log(home, profile), FAILURE_TAIL),
-            },
-        },
-    )?;
-    Ok(Outcome {
+    let done =
+        lifecycle::apply(&*manager, home, env.program(), profile, verb, timeout).map_err(|e| {
+            match e {
+                LifecycleError::Profile(e) => ActionError::Profile(e),
+                LifecycleError::State(source) => ActionError::State {
+                    profile: profile.clone(),
+                    source,
+                },
+                LifecycleError::Service(source) => ActionError::Service {
+                    verb,
+                    profile: profile.clone(),
+                    source: Box::new(source),
+                    log_tail: logs::tail(&logs::gateway_log(home, profile), FAILURE_TAIL),
+                },
+            }
+        })?;
+    Ok(ActionReport {
         profile: profile.clone(),
         action: verb,
         registered: done.registered,
@@ -274,7 +243,7 @@ pub fn delete(env: &dyn Environment, name: &ProfileName) -> Result<Deleted, Acti
             manager.uninstall(name)
         };
         result.map_err(|source| ActionError::Service {
-            verb: Verb::Stop,
+            verb: Action::Stop,
             profile: name.clone(),
             source: Box::new(source),
             log_tail: Vec::new(),
@@ -313,7 +282,7 @@ fn stop_unsupervised(paths: &ProfilePaths) -> Result<(), ActionError> {
     {
         return Ok(());
     }
-    let pid = std::fs::read_to_string(paths.pid_file())
+    let pid = fsutil::read_to_string(&paths.pid_file())
         .ok()
         .and_then(|t| t.trim().parse::<i32>().ok())
         .ok_or_else(|| ActionError::UnknownGateway {
@@ -356,7 +325,7 @@ mod tests {
     fn start_registers_a_profile_without_slot_and_records_desire() {
         let env = FakeEnv::new();
         let p = env.add_profile("coder");
-        let out = lifecycle(&env, &p, Verb::Start, T).unwrap();
+        let out = lifecycle(&env, &p, Action::Start, T).unwrap();
         assert!(out.registered && out.status.up);
         assert_eq!(
             env.calls(),
@@ -367,7 +336,7 @@ mod tests {
             .state();
         assert_eq!(s.desired_state, Some(DesiredState::Running));
 
-        let out = lifecycle(&env, &p, Verb::Stop, T).unwrap();
+        let out = lifecycle(&env, &p, Action::Stop, T).unwrap();
         assert!(!out.status.up && !out.registered);
         assert_eq!(env.slot("coder").unwrap().want, Want::Down);
         let s = state::load(&Environment::home(&env).profile(&p).state())
@@ -381,7 +350,7 @@ mod tests {
     fn unknown_profiles_are_not_found() {
         let env = FakeEnv::new();
         let p = ProfileName::parse("ghost").unwrap();
-        let err = lifecycle(&env, &p, Verb::Start, T).unwrap_err();
+        let err = lifecycle(&env, &p, Action::Start, T).unwrap_err();
         assert!(err.is_not_found(), "{err}");
         assert!(env.calls().is_empty());
         assert!(delete(&env, &p).unwrap_err().is_not_found());

@@ -3,10 +3,10 @@
 //! any check does.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use hermes_core::fsutil;
 use nix::unistd::{access, AccessFlags};
 use serde::Serialize;
 
@@ -63,7 +63,7 @@ pub struct Report {
 pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
     let mut checks = vec![supervisor(snap)];
     // The service user is whoever owns HERMES_HOME (the container init makes it so).
-    let service_uid = fs::metadata(env.home().root())
+    let service_uid = fsutil::metadata(env.home().root())
         .map_or_else(|_| nix::unistd::geteuid().as_raw(), |m| m.uid());
     if let Some(scandir) = &snap.supervisor.scandir {
         checks.push(scandir_owner(scandir, service_uid));
@@ -178,19 +178,19 @@ fn supervisor(snap: &Snapshot) -> Check {
 /// service user can write is a privilege escalation.
 fn scandir_owner(scandir: &Path, service_uid: u32) -> Check {
     let name = "scandir ownership";
-    let meta = match fs::metadata(scandir) {
+    let meta = match fsutil::metadata(scandir) {
         Ok(m) => m,
         Err(e) => {
             return Check::fail(
                 name,
-                format!("{}: {e}", scandir.display()),
+                e.to_string(),
                 "start the supervisor (`hermes supervise`), which creates it",
             )
         }
     };
     let mode = meta.permissions().mode() & 0o7777;
     let control = hermes_s6::Scandir::new(scandir).control();
-    let supervisor_uid = fs::metadata(&control).ok().map(|m| m.uid());
+    let supervisor_uid = fsutil::metadata(&control).ok().map(|m| m.uid());
     if meta.uid() != service_uid {
         Check::fail(
             name,
@@ -250,7 +250,7 @@ fn scandir_writable(scandir: &Path) -> Check {
 /// a `run` script anyone else can write is code they get the supervisor to run.
 fn slot_permissions(scandir: &Path, service_uid: u32) -> Check {
     let name = "slot permissions";
-    let Ok(entries) = fs::read_dir(scandir) else {
+    let Ok(entries) = fsutil::read_dir(scandir) else {
         return Check::pass(name, format!("{} is empty or missing", scandir.display()));
     };
     let mut bad = Vec::new();
@@ -263,7 +263,7 @@ fn slot_permissions(scandir: &Path, service_uid: u32) -> Check {
         count += 1;
         let slot = entry.path();
         for path in [slot.clone(), slot.join("run"), slot.join("finish")] {
-            let Ok(meta) = fs::metadata(&path) else {
+            let Ok(meta) = fsutil::metadata(&path) else {
                 continue;
             };
             if meta.uid() != service_uid {
@@ -518,7 +518,7 @@ fn dashboard_slot(env: &dyn Environment, snap: &Snapshot) -> Check {
 /// as that user) cannot write them.
 fn log_ownership(home: &Path, logs: &Path) -> Check {
     let name = "log directory ownership";
-    let Ok(owner) = fs::metadata(home).map(|m| m.uid()) else {
+    let Ok(owner) = fsutil::metadata(home).map(|m| m.uid()) else {
         return Check::fail(
             name,
             format!("{} does not exist", home.display()),
@@ -526,12 +526,12 @@ fn log_ownership(home: &Path, logs: &Path) -> Check {
         );
     };
     let mut dirs = vec![logs.to_path_buf(), logs.join("gateways")];
-    if let Ok(entries) = fs::read_dir(logs.join("gateways")) {
+    if let Ok(entries) = fsutil::read_dir(&logs.join("gateways")) {
         dirs.extend(entries.flatten().map(|e| e.path()));
     }
     let wrong: Vec<_> = dirs
         .iter()
-        .filter_map(|d| fs::metadata(d).ok().map(|m| (d, m.uid())))
+        .filter_map(|d| fsutil::metadata(d).ok().map(|m| (d, m.uid())))
         .filter(|(_, uid)| *uid != owner)
         .map(|(d, uid)| format!("{} (uid {uid})", d.display()))
         .collect();
@@ -586,6 +586,7 @@ mod tests {
     use hermes_core::config::Config;
     use hermes_core::service::Want;
     use hermes_core::ProfileName;
+    use std::fs;
     use std::time::Duration;
 
     fn report(env: &FakeEnv) -> Report {

@@ -22,7 +22,7 @@ pub trait Environment: Send + Sync {
     /// manager has no such slot (host managers).
     fn dashboard_service(&self) -> Option<ServiceView>;
     fn dashboard_settings(&self) -> DashboardSettings;
-    fn main_program(&self) -> MainProgram;
+    fn main_program(&self) -> MainProgramView;
     /// The hermes binary that gateway slots run.
     fn program(&self) -> &Path;
     /// Where profile alias wrappers go; `None` to write none.
@@ -61,7 +61,7 @@ pub struct ServiceView {
 
 /// The program the container runs as its CMD.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MainProgram {
+pub struct MainProgramView {
     /// False on a host, where there is no main program: shown as "n/a".
     pub applicable: bool,
     pub pid: Option<u32>,
@@ -69,9 +69,9 @@ pub struct MainProgram {
     pub command: Option<String>,
 }
 
-impl MainProgram {
+impl MainProgramView {
     pub fn not_applicable() -> Self {
-        MainProgram {
+        MainProgramView {
             applicable: false,
             pid: None,
             running: None,

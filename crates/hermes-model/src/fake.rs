@@ -1,6 +1,7 @@
 //! An in-memory service manager over a temp `HERMES_HOME`, for the tests of
 //! the model, the dashboard and the TUI (feature `fake`). Slots behave like a
 //! well-mannered supervisor: start makes them up and ready, stop makes them down.
+#![allow(clippy::disallowed_methods)] // test support, not library code
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -18,7 +19,7 @@ use hermes_core::service::{
 use hermes_core::{HermesHome, ProfileName};
 
 use crate::env::{
-    DashboardSettings, Environment, MainProgram, ManagerChoice, ServiceView, SupervisorView,
+    DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView, SupervisorView,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,8 +324,8 @@ impl Environment for FakeEnv {
     fn dashboard_settings(&self) -> DashboardSettings {
         self.dashboard.clone()
     }
-    fn main_program(&self) -> MainProgram {
-        MainProgram::not_applicable()
+    fn main_program(&self) -> MainProgramView {
+        MainProgramView::not_applicable()
     }
     fn program(&self) -> &Path {
         Path::new("/usr/bin/hermes")

@@ -5,6 +5,7 @@
 //! the health verdict ([`verdict`]); the Prometheus metrics ([`metrics`]).
 //! Where the data comes from is behind [`Environment`], so every front end and
 //! every test reads and acts through the same code.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod actions;
 pub mod doctor;
@@ -18,8 +19,9 @@ pub mod metrics;
 pub mod snapshot;
 pub mod verdict;
 
-pub use actions::{ActionError, Outcome, Verb};
+pub use actions::{ActionError, ActionReport};
 pub use env::{
-    DashboardSettings, Environment, MainProgram, ManagerChoice, ServiceView, SupervisorView,
+    DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView, SupervisorView,
 };
+pub use hermes_core::lifecycle::Action;
 pub use snapshot::{Gateway, GatewayLabel, Snapshot};

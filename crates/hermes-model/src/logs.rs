@@ -1,12 +1,11 @@
 //! Reading gateway logs and the boot log: the last lines of a file, and new
 //! lines since a cursor so a viewer can follow a log that s6-log rotates.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use hermes_core::{HermesHome, ProfileName};
+use hermes_core::{fsutil, HermesHome, ProfileName};
 use serde::Serialize;
 
 /// At most this much of a file is read for a tail or one follow step.
@@ -37,7 +36,7 @@ pub fn read_since(path: &Path, cursor: Option<&str>, max: usize) -> Chunk {
         cursor: String::new(),
         reset,
     };
-    let Ok(mut file) = File::open(path) else {
+    let Ok(mut file) = fsutil::open(path) else {
         return empty(cursor.is_some_and(|c| !c.is_empty()));
     };
     let Ok(meta) = file.metadata() else {

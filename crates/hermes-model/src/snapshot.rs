@@ -15,7 +15,7 @@ use hermes_core::ProfileName;
 use serde::Serialize;
 
 use crate::env::SupervisorView;
-use crate::env::{DashboardSettings, Environment, MainProgram, ManagerChoice, ServiceView};
+use crate::env::{DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView};
 use crate::health::{self, Health, HealthState};
 
 /// Bumped when a field changes meaning or disappears (adding fields does not).
@@ -31,7 +31,7 @@ pub struct Snapshot {
     pub home: String,
     pub manager: ManagerChoice,
     pub supervisor: SupervisorView,
-    pub main: MainProgram,
+    pub main: MainProgramView,
     pub dashboard: DashboardView,
     pub gateways: Vec<Gateway>,
     pub summary: Summary,

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use hermes_core::home::HermesHome;
 use hermes_core::notify::{self, Event, EventKind};
-use hermes_core::state::{self, GatewayState, LastExit, RunState, StateError};
+use hermes_core::state::{self, GatewayState, LastExit, RunState, StateError, StopSignal};
 use hermes_core::ProfileName;
 
 /// Consecutive short failures that make a crash loop worth a notification.
@@ -119,8 +119,7 @@ pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
         .exit_reason
         .clone()
         .filter(|_| state.gateway_state == Some(RunState::StartupFailed));
-    let stopped_on_request = state.gateway_state == Some(RunState::Stopped)
-        && state.exit_reason.as_deref() == Some("sigterm");
+    let stopped_on_request = state.stopped_on_request();
     let ran_ms = match (state.started_at, &state.last_exit) {
         (Some(started), Some(last)) if started <= last.at => 0,
         (Some(started), _) => death.now_ms.saturating_sub(started),
@@ -148,8 +147,7 @@ pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
         return Verdict::PermanentlyDown;
     }
     if (death.code == Some(0) && stopped_on_request) || death.signal == Some(SIGTERM) {
-        state.gateway_state = Some(RunState::Stopped);
-        state.exit_reason = Some("sigterm".to_string());
+        state.record_stop(StopSignal::Term);
         state.fast_failures = 0;
         return Verdict::Restart(Duration::ZERO);
     }
@@ -305,8 +303,7 @@ mod tests {
     #[test]
     fn requested_stop_is_not_a_failure() {
         let mut s = started_at(0);
-        s.gateway_state = Some(RunState::Stopped);
-        s.exit_reason = Some("sigterm".into());
+        s.record_stop(StopSignal::Term);
         assert_eq!(
             decide(&mut s, died(0, 0, 50)),
             Verdict::Restart(Duration::ZERO)

@@ -5,6 +5,8 @@
 //!
 //! Lifecycle goes through `s6-svc`/`s6-svstat` only; supervised processes
 //! are never signalled directly.
+// Not yet routed through `fsutil` (issue 15): the lint is off here until it is.
+#![allow(clippy::disallowed_methods)]
 
 pub mod cmd;
 pub mod finish;
@@ -394,7 +396,7 @@ impl S6Manager {
             let failed = recorded.restarts > before.restarts
                 || recorded.gateway_state == Some(RunState::StartupFailed)
                 || (recorded.gateway_state == Some(RunState::Stopped)
-                    && recorded.exit_reason.as_deref() != Some("sigterm"));
+                    && !recorded.stopped_on_request());
             let died_since = last_exit.is_some() && failed;
             // A death recorded since the command also proves s6 acted on it.
             let parked =

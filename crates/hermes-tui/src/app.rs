@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use hermes_core::ProfileName;
 use hermes_model::logs::Chunk;
-use hermes_model::{Gateway, Snapshot, Verb};
+use hermes_model::{Action, Gateway, Snapshot};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// Lines of log kept for the detail pane.
@@ -15,7 +15,7 @@ pub const LOG_LINES: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Refresh,
-    Act(ProfileName, Verb),
+    Act(ProfileName, Action),
     Create(ProfileName),
     Delete(ProfileName),
 }
@@ -211,9 +211,9 @@ impl App {
             return Step::Continue;
         }
         let verb = match key {
-            's' => Verb::Start,
-            't' => Verb::Stop,
-            'r' => Verb::Restart,
+            's' => Action::Start,
+            't' => Action::Stop,
+            'r' => Action::Restart,
             _ => {
                 self.mode = Mode::ConfirmDelete(profile);
                 return Step::Continue;
@@ -290,7 +290,7 @@ mod tests {
         app.on_key(KeyEvent::from(KeyCode::Down));
         assert_eq!(
             app.on_key(key('t')),
-            Step::Send(Request::Act(name("alpha"), Verb::Stop))
+            Step::Send(Request::Act(name("alpha"), Action::Stop))
         );
         // One action at a time.
         assert_eq!(app.on_key(key('s')), Step::Continue);
@@ -298,14 +298,14 @@ mod tests {
         app.on_done(Ok("gateway 'alpha' is down".into()));
         assert_eq!(
             app.on_key(key('r')),
-            Step::Send(Request::Act(name("alpha"), Verb::Restart))
+            Step::Send(Request::Act(name("alpha"), Action::Restart))
         );
         app.on_done(Ok("ok".into()));
         app.on_key(key('j'));
         app.on_key(key('j'));
         assert_eq!(
             app.on_key(key('s')),
-            Step::Send(Request::Act(name("beta"), Verb::Start))
+            Step::Send(Request::Act(name("beta"), Action::Start))
         );
         assert_eq!(app.on_key(key('f')), Step::Send(Request::Refresh));
         assert_eq!(app.on_key(key('q')), Step::Quit);

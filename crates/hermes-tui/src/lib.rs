@@ -3,6 +3,7 @@
 //! unit-tested); [`worker`] collects snapshots and runs actions off the UI
 //! thread; [`view`] draws; [`term`] owns the terminal and gives it back on
 //! exit, panic and SIGTERM.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod app;
 mod term;

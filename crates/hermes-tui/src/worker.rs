@@ -87,7 +87,7 @@ mod tests {
     use super::*;
     use hermes_core::ProfileName;
     use hermes_model::fake::{FakeEnv, Slot};
-    use hermes_model::Verb;
+    use hermes_model::Action;
     use std::time::Instant;
 
     fn next_done(w: &Worker) -> Result<String, String> {
@@ -108,7 +108,7 @@ mod tests {
         env.set_slot("alpha", Slot::up(1));
         let w = Worker::spawn(env.clone(), Duration::from_secs(60));
         let alpha = ProfileName::parse("alpha").unwrap();
-        w.send(Request::Act(alpha.clone(), Verb::Stop));
+        w.send(Request::Act(alpha.clone(), Action::Stop));
         assert!(next_done(&w).unwrap().contains("down"));
         assert!(!env.slot("alpha").unwrap().up);
         w.send(Request::Create(ProfileName::parse("beta").unwrap()));
@@ -116,7 +116,7 @@ mod tests {
         w.send(Request::Delete(alpha));
         assert_eq!(next_done(&w).unwrap(), "deleted profile alpha");
         let ghost = ProfileName::parse("ghost").unwrap();
-        w.send(Request::Act(ghost, Verb::Start));
+        w.send(Request::Act(ghost, Action::Start));
         assert!(next_done(&w).unwrap_err().contains("ghost"));
     }
 }

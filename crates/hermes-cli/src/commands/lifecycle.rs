@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use hermes_core::service::Want;
 use hermes_core::{profile, ExitStatus};
-use hermes_model::actions::{self, Verb};
+use hermes_model::actions;
 use hermes_model::snapshot::{Gateway, Snapshot};
+use hermes_model::Action;
 use hermes_model::{health, Environment};
 
 use super::status::env::CliEnv;
@@ -14,9 +15,9 @@ use crate::Context;
 
 pub fn run(ctx: &Context, cmd: GatewayCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
-        GatewayCommand::Start(args) => act(ctx, Verb::Start, &args),
-        GatewayCommand::Stop(args) => act(ctx, Verb::Stop, &args),
-        GatewayCommand::Restart(args) => act(ctx, Verb::Restart, &args),
+        GatewayCommand::Start(args) => act(ctx, Action::Start, &args),
+        GatewayCommand::Stop(args) => act(ctx, Action::Stop, &args),
+        GatewayCommand::Restart(args) => act(ctx, Action::Restart, &args),
         GatewayCommand::Status { all, json } => status(ctx, all, json),
         GatewayCommand::FinishHook { code, signal } => {
             let exit = hermes_s6::finish::run_hook(&ctx.home, &ctx.profile, code, signal)?;
@@ -28,7 +29,7 @@ pub fn run(ctx: &Context, cmd: GatewayCommand) -> anyhow::Result<ExitStatus> {
     }
 }
 
-fn act(ctx: &Context, verb: Verb, args: &LifecycleArgs) -> anyhow::Result<ExitStatus> {
+fn act(ctx: &Context, verb: Action, args: &LifecycleArgs) -> anyhow::Result<ExitStatus> {
     let env = CliEnv::new(ctx);
     let timeout = Duration::from_secs_f64(args.timeout.max(0.1));
     let targets = if args.all {

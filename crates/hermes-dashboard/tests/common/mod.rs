@@ -1,20 +1,17 @@
-//! A dashboard served from a thread over a fake manager, and a minimal HTTP
-//! client, shared by the API and browser tests.
+//! A dashboard served from a thread over a fake manager, shared by the API
+//! and browser tests.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
-pub mod cdp;
-
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hermes_dashboard::{Dashboard, Settings};
 use hermes_model::fake::FakeEnv;
 use hermes_model::Environment;
+use hermes_testkit::http::{self, Response};
 
 /// The token of a dashboard started without one named.
 pub const DEFAULT_TOKEN: &str = "test-token-0123456789abcdef";
@@ -146,20 +143,7 @@ impl Drop for Served {
     }
 }
 
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: HashMap<String, String>,
-    pub body: String,
-}
-
-impl Response {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
-    }
-}
-
+/// A request that must be answered (within 20 s).
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -167,52 +151,7 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).expect("connect to the dashboard");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        head.push_str(&format!("Host: {addr}\r\n"));
-    }
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read the response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
-
-/// Poll `check` until it returns `Some`, or panic with `what` after `limit`.
-pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    let body = body.unwrap_or("").as_bytes();
+    http::request_to(addr, method, path, headers, body, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{method} {path}: no answer from the dashboard at {addr}"))
 }

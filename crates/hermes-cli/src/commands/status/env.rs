@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use hermes_core::service::{ManagerKind, ServiceManager, Want};
 use hermes_core::HermesHome;
 use hermes_model::{
-    DashboardSettings, Environment, MainProgram, ManagerChoice, ServiceView, SupervisorView,
+    DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView, SupervisorView,
 };
 use hermes_s6::static_slot::DASHBOARD;
 
@@ -117,9 +117,9 @@ impl Environment for CliEnv {
         dashboard_settings()
     }
 
-    fn main_program(&self) -> MainProgram {
+    fn main_program(&self) -> MainProgramView {
         if !self.ctx.in_container {
-            return MainProgram::not_applicable();
+            return MainProgramView::not_applicable();
         }
         let pid = std::fs::read_to_string(
             hermes_core::runtime::run_dir(
@@ -130,7 +130,7 @@ impl Environment for CliEnv {
         )
         .ok()
         .and_then(|t| t.trim().parse::<u32>().ok());
-        MainProgram {
+        MainProgramView {
             applicable: true,
             pid,
             running: pid.map(|p| Path::new(&format!("/proc/{p}")).exists()),

@@ -19,8 +19,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use hermes_conformance::harness::{poll, text_of, Env};
-use hermes_conformance::{hermes_bin, http, procs};
+use hermes_testkit::{hermes_bin, http, procs};
+use hermes_testkit::{poll, text_of, Env};
 
 use crate::control::{wait_healthy, Ports};
 use crate::work_parent;

@@ -11,8 +11,8 @@ use anyhow::{bail, Context as _};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use hermes_conformance::harness::{free_port, poll, render_output, slot_supervised, text_of, Env};
-use hermes_conformance::{http, procs};
+use hermes_testkit::{free_port, poll, render_output, slot_supervised, text_of, Env};
+use hermes_testkit::{http, procs};
 
 use crate::figure::{ms_since, Measured};
 

@@ -3,6 +3,7 @@
 //! and a real s6 tree, and where a baseline exists (supervisord, raw s6) it is
 //! measured in the same invocation, on the same gateways, so the comparison
 //! does not depend on what else the machine was doing another day.
+#![allow(clippy::disallowed_methods)] // dev-only
 
 mod chaos;
 mod control;

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use hermes_conformance::hermes_bin;
+use hermes_testkit::hermes_bin;
 
 use crate::figure::{Figure, Measured};
 use crate::{control, scale, supervisord, work_parent};

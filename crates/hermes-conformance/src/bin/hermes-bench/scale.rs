@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use hermes_conformance::harness::{text_of, Env};
-use hermes_conformance::{http, procs};
+use hermes_testkit::{http, procs};
+use hermes_testkit::{text_of, Env};
 
 use crate::control::{kill_and_time_recovery, Ports};
 use crate::figure::{ms_since, Measured};

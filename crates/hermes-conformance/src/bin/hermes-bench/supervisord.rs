@@ -11,8 +11,8 @@ use anyhow::{bail, Context as _};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use hermes_conformance::harness::{poll, render_output, text_of, Env};
-use hermes_conformance::procs;
+use hermes_testkit::procs;
+use hermes_testkit::{poll, render_output, text_of, Env};
 
 use crate::control::{kill_and_time_recovery, wait_healthy, Ports, CRASH_STEPS, POLL};
 use crate::figure::{ms_since, Measured};
@@ -270,7 +270,7 @@ pub fn control(
         if let Some(pid) = sd.gateway_pid(&loop_name) {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGABRT);
             let back = poll(Duration::from_secs(8), POLL, || {
-                hermes_conformance::http::healthy(loop_port)
+                hermes_testkit::http::healthy(loop_port)
             });
             let state = text_of(&sd.ctl(&["status", &loop_name]));
             crash_end.push(format!(

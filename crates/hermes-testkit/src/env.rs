@@ -4,8 +4,6 @@
 //! command, its output and the files that explain it.
 
 use std::fs;
-use std::net::TcpListener;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +12,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+use hermes_core::fifo::fifo_has_reader;
+
 use crate::procs;
+use crate::wait::poll;
 
 /// The `hermes` binary under test (an absolute path): `$HERMES_BIN`, else the one cargo built
 /// next to this executable (`target/<profile>/hermes`; tests live one level
@@ -40,14 +41,6 @@ pub fn hermes_bin() -> PathBuf {
         })
 }
 
-/// A port nobody listens on right now (the OS picks it, so parallel tests do not clash).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
-}
-
 pub fn render_output(cmd: &str, out: &Output) -> String {
     format!(
         "command: {cmd}\nexit: {:?}\n--- stdout\n{}--- stderr\n{}",
@@ -64,20 +57,6 @@ pub fn text_of(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// Poll `done` every `interval` until it holds or `limit` passes; whether it held.
-pub fn poll(limit: Duration, interval: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(interval);
-    }
 }
 
 pub struct Env {
@@ -103,7 +82,7 @@ impl Env {
     /// free port (its default port would clash between parallel runs).
     pub fn in_dir(parent: &Path, bin: PathBuf) -> Self {
         let dir = tempfile::Builder::new()
-            .prefix("hermes-conf-")
+            .prefix("hermes-test-")
             .tempdir_in(parent)
             .expect("temp dir");
         let env = Env {
@@ -115,7 +94,10 @@ impl Env {
         fs::create_dir_all(env.home()).unwrap();
         fs::write(
             env.home().join("config.yaml"),
-            format!("gateway:\n  host: 127.0.0.1\n  port: {}\n", free_port()),
+            format!(
+                "gateway:\n  host: 127.0.0.1\n  port: {}\n",
+                crate::free_port()
+            ),
         )
         .unwrap();
         env
@@ -182,12 +164,21 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Run hermes and insist on a failure; returns stdout + stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
+    /// `hermes profile create ARGS… --port <free port>`: parallel tests must not share ports.
+    pub fn create(&self, args: &[&str]) -> String {
+        let port = crate::free_port().to_string();
+        let mut full = vec!["profile", "create"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--port", &port]);
+        self.ok(&full)
+    }
+
+    /// Run hermes and insist on exit `code`; returns stdout + stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
         let out = self.run(args);
-        if out.status.success() {
+        if out.status.code() != Some(code) {
             panic!(
-                "expected a failure\n{}\n{}",
+                "expected exit {code}\n{}\n{}",
                 render_output(&format!("hermes {}", args.join(" ")), &out),
                 self.dump()
             );
@@ -359,15 +350,6 @@ impl Drop for Env {
         }
         self.reap_leftovers();
     }
-}
-
-/// Whether a process holds the read end of `fifo` (how `s6-svok` tells a live supervisor).
-pub fn fifo_has_reader(fifo: &Path) -> bool {
-    fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(fifo)
-        .is_ok()
 }
 
 /// Whether `s6-supervise` runs on the published slot of `profile`.

@@ -1,7 +1,6 @@
 //! A headless Chromium driven through the DevTools protocol over
 //! `--remote-debugging-pipe` (fd 3/4, NUL-separated JSON), so no WebDriver or
-//! websocket library is needed. Shared by the dashboard's browser test and the
-//! CLI's (which includes this file by path).
+//! websocket library is needed. The dashboard's browser test and the CLI's use it.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -29,11 +28,12 @@ pub fn find_chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Where screenshots go: `target/tmp/hermes-dashboard/` (kept as test artefacts).
-pub fn artefacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hermes-dashboard");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// [`find_chromium`], or a failure saying how to get one: a missing browser
+/// is not a pass.
+pub fn chromium() -> PathBuf {
+    find_chromium().unwrap_or_else(|| {
+        panic!("no chromium on PATH: scripts/test installs it (Debian: apt-get install chromium), or set HERMES_CHROMIUM")
+    })
 }
 
 pub struct Chrome {
@@ -42,16 +42,20 @@ pub struct Chrome {
     from: Receiver<Value>,
     next_id: u64,
     session: String,
+    /// Where the browser's log and screenshots go (kept as test artefacts).
+    artefacts: PathBuf,
     _profile: tempfile::TempDir,
 }
 
 impl Chrome {
-    pub fn launch(binary: &Path) -> Chrome {
+    /// Start `binary`; its log and screenshots go to `artefacts` (created).
+    pub fn launch(binary: &Path, artefacts: &Path) -> Chrome {
+        std::fs::create_dir_all(artefacts).unwrap();
         let profile = tempfile::tempdir().unwrap();
         let (cmd_read, cmd_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let (ev_read, ev_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let (child_in, child_out) = (cmd_read.as_raw_fd(), ev_write.as_raw_fd());
-        let log = File::create(artefacts().join("chromium.log")).unwrap();
+        let log = File::create(artefacts.join("chromium.log")).unwrap();
         let mut cmd = Command::new(binary);
         cmd.args([
             "--headless=new",
@@ -108,6 +112,7 @@ impl Chrome {
             from: rx,
             next_id: 0,
             session: String::new(),
+            artefacts: artefacts.to_path_buf(),
             _profile: profile,
         };
         let target = chrome.call("Target.createTarget", json!({"url": "about:blank"}));
@@ -209,7 +214,7 @@ impl Chrome {
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().unwrap())
             .unwrap();
-        let path = artefacts().join(name);
+        let path = self.artefacts.join(name);
         std::fs::write(&path, png).unwrap();
         path
     }
