@@ -201,15 +201,7 @@ fn status_json_is_the_dashboard_api_document() {
     let bearer = format!("Bearer {token}");
     let http::Response {
         status: code, body, ..
-    } = http::request(
-        port,
-        "GET",
-        "/api/status",
-        &[("authorization", &bearer)],
-        b"",
-        Duration::from_secs(2),
-    )
-    .expect("GET /api/status");
+    } = http::get(port, "/api/status", &[("authorization", &bearer)]).expect("GET /api/status");
     assert_eq!(code, 200, "{body}");
     let api: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(stable(api), stable(status(&env)));
@@ -698,13 +690,10 @@ fn another_uid_on_this_machine_cannot_use_the_dashboard() {
     let bearer = format!("Bearer {token}");
     let http::Response {
         status: code, body, ..
-    } = http::request(
+    } = http::get(
         port,
-        "GET",
         "/api/gateways/alpha/log",
         &[("authorization", &bearer)],
-        b"",
-        Duration::from_secs(2),
     )
     .unwrap();
     assert_eq!(code, 200, "{body}");

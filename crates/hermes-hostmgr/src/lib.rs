@@ -5,8 +5,7 @@
 //! Each backend renders its files with a pure function, computes install and
 //! uninstall as a `Plan` (printed by `--dry-run`, applied otherwise), and runs
 //! every command through a `CommandRunner` so tests see the exact argv.
-// Not yet routed through `fsutil` (issue 15): the lint is off here until it is.
-#![allow(clippy::disallowed_methods)]
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod detect;
 pub mod host;

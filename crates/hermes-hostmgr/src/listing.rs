@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use hermes_core::fsutil::FsError;
+use hermes_core::fsutil::{self, FsError};
 use hermes_core::name::ProfileName;
 use hermes_core::service::ServiceError;
 
@@ -16,10 +16,10 @@ pub fn installed_profiles(
     suffix: &str,
     file_name: impl Fn(&ProfileName) -> String,
 ) -> Result<Vec<ProfileName>, ServiceError> {
-    let entries = match std::fs::read_dir(dir) {
+    let entries = match fsutil::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(FsError::new("read directory", dir, e).into()),
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
     };
     let default = ProfileName::default_profile();
     let mut found = Vec::new();

@@ -95,12 +95,11 @@ impl Plan {
                     encoding,
                     mode,
                 } => write_file(path, text, *encoding, *mode)?,
-                Step::CreateDir { path } => std::fs::create_dir_all(path)
-                    .map_err(|e| FsError::new("create directory", path, e))?,
-                Step::Remove { path } => match std::fs::remove_file(path) {
+                Step::CreateDir { path } => fsutil::create_dir_all(path)?,
+                Step::Remove { path } => match fsutil::remove_file(path) {
                     Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(FsError::new("remove", path, e).into()),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
                 },
                 Step::Run { argv, tolerate } => {
                     let out = runner.run(argv)?;
@@ -119,7 +118,7 @@ fn write_file(path: &Path, text: &str, encoding: Encoding, mode: u32) -> Result<
     if let Some(dir) = path.parent() {
         // Plain create_dir_all: user config directories are often symlinks
         // managed by dotfile tools, and following them is what the user wants.
-        std::fs::create_dir_all(dir).map_err(|e| FsError::new("create directory", dir, e))?;
+        fsutil::create_dir_all(dir)?;
     }
     let bytes = match encoding {
         Encoding::Utf8 => text.as_bytes().to_vec(),

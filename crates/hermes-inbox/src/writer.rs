@@ -78,7 +78,8 @@ pub struct Writer {
     pub options: Options,
 }
 
-enum Outcome {
+/// What an append did: stored a new record, or found its idempotency key.
+enum Stored {
     New(u64),
     Duplicate(u64),
 }
@@ -177,7 +178,7 @@ impl Writer {
                     .or_else(|| pending.get(&fp).copied())
             });
             if let Some(id) = known {
-                outcomes.push(Outcome::Duplicate(id));
+                outcomes.push(Stored::Duplicate(id));
                 continue;
             }
             offsets.push((base + buf.len() as u64) as u32);
@@ -193,7 +194,7 @@ impl Writer {
             if let Some(fp) = fingerprint {
                 pending.insert(fp, next_id);
             }
-            outcomes.push(Outcome::New(next_id));
+            outcomes.push(Stored::New(next_id));
             next_id += 1;
         }
 
@@ -238,11 +239,11 @@ impl Writer {
                 drop(index);
                 for (req, outcome) in reqs.into_iter().zip(outcomes) {
                     (req.done)(Ok(match outcome {
-                        Outcome::New(id) => Appended {
+                        Stored::New(id) => Appended {
                             id,
                             duplicate: false,
                         },
-                        Outcome::Duplicate(id) => Appended {
+                        Stored::Duplicate(id) => Appended {
                             id,
                             duplicate: true,
                         },
@@ -254,9 +255,9 @@ impl Writer {
                 for (req, outcome) in reqs.into_iter().zip(outcomes) {
                     // A key that was already durable before this batch is still a good answer.
                     let durable_dup =
-                        matches!(outcome, Outcome::Duplicate(id) if id < writer.next_id);
+                        matches!(outcome, Stored::Duplicate(id) if id < writer.next_id);
                     (req.done)(match outcome {
-                        Outcome::Duplicate(id) if durable_dup => Ok(Appended {
+                        Stored::Duplicate(id) if durable_dup => Ok(Appended {
                             id,
                             duplicate: true,
                         }),

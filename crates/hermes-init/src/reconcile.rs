@@ -65,7 +65,7 @@ pub fn decide(loaded: &Loaded) -> Decision {
 
 /// One line of the boot report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ReportLine {
     Applied {
         profile: ProfileName,
         decision: Decision,
@@ -82,11 +82,11 @@ pub enum Outcome {
     },
 }
 
-impl Outcome {
+impl ReportLine {
     pub fn line(&self, dry_run: bool) -> String {
         let dry = if dry_run { " dry_run=1" } else { "" };
         match self {
-            Outcome::Applied {
+            ReportLine::Applied {
                 profile,
                 decision,
                 kept,
@@ -101,10 +101,10 @@ impl Outcome {
                     decision.prior
                 )
             }
-            Outcome::Skipped { entry } => {
+            ReportLine::Skipped { entry } => {
                 format!("reconcile: warning: skipped {entry}{dry}")
             }
-            Outcome::Failed {
+            ReportLine::Failed {
                 profile,
                 decision,
                 error,
@@ -143,8 +143,8 @@ pub fn run(
     registered: &[ProfileName],
     dry_run: bool,
     register: impl FnOnce(&[(ProfileName, bool)]) -> Vec<Result<(), String>>,
-    mut report: impl FnMut(&Outcome),
-) -> Result<Vec<Outcome>, ReconcileError> {
+    mut report: impl FnMut(&ReportLine),
+) -> Result<Vec<ReportLine>, ReconcileError> {
     if !dry_run {
         profile::ensure_root(home).map_err(|e| match e {
             profile::ProfileError::Fs(fs) => ReconcileError::Fs(fs),
@@ -161,7 +161,7 @@ pub fn run(
         match entry {
             Ok(name) => names.push(name),
             Err(why) => {
-                let outcome = Outcome::Skipped { entry: why };
+                let outcome = ReportLine::Skipped { entry: why };
                 report(&outcome);
                 outcomes.push(outcome);
             }
@@ -195,12 +195,12 @@ pub fn run(
             }
         }
         let outcome = match error {
-            None => Outcome::Applied {
+            None => ReportLine::Applied {
                 profile: name,
                 decision,
                 kept,
             },
-            Some(error) => Outcome::Failed {
+            Some(error) => ReportLine::Failed {
                 profile: name,
                 decision,
                 error,

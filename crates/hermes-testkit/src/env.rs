@@ -153,15 +153,21 @@ impl Env {
 
     /// Run hermes and insist on exit 0; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
+        self.try_ok(args)
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// stdout of hermes if it exits 0, else the command, its output and [`Env::dump`].
+    pub fn try_ok(&self, args: &[&str]) -> Result<String, String> {
         let out = self.run(args);
         if !out.status.success() {
-            panic!(
+            return Err(format!(
                 "{}\n{}",
                 render_output(&format!("hermes {}", args.join(" ")), &out),
                 self.dump()
-            );
+            ));
         }
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// `hermes profile create ARGS… --port <free port>`: parallel tests must not share ports.

@@ -4,6 +4,7 @@
 //! the gateway's own signer.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hermes_core::http::{self, Request};
@@ -25,10 +26,10 @@ impl Response {
     }
 }
 
-/// One request to `addr`; `None` when nothing answers in time. A `Host`
-/// header among `headers` replaces the default one.
-pub fn request_to(
-    addr: std::net::SocketAddr,
+/// One request to `to` (a port alone means 127.0.0.1); `None` when nothing
+/// answers in time. A `Host` header among `headers` replaces the default one.
+pub fn request(
+    to: impl Into<Target>,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
@@ -42,7 +43,7 @@ pub fn request_to(
         headers: &headers,
         body,
     };
-    let r = http::send(addr, &request, timeout, u64::MAX).ok()?;
+    let r = http::send(to.into().0, &request, timeout, u64::MAX).ok()?;
     Some(Response {
         status: r.status,
         body: r.text(),
@@ -50,23 +51,19 @@ pub fn request_to(
     })
 }
 
-/// One request to 127.0.0.1:port; `None` when nothing answers in time.
-pub fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout: Duration,
-) -> Option<Response> {
-    request_to(
-        ([127, 0, 0, 1], port).into(),
-        method,
-        path,
-        headers,
-        body,
-        timeout,
-    )
+/// Where a request goes: an address, or a port on 127.0.0.1.
+pub struct Target(SocketAddr);
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Self {
+        Target(addr)
+    }
+}
+
+impl From<u16> for Target {
+    fn from(port: u16) -> Self {
+        Target(([127, 0, 0, 1], port).into())
+    }
 }
 
 /// `GET path` on 127.0.0.1:port; `None` when nothing answers in time.

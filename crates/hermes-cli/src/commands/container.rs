@@ -11,7 +11,7 @@ use hermes_core::dashboard;
 use hermes_core::lifecycle::{self, Action};
 use hermes_core::service::{GatewaySpec, ServiceManager};
 use hermes_core::{profile, state, ExitStatus};
-use hermes_init::reconcile::{self, Outcome};
+use hermes_init::reconcile::{self, ReportLine};
 use hermes_init::stage1::Stage1;
 use hermes_init::{pid1, stage1, Layout};
 use hermes_s6::svscan;
@@ -88,18 +88,18 @@ fn reconcile(ctx: &Context, dry_run: bool, notes: Vec<String>) -> anyhow::Result
             lines.push(line);
         },
     )?;
-    let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let count = |f: fn(&ReportLine) -> bool| outcomes.iter().filter(|o| f(o)).count();
     let summary = format!(
         "reconcile: done in {} ms: {} slots ({} started, {} kept), {} failed, {} skipped",
         started.elapsed().as_millis(),
-        count(|o| matches!(o, Outcome::Applied { .. })),
+        count(|o| matches!(o, ReportLine::Applied { .. })),
         count(|o| {
-            matches!(o, Outcome::Applied { decision, kept: false, .. }
+            matches!(o, ReportLine::Applied { decision, kept: false, .. }
                 if decision.action == reconcile::Action::Start)
         }),
-        count(|o| matches!(o, Outcome::Applied { kept: true, .. })),
-        count(|o| matches!(o, Outcome::Failed { .. })),
-        count(|o| matches!(o, Outcome::Skipped { .. })),
+        count(|o| matches!(o, ReportLine::Applied { kept: true, .. })),
+        count(|o| matches!(o, ReportLine::Failed { .. })),
+        count(|o| matches!(o, ReportLine::Skipped { .. })),
     );
     println!("{summary}");
     lines.push(summary);
@@ -111,23 +111,25 @@ fn reconcile(ctx: &Context, dry_run: bool, notes: Vec<String>) -> anyhow::Result
             at_ms: state::now_ms(),
             duration_ms: started.elapsed().as_millis() as u64,
             started: count(|o| {
-                matches!(o, Outcome::Applied { decision, kept: false, .. }
+                matches!(o, ReportLine::Applied { decision, kept: false, .. }
                     if decision.action == reconcile::Action::Start)
             }) as u64,
             down: count(|o| {
-                matches!(o, Outcome::Applied { decision, kept: false, .. }
+                matches!(o, ReportLine::Applied { decision, kept: false, .. }
                     if decision.action == reconcile::Action::Down)
             }) as u64,
-            kept: count(|o| matches!(o, Outcome::Applied { kept: true, .. })) as u64,
-            failed: count(|o| matches!(o, Outcome::Failed { .. })) as u64,
-            skipped: count(|o| matches!(o, Outcome::Skipped { .. })) as u64,
+            kept: count(|o| matches!(o, ReportLine::Applied { kept: true, .. })) as u64,
+            failed: count(|o| matches!(o, ReportLine::Failed { .. })) as u64,
+            skipped: count(|o| matches!(o, ReportLine::Skipped { .. })) as u64,
         };
         let path = ctx.home.boot_report();
         report
             .save(&path)
             .with_context(|| format!("unable to write {}", path.display()))?;
     }
-    let failed = outcomes.iter().any(|o| matches!(o, Outcome::Failed { .. }));
+    let failed = outcomes
+        .iter()
+        .any(|o| matches!(o, ReportLine::Failed { .. }));
     Ok(if failed {
         ExitStatus::Failure
     } else {

@@ -152,6 +152,6 @@ pub fn request(
     body: Option<&str>,
 ) -> Response {
     let body = body.unwrap_or("").as_bytes();
-    http::request_to(addr, method, path, headers, body, Duration::from_secs(20))
+    http::request(addr, method, path, headers, body, Duration::from_secs(20))
         .unwrap_or_else(|| panic!("{method} {path}: no answer from the dashboard at {addr}"))
 }

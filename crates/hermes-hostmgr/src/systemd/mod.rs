@@ -8,6 +8,7 @@ mod unit;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hermes_core::fsutil;
 use hermes_core::name::ProfileName;
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus};
 
@@ -84,7 +85,7 @@ impl SystemdConfig {
         if user.unit_dir.join(&name).exists() {
             return user;
         }
-        match std::fs::read_to_string(system_dir.join(&name)) {
+        match fsutil::read_to_string(&system_dir.join(&name)) {
             Ok(text) => {
                 let run_as = text
                     .lines()
@@ -136,7 +137,7 @@ impl<R: CommandRunner> SystemdManager<R> {
         let text = render_unit(spec, &self.config.scope)?;
         let path = self.unit_path(&spec.profile);
         let unit = unit_name(&spec.profile);
-        let existing = std::fs::read_to_string(&path).ok();
+        let existing = fsutil::read_to_string(&path).ok();
         let mut plan = Plan::default();
         if existing.as_deref() != Some(text.as_str()) {
             plan.steps.push(Step::write(path, text));

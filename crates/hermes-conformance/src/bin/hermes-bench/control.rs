@@ -64,15 +64,7 @@ impl Ports {
 }
 
 pub fn hermes(env: &Env, args: &[&str]) -> anyhow::Result<String> {
-    let out = env.run(args);
-    if !out.status.success() {
-        bail!(
-            "{}\n{}",
-            render_output(&format!("hermes {}", args.join(" ")), &out),
-            env.dump()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    env.try_ok(args).map_err(anyhow::Error::msg)
 }
 
 pub fn gateway_pid(env: &Env, profile: &str) -> Option<u32> {
