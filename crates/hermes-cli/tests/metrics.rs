@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{free_port, http_get, http_request, Env};
+use hermes_testkit::{free_port, http, Env};
 
 const TOKEN: &str = "metrics-token-0123456789abcdef";
 
@@ -22,8 +22,16 @@ impl Drop for Killed {
 
 fn metrics(port: u16) -> String {
     let bearer = format!("Bearer {TOKEN}");
-    let (code, body) = http_request(port, "GET", "/metrics", &[("Authorization", &bearer)], "")
-        .expect("the dashboard answers");
+    let (code, body) = http::request(
+        port,
+        "GET",
+        "/metrics",
+        &[("Authorization", &bearer)],
+        "".as_bytes(),
+        Duration::from_secs(2),
+    )
+    .map(|r| (r.status, r.body))
+    .expect("the dashboard answers");
     assert_eq!(code, 200, "{body}");
     body
 }
@@ -83,7 +91,16 @@ fn a_gateways_traffic_reaches_metrics_promtool_and_prometheus() {
         );
     }
     let gw = env.port_of("web");
-    let (code, _) = http_request(gw, "POST", "/v1/webhooks/orders", &[], "{}").unwrap();
+    let (code, _) = http::request(
+        gw,
+        "POST",
+        "/v1/webhooks/orders",
+        &[],
+        "{}".as_bytes(),
+        Duration::from_secs(2),
+    )
+    .map(|r| (r.status, r.body))
+    .unwrap();
     assert_eq!(code, 401);
 
     let port = free_port();
@@ -96,9 +113,13 @@ fn a_gateways_traffic_reaches_metrics_promtool_and_prometheus() {
             .expect("spawn hermes dashboard"),
     );
     env.wait_for("the dashboard", Duration::from_secs(10), || {
-        http_get(port, "/").is_some()
+        http::get(port, "/", &[])
+            .map(|r| (r.status, r.body))
+            .is_some()
     });
-    let (code, _) = http_get(port, "/metrics").unwrap();
+    let (code, _) = http::get(port, "/metrics", &[])
+        .map(|r| (r.status, r.body))
+        .unwrap();
     assert_eq!(code, 401, "no token, no metrics");
     let text = metrics(port);
     let p = "{profile=\"web\"";
@@ -190,7 +211,8 @@ fn a_gateways_traffic_reaches_metrics_promtool_and_prometheus() {
             .expect("prometheus (Debian's prometheus package; scripts/test installs it)"),
     );
     let query = |q: &str| -> Option<serde_json::Value> {
-        let (code, body) = http_get(prom_port, &format!("/api/v1/query?query={q}"))?;
+        let (code, body) = http::get(prom_port, &format!("/api/v1/query?query={q}"), &[])
+            .map(|r| (r.status, r.body))?;
         (code == 200)
             .then(|| serde_json::from_str(&body).ok())
             .flatten()
@@ -206,7 +228,9 @@ fn a_gateways_traffic_reaches_metrics_promtool_and_prometheus() {
             })
         })
     });
-    let targets = http_get(prom_port, "/api/v1/targets").map(|(_, b)| b);
+    let targets = http::get(prom_port, "/api/v1/targets", &[])
+        .map(|r| (r.status, r.body))
+        .map(|(_, b)| b);
     assert!(
         found,
         "Prometheus never stored the sample: last answer {last:?}\ntargets: {targets:?}\nlog:\n{}",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hermes_gateway::signature;
 
-use crate::util::{alive, free_port, Env};
+use hermes_testkit::{alive, free_port, hermes_bin, Env};
 
 const SECRET: &str = "notify-secret-0123456789";
 
@@ -164,7 +164,7 @@ fn start_sender(env: &Env) -> SenderProc {
 }
 
 fn pid_of(env: &Env, profile: &str) -> Option<u64> {
-    let st = env.status_json(profile);
+    let st = env.status(profile);
     (st["up"] == true).then(|| st["pid"].as_u64()).flatten()
 }
 
@@ -198,7 +198,7 @@ fn five_quick_crashes_make_one_parked_notification_then_recovered() {
         env.wait_for(
             "the killed gateway to be gone",
             Duration::from_secs(10),
-            || !alive(pid),
+            || !alive(pid as u32),
         );
     }
     env.wait_for("the parked notification", Duration::from_secs(30), || {
@@ -323,7 +323,7 @@ fn the_notify_slot_says_stopping_with_the_gateways_up_when_brought_down() {
     let receiver = Receiver::start(port, Arc::default());
     // The static slot the container's boot installs, under the test's s6-svscan.
     let slots = hermes_init::scandir::static_slots(
-        std::path::Path::new(crate::util::BIN),
+        &hermes_bin(),
         &hermes_core::HermesHome::new(env.home()),
         |_| None,
     );

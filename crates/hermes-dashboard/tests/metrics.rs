@@ -1,5 +1,6 @@
 //! `GET /metrics` over HTTP, checked with prometheus_client's parser (from
 //! PyPI, in a venv this test makes once under target/).
+#![allow(clippy::disallowed_methods)] // tests
 
 mod common;
 

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use hermes_core::http::{self, Request};
 use hermes_core::notify::{Event, EventKind, Format, Target};
 use hermes_core::state;
-use hermes_gateway::{client, signature};
+use hermes_gateway::signature;
 use serde_json::json;
 
 /// How one attempt ended.
@@ -86,18 +87,19 @@ pub fn deliver(target: &Target, secret: Option<&str>, e: &Event, timeout: Durati
         headers.push((signature::IDEMPOTENCY_HEADER, e.id.clone()));
         headers.push(("X-Hermes-Event", e.kind.as_str().to_string()));
     }
-    match client::request(&addr, "POST", &path, &headers, &body, timeout) {
+    let request = Request {
+        method: "POST",
+        path: &path,
+        headers: &headers,
+        body: &body,
+    };
+    match http::request(&addr, &request, timeout) {
         Ok(r) if (200..300).contains(&r.status) => Attempt::Delivered,
         Ok(r) if (300..400).contains(&r.status) => Attempt::Failed(format!(
             "{} answered {} (a redirect): redirects are not followed, configure the final URL",
             target.url, r.status
         )),
         Ok(r) => Attempt::Failed(format!("{} answered {}", target.url, r.status)),
-        // The client's own hint names gateways; a target is not one.
-        Err(client::ClientError::Connect { addr, source }) => Attempt::Failed(format!(
-            "{}: unable to connect to {addr}: {source}",
-            target.url
-        )),
         Err(e) => Attempt::Failed(format!("{}: {e}", target.url)),
     }
 }
