@@ -1,6 +1,7 @@
 //! Reading `supervise/status` ourselves must say exactly what `s6-svstat`
 //! says, on a real `s6-svscan`: up and ready, exited with a code, killed by
 //! a signal, never started, and unsupervised.
+#![allow(clippy::disallowed_methods)] // tests
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
