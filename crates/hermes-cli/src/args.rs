@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use hermes_core::config::Scheme;
 use hermes_core::name::HookName;
 use hermes_core::ProfileName;
 
@@ -31,6 +32,13 @@ pub fn parse_profile(raw: &str) -> Result<ProfileName, String> {
 
 pub fn parse_hook(raw: &str) -> Result<HookName, String> {
     HookName::parse(raw).map_err(|e| e.to_string())
+}
+
+pub fn parse_scheme(raw: &str) -> Result<Scheme, String> {
+    Scheme::parse(raw).ok_or_else(|| {
+        let names: Vec<&str> = Scheme::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown scheme {raw:?}: one of {}", names.join(", "))
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,9 +223,14 @@ pub enum WebhookCommand {
         /// Body: literal text, @FILE, or - for standard input.
         #[arg(long, default_value = "-")]
         data: String,
-        /// Make a retry of this delivery a no-op that returns the original event id.
+        /// The delivery id (Idempotency-Key, X-GitHub-Delivery, webhook-id): a
+        /// retry with the same one is a no-op that returns the original event id.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Sign as this sender does (hermes, github, stripe, slack, standard);
+        /// default: the hook's configured scheme.
+        #[arg(long, value_parser = parse_scheme)]
+        scheme: Option<Scheme>,
     },
     /// List stored events.
     List {
@@ -231,10 +244,22 @@ pub enum WebhookCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the hook's URL and how to sign requests.
+    /// Print what to paste into the sender's settings: URL, content type, secret.
     Url {
         #[arg(value_parser = parse_hook)]
         hook: HookName,
+    },
+    /// Say where the hook's secret comes from; --set stores the one its sender
+    /// issued (read from standard input, never printed).
+    Secret {
+        #[arg(value_parser = parse_hook)]
+        hook: HookName,
+        /// Read the secret from standard input and store it (0600, beside .env).
+        #[arg(long, conflicts_with = "remove")]
+        set: bool,
+        /// Forget the hook's own secret.
+        #[arg(long)]
+        remove: bool,
     },
 }
 

@@ -2,6 +2,7 @@
 //! strict (`gateway`, `webhooks`); anything else in the file belongs to other
 //! tools and is left alone. `validate` reports every problem at once.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -88,6 +89,77 @@ pub struct WebhookSection {
     /// Keep at most this many bytes of segments per hook (0 = no cap).
     #[serde(default)]
     pub retention_bytes: u64,
+    /// Per-hook settings; a hook not listed takes `hermes` signatures.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hooks: BTreeMap<String, HookSection>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSection {
+    /// How the hook's sender signs its deliveries.
+    #[serde(default)]
+    pub scheme: Scheme,
+}
+
+/// A sender's signature scheme: the headers it sends and what it signs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// hermes' own `X-Hermes-Signature: v2=…`.
+    #[default]
+    Hermes,
+    /// GitHub's `X-Hub-Signature-256: sha256=…`.
+    Github,
+    /// Stripe's `Stripe-Signature: t=…,v1=…`.
+    Stripe,
+    /// Slack's `X-Slack-Signature: v0=…`.
+    Slack,
+    /// The Standard Webhooks specification (`webhook-signature: v1,…`), as Svix sends it.
+    Standard,
+}
+
+impl Scheme {
+    pub const ALL: [Scheme; 5] = [
+        Scheme::Hermes,
+        Scheme::Github,
+        Scheme::Stripe,
+        Scheme::Slack,
+        Scheme::Standard,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Hermes => "hermes",
+            Scheme::Github => "github",
+            Scheme::Stripe => "stripe",
+            Scheme::Slack => "slack",
+            Scheme::Standard => "standard",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Scheme> {
+        Scheme::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+
+    /// Whether the secret is one we may choose (so the profile's secret can
+    /// serve), rather than one the sender issues.
+    pub fn takes_our_secret(self) -> bool {
+        matches!(self, Scheme::Hermes | Scheme::Github)
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl WebhookSection {
+    /// The scheme a hook takes (`hermes` unless configured).
+    pub fn scheme(&self, hook: &str) -> Scheme {
+        self.hooks.get(hook).map(|h| h.scheme).unwrap_or_default()
+    }
 }
 
 fn default_max_body() -> u64 {
@@ -100,6 +172,7 @@ impl Default for WebhookSection {
             max_body_bytes: DEFAULT_MAX_BODY,
             retention_hours: 0,
             retention_bytes: 0,
+            hooks: BTreeMap::new(),
         }
     }
 }
@@ -189,6 +262,15 @@ impl Config {
         if self.webhooks.max_body_bytes == 0 {
             problems.push("webhooks.max_body_bytes must be at least 1".to_string());
         }
+        for hook in self.webhooks.hooks.keys() {
+            match crate::name::HookName::parse(hook) {
+                Ok(name) if name.as_str() == hook => {}
+                Ok(name) => problems.push(format!(
+                    "webhooks.hooks.{hook}: write the hook name as it is used, {name:?}"
+                )),
+                Err(e) => problems.push(format!("webhooks.hooks.{hook:?}: hook {e}")),
+            }
+        }
         let limits = &self.gateway.limits;
         if limits.max_connections == 0 {
             problems.push("gateway.limits.max_connections must be at least 1".to_string());
@@ -265,6 +347,36 @@ mod tests {
         .unwrap();
         assert_eq!(c.inflight_body_bytes(), 100);
         assert!(load_str("gateway:\n  port: 1\n  limits:\n    max_conns: 8\n").is_err());
+    }
+
+    #[test]
+    fn hooks_take_a_scheme_each() {
+        let c = load_str(
+            "gateway:\n  port: 1\nwebhooks:\n  hooks:\n    gh:\n      scheme: github\n    plain: {}\n",
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.scheme("gh"), Scheme::Github);
+        assert_eq!(c.webhooks.scheme("plain"), Scheme::Hermes);
+        assert_eq!(c.webhooks.scheme("unlisted"), Scheme::Hermes);
+        assert!(serde_yaml::to_string(&c)
+            .unwrap()
+            .contains("scheme: github"));
+        assert!(!serde_yaml::to_string(&Config::new(1))
+            .unwrap()
+            .contains("  hooks:"));
+        for bad in [
+            "gateway:\n  port: 1\nwebhooks:\n  hooks:\n    gh:\n      scheme: gitlab\n",
+            "gateway:\n  port: 1\nwebhooks:\n  hooks:\n    gh:\n      schema: github\n",
+        ] {
+            assert!(load_str(bad).is_err(), "{bad}");
+        }
+        let err = load_str("gateway:\n  port: 1\nwebhooks:\n  hooks:\n    GH: {}\n    a/b: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"gh\"") && err.contains("a/b"), "{err}");
+        for scheme in Scheme::ALL {
+            assert_eq!(Scheme::parse(scheme.as_str()), Some(scheme));
+        }
     }
 
     #[test]

@@ -120,6 +120,14 @@ impl ProfilePaths {
     pub fn inbox_dir(&self) -> PathBuf {
         self.dir.join("inbox")
     }
+    /// A secret the hook's sender issued, 0600 beside `.env`.
+    pub fn hook_secret(&self, hook: &crate::name::HookName) -> PathBuf {
+        self.dir.join(format!(".env.hook.{hook}"))
+    }
+    /// Each hook's last delivery result, as the gateway last wrote it.
+    pub fn deliveries(&self) -> PathBuf {
+        self.dir.join("webhook_deliveries.json")
+    }
     /// Files that only mean something while a gateway runs; removed at boot.
     pub fn stale_runtime_files(&self) -> [PathBuf; 1] {
         [self.pid_file()]

@@ -7,7 +7,9 @@
 
 pub mod boot;
 pub mod config;
+pub mod ct;
 pub mod dashboard;
+pub mod deliveries;
 pub mod dirfd;
 pub mod exit;
 pub mod fifo;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::{Config, ConfigError, BASE_PORT};
 use crate::fsutil::{self, FsError};
 use crate::home::{HermesHome, ProfilePaths};
-use crate::name::ProfileName;
+use crate::name::{HookName, ProfileName};
 use crate::state::{self, GatewayState};
 
 /// The environment variable in `.env` holding the webhook secret.
@@ -309,6 +309,36 @@ pub fn env_value(paths: &ProfilePaths, key: &str) -> Result<Option<String>, FsEr
         let (k, v) = line.trim().split_once('=')?;
         (k.trim() == key).then(|| v.trim().trim_matches(['"', '\'']).to_string())
     }))
+}
+
+/// A hook's sender-issued secret, if one was set (`hermes webhook secret HOOK --set`).
+pub fn hook_secret(paths: &ProfilePaths, hook: &HookName) -> Result<Option<String>, FsError> {
+    match fsutil::read_no_follow(&paths.hook_secret(hook)) {
+        Ok(bytes) => {
+            Ok(Some(String::from_utf8_lossy(&bytes).trim().to_string()).filter(|s| !s.is_empty()))
+        }
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Store a hook's secret, readable by its owner only.
+pub fn set_hook_secret(paths: &ProfilePaths, hook: &HookName, secret: &str) -> Result<(), FsError> {
+    fsutil::atomic_write(
+        &paths.hook_secret(hook),
+        format!("{secret}\n").as_bytes(),
+        0o600,
+    )
+}
+
+/// Remove a hook's secret; `false` when there was none.
+pub fn remove_hook_secret(paths: &ProfilePaths, hook: &HookName) -> Result<bool, FsError> {
+    let path = paths.hook_secret(hook);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(FsError::new("remove", &path, e)),
+    }
 }
 
 /// What happened to an alias wrapper.

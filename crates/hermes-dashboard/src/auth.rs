@@ -28,17 +28,7 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most; the oldest go first (a flood of logins cannot grow memory).
 const MAX_SESSIONS: usize = 256;
 
-/// Compare secrets in time that depends only on their lengths, not on where they differ.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    // Keep the optimiser from stopping at the first difference.
-    std::hint::black_box(diff) == 0
-}
+use hermes_core::ct::ct_eq;
 
 /// 32 random bytes, hex encoded.
 pub fn random_id() -> Result<String, getrandom::Error> {
@@ -209,15 +199,6 @@ fn session_id(cookie: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ct_eq_compares_whole_values() {
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"abcd"));
-        assert!(!ct_eq(b"", b"a"));
-        assert!(ct_eq(b"", b""));
-    }
 
     const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 

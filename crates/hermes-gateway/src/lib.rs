@@ -23,9 +23,11 @@
 //!   pid, state, uptime, version, listen address, the inbox (per-hook ids and
 //!   sizes, the start-up recovery report), webhook requests by status code with
 //!   a latency histogram, and connection counts; 401 without.
-//! - `POST /v1/webhooks/<hook>`: signed as described in [`signature`];
-//!   optional `Idempotency-Key` (1–255 visible ASCII, covered by the signature;
-//!   a repeat within 24 h returns the original id with `"duplicate": true`).
+//! - `POST /v1/webhooks/<hook>`: signed with the hook's scheme as described in
+//!   [`signature`]; the sender's delivery id (`Idempotency-Key` for `hermes`,
+//!   1–255 visible ASCII) is the event's idempotency key: a repeat within 24 h
+//!   returns the original id with `"duplicate": true`. A hook whose sender
+//!   issues the secret and has none: 503 `hook_secret_missing`.
 //!   `202 {"id","hook","duplicate"}` only once the event is durable; 401
 //!   bad/missing/stale/replayed signature (judged on the headers before the body
 //!   is read, where possible); 413 body over `webhooks.max_body_bytes`; 503 with
@@ -41,6 +43,7 @@
 mod admission;
 pub mod client;
 mod error;
+mod hooks;
 mod lock;
 mod readiness;
 pub mod remote;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hermes_core::config::Config;
+use hermes_core::config::{Config, Scheme};
 use hermes_core::home::ProfilePaths;
 use hermes_core::name::HookName;
 use hermes_core::profile::{self, SECRET_VAR};
@@ -23,6 +23,14 @@ pub enum RemoteError {
     Fs(#[from] hermes_core::fsutil::FsError),
     #[error("{}: HERMES_WEBHOOK_SECRET is missing or empty", path.display())]
     NoSecret { path: std::path::PathBuf },
+    #[error("hook {hook} takes {scheme} signatures and has no secret of its own: set the one {scheme} issued with `hermes webhook secret {hook} --set`")]
+    NoHookSecret { hook: HookName, scheme: Scheme },
+    #[error("{}: {source}", path.display())]
+    BadHookSecret {
+        path: std::path::PathBuf,
+        #[source]
+        source: signature::SecretError,
+    },
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("{method} {url} answered {status}: {message}")]
@@ -39,6 +47,8 @@ pub struct Target {
     /// `host:port` to connect to (a wildcard bind is reached on loopback).
     pub addr: String,
     pub secret: String,
+    pub paths: ProfilePaths,
+    pub config: Config,
 }
 
 impl Target {
@@ -58,11 +68,43 @@ impl Target {
         Ok(Target {
             addr: format!("{host}:{}", config.gateway.port),
             secret,
+            paths: paths.clone(),
+            config,
         })
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Where a hook's sender delivers: the one place its URL is made.
+    pub fn hook_url(&self, hook: &HookName) -> String {
+        self.url(&hook_path(hook))
+    }
+
+    /// The scheme a hook is configured with.
+    pub fn scheme(&self, hook: &HookName) -> Scheme {
+        self.config.webhooks.scheme(hook.as_str())
+    }
+
+    /// The HMAC key `hook` is verified with under `scheme`: its own secret, or
+    /// the profile's where the scheme lets us choose it.
+    pub fn hook_key(&self, hook: &HookName, scheme: Scheme) -> Result<Vec<u8>, RemoteError> {
+        let own = profile::hook_secret(&self.paths, hook)?;
+        let secret = match own {
+            Some(secret) => secret,
+            None if scheme.takes_our_secret() => self.secret.clone(),
+            None => {
+                return Err(RemoteError::NoHookSecret {
+                    hook: hook.clone(),
+                    scheme,
+                })
+            }
+        };
+        signature::signing_key(scheme, &secret).map_err(|source| RemoteError::BadHookSecret {
+            path: self.paths.hook_secret(hook),
+            source,
+        })
     }
 
     fn call(
@@ -89,26 +131,34 @@ impl Target {
         Ok(value)
     }
 
-    /// Sign and deliver `body`; returns the gateway's JSON answer (`id`, `duplicate`).
+    /// Sign `body` as `scheme`'s sender would (the hook's own scheme if
+    /// `None`) and deliver it; returns the gateway's JSON answer (`id`,
+    /// `duplicate`). GitHub and Standard Webhooks deliveries get a fresh
+    /// delivery id unless one is given.
     pub fn send(
         &self,
         hook: &HookName,
         body: &[u8],
-        idempotency_key: Option<&str>,
+        delivery_id: Option<&str>,
+        scheme: Option<Scheme>,
     ) -> Result<Value, RemoteError> {
-        let ts = state::now_ms() / 1000;
-        let mut headers = vec![
-            ("X-Hermes-Timestamp", ts.to_string()),
-            (
-                "X-Hermes-Signature",
-                signature::sign(self.secret.as_bytes(), ts, idempotency_key, body),
-            ),
-            ("Content-Type", "application/octet-stream".to_string()),
-        ];
-        if let Some(key) = idempotency_key {
-            headers.push(("Idempotency-Key", key.to_string()));
-        }
-        self.call("POST", &format!("/v1/webhooks/{hook}"), &headers, body)
+        let scheme = scheme.unwrap_or_else(|| self.scheme(hook));
+        let key = self.hook_key(hook, scheme)?;
+        let now_ms = state::now_ms();
+        let fresh = format!("hermes-{now_ms:x}-{:x}", std::process::id());
+        let id = match scheme {
+            Scheme::Github | Scheme::Standard => Some(delivery_id.unwrap_or(&fresh)),
+            _ => delivery_id,
+        };
+        let mut headers = signature::sign(scheme, &key, now_ms / 1000, id, body);
+        let json = serde_json::from_slice::<Value>(body).is_ok();
+        let content_type = if json {
+            "application/json"
+        } else {
+            "application/octet-stream"
+        };
+        headers.push(("Content-Type", content_type.to_string()));
+        self.call("POST", &hook_path(hook), &headers, body)
     }
 
     /// `GET /health/detailed`, which needs the secret.
@@ -119,8 +169,12 @@ impl Target {
 
     /// One page of stored events (`events`, `next_after`, `more`, ...).
     pub fn list(&self, hook: &HookName, after: u64, limit: u32) -> Result<Value, RemoteError> {
-        let path = format!("/v1/webhooks/{hook}/events?after={after}&limit={limit}");
+        let path = format!("{}/events?after={after}&limit={limit}", hook_path(hook));
         let auth = [("Authorization", format!("Bearer {}", self.secret))];
         self.call("GET", &path, &auth, b"")
     }
+}
+
+fn hook_path(hook: &HookName) -> String {
+    format!("/v1/webhooks/{hook}")
 }

@@ -14,12 +14,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use hermes_core::config::LimitsSection;
+use hermes_core::deliveries::LastDelivery;
 use hermes_core::home::ProfilePaths;
 use hermes_core::name::HookName;
 use hermes_core::state::{self, RunState};
 use hermes_inbox::{Event, Inbox, InboxError};
 
 use crate::admission::{Admission, Ticket};
+use crate::hooks::{Hooks, Recorder};
 use crate::replay::ReplayGuard;
 use crate::signature::{self, AuthError};
 use crate::stats::RequestStats;
@@ -40,6 +42,8 @@ pub struct App {
     pub admission: Arc<Admission>,
     pub replay: Mutex<ReplayGuard>,
     pub requests: RequestStats,
+    pub hooks: Hooks,
+    pub deliveries: Recorder,
 }
 
 impl App {
@@ -63,6 +67,28 @@ impl App {
         self.replay.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Each listed or delivered-to hook: its scheme and last delivery.
+    fn hooks_json(&self) -> Value {
+        let schemes = self.hooks.schemes();
+        let last = self.deliveries.snapshot().hooks;
+        let mut names: Vec<&str> = schemes.keys().copied().collect();
+        names.extend(last.keys().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        Value::Array(
+            names
+                .into_iter()
+                .map(|hook| {
+                    json!({
+                        "hook": hook,
+                        "scheme": schemes.get(hook).copied().unwrap_or_default(),
+                        "last_delivery": last.get(hook),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     fn detailed(&self) -> Value {
         let recovery = self.inbox.recovery();
         let (commits, committed_events) = self.inbox.commits();
@@ -75,6 +101,7 @@ impl App {
             "started_at_ms": self.started_at_ms,
             "version": env!("CARGO_PKG_VERSION"),
             "listen": self.listen,
+            "hooks": self.hooks_json(),
             "inbox": {
                 "dir": self.inbox.dir(),
                 "max_body_bytes": self.inbox.max_body_bytes(),
@@ -139,15 +166,6 @@ fn unauthorized(err: AuthError) -> Response<Body> {
             .headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
-    response
-}
-
-/// 503 with `Retry-After`: the gateway is at a cap; the same request may work in a moment.
-fn busy(code: &str, message: impl std::fmt::Display) -> Response<Body> {
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
@@ -225,17 +243,56 @@ fn now_secs() -> u64 {
     state::now_ms() / 1000
 }
 
+/// Why a delivery was not stored: its answer.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: impl std::fmt::Display) -> Self {
+        Refusal {
+            status,
+            code,
+            message: message.to_string(),
+        }
+    }
+
+    fn response(&self) -> Response<Body> {
+        let mut response = error(self.status, self.code, &self.message);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(err: AuthError) -> Self {
+        let status = match err {
+            AuthError::BadDeliveryId(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Refusal::new(status, err.code(), err)
+    }
+}
+
 /// Everything about a delivery that can be judged from its head, before a byte
 /// of its body is read or any of the body budget is spent on it.
 struct Head {
-    timestamp: u64,
-    tags: Vec<signature::Tag>,
-    key: Option<String>,
+    signed: signature::Head,
     /// Body bytes to reserve: the declared length, or the limit when chunked.
     reserve: u64,
 }
 
-fn judge_head(app: &App, req: &Request<Incoming>) -> Result<Head, Box<Response<Body>>> {
+fn judge_head(
+    app: &App,
+    scheme: signature::Scheme,
+    req: &Request<Incoming>,
+) -> Result<Head, Refusal> {
     let max = app.inbox.max_body_bytes();
     let headers = req.headers();
     let declared = match headers.get(CONTENT_LENGTH) {
@@ -243,48 +300,29 @@ fn judge_head(app: &App, req: &Request<Incoming>) -> Result<Head, Box<Response<B
         Some(v) => match v.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
             Some(len) => Some(len),
             None => {
-                return Err(Box::new(error(
+                return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
                     "bad_content_length",
                     "Content-Length is not a byte count",
-                )))
+                ))
             }
         },
     };
     if declared.is_some_and(|len| len > max) {
-        return Err(Box::new(too_large(max)));
+        return Err(too_large(max));
     }
-    let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
-    let timestamp = signature::check_timestamp(header(signature::TIMESTAMP_HEADER), now_secs())
-        .map_err(|e| Box::new(unauthorized(e)))?;
-    let tags = signature::parse_signatures(header(signature::SIGNATURE_HEADER))
-        .map_err(|e| Box::new(unauthorized(e)))?;
-    app.replay()
-        .check(timestamp, &tags)
-        .map_err(|e| Box::new(unauthorized(e)))?;
-    let key = match headers.get(signature::IDEMPOTENCY_HEADER) {
-        None => None,
-        Some(value) => match value.to_str().ok().filter(|k| hermes_inbox::valid_key(k)) {
-            Some(key) => Some(key.to_string()),
-            None => {
-                return Err(Box::new(error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_idempotency_key",
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                )))
-            }
-        },
-    };
+    let signed = signature::judge(scheme, headers, now_secs())?;
+    if let Some(timestamp) = signed.timestamp {
+        app.replay().check(timestamp, &signed.tags)?;
+    }
     Ok(Head {
-        timestamp,
-        tags,
-        key,
+        signed,
         reserve: declared.unwrap_or(max),
     })
 }
 
-fn too_large(max: u64) -> Response<Body> {
-    error(
+fn too_large(max: u64) -> Refusal {
+    Refusal::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
         format!("body exceeds the limit of {max} bytes"),
@@ -301,24 +339,65 @@ async fn receive(
         Ok(hook) => hook,
         Err(response) => return *response,
     };
-    let head = match judge_head(&app, &req) {
-        Ok(head) => head,
-        Err(response) => return *response,
+    let outcome = deliver(&app, ticket, &hook, req).await;
+    let (status, code) = match &outcome {
+        Ok(appended) if appended.duplicate => (StatusCode::ACCEPTED, "duplicate"),
+        Ok(_) => (StatusCode::ACCEPTED, "accepted"),
+        Err(refusal) => (refusal.status, refusal.code),
     };
+    // Refusals of hooks nobody configured are not worth a line (and anyone can make them up).
+    if outcome.is_ok() || app.hooks.is_listed(&hook) {
+        app.deliveries.note(
+            &hook,
+            LastDelivery {
+                at_ms: state::now_ms(),
+                status: status.as_u16(),
+                code: code.to_string(),
+            },
+        );
+    }
+    match outcome {
+        Ok(appended) => json_response(
+            StatusCode::ACCEPTED,
+            json!({"id": appended.id, "hook": hook.as_str(), "duplicate": appended.duplicate}),
+        ),
+        Err(refusal) => refusal.response(),
+    }
+}
+
+async fn deliver(
+    app: &App,
+    ticket: &Ticket,
+    hook: &HookName,
+    req: Request<Incoming>,
+) -> Result<hermes_inbox::Appended, Refusal> {
+    let auth = app.hooks.get(hook);
+    let key = auth.key.as_ref().map_err(|reason| {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "hook_secret_missing",
+            reason,
+        )
+    })?;
+    let head = judge_head(app, auth.scheme, &req)?;
     let Some(_budget) = ticket.reserve(head.reserve) else {
-        return busy("busy", "too many request bodies in flight; retry shortly");
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many request bodies in flight; retry shortly",
+        ));
     };
     let body_timeout = std::time::Duration::from_secs(app.limits.body_timeout_secs);
     let reading = Limited::new(req.into_body(), head.reserve as usize).collect();
     let Ok(read) = tokio::time::timeout(body_timeout, reading).await else {
-        return error(
+        return Err(Refusal::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             format!(
                 "the body did not arrive within {} s",
                 body_timeout.as_secs()
             ),
-        );
+        ));
     };
     let body = match read {
         Ok(collected) => collected.to_bytes(),
@@ -326,67 +405,71 @@ async fn receive(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return too_large(app.inbox.max_body_bytes())
+            return Err(too_large(app.inbox.max_body_bytes()))
         }
         Err(e) => {
-            return error(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "bad_body",
                 format!("unable to read the body: {e}"),
-            )
+            ))
         }
     };
-    let tag = match signature::verify(
-        &app.secret,
-        head.timestamp,
-        head.key.as_deref(),
-        &head.tags,
-        &body,
-    ) {
-        Ok(tag) => tag,
-        Err(e) => return unauthorized(e),
-    };
-    if let Err(e) = app.replay().record(head.timestamp, &tag, now_secs()) {
-        return unauthorized(e);
+    let tag = signature::verify(auth.scheme, key, &head.signed, &body)?;
+    if let Some(timestamp) = head.signed.timestamp {
+        app.replay().record(timestamp, &tag, now_secs())?;
     }
     // Authenticated: no longer a candidate for shedding.
     ticket.set_busy(true);
+    let idempotency_key = head
+        .signed
+        .key
+        .or_else(|| signature::body_delivery_id(auth.scheme, &body));
     let (tx, rx) = tokio::sync::oneshot::channel();
-    app.inbox
-        .append(hook.clone(), head.key, body.to_vec(), move |result| {
+    app.inbox.append(
+        hook.clone(),
+        idempotency_key,
+        body.to_vec(),
+        move |result| {
             let _ = tx.send(result);
-        });
+        },
+    );
     drop(body);
     let stored = rx.await.unwrap_or(Err(InboxError::Closed));
-    if stored.is_err() {
+    if let (Err(_), Some(timestamp)) = (&stored, head.signed.timestamp) {
         // Nothing stored: the sender's identical retry is not a replay.
-        app.replay().forget(head.timestamp, &tag);
+        app.replay().forget(timestamp, &tag);
     }
     match stored {
         Ok(appended) => {
             if app.state() == RunState::Degraded {
                 app.set_state(RunState::Running);
             }
-            json_response(
-                StatusCode::ACCEPTED,
-                json!({"id": appended.id, "hook": hook.as_str(), "duplicate": appended.duplicate}),
-            )
+            Ok(appended)
         }
         Err(e) if e.is_disk_full() => {
             crate::log(&format!("refusing deliveries: {e}"));
             if app.state() == RunState::Running {
                 app.set_state(RunState::Degraded);
             }
-            error(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e)
+            Err(Refusal::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                e,
+            ))
         }
-        Err(InboxError::Closed) => error(
+        Err(InboxError::Closed) => Err(Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             InboxError::Closed,
-        ),
+        )),
         Err(e) => {
             crate::log(&format!("delivery to hook {hook} failed: {e}"));
-            error(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", e)
+            Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store_failed",
+                e,
+            ))
         }
     }
 }

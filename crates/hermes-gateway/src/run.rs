@@ -15,6 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admission::Admission;
 use crate::error::GatewayError;
+use crate::hooks::{Hooks, Recorder};
 use crate::readiness::Notifier;
 use crate::replay::{self, ReplayGuard};
 use crate::routes::App;
@@ -57,7 +58,7 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     let outcome = recorded
         .map_err(GatewayError::from)
         .and_then(|()| runtime.block_on(start(&paths)));
-    let (listener, inbox, secret, limits) = match outcome {
+    let (listener, inbox, secret, limits, hooks) = match outcome {
         Ok(parts) => parts,
         Err(err) => {
             // The caller prints the error: one line, not two.
@@ -91,7 +92,21 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
         limits,
         replay: Mutex::new(ReplayGuard::new(started_at_ms / 1000, replay::MAX_ENTRIES)),
         requests: Default::default(),
+        hooks,
+        deliveries: Recorder::new(&paths),
     });
+    // The last delivery per hook reaches the disk at most once a second.
+    let flusher = {
+        let app = app.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || app.deliveries.flush(&app.paths)).await;
+            }
+        })
+    };
     app.set_state(RunState::Running);
     crate::log(&format!(
         "profile {} serving on {listen} (pid {pid}, ready in {} ms)",
@@ -107,7 +122,9 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
         notifier.stopping();
         reason
     };
-    let reason = runtime.block_on(server::serve(listener, app, stop));
+    let reason = runtime.block_on(server::serve(listener, app.clone(), stop));
+    flusher.abort();
+    app.deliveries.flush(&paths);
     // Every queued append is written and answered before the process ends.
     inbox.close();
     state::update(&paths, |s| {
@@ -122,13 +139,14 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
 /// Everything that can fail before serving: config, secret, inbox recovery, bind.
 async fn start(
     paths: &ProfilePaths,
-) -> Result<(TcpListener, Arc<Inbox>, Vec<u8>, LimitsSection), GatewayError> {
+) -> Result<(TcpListener, Arc<Inbox>, Vec<u8>, LimitsSection, Hooks), GatewayError> {
     let config = Config::load(&paths.config())?;
     let secret = profile::env_value(paths, SECRET_VAR)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| GatewayError::NoSecret {
             path: paths.env_file(),
         })?;
+    let hooks = Hooks::load(paths, &config.webhooks, &secret)?;
     let inbox = Inbox::open(&paths.inbox_dir(), Options::from_config(&config.webhooks))?;
     report_recovery(&inbox);
     let addr = format!("{}:{}", config.gateway.host, config.gateway.port);
@@ -139,7 +157,13 @@ async fn start(
         max_inflight_body_bytes: config.inflight_body_bytes(),
         ..config.gateway.limits
     };
-    Ok((listener, Arc::new(inbox), secret.into_bytes(), limits))
+    Ok((
+        listener,
+        Arc::new(inbox),
+        secret.into_bytes(),
+        limits,
+        hooks,
+    ))
 }
 
 fn report_recovery(inbox: &Inbox) {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hermes_core::config::Config;
+use hermes_core::config::{Config, Scheme};
 use hermes_core::home::ProfilePaths;
 use hermes_core::name::HookName;
 use hermes_core::profile::{self, SECRET_VAR};
@@ -218,24 +218,11 @@ fn error_lines(stderr: &str) -> Vec<&str> {
 }
 
 fn signed(secret: &str, body: &[u8], ts: u64) -> Vec<(&'static str, String)> {
-    vec![
-        ("X-Hermes-Timestamp", ts.to_string()),
-        (
-            "X-Hermes-Signature",
-            hermes_gateway::signature::sign(secret.as_bytes(), ts, None, body),
-        ),
-    ]
+    hermes_gateway::signature::sign(Scheme::Hermes, secret.as_bytes(), ts, None, body)
 }
 
 fn signed_with_key(secret: &str, body: &[u8], ts: u64, key: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("X-Hermes-Timestamp", ts.to_string()),
-        (
-            "X-Hermes-Signature",
-            hermes_gateway::signature::sign(secret.as_bytes(), ts, Some(key), body),
-        ),
-        ("Idempotency-Key", key.to_string()),
-    ]
+    hermes_gateway::signature::sign(Scheme::Hermes, secret.as_bytes(), ts, Some(key), body)
 }
 
 fn bearer(secret: &str) -> [(&'static str, String); 1] {
@@ -530,7 +517,9 @@ fn webhook_deliveries_are_verified_stored_and_paged() {
     let target = Target::of(&home.paths).unwrap();
     let hook = HookName::parse("ci").unwrap();
     assert_eq!(
-        target.send(&hook, b"from cli", Some("cli-1")).unwrap()["id"],
+        target
+            .send(&hook, b"from cli", Some("cli-1"), None)
+            .unwrap()["id"],
         13
     );
     assert_eq!(

@@ -1,8 +1,10 @@
-//! `hermes webhook send|list|url`: talk to the profile's running gateway.
+//! `hermes webhook send|list|url|secret`: talk to the profile's running
+//! gateway, and tell a hook's sender what to send.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 
 use anyhow::Context as _;
+use hermes_core::config::Scheme;
 use hermes_core::name::HookName;
 use hermes_core::{profile, ExitStatus};
 use hermes_gateway::remote::Target;
@@ -20,9 +22,10 @@ pub fn run(ctx: &Context, cmd: WebhookCommand) -> anyhow::Result<ExitStatus> {
             hook,
             data,
             idempotency_key,
+            scheme,
         } => {
             let body = read_body(&data)?;
-            let answer = target.send(&hook, &body, idempotency_key.as_deref())?;
+            let answer = target.send(&hook, &body, idempotency_key.as_deref(), scheme)?;
             let id = &answer["id"];
             if answer["duplicate"] == Value::Bool(true) {
                 println!("already stored: hook {hook}, event {id} (same idempotency key)");
@@ -43,9 +46,92 @@ pub fn run(ctx: &Context, cmd: WebhookCommand) -> anyhow::Result<ExitStatus> {
                 print_page(&page);
             }
         }
-        WebhookCommand::Url { hook } => print_url(&target, &hook, &paths.env_file()),
+        WebhookCommand::Url { hook } => print!(
+            "{}",
+            render_url(&target, &hook, &secret_source(&target, &hook))
+        ),
+        WebhookCommand::Secret { hook, set, remove } => secret(&target, &hook, set, remove)?,
     }
     Ok(ExitStatus::Success)
+}
+
+/// Where a hook's secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SecretSource {
+    Own,
+    Profile,
+    Missing,
+}
+
+fn secret_source(target: &Target, hook: &HookName) -> SecretSource {
+    let own = profile::hook_secret(&target.paths, hook)
+        .ok()
+        .flatten()
+        .is_some();
+    match (own, target.scheme(hook).takes_our_secret()) {
+        (true, _) => SecretSource::Own,
+        (false, true) => SecretSource::Profile,
+        (false, false) => SecretSource::Missing,
+    }
+}
+
+fn secret(target: &Target, hook: &HookName, set: bool, remove: bool) -> anyhow::Result<()> {
+    let scheme = target.scheme(hook);
+    let path = target.paths.hook_secret(hook);
+    let profile = &target.paths.name;
+    if set {
+        if std::io::stdin().is_terminal() {
+            eprintln!(
+                "Paste the secret {scheme} issued for hook {hook}, then press Enter and Ctrl-D:"
+            );
+        }
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("unable to read the secret from standard input")?;
+        signature::signing_key(scheme, &text)
+            .with_context(|| format!("hook {hook} takes {scheme} signatures"))?;
+        profile::set_hook_secret(&target.paths, hook, text.trim())?;
+        println!(
+            "stored the secret of hook {hook} ({scheme}) in {} (mode 0600)",
+            path.display()
+        );
+        println!("restart the gateway to use it: hermes -p {profile} gateway restart");
+    } else if remove {
+        if profile::remove_hook_secret(&target.paths, hook)? {
+            println!(
+                "removed {}; restart the gateway: hermes -p {profile} gateway restart",
+                path.display()
+            );
+        } else {
+            println!("hook {hook} has no secret of its own");
+        }
+    } else {
+        println!(
+            "{}",
+            describe_secret(&secret_source(target, hook), target, hook)
+        );
+    }
+    Ok(())
+}
+
+/// One line: which secret the hook is verified with (never its value).
+fn describe_secret(source: &SecretSource, target: &Target, hook: &HookName) -> String {
+    let scheme = target.scheme(hook);
+    let profile = &target.paths.name;
+    match source {
+        SecretSource::Own => format!(
+            "hook {hook} ({scheme}): its own secret, in {}",
+            target.paths.hook_secret(hook).display()
+        ),
+        SecretSource::Profile => format!(
+            "hook {hook} ({scheme}): the profile's HERMES_WEBHOOK_SECRET, in {}",
+            target.paths.env_file().display()
+        ),
+        SecretSource::Missing => format!(
+            "hook {hook} ({scheme}): NO SECRET YET; set the one {scheme} issued: hermes -p {profile} webhook secret {hook} --set"
+        ),
+    }
 }
 
 /// `-` is standard input, `@FILE` a file, anything else the body itself.
@@ -89,34 +175,95 @@ fn print_page(page: &Value) {
     }
 }
 
-fn print_url(target: &Target, hook: &HookName, env_file: &std::path::Path) {
-    let url = target.url(&format!("/v1/webhooks/{hook}"));
-    println!("{url}");
-    println!();
-    println!("Sign each POST with the profile's HERMES_WEBHOOK_SECRET (in its .env):");
-    println!("  {}: <unix seconds>", header(signature::TIMESTAMP_HEADER));
-    println!(
-        "  {}: v2=<hex HMAC-SHA256 of \"v2:<timestamp>:<Idempotency-Key or nothing>\\n<raw body>\">",
-        header(signature::SIGNATURE_HEADER)
-    );
-    println!("  Idempotency-Key: <optional, 1-255 visible ASCII; a retry signed again returns the original id>");
-    println!(
-        "Timestamps more than {} s from the gateway's clock are refused, and so is a signature seen before.",
-        signature::TOLERANCE_SECS
-    );
-    println!(
-        "Example (after `set -a; . {}; set +a`):",
-        env_file.display()
-    );
-    println!("  ts=$(date +%s); body='{{\"hello\":1}}'");
-    println!("  sig=$(printf 'v2:%s:\\n%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac \"$HERMES_WEBHOOK_SECRET\" | sed 's/^.* //')");
-    println!(
-        "  curl -H \"X-Hermes-Timestamp: $ts\" -H \"X-Hermes-Signature: v2=$sig\" --data-binary \"$body\" {url}"
-    );
-    println!(
-        "Read events: curl -H \"Authorization: Bearer $HERMES_WEBHOOK_SECRET\" '{url}/events?after=0&limit=100'"
-    );
+/// What to paste into the sender's settings, per scheme. Pure, for snapshot tests.
+fn render_url(target: &Target, hook: &HookName, source: &SecretSource) -> String {
+    let url = target.hook_url(hook);
+    let scheme = target.scheme(hook);
+    let profile = &target.paths.name;
+    let env_file = target.paths.env_file();
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    let secret = describe_secret(source, target, hook);
+    let set = format!("hermes -p {profile} webhook secret {hook} --set");
+    match scheme {
+        Scheme::Hermes => {
+            line(url.clone());
+            line(String::new());
+            line(format!("Scheme: hermes. Secret: {secret}"));
+            line(format!("Sign each POST with that secret:"));
+            line(format!("  {}: <unix seconds>", header(HERMES_TIMESTAMP)));
+            line(format!(
+                "  {}: v2=<hex HMAC-SHA256 of \"v2:<timestamp>:<Idempotency-Key or nothing>\\n<raw body>\">",
+                header(HERMES_SIGNATURE)
+            ));
+            line("  Idempotency-Key: <optional, 1-255 visible ASCII; a retry signed again returns the original id>".to_string());
+            line(format!(
+                "Timestamps more than {} s from the gateway's clock are refused, and so is a signature seen before.",
+                signature::TOLERANCE_SECS
+            ));
+            line(format!(
+                "Example (after `set -a; . {}; set +a`):",
+                env_file.display()
+            ));
+            line("  ts=$(date +%s); body='{\"hello\":1}'".to_string());
+            line("  sig=$(printf 'v2:%s:\\n%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac \"$HERMES_WEBHOOK_SECRET\" | sed 's/^.* //')".to_string());
+            line(format!(
+                "  curl -H \"X-Hermes-Timestamp: $ts\" -H \"X-Hermes-Signature: v2=$sig\" --data-binary \"$body\" {url}"
+            ));
+            line(format!(
+                "Or: hermes -p {profile} webhook send {hook} --data '{{\"hello\":1}}'"
+            ));
+        }
+        Scheme::Github => {
+            line(
+                "GitHub: the repository's (or organisation's) Settings > Webhooks > Add webhook"
+                    .to_string(),
+            );
+            line(format!("  Payload URL:   {url}"));
+            line("  Content type:  application/json".to_string());
+            line(format!("  Secret:        {}", match source {
+                SecretSource::Own => format!("the one stored for this hook (change it with: {set})"),
+                _ => format!("the value of HERMES_WEBHOOK_SECRET in {} (or choose one and store it with: {set})", env_file.display()),
+            }));
+            line("Verified: X-Hub-Signature-256 over the raw body; X-GitHub-Delivery is the idempotency key.".to_string());
+        }
+        Scheme::Stripe => {
+            line("Stripe: Dashboard > Developers > Webhooks > Add endpoint".to_string());
+            line(format!("  Endpoint URL:  {url}"));
+            line(format!(
+                "  Then reveal the endpoint's signing secret (whsec_...) and store it: {set}"
+            ));
+            line(format!("  {secret}"));
+            line(format!("Verified: Stripe-Signature (t=, v1=) within {} s; the event's id is the idempotency key.", signature::TOLERANCE_SECS));
+        }
+        Scheme::Slack => {
+            line("Slack: your app's Event Subscriptions (or Interactivity, Slash Commands) Request URL".to_string());
+            line(format!("  Request URL:   {url}"));
+            line(format!("  Secret: the app's Signing Secret (Basic Information > App Credentials); store it: {set}"));
+            line(format!("  {secret}"));
+            line(format!("Verified: X-Slack-Signature (v0=) and X-Slack-Request-Timestamp within {} s; an Events API event_id is the idempotency key.", signature::TOLERANCE_SECS));
+        }
+        Scheme::Standard => {
+            line("Standard Webhooks (Svix and others): the sender's endpoint settings".to_string());
+            line(format!("  Endpoint URL:  {url}"));
+            line(format!(
+                "  Secret: the endpoint's signing secret (whsec_...); store it: {set}"
+            ));
+            line(format!("  {secret}"));
+            line(format!("Verified: webhook-signature (v1,) with webhook-id and webhook-timestamp within {} s; webhook-id is the idempotency key.", signature::TOLERANCE_SECS));
+        }
+    }
+    line(format!(
+        "Read events: hermes -p {profile} webhook list {hook}  (or GET {url}/events with Authorization: Bearer $HERMES_WEBHOOK_SECRET)"
+    ));
+    out
 }
+
+const HERMES_TIMESTAMP: &str = "x-hermes-timestamp";
+const HERMES_SIGNATURE: &str = "x-hermes-signature";
 
 /// `X-Hermes-Timestamp` from the lower-case constant.
 fn header(name: &str) -> String {
