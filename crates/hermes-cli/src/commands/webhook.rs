@@ -193,7 +193,7 @@ fn render_url(target: &Target, hook: &HookName, source: &SecretSource) -> String
             line(url.clone());
             line(String::new());
             line(format!("Scheme: hermes. Secret: {secret}"));
-            line(format!("Sign each POST with that secret:"));
+            line("Sign each POST with that secret:".to_string());
             line(format!("  {}: <unix seconds>", header(HERMES_TIMESTAMP)));
             line(format!(
                 "  {}: v2=<hex HMAC-SHA256 of \"v2:<timestamp>:<Idempotency-Key or nothing>\\n<raw body>\">",
