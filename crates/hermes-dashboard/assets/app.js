@@ -122,6 +122,7 @@ function makeRow(g) {
     restarts: el('td', { 'data-label': 'Restarts' }),
     desired: el('td', { 'data-label': 'Desired' }),
     exit: el('td', { class: 'reason', 'data-label': 'Last exit' }),
+    hooks: el('td', { class: 'reason', 'data-label': 'Webhook hooks' }),
   };
   const buttons = {
     start: actionButton(p, 'start', 'Start', true),
@@ -152,6 +153,7 @@ function updateRow(row, g) {
   cells.restarts.textContent = g.restarts;
   cells.desired.textContent = g.desired_state || '—';
   cells.exit.textContent = lastExit(g);
+  cells.hooks.textContent = g.hooks_summary;
   buttons.start.disabled = inFlight || !g.profile_exists || (g.up && g.ready);
   buttons.stop.disabled = inFlight || !g.slot || (!g.up && g.want !== 'up');
   buttons.restart.disabled = inFlight || !g.profile_exists;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::env::{Environment, MIN_TOKEN_LEN};
 use crate::health::HealthState;
 use crate::logs;
-use crate::snapshot::{GatewayLabel, Snapshot, Tone};
+use crate::snapshot::{GatewayLabel, SecretSource, Snapshot, Tone};
 
 /// Below this much free space in `HERMES_HOME`, logs and state writes start failing.
 pub const MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
@@ -79,6 +79,7 @@ pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
         checks.push(without_slot(snap));
     }
     checks.push(configs(snap));
+    checks.push(hooks(snap));
     checks.push(port_clashes(snap));
     checks.push(answers_as_itself(snap));
     checks.push(dashboard(env));
@@ -405,6 +406,47 @@ fn configs(snap: &Snapshot) -> Check {
     }
 }
 
+/// Each hook's scheme and last delivery; fails on a hook that cannot verify
+/// anything yet (its sender issues the secret and none is stored).
+fn hooks(snap: &Snapshot) -> Check {
+    let name = "webhook hooks";
+    let mut lines = Vec::new();
+    let mut missing = Vec::new();
+    for g in &snap.gateways {
+        for h in &g.hooks {
+            lines.push(format!(
+                "{}: {}",
+                g.profile,
+                crate::format::hook(h, snap.taken_at)
+            ));
+            if h.secret == SecretSource::Missing {
+                missing.push(format!(
+                    "hermes -p {} webhook secret {} --set",
+                    g.profile, h.hook
+                ));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Check::pass(
+            name,
+            "no hook configured (every hook takes hermes signatures)",
+        );
+    }
+    if missing.is_empty() {
+        Check::pass(name, lines.join("; "))
+    } else {
+        Check::fail(
+            name,
+            lines.join("; "),
+            format!(
+                "store the secret each sender issued, then restart the gateway: {}",
+                missing.join(", ")
+            ),
+        )
+    }
+}
+
 fn port_clashes(snap: &Snapshot) -> Check {
     let name = "gateway ports";
     let mut by_port: BTreeMap<u16, Vec<String>> = BTreeMap::new();
@@ -674,6 +716,46 @@ mod tests {
         assert!(failed(&r, "dashboard slot")[0]
             .detail
             .contains("not supervised"));
+    }
+
+    #[test]
+    fn hooks_show_their_scheme_and_fail_without_the_senders_secret() {
+        use hermes_core::config::{HookSection, Scheme};
+        let env = FakeEnv::new();
+        env.add_profile("a");
+        env.set_slot("a", Slot::down(Want::Down));
+        let paths = Environment::home(&env).profile(&ProfileName::parse("a").unwrap());
+        let mut config = Config::load(&paths.config()).unwrap();
+        config.webhooks.hooks.insert(
+            "pay".into(),
+            HookSection {
+                scheme: Scheme::Stripe,
+            },
+        );
+        config.webhooks.hooks.insert(
+            "gh".into(),
+            HookSection {
+                scheme: Scheme::Github,
+            },
+        );
+        config.save(&paths.config()).unwrap();
+        let r = report(&env);
+        let c = failed(&r, "webhook hooks");
+        assert_eq!(c.len(), 1, "{:#?}", r.checks);
+        assert!(
+            c[0].detail.contains("a: gh github: no delivery yet")
+                && c[0].detail.contains("pay stripe: NO SECRET"),
+            "{}",
+            c[0].detail
+        );
+        assert!(c[0]
+            .fix
+            .as_ref()
+            .unwrap()
+            .contains("webhook secret pay --set"));
+        let hook = hermes_core::name::HookName::parse("pay").unwrap();
+        hermes_core::profile::set_hook_secret(&paths, &hook, "whsec_x").unwrap();
+        assert!(failed(&report(&env), "webhook hooks").is_empty());
     }
 
     #[test]

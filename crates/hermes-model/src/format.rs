@@ -2,7 +2,7 @@
 //! the TUI so both say the same thing the same way.
 
 use crate::health::HealthState;
-use crate::snapshot::Gateway;
+use crate::snapshot::{Gateway, HookView, SecretSource};
 
 /// Whether colour may be used, given the value of `NO_COLOR`: no-color.org
 /// says any value but the empty string turns colour off.
@@ -70,6 +70,36 @@ pub fn last_exit(g: &Gateway) -> String {
     }
 }
 
+/// One hook: `gh github: 202 accepted 5m ago`, `st stripe: NO SECRET, no delivery yet`.
+pub fn hook(h: &HookView, now_ms: u64) -> String {
+    let secret = match h.secret {
+        SecretSource::Missing => "NO SECRET, ",
+        _ => "",
+    };
+    let last = match &h.last_delivery {
+        Some(d) => format!(
+            "{} {} {} ago",
+            d.status,
+            d.code,
+            duration(Some(now_ms.saturating_sub(d.at_ms) / 1000))
+        ),
+        None => "no delivery yet".to_string(),
+    };
+    format!("{} {}: {secret}{last}", h.hook, h.scheme)
+}
+
+/// Every hook of a gateway in one line; `-` when it has none.
+pub fn hooks(hooks: &[HookView], now_ms: u64) -> String {
+    if hooks.is_empty() {
+        return "-".to_string();
+    }
+    hooks
+        .iter()
+        .map(|h| hook(h, now_ms))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
@@ -85,6 +115,33 @@ mod tests {
         assert!(colour_allowed(Some(OsStr::new(""))));
         assert!(!colour_allowed(Some(OsStr::new("1"))));
         assert!(!colour_allowed(Some(OsStr::new("false"))));
+    }
+
+    #[test]
+    fn hooks_say_scheme_secret_and_last_delivery() {
+        use hermes_core::config::Scheme;
+        use hermes_core::deliveries::LastDelivery;
+        let gh = HookView {
+            hook: "gh".into(),
+            scheme: Scheme::Github,
+            secret: SecretSource::Profile,
+            last_delivery: Some(LastDelivery {
+                at_ms: 1_000,
+                status: 202,
+                code: "accepted".into(),
+            }),
+        };
+        let st = HookView {
+            hook: "st".into(),
+            scheme: Scheme::Stripe,
+            secret: SecretSource::Missing,
+            last_delivery: None,
+        };
+        assert_eq!(
+            hooks(&[gh, st], 301_000),
+            "gh github: 202 accepted 5m 0s ago; st stripe: NO SECRET, no delivery yet"
+        );
+        assert_eq!(hooks(&[], 0), "-");
     }
 
     #[test]

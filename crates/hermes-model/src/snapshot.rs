@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use hermes_core::config::Config;
+use hermes_core::config::{Config, Scheme};
+use hermes_core::deliveries::{self, LastDelivery};
+use hermes_core::name::HookName;
 use hermes_core::profile;
 use hermes_core::service::{ServiceError, ServiceManager, SlotStatus, Want};
 use hermes_core::state::{self, GatewayState, LastExit};
@@ -145,6 +147,31 @@ pub struct Gateway {
     pub status_error: Option<String>,
     pub label: GatewayLabel,
     pub tone: Tone,
+    /// Configured hooks and hooks that received a delivery, by name.
+    pub hooks: Vec<HookView>,
+    /// The hooks in one line (`gh github: 202 accepted 5m ago; …`), or `-`.
+    pub hooks_summary: String,
+}
+
+/// One webhook hook: how it is verified and how its last delivery went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookView {
+    pub hook: String,
+    pub scheme: Scheme,
+    pub secret: SecretSource,
+    pub last_delivery: Option<LastDelivery>,
+}
+
+/// Which secret a hook is verified with (never its value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    /// Its own, set with `hermes webhook secret HOOK --set`.
+    Own,
+    /// The profile's `HERMES_WEBHOOK_SECRET`.
+    Profile,
+    /// None: its scheme needs the one the sender issued.
+    Missing,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -165,6 +192,7 @@ pub(crate) struct Facts {
     host: Option<String>,
     port: Option<u16>,
     config_error: Option<String>,
+    hooks: Vec<HookView>,
 }
 
 /// The profiles whose `desired_state` is `running` (the gateways `hermes
@@ -296,15 +324,21 @@ fn facts(env: &dyn Environment, name: &ProfileName, exists: bool) -> Facts {
     let state = state::load(&paths.state())
         .map(|l| l.state())
         .unwrap_or_default();
-    let (host, port, config_error) = if !exists {
-        (None, None, None)
+    let (host, port, config_error, hooks) = if !exists {
+        (None, None, None, Vec::new())
     } else {
         match Config::load(&paths.config()) {
-            Ok(c) => (Some(c.gateway.host), Some(c.gateway.port), None),
+            Ok(c) => (
+                Some(c.gateway.host.clone()),
+                Some(c.gateway.port),
+                None,
+                hooks(&paths, &c),
+            ),
             Err(e) => (
                 None,
                 Config::read_port(&paths.config()),
                 Some(e.to_string()),
+                Vec::new(),
             ),
         }
     };
@@ -315,7 +349,33 @@ fn facts(env: &dyn Environment, name: &ProfileName, exists: bool) -> Facts {
         host,
         port,
         config_error,
+        hooks,
     }
+}
+
+/// The configured hooks and those the gateway recorded a delivery for.
+fn hooks(paths: &hermes_core::home::ProfilePaths, config: &Config) -> Vec<HookView> {
+    let mut last = deliveries::read(paths).hooks;
+    let mut names: BTreeSet<String> = config.webhooks.hooks.keys().cloned().collect();
+    names.extend(last.keys().cloned());
+    names
+        .into_iter()
+        .map(|hook| {
+            let scheme = config.webhooks.scheme(&hook);
+            let own = HookName::parse(&hook).is_ok_and(|h| paths.hook_secret(&h).exists());
+            let secret = match (own, scheme.takes_our_secret()) {
+                (true, _) => SecretSource::Own,
+                (false, true) => SecretSource::Profile,
+                (false, false) => SecretSource::Missing,
+            };
+            HookView {
+                last_delivery: last.remove(&hook),
+                hook,
+                scheme,
+                secret,
+            }
+        })
+        .collect()
 }
 
 fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health) -> Gateway {
@@ -360,6 +420,8 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
         status_error,
         tone: label.tone(),
         label,
+        hooks_summary: crate::format::hooks(&f.hooks, state::now_ms()),
+        hooks: f.hooks.clone(),
     }
 }
 

@@ -151,7 +151,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App) {
 
 fn detail_lines(g: &Gateway) -> Vec<Line<'static>> {
     let yes = |b: bool| if b { "yes" } else { "no" };
-    vec![
+    let mut lines = vec![
         Line::from(format!(
             "service {}   slot {}   supervised {}   up {}   ready {}   want {}",
             g.service,
@@ -170,7 +170,11 @@ fn detail_lines(g: &Gateway) -> Vec<Line<'static>> {
             format::opt(g.desired_state.as_deref()),
             format::last_exit(g)
         )),
-    ]
+    ];
+    if !g.hooks.is_empty() {
+        lines.push(Line::from(format!("webhook hooks {}", g.hooks_summary)));
+    }
+    lines
 }
 
 fn draw_detail(frame: &mut Frame, area: Rect, app: &App) {

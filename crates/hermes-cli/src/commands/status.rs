@@ -105,6 +105,23 @@ fn render(snap: &Snapshot, paint: Paint) -> String {
     }
     text.push('\n');
     text.push_str(&table(&snap.gateways, paint));
+    let with_hooks: Vec<&Gateway> = snap
+        .gateways
+        .iter()
+        .filter(|g| !g.hooks.is_empty())
+        .collect();
+    if !with_hooks.is_empty() {
+        text.push_str("\nWebhook hooks (scheme: last delivery)\n");
+        for g in with_hooks {
+            for h in &g.hooks {
+                text.push_str(&format!(
+                    "  {:<12} {}\n",
+                    g.profile.as_str(),
+                    format::hook(h, snap.taken_at)
+                ));
+            }
+        }
+    }
     let sum = &snap.summary;
     text.push_str(&format!(
         "\n{} gateways: {} up, {} stopped, {} failing, {} without a slot\n",
