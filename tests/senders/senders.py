@@ -47,7 +47,7 @@ for name in ("HERMES_CONTAINER", "NOTIFY_SOCKET", "HERMES_PUBLIC_URL"):
 
 # One hook per scheme (svix signs with its own svix-* header names).
 HOOKS = {"gh": "github", "st": "stripe", "sl": "slack", "sw": "standard", "sv": "standard",
-         "hm": "hermes"}
+         "hm": "hermes", "ns": "stripe"}  # ns: no secret stored
 SECRETS = {
     "gh": "gh-" + secrets.token_hex(16),
     "st": "whsec_" + secrets.token_hex(16),
@@ -260,6 +260,15 @@ def test_slack(gw):
             "slack: stale timestamp")
     refused(gw, "sl", slack_signed(body, ts, "not-the-secret"), body, "bad_signature",
             "slack: wrong secret")
+    # Saving a Request URL in Slack sends a signed challenge that must come back.
+    before = len(gw.events("sl"))
+    challenge = b'{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}'
+    status, answer = gw.post("sl", slack_signed(challenge, ts + 3, SECRETS["sl"]), challenge)
+    check(status == 200 and answer == {"challenge": json.loads(challenge)["challenge"]},
+          f"slack url_verification: {status} {answer}")
+    check(len(gw.events("sl")) == before, "slack url_verification was stored")
+    refused(gw, "sl", slack_signed(challenge, ts + 3, "not-the-secret"), challenge, "bad_signature",
+            "slack: url_verification with another secret")
 
 
 def test_standard(gw, hook, lib, prefix):
@@ -402,6 +411,34 @@ def test_cli_never_prints_secrets(profile):
         check(f"/v1/webhooks/{hook}" in out, f"webhook url {hook} has no URL", out)
 
 
+def test_status_and_doctor(gw, profile):
+    status, answer = gw.post("ns", [("Stripe-Signature", f"t={int(time.time())},v1={'0' * 64}")], b"{}")
+    check(status == 503 and answer.get("code") == "hook_secret_missing" and "--set" in answer["error"],
+          f"a stripe hook without its secret: {status} {answer}")
+    check(gw.events("ns") == [], "a hook without its secret stored something")
+    # The gateway writes the last deliveries at most once a second.
+    deadline = time.monotonic() + 10
+    while True:
+        snap = json.loads(hermes("status", "--json").stdout)
+        g = next(g for g in snap["gateways"] if g["profile"] == profile)
+        hooks = {h["hook"]: h for h in g["hooks"]}
+        if all(hooks.get(h, {}).get("last_delivery") for h in HOOKS if h != "hm"):
+            break
+        check(time.monotonic() < deadline, "status --json lacks a last delivery", json.dumps(g["hooks"]))
+        time.sleep(0.1)
+    for hook, scheme in HOOKS.items():
+        check(hooks[hook]["scheme"] == scheme, f"status: hook {hook} is {hooks[hook]['scheme']}, not {scheme}")
+    check(hooks["ns"]["secret"] == "missing" and hooks["ns"]["last_delivery"]["code"] == "hook_secret_missing",
+          f"status: hook ns {hooks['ns']}")
+    check(hooks["gh"]["secret"] == "own" and hooks["hm"]["secret"] == "profile", f"status: {hooks}")
+    text = hermes("status").stdout
+    check("ns stripe: NO SECRET, 503 hook_secret_missing" in text, "status text lacks the hooks", text)
+    doctor = json.loads(hermes("doctor", "--json", ok=False).stdout)
+    c = next(c for c in doctor["checks"] if c["name"] == "webhook hooks")
+    check(not c["ok"] and "webhook secret ns --set" in c["fix"] and "gh github:" in c["detail"],
+          f"doctor: {c}")
+
+
 def main():
     port, stand_in_port = free_port(), free_port()
     secret = make_profile("senders", port)
@@ -417,7 +454,9 @@ def main():
               lambda: test_standard(gw, "sv", svix.webhooks, "svix")),
              ("a request signed for another scheme", lambda: test_wrong_scheme(gw)),
              ("hermes webhook send signs, each library verifies", lambda: test_hermes_signs(gw, "standin")),
-             ("webhook url and secret never print a secret", lambda: test_cli_never_prints_secrets("senders"))]
+             ("webhook url and secret never print a secret", lambda: test_cli_never_prints_secrets("senders")),
+             ("status and doctor show each hook's scheme and last delivery",
+              lambda: test_status_and_doctor(gw, "senders"))]
     try:
         for name, test in tests:
             try:

@@ -341,8 +341,11 @@ async fn receive(
     };
     let outcome = deliver(&app, ticket, &hook, req).await;
     let (status, code) = match &outcome {
-        Ok(appended) if appended.duplicate => (StatusCode::ACCEPTED, "duplicate"),
-        Ok(_) => (StatusCode::ACCEPTED, "accepted"),
+        Ok(Delivered::Stored(appended)) if appended.duplicate => {
+            (StatusCode::ACCEPTED, "duplicate")
+        }
+        Ok(Delivered::Stored(_)) => (StatusCode::ACCEPTED, "accepted"),
+        Ok(Delivered::Challenge(_)) => (StatusCode::OK, "url_verification"),
         Err(refusal) => (refusal.status, refusal.code),
     };
     // Refusals of hooks nobody configured are not worth a line (and anyone can make them up).
@@ -357,12 +360,21 @@ async fn receive(
         );
     }
     match outcome {
-        Ok(appended) => json_response(
+        Ok(Delivered::Stored(appended)) => json_response(
             StatusCode::ACCEPTED,
             json!({"id": appended.id, "hook": hook.as_str(), "duplicate": appended.duplicate}),
         ),
+        Ok(Delivered::Challenge(challenge)) => {
+            json_response(StatusCode::OK, json!({ "challenge": challenge }))
+        }
         Err(refusal) => refusal.response(),
     }
+}
+
+enum Delivered {
+    Stored(hermes_inbox::Appended),
+    /// Slack's signed `url_verification`, answered with its challenge and not stored.
+    Challenge(String),
 }
 
 async fn deliver(
@@ -370,7 +382,7 @@ async fn deliver(
     ticket: &Ticket,
     hook: &HookName,
     req: Request<Incoming>,
-) -> Result<hermes_inbox::Appended, Refusal> {
+) -> Result<Delivered, Refusal> {
     let auth = app.hooks.get(hook);
     let key = auth.key.as_ref().map_err(|reason| {
         Refusal::new(
@@ -421,6 +433,9 @@ async fn deliver(
     }
     // Authenticated: no longer a candidate for shedding.
     ticket.set_busy(true);
+    if let Some(challenge) = signature::slack_challenge(auth.scheme, &body) {
+        return Ok(Delivered::Challenge(challenge));
+    }
     let idempotency_key = head
         .signed
         .key
@@ -445,7 +460,7 @@ async fn deliver(
             if app.state() == RunState::Degraded {
                 app.set_state(RunState::Running);
             }
-            Ok(appended)
+            Ok(Delivered::Stored(appended))
         }
         Err(e) if e.is_disk_full() => {
             crate::log(&format!("refusing deliveries: {e}"));

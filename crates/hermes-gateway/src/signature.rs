@@ -22,6 +22,9 @@
 //! the delivery id: a captured GitHub delivery can be replayed, and is stored
 //! once only if its `X-GitHub-Delivery` is left as it was.
 //!
+//! A verified Slack `url_verification` request is answered `200
+//! {"challenge": …}` and not stored, as Slack requires of a Request URL.
+//!
 //! `hermes` `v1` (which left the key unsigned) is refused with a message saying
 //! to sign with `v2`: a `v1` request could be replayed with any key.
 
@@ -414,6 +417,18 @@ pub fn body_delivery_id(scheme: Scheme, body: &[u8]) -> Option<String> {
         .as_str()
         .filter(|id| hermes_inbox::valid_key(id))
         .map(str::to_string)
+}
+
+/// The challenge of Slack's `url_verification` request (sent, signed, when
+/// an app's Request URL is saved), which must be echoed back.
+pub fn slack_challenge(scheme: Scheme, body: &[u8]) -> Option<String> {
+    if scheme != Scheme::Slack {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    (value["type"] == "url_verification")
+        .then(|| value["challenge"].as_str().map(str::to_string))
+        .flatten()
 }
 
 /// `Authorization: Bearer <secret>`, compared in constant time.

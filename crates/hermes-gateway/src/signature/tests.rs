@@ -293,6 +293,20 @@ fn delivery_ids_in_the_body() {
 }
 
 #[test]
+fn slack_url_verification_is_answered_with_its_challenge() {
+    let body = br#"{"token":"t","challenge":"3eZbrw1aB","type":"url_verification"}"#;
+    assert_eq!(
+        slack_challenge(Scheme::Slack, body).as_deref(),
+        Some("3eZbrw1aB")
+    );
+    assert_eq!(slack_challenge(Scheme::Github, body), None);
+    assert_eq!(
+        slack_challenge(Scheme::Slack, br#"{"type":"event_callback"}"#),
+        None
+    );
+}
+
+#[test]
 fn the_key_is_signed() {
     let body = b"payload";
     let ts = NOW.to_string();
