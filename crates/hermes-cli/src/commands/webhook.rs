@@ -282,6 +282,62 @@ fn header(name: &str) -> String {
 mod tests {
     use super::*;
 
+    fn target(scheme: &str) -> Target {
+        let mut config = hermes_core::config::Config::new(8701);
+        config.webhooks.hooks.insert(
+            "h".into(),
+            hermes_core::config::HookSection {
+                scheme: Scheme::parse(scheme).unwrap(),
+            },
+        );
+        Target {
+            addr: "127.0.0.1:8701".into(),
+            secret: "the-profile-secret".into(),
+            paths: hermes_core::home::ProfilePaths {
+                name: hermes_core::ProfileName::parse("p").unwrap(),
+                dir: "/home/u/.hermes/profiles/p".into(),
+            },
+            config,
+        }
+    }
+
+    #[test]
+    fn url_says_what_to_paste_for_each_sender() {
+        let hook = HookName::parse("h").unwrap();
+        let gh = render_url(&target("github"), &hook, &SecretSource::Profile);
+        for line in [
+            "  Payload URL:   http://127.0.0.1:8701/v1/webhooks/h\n",
+            "  Content type:  application/json\n",
+            "  Secret:        the value of HERMES_WEBHOOK_SECRET in /home/u/.hermes/profiles/p/.env",
+        ] {
+            assert!(gh.contains(line), "{line:?} not in\n{gh}");
+        }
+        let stripe = render_url(&target("stripe"), &hook, &SecretSource::Missing);
+        assert!(
+            stripe.contains("  Endpoint URL:  http://127.0.0.1:8701/v1/webhooks/h\n")
+                && stripe.contains("hermes -p p webhook secret h --set")
+                && stripe.contains("NO SECRET YET"),
+            "{stripe}"
+        );
+        let slack = render_url(&target("slack"), &hook, &SecretSource::Own);
+        assert!(
+            slack.contains("Signing Secret")
+                && slack.contains("its own secret, in /home/u/.hermes/profiles/p/.env.hook.h"),
+            "{slack}"
+        );
+        let standard = render_url(&target("standard"), &hook, &SecretSource::Own);
+        assert!(standard.contains("whsec_"), "{standard}");
+        let hermes = render_url(&target("hermes"), &hook, &SecretSource::Profile);
+        assert!(
+            hermes.starts_with("http://127.0.0.1:8701/v1/webhooks/h\n"),
+            "{hermes}"
+        );
+        assert!(hermes.contains("X-Hermes-Signature: v2=<hex"), "{hermes}");
+        for text in [gh, stripe, slack, standard, hermes] {
+            assert!(!text.contains("the-profile-secret"), "{text}");
+        }
+    }
+
     #[test]
     fn header_names_are_capitalised() {
         assert_eq!(header("x-hermes-timestamp"), "X-Hermes-Timestamp");
