@@ -24,8 +24,14 @@ pub fn run(ctx: &Context, cmd: WebhookCommand) -> anyhow::Result<ExitStatus> {
             idempotency_key,
             scheme,
         } => {
+            let signing = scheme.unwrap_or_else(|| target.scheme(&hook));
+            if idempotency_key.is_some() && matches!(signing, Scheme::Stripe | Scheme::Slack) {
+                anyhow::bail!(
+                    "--idempotency-key: {signing} carries the delivery id in the body (Stripe's \"id\", Slack's \"event_id\"), not in a header"
+                );
+            }
             let body = read_body(&data)?;
-            let answer = target.send(&hook, &body, idempotency_key.as_deref(), scheme)?;
+            let answer = target.send(&hook, &body, idempotency_key.as_deref(), Some(signing))?;
             let id = &answer["id"];
             if answer["duplicate"] == Value::Bool(true) {
                 println!("already stored: hook {hook}, event {id} (same idempotency key)");
