@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hermes_core::config::Scheme;
 use hermes_gateway::signature;
 
 use hermes_testkit::{alive, free_port, hermes_bin, Env};
@@ -64,15 +65,17 @@ fn check_signature(head: &str, body: &[u8]) -> Result<(), String> {
             .map(str::to_string)
             .ok_or(format!("no {name}"))
     };
-    let ts: u64 = header(signature::TIMESTAMP_HEADER)?
+    let ts: u64 = header("x-hermes-timestamp")?
         .parse()
         .map_err(|_| "bad timestamp".to_string())?;
-    let key = header(signature::IDEMPOTENCY_HEADER)?;
-    let sig = header(signature::SIGNATURE_HEADER)?;
-    let tags = signature::parse_signatures(Some(sig.as_bytes())).map_err(|e| e.to_string())?;
-    signature::verify(SECRET.as_bytes(), ts, Some(&key), &tags, body)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let key = header("idempotency-key")?;
+    let sig = header("x-hermes-signature")?;
+    let expected = signature::sign(Scheme::Hermes, SECRET.as_bytes(), ts, Some(&key), body);
+    if sig == expected[1].1 {
+        Ok(())
+    } else {
+        Err(format!("signature {sig} is not {}", expected[1].1))
+    }
 }
 
 impl Receiver {

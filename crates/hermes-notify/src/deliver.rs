@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use hermes_core::config::Scheme;
 use hermes_core::http::{self, Request};
 use hermes_core::notify::{Event, EventKind, Format, Target};
 use hermes_core::state;
@@ -79,12 +80,14 @@ pub fn deliver(target: &Target, secret: Option<&str>, e: &Event, timeout: Durati
             ));
         };
         let ts = state::now_ms() / 1000;
-        headers.push((signature::TIMESTAMP_HEADER, ts.to_string()));
-        headers.push((
-            signature::SIGNATURE_HEADER,
-            signature::sign(secret.as_bytes(), ts, Some(&e.id), &body),
+        // X-Hermes-Timestamp, X-Hermes-Signature and the event id as Idempotency-Key.
+        headers.extend(signature::sign(
+            Scheme::Hermes,
+            secret.as_bytes(),
+            ts,
+            Some(&e.id),
+            &body,
         ));
-        headers.push((signature::IDEMPOTENCY_HEADER, e.id.clone()));
         headers.push(("X-Hermes-Event", e.kind.as_str().to_string()));
     }
     let request = Request {
@@ -176,9 +179,8 @@ mod tests {
                 .unwrap()
         };
         let ts: u64 = header("x-hermes-timestamp").parse().unwrap();
-        let tags =
-            signature::parse_signatures(Some(header("x-hermes-signature").as_bytes())).unwrap();
-        signature::verify(b"s3cret", ts, Some(&e.id), &tags, body.as_bytes()).unwrap();
+        let signed = signature::sign(Scheme::Hermes, b"s3cret", ts, Some(&e.id), body.as_bytes());
+        assert_eq!(header("x-hermes-signature"), signed[1].1);
         assert_eq!(header("idempotency-key"), e.id);
         let doc: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(doc["event"], "parked");

@@ -352,7 +352,7 @@ mod tests {
                 let text = String::from_utf8_lossy(&raw).to_string();
                 if let Some(key) = text
                     .lines()
-                    .find_map(|l| l.strip_prefix("idempotency-key: "))
+                    .find_map(|l| l.strip_prefix("Idempotency-Key: "))
                 {
                     keep.lock().unwrap().push(key.to_string());
                 }
