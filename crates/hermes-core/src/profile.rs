@@ -333,11 +333,10 @@ pub fn set_hook_secret(paths: &ProfilePaths, hook: &HookName, secret: &str) -> R
 
 /// Remove a hook's secret; `false` when there was none.
 pub fn remove_hook_secret(paths: &ProfilePaths, hook: &HookName) -> Result<bool, FsError> {
-    let path = paths.hook_secret(hook);
-    match std::fs::remove_file(&path) {
+    match fsutil::remove_file(&paths.hook_secret(hook)) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(FsError::new("remove", &path, e)),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Hooks {
 
 /// The hook names with a secret file of their own in the profile directory.
 fn hooks_with_secrets(paths: &ProfilePaths) -> Result<Vec<HookName>, FsError> {
-    let entries = std::fs::read_dir(&paths.dir).map_err(|e| FsError::new("list", &paths.dir, e))?;
+    let entries = hermes_core::fsutil::read_dir(&paths.dir)?;
     Ok(entries
         .filter_map(|entry| {
             let name = entry.ok()?.file_name();
