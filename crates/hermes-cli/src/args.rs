@@ -288,4 +288,7 @@ pub enum ContainerCommand {
     /// The notify slot's run step: deliver the notification outbox until SIGTERM.
     #[command(hide = true)]
     NotifyRun,
+    /// The ingress slot's run step: serve the webhook ingress in the foreground.
+    #[command(hide = true)]
+    IngressRun,
 }

@@ -9,5 +9,7 @@ mod notify;
 mod health;
 // Profile files, names and aliases.
 mod profiles;
+// The webhook ingress in front of supervised gateways.
+mod ingress;
 // Gateway slots under a real supervisor: start, stop, crash, policy, delete.
 mod supervision;

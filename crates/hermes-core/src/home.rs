@@ -59,6 +59,10 @@ impl HermesHome {
         self.logs_dir().join("notify")
     }
 
+    pub fn ingress_log_dir(&self) -> PathBuf {
+        self.logs_dir().join("ingress")
+    }
+
     pub fn boot_log(&self) -> PathBuf {
         self.logs_dir().join("container-boot.log")
     }

@@ -16,6 +16,7 @@ pub mod fifo;
 pub mod fsutil;
 pub mod home;
 pub mod http;
+pub mod ingress;
 pub mod lifecycle;
 pub mod logs;
 pub mod name;

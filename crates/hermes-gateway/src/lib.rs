@@ -40,7 +40,7 @@
 //!   returns no events, only the ids.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
-mod admission;
+pub mod admission;
 pub mod client;
 mod error;
 mod hooks;
@@ -57,6 +57,7 @@ mod stats;
 pub use error::GatewayError;
 pub use lock::holder_pid;
 pub use run::{run, RunOptions};
+pub use server::{http1_builder, refuse};
 
 /// One line to stderr, which s6-log (or the terminal) timestamps and keeps.
 pub(crate) fn log(message: &str) {

@@ -51,6 +51,18 @@ pub struct Target {
     pub config: Config,
 }
 
+/// `host:port` a client on this machine connects to for a profile's
+/// gateway (a wildcard bind is reached on loopback).
+pub fn address(config: &Config) -> String {
+    let host = match config.gateway.host.as_str() {
+        "0.0.0.0" => "127.0.0.1".to_string(),
+        "::" => "[::1]".to_string(),
+        h if h.contains(':') => format!("[{h}]"),
+        h => h.to_string(),
+    };
+    format!("{host}:{}", config.gateway.port)
+}
+
 impl Target {
     pub fn of(paths: &ProfilePaths) -> Result<Target, RemoteError> {
         let config = Config::load(&paths.config())?;
@@ -59,14 +71,8 @@ impl Target {
             .ok_or_else(|| RemoteError::NoSecret {
                 path: paths.env_file(),
             })?;
-        let host = match config.gateway.host.as_str() {
-            "0.0.0.0" => "127.0.0.1".to_string(),
-            "::" => "[::1]".to_string(),
-            h if h.contains(':') => format!("[{h}]"),
-            h => h.to_string(),
-        };
         Ok(Target {
-            addr: format!("{host}:{}", config.gateway.port),
+            addr: address(&config),
             secret,
             paths: paths.clone(),
             config,

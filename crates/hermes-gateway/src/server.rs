@@ -37,7 +37,7 @@ const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 /// request bytes makes the kernel send a reset, which can destroy the answer
 /// before the client reads it; so the answer is written, the sending side
 /// shut, and what the client still sends is read and dropped for a moment.
-fn refuse(stream: TcpStream, refusing: &Arc<AtomicUsize>) {
+pub fn refuse(stream: TcpStream, refusing: &Arc<AtomicUsize>) {
     if refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
         refusing.fetch_sub(1, Ordering::Relaxed);
         return;
@@ -68,6 +68,15 @@ fn refuse(stream: TcpStream, refusing: &Arc<AtomicUsize>) {
     });
 }
 
+/// The server side of a connection: heads bounded in size and in time.
+pub fn http1_builder(head_timeout: Duration) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_buf_size(READ_BUFFER);
+    http
+}
+
 /// Serve until `stop` yields a reason, drain, and return that reason.
 pub async fn serve(
     listener: TcpListener,
@@ -75,10 +84,7 @@ pub async fn serve(
     stop: impl Future<Output = StopSignal>,
 ) -> StopSignal {
     let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(app.limits.head_timeout_secs))
-        .max_buf_size(READ_BUFFER);
+    let http = http1_builder(Duration::from_secs(app.limits.head_timeout_secs));
     let admission: &Arc<Admission> = &app.admission;
     let refusing = Arc::new(AtomicUsize::new(0));
     tokio::pin!(stop);

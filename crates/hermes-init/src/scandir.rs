@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use hermes_core::{dashboard, HermesHome};
-use hermes_s6::static_slot::{StaticSlot, DASHBOARD, NOTIFY};
+use hermes_core::{dashboard, ingress, HermesHome};
+use hermes_s6::static_slot::{StaticSlot, DASHBOARD, INGRESS, NOTIFY};
 
 /// Every static slot; `var` reads the environment the init was started with.
 pub fn static_slots(
@@ -22,6 +22,13 @@ pub fn static_slots(
             argv: vec![program.clone(), "container".into(), "dashboard-run".into()],
             log_dir: home.dashboard_log_dir(),
             enabled: dashboard::enabled(var("HERMES_DASHBOARD").as_deref()),
+        },
+        // The webhook ingress: opt-in, it opens a port to the outside.
+        StaticSlot {
+            name: INGRESS,
+            argv: vec![program.clone(), "container".into(), "ingress-run".into()],
+            log_dir: home.ingress_log_dir(),
+            enabled: ingress::Settings::from_vars(&var).enabled,
         },
         // The notification sender: always up (it idles without targets), so
         // notifications do not depend on the opt-in dashboard.
@@ -39,12 +46,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_dashboard_starts_only_when_asked() {
+    fn each_static_slot_starts_only_when_asked() {
         let home = HermesHome::new("/opt/data");
         let on = static_slots(Path::new("/usr/local/bin/hermes"), &home, |k| {
             (k == "HERMES_DASHBOARD").then(|| "1".to_string())
         });
-        assert_eq!(on.len(), 2);
+        assert_eq!(on.len(), 3);
         assert_eq!(on[0].name, "dashboard");
         assert!(on[0].enabled);
         assert_eq!(
@@ -52,8 +59,18 @@ mod tests {
             ["/usr/local/bin/hermes", "container", "dashboard-run"]
         );
         assert_eq!(on[0].log_dir, home.dashboard_log_dir());
-        let off = static_slots(Path::new("/h"), &home, |_| None);
+        assert_eq!(on[1].name, "ingress");
+        assert!(!on[1].enabled);
+        assert_eq!(
+            on[1].argv,
+            ["/usr/local/bin/hermes", "container", "ingress-run"]
+        );
+        assert_eq!(on[1].log_dir, home.ingress_log_dir());
+        let off = static_slots(Path::new("/h"), &home, |k| {
+            (k == "HERMES_INGRESS").then(|| "1".to_string())
+        });
         assert!(!off[0].enabled);
+        assert!(off[1].enabled);
     }
 
     #[test]

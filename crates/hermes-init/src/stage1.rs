@@ -180,6 +180,7 @@ fn prepare_volume(
     for dir in [
         home.dashboard_log_dir(),
         home.notify_log_dir(),
+        home.ingress_log_dir(),
         home.logs_dir().join("gateways"),
     ] {
         let rel = dir.strip_prefix(home.root()).unwrap_or(&dir);

@@ -19,6 +19,9 @@ pub const DASHBOARD: &str = "dashboard";
 /// The notification sender's slot (always up).
 pub const NOTIFY: &str = "notify";
 
+/// The webhook ingress's slot (`HERMES_INGRESS=1`).
+pub const INGRESS: &str = "ingress";
+
 /// Grace a static slot gets between SIGTERM and SIGKILL when brought down.
 pub const TIMEOUT_KILL_MS: u32 = 3000;
 

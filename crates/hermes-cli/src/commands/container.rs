@@ -34,6 +34,7 @@ pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
                 .context("notify: unable to handle SIGTERM")?;
             Ok(ExitStatus::Success)
         }
+        ContainerCommand::IngressRun => ingress_run(ctx),
     }
 }
 
@@ -160,6 +161,21 @@ fn dashboard_run(ctx: &Context) -> anyhow::Result<ExitStatus> {
         .arg(&host)
         .exec();
     Err(err).with_context(|| format!("unable to run `{} dashboard`", ctx.program.display()))
+}
+
+/// The ingress: `HERMES_INGRESS_HOST`/`_PORT`; a port that is not one is
+/// fatal configuration (exit 78, which parks the slot).
+fn ingress_run(ctx: &Context) -> anyhow::Result<ExitStatus> {
+    let settings = hermes_core::ingress::Settings::from_env();
+    let Some(port) = settings.port else {
+        return Err(CodedError {
+            message: "ingress: HERMES_INGRESS_PORT must be a port number (1-65535)".to_string(),
+            status: ExitStatus::Config,
+        }
+        .into());
+    };
+    hermes_ingress::run(ctx.home.clone(), &settings.host, port)?;
+    Ok(ExitStatus::Success)
 }
 
 /// `gateway run` as the container's CMD: the gateway runs in its supervised

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Read};
 use anyhow::Context as _;
 use hermes_core::config::Scheme;
 use hermes_core::name::HookName;
-use hermes_core::{profile, ExitStatus};
+use hermes_core::{ingress, profile, ExitStatus};
 use hermes_gateway::remote::Target;
 use hermes_gateway::signature;
 use serde_json::Value;
@@ -54,7 +54,12 @@ pub fn run(ctx: &Context, cmd: WebhookCommand) -> anyhow::Result<ExitStatus> {
         }
         WebhookCommand::Url { hook } => print!(
             "{}",
-            render_url(&target, &hook, &secret_source(&target, &hook))
+            render_url(
+                &target,
+                &hook,
+                &secret_source(&target, &hook),
+                ingress::Settings::from_env().public_url.as_deref()
+            )
         ),
         WebhookCommand::Secret { hook, set, remove } => secret(&target, &hook, set, remove)?,
     }
@@ -182,8 +187,18 @@ fn print_page(page: &Value) {
 }
 
 /// What to paste into the sender's settings, per scheme. Pure, for snapshot tests.
-fn render_url(target: &Target, hook: &HookName, source: &SecretSource) -> String {
-    let url = target.hook_url(hook);
+fn render_url(
+    target: &Target,
+    hook: &HookName,
+    source: &SecretSource,
+    public_url: Option<&str>,
+) -> String {
+    let inside = target.hook_url(hook);
+    // With HERMES_PUBLIC_URL, the outside reaches the gateway through the ingress.
+    let url = match public_url {
+        Some(public) => ingress::public_hook_url(public, &target.paths.name, hook),
+        None => inside.clone(),
+    };
     let scheme = target.scheme(hook);
     let profile = &target.paths.name;
     let env_file = target.paths.env_file();
@@ -262,6 +277,11 @@ fn render_url(target: &Target, hook: &HookName, source: &SecretSource) -> String
             line(format!("Verified: webhook-signature (v1,) with webhook-id and webhook-timestamp within {} s; webhook-id is the idempotency key.", signature::TOLERANCE_SECS));
         }
     }
+    if url != inside {
+        line(format!(
+            "(through the webhook ingress; inside the container: {inside})"
+        ));
+    }
     line(format!(
         "Read events: hermes -p {profile} webhook list {hook}  (or GET {url}/events with Authorization: Bearer $HERMES_WEBHOOK_SECRET)"
     ));
@@ -310,7 +330,7 @@ mod tests {
     #[test]
     fn url_says_what_to_paste_for_each_sender() {
         let hook = HookName::parse("h").unwrap();
-        let gh = render_url(&target("github"), &hook, &SecretSource::Profile);
+        let gh = render_url(&target("github"), &hook, &SecretSource::Profile, None);
         for line in [
             "  Payload URL:   http://127.0.0.1:8701/v1/webhooks/h\n",
             "  Content type:  application/json\n",
@@ -318,27 +338,38 @@ mod tests {
         ] {
             assert!(gh.contains(line), "{line:?} not in\n{gh}");
         }
-        let stripe = render_url(&target("stripe"), &hook, &SecretSource::Missing);
+        let stripe = render_url(&target("stripe"), &hook, &SecretSource::Missing, None);
         assert!(
             stripe.contains("  Endpoint URL:  http://127.0.0.1:8701/v1/webhooks/h\n")
                 && stripe.contains("hermes -p p webhook secret h --set")
                 && stripe.contains("NO SECRET YET"),
             "{stripe}"
         );
-        let slack = render_url(&target("slack"), &hook, &SecretSource::Own);
+        let slack = render_url(&target("slack"), &hook, &SecretSource::Own, None);
         assert!(
             slack.contains("Signing Secret")
                 && slack.contains("its own secret, in /home/u/.hermes/profiles/p/.env.hook.h"),
             "{slack}"
         );
-        let standard = render_url(&target("standard"), &hook, &SecretSource::Own);
+        let standard = render_url(&target("standard"), &hook, &SecretSource::Own, None);
         assert!(standard.contains("whsec_"), "{standard}");
-        let hermes = render_url(&target("hermes"), &hook, &SecretSource::Profile);
+        let hermes = render_url(&target("hermes"), &hook, &SecretSource::Profile, None);
         assert!(
             hermes.starts_with("http://127.0.0.1:8701/v1/webhooks/h\n"),
             "{hermes}"
         );
         assert!(hermes.contains("X-Hermes-Signature: v2=<hex"), "{hermes}");
+        let outside = render_url(
+            &target("github"),
+            &hook,
+            &SecretSource::Profile,
+            Some("https://hooks.example.org/"),
+        );
+        assert!(
+            outside.contains("  Payload URL:   https://hooks.example.org/p/v1/webhooks/h\n")
+                && outside.contains("inside the container: http://127.0.0.1:8701/v1/webhooks/h"),
+            "{outside}"
+        );
         for text in [gh, stripe, slack, standard, hermes] {
             assert!(!text.contains("the-profile-secret"), "{text}");
         }
