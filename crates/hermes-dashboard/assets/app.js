@@ -91,11 +91,13 @@ function renderServices(snap) {
     : 'n/a (not in a container)';
   const sup = snap.supervisor;
   const dash = snap.dashboard;
+  const ing = snap.ingress;
   const items = [
     ['Service manager', `${snap.manager.kind} — ${snap.manager.reason}`],
     ['Supervisor', `${sup.name} ${sup.reachable ? 'reachable' : 'NOT reachable'}${sup.scandir ? ` on ${sup.scandir}` : ''}${sup.detail ? ` — ${sup.detail}` : ''}`],
     ['Main program', main],
     ['Dashboard slot', `${dash.label} — ${dash.host}:${dash.port}${dash.token_set ? ', token required' : ''}`],
+    ['Ingress slot', `${ing.label} — ${ing.host}:${ing.port ?? '?'}${ing.public_url ? `, public ${ing.public_url}` : ''}`],
   ];
   $('#services').replaceChildren(...items.map(([k, v]) => el('div', {}, el('dt', {}, k), el('dd', {}, v))));
   $('#host-line').textContent = `${snap.home} · ${snap.summary.up}/${snap.summary.gateways} gateways up` +

@@ -84,6 +84,7 @@ pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
     checks.push(answers_as_itself(snap));
     checks.push(dashboard(env));
     checks.push(dashboard_slot(env, snap));
+    checks.push(ingress_slot(env, snap));
     checks.push(notifications(env.home(), hermes_core::state::now_ms()));
     checks.push(log_ownership(env.home().root(), &env.home().logs_dir()));
     checks.push(disk_space(env.home().root()));
@@ -536,6 +537,33 @@ fn dashboard(env: &dyn Environment) -> Check {
     Check::pass(name, format!("{}:{} ({auth})", s.host, s.port))
 }
 
+/// The webhook ingress, when the container was asked for it, must be up on a port.
+fn ingress_slot(env: &dyn Environment, snap: &Snapshot) -> Check {
+    let name = "ingress slot";
+    let i = &snap.ingress;
+    let log = env.home().ingress_log_dir().join("current");
+    if i.enabled && i.port.is_none() {
+        return Check::fail(
+            name,
+            "HERMES_INGRESS_PORT is not a port number",
+            "set HERMES_INGRESS_PORT to 1-65535 (default 8644), then restart the container",
+        );
+    }
+    if i.tone != Tone::Bad {
+        return Check::pass(name, i.label);
+    }
+    let mut check = Check::fail(
+        name,
+        format!("HERMES_INGRESS is on but the ingress is {}", i.label),
+        format!(
+            "see {} (HERMES_INGRESS_HOST:HERMES_INGRESS_PORT must be free to bind), then restart the container",
+            log.display()
+        ),
+    );
+    check.log_tail = logs::tail(&log, DOWN_TAIL);
+    check
+}
+
 /// The dashboard slot, when the container was asked for it, must be up.
 fn dashboard_slot(env: &dyn Environment, snap: &Snapshot) -> Check {
     let name = "dashboard slot";
@@ -624,6 +652,7 @@ fn disk_space(home: &Path) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::ServiceView;
     use crate::fake::{FakeEnv, Slot};
     use hermes_core::config::Config;
     use hermes_core::service::Want;
@@ -756,6 +785,40 @@ mod tests {
         let hook = hermes_core::name::HookName::parse("pay").unwrap();
         hermes_core::profile::set_hook_secret(&paths, &hook, "whsec_x").unwrap();
         assert!(failed(&report(&env), "webhook hooks").is_empty());
+    }
+
+    #[test]
+    fn the_ingress_asked_for_must_be_up_on_a_port() {
+        let mut env = FakeEnv::new();
+        let check = |env: &FakeEnv| {
+            let r = report(env);
+            r.checks
+                .iter()
+                .find(|c| c.name == "ingress slot")
+                .cloned()
+                .unwrap()
+        };
+        let c = check(&env);
+        assert!(c.ok && c.detail == "disabled", "{c:?}");
+        env.ingress.enabled = true;
+        let c = check(&env);
+        assert!(!c.ok && c.detail.contains("not supervised"), "{c:?}");
+        assert!(c.fix.unwrap().contains("logs/ingress/current"));
+        env.ingress_service = Some(ServiceView {
+            service: "ingress".into(),
+            supervised: true,
+            up: true,
+            ready: false,
+            want: Want::Up,
+            pid: Some(7),
+            for_secs: Some(3),
+            exit_code: None,
+        });
+        let c = check(&env);
+        assert!(c.ok && c.detail == "up", "{c:?}");
+        env.ingress.port = None;
+        let c = check(&env);
+        assert!(!c.ok && c.detail.contains("HERMES_INGRESS_PORT"), "{c:?}");
     }
 
     #[test]

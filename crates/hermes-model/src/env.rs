@@ -22,6 +22,9 @@ pub trait Environment: Send + Sync {
     /// manager has no such slot (host managers).
     fn dashboard_service(&self) -> Option<ServiceView>;
     fn dashboard_settings(&self) -> DashboardSettings;
+    /// The static webhook ingress slot, as [`Environment::dashboard_service`].
+    fn ingress_service(&self) -> Option<ServiceView>;
+    fn ingress_settings(&self) -> hermes_core::ingress::Settings;
     fn main_program(&self) -> MainProgramView;
     /// The hermes binary that gateway slots run.
     fn program(&self) -> &Path;
@@ -46,7 +49,7 @@ pub struct SupervisorView {
     pub detail: Option<String>,
 }
 
-/// A supervised service that is not a gateway (the dashboard slot).
+/// A supervised service that is not a gateway (a static slot: the dashboard, the ingress).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceView {
     pub service: String,

@@ -172,6 +172,9 @@ pub struct FakeEnv {
     home: HermesHome,
     manager: FakeManager,
     pub dashboard: DashboardSettings,
+    pub ingress: hermes_core::ingress::Settings,
+    /// What the supervisor says of the ingress slot.
+    pub ingress_service: Option<ServiceView>,
 }
 
 impl Default for FakeEnv {
@@ -200,6 +203,8 @@ impl FakeEnv {
                 token_set: false,
                 token_len: 0,
             },
+            ingress: hermes_core::ingress::Settings::from_vars(|_| None),
+            ingress_service: None,
         }
     }
 
@@ -323,6 +328,12 @@ impl Environment for FakeEnv {
     }
     fn dashboard_settings(&self) -> DashboardSettings {
         self.dashboard.clone()
+    }
+    fn ingress_service(&self) -> Option<ServiceView> {
+        self.ingress_service.clone()
+    }
+    fn ingress_settings(&self) -> hermes_core::ingress::Settings {
+        self.ingress.clone()
     }
     fn main_program(&self) -> MainProgramView {
         MainProgramView::not_applicable()

@@ -24,4 +24,4 @@ pub use env::{
     DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView, SupervisorView,
 };
 pub use hermes_core::lifecycle::Action;
-pub use snapshot::{Gateway, GatewayLabel, Snapshot};
+pub use snapshot::{Gateway, GatewayLabel, IngressView, Snapshot};

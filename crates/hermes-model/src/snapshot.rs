@@ -35,6 +35,7 @@ pub struct Snapshot {
     pub supervisor: SupervisorView,
     pub main: MainProgramView,
     pub dashboard: DashboardView,
+    pub ingress: IngressView,
     pub gateways: Vec<Gateway>,
     pub summary: Summary,
     /// Problems met while collecting (an unreadable profiles dir, a failed list).
@@ -48,6 +49,20 @@ pub struct DashboardView {
     pub port: u16,
     pub token_set: bool,
     /// The supervisor's view of the dashboard slot, where there is one.
+    pub service: Option<ServiceView>,
+    pub label: &'static str,
+    pub tone: Tone,
+}
+
+/// The webhook ingress: one port from outside to every gateway.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngressView {
+    pub enabled: bool,
+    pub host: String,
+    /// `None`: `HERMES_INGRESS_PORT` is set but not a port.
+    pub port: Option<u16>,
+    /// `HERMES_PUBLIC_URL`, where the outside reaches it.
+    pub public_url: Option<String>,
     pub service: Option<ServiceView>,
     pub label: &'static str,
     pub tone: Tone,
@@ -261,6 +276,7 @@ impl Snapshot {
 
         let settings = env.dashboard_settings();
         let dashboard = dashboard_view(settings, env.dashboard_service());
+        let ingress = ingress_view(env.ingress_settings(), env.ingress_service());
         let summary = summarise(&gateways);
         Snapshot {
             version: SCHEMA_VERSION,
@@ -270,6 +286,7 @@ impl Snapshot {
             supervisor: env.supervisor(),
             main: env.main_program(),
             dashboard,
+            ingress,
             gateways,
             summary,
             errors,
@@ -462,19 +479,40 @@ fn label(
     }
 }
 
-pub(crate) fn dashboard_view(
-    settings: DashboardSettings,
-    service: Option<ServiceView>,
-) -> DashboardView {
-    let (label, tone) = match &service {
-        None if settings.enabled => ("not supervised", Tone::Bad),
+/// One word for a static slot (dashboard, ingress), asked for or not.
+fn static_slot_label(enabled: bool, service: Option<&ServiceView>) -> (&'static str, Tone) {
+    match service {
+        None if enabled => ("not supervised", Tone::Bad),
         None => ("disabled", Tone::Idle),
         Some(s) if !s.supervised => ("unsupervised", Tone::Bad),
         Some(s) if s.up => ("up", Tone::Good),
         Some(s) if s.want == Want::Up => ("crashing", Tone::Busy),
-        Some(_) if settings.enabled => ("down", Tone::Bad),
+        Some(_) if enabled => ("down", Tone::Bad),
         Some(_) => ("disabled", Tone::Idle),
-    };
+    }
+}
+
+pub(crate) fn ingress_view(
+    settings: hermes_core::ingress::Settings,
+    service: Option<ServiceView>,
+) -> IngressView {
+    let (label, tone) = static_slot_label(settings.enabled, service.as_ref());
+    IngressView {
+        enabled: settings.enabled,
+        host: settings.host,
+        port: settings.port,
+        public_url: settings.public_url,
+        service,
+        label,
+        tone,
+    }
+}
+
+pub(crate) fn dashboard_view(
+    settings: DashboardSettings,
+    service: Option<ServiceView>,
+) -> DashboardView {
+    let (label, tone) = static_slot_label(settings.enabled, service.as_ref());
     DashboardView {
         enabled: settings.enabled,
         host: settings.host,

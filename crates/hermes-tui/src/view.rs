@@ -102,6 +102,8 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
                     },
                     Span::raw(format!("   main {main}   dashboard ")),
                     Span::styled(s.dashboard.label, tone(app, s.dashboard.tone)),
+                    Span::raw("   ingress "),
+                    Span::styled(s.ingress.label, tone(app, s.ingress.tone)),
                     Span::raw(format!(
                         "   {}/{} up, {} failing",
                         s.summary.up, s.summary.gateways, s.summary.failing

@@ -97,6 +97,24 @@ fn render(snap: &Snapshot, paint: Paint) -> String {
         d.port,
         if d.token_set { ", token required" } else { "" }
     ));
+    let i = &snap.ingress;
+    let pid = i
+        .service
+        .as_ref()
+        .and_then(|s| s.pid)
+        .map(|p| format!(", pid {p}"))
+        .unwrap_or_default();
+    let port = i.port.map_or("?".to_string(), |p| p.to_string());
+    let public = i
+        .public_url
+        .as_ref()
+        .map(|u| format!(", public {u}"))
+        .unwrap_or_default();
+    text.push_str(&format!(
+        "Ingress     {} ({}:{port}{pid}{public})\n",
+        paint.tone(i.tone, i.label),
+        i.host,
+    ));
     for e in &snap.errors {
         text.push_str(&format!(
             "{}\n",

@@ -9,7 +9,7 @@ use hermes_core::HermesHome;
 use hermes_model::{
     DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView, SupervisorView,
 };
-use hermes_s6::static_slot::DASHBOARD;
+use hermes_s6::static_slot::{DASHBOARD, INGRESS};
 
 use crate::Context;
 
@@ -30,8 +30,40 @@ impl CliEnv {
         }
     }
 
-    fn s6_dashboard_dir(&self) -> PathBuf {
-        hermes_s6::Scandir::new(&self.ctx.scandir).link(DASHBOARD)
+    /// A static slot as s6 sees it; `None` off s6 or when it is not in the scandir.
+    fn static_service(&self, name: &str) -> Option<ServiceView> {
+        if self.choice.kind != ManagerKind::S6 {
+            return None;
+        }
+        let dir = hermes_s6::Scandir::new(&self.ctx.scandir).link(name);
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return None;
+        }
+        let service = name.to_string();
+        // s6-svstat failing means no supervisor answers for the slot.
+        let stat = hermes_s6::svstat::read(&dir).ok().flatten();
+        Some(match stat {
+            Some(s) => ServiceView {
+                service,
+                supervised: true,
+                up: s.up,
+                ready: s.ready_now(),
+                want: s.want(),
+                pid: s.pid,
+                for_secs: s.for_secs,
+                exit_code: s.last_exit_code(),
+            },
+            None => ServiceView {
+                service,
+                supervised: false,
+                up: false,
+                ready: false,
+                want: Want::Down,
+                pid: None,
+                for_secs: None,
+                exit_code: None,
+            },
+        })
     }
 }
 
@@ -79,38 +111,15 @@ impl Environment for CliEnv {
     }
 
     fn dashboard_service(&self) -> Option<ServiceView> {
-        if self.choice.kind != ManagerKind::S6 {
-            return None;
-        }
-        let dir = self.s6_dashboard_dir();
-        if std::fs::symlink_metadata(&dir).is_err() {
-            return None;
-        }
-        let service = DASHBOARD.to_string();
-        // s6-svstat failing means no supervisor answers for the slot.
-        let stat = hermes_s6::svstat::read(&dir).ok().flatten();
-        Some(match stat {
-            Some(s) => ServiceView {
-                service,
-                supervised: true,
-                up: s.up,
-                ready: s.ready_now(),
-                want: s.want(),
-                pid: s.pid,
-                for_secs: s.for_secs,
-                exit_code: s.last_exit_code(),
-            },
-            None => ServiceView {
-                service,
-                supervised: false,
-                up: false,
-                ready: false,
-                want: Want::Down,
-                pid: None,
-                for_secs: None,
-                exit_code: None,
-            },
-        })
+        self.static_service(DASHBOARD)
+    }
+
+    fn ingress_service(&self) -> Option<ServiceView> {
+        self.static_service(INGRESS)
+    }
+
+    fn ingress_settings(&self) -> hermes_core::ingress::Settings {
+        hermes_core::ingress::Settings::from_env()
     }
 
     fn dashboard_settings(&self) -> DashboardSettings {
