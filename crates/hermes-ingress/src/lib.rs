@@ -303,3 +303,160 @@ pub fn run(home: HermesHome, host: &str, port: u16) -> Result<(), IngressError> 
     eprintln!("hermes-ingress: stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hermes_core::{profile, ProfileName};
+    use std::io::{Read, Write};
+
+    /// A home with profile `coder` whose gateway is on `port`.
+    fn home_with_coder(dir: &std::path::Path, port: u16) -> HermesHome {
+        let home = HermesHome::new(dir.join("home"));
+        profile::ensure_root(&home).unwrap();
+        let lock = profile::lock(&home).unwrap();
+        let name = ProfileName::parse("coder").unwrap();
+        profile::create(&home, &lock, &name, Some(port)).unwrap();
+        home
+    }
+
+    /// A stand-in gateway: reads one request head and up to `Content-Length`
+    /// body bytes, answers 202 with what it saw, and hands the request over.
+    fn fake_gateway(listener: std::net::TcpListener) -> String {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).unwrap();
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if body.len() >= len {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let answer = "HTTP/1.1 202 Accepted\r\ncontent-length: 8\r\n\r\n{\"id\":1}";
+        // A cut-off request has closed the connection: nothing to answer.
+        let _ = stream.write_all(answer.as_bytes());
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    /// One request from a blocking client thread: the whole response.
+    async fn call(port: u16, request: String) -> String {
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .await
+        .unwrap()
+    }
+
+    fn post(path: &str, body: &str) -> String {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-hermes-signature: v2=ab\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn forwards_to_the_profile_and_answers_404_and_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let home = home_with_coder(dir.path(), gateway.local_addr().unwrap().port());
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = front.local_addr().unwrap().port();
+        let ingress = Arc::new(Ingress {
+            home,
+            limits: LimitsSection::default(),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(front, ingress, async {
+            let _ = stop_rx.await;
+        }));
+
+        let seen = std::thread::spawn(move || fake_gateway(gateway));
+        let answer = call(port, post("/coder/v1/webhooks/gh?x=1", "hello")).await;
+        let seen = seen.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        assert!(answer.ends_with("{\"id\":1}"), "{answer}");
+        assert!(
+            seen.starts_with("POST /v1/webhooks/gh?x=1 HTTP/1.1\r\n"),
+            "{seen}"
+        );
+        assert!(seen.contains("x-hermes-signature: v2=ab\r\n"), "{seen}");
+        assert!(seen.contains("x-forwarded-prefix: /coder\r\n"), "{seen}");
+        assert!(seen.contains("x-forwarded-for: 127.0.0.1\r\n"), "{seen}");
+        assert!(seen.ends_with("\r\n\r\nhello"), "{seen}");
+
+        // Nothing listens on the gateway's port any more.
+        let answer = call(port, post("/coder/v1/webhooks/gh", "x")).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("retry-after: 5\r\n"), "{answer}");
+        let answer = call(port, post("/ghost/v1/webhooks/gh", "x")).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(answer.contains("unknown_profile"), "{answer}");
+        let answer = call(port, post("/coder/health", "")).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        // Over the profile's webhooks.max_body_bytes, refused before connecting.
+        let big = "x".repeat(hermes_core::config::DEFAULT_MAX_BODY as usize + 1);
+        let answer = call(port, post("/coder/v1/webhooks/gh", &big)).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
+        stop_tx.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_body_slower_than_the_profiles_body_timeout_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let home = home_with_coder(dir.path(), gateway.local_addr().unwrap().port());
+        let config_path = home.profile(&ProfileName::parse("coder").unwrap()).config();
+        let mut config = hermes_core::config::Config::load(&config_path).unwrap();
+        config.gateway.limits.body_timeout_secs = 1;
+        config.save(&config_path).unwrap();
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = front.local_addr().unwrap().port();
+        let ingress = Arc::new(Ingress {
+            home,
+            limits: LimitsSection::default(),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(front, ingress, async {
+            let _ = stop_rx.await;
+        }));
+        let seen = std::thread::spawn(move || fake_gateway(gateway));
+        let started = std::time::Instant::now();
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            // Half the declared body, then nothing.
+            let head =
+                "POST /coder/v1/webhooks/gh HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhello";
+            s.write_all(head.as_bytes()).unwrap();
+            let mut out = [0u8; 4096];
+            let n = s.read(&mut out).unwrap();
+            String::from_utf8_lossy(&out[..n]).into_owned()
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("body_timeout"), "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The gateway saw the head and the half body, never a whole request.
+        let seen = seen.join().unwrap();
+        assert!(seen.ends_with("\r\n\r\nhello"), "{seen}");
+        stop_tx.send(()).unwrap();
+        server.await.unwrap();
+    }
+}
