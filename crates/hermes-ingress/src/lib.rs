@@ -408,9 +408,13 @@ mod tests {
         assert!(answer.contains("unknown_profile"), "{answer}");
         let answer = call(port, post("/coder/health", "")).await;
         assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
-        // Over the profile's webhooks.max_body_bytes, refused before connecting.
-        let big = "x".repeat(hermes_core::config::DEFAULT_MAX_BODY as usize + 1);
-        let answer = call(port, post("/coder/v1/webhooks/gh", &big)).await;
+        // Declared over the profile's webhooks.max_body_bytes: refused from
+        // the head, before connecting (and before a byte of the body is sent).
+        let big = hermes_core::config::DEFAULT_MAX_BODY + 1;
+        let head = format!(
+            "POST /coder/v1/webhooks/gh HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {big}\r\n\r\n"
+        );
+        let answer = call(port, head).await;
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
         stop_tx.send(()).unwrap();
