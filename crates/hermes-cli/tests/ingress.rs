@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hermes_core::{profile, HermesHome, ProfileName};
 use hermes_gateway::signature;
 
-use crate::util::{free_port, Env};
+use hermes_testkit::{free_port, Env};
 
 struct Ingress {
     child: Child,
@@ -204,7 +204,7 @@ fn routes_signed_requests_and_answers_404_and_503() {
         .unwrap()
         .contains("gateway start"));
     drop(ingress);
-    env.stop_supervisor();
+    env.stop_supervisor(Duration::from_secs(15));
 }
 
 /// The gateway is killed while request bodies stream through the ingress:
@@ -219,7 +219,7 @@ fn a_gateway_killed_mid_stream_loses_no_accepted_event() {
     let ingress = start_ingress(&env);
     let port = ingress.port;
     let secret = secret(&env, "k");
-    let pid = || env.status_json("k")["pid"].as_u64();
+    let pid = || env.status("k")["pid"].as_u64();
 
     let mut accepted = std::collections::BTreeMap::new();
     let mut refused_mid_stream = 0;
@@ -283,5 +283,5 @@ fn a_gateway_killed_mid_stream_loses_no_accepted_event() {
     // Nothing half-sent was stored, nothing twice.
     assert_eq!(stored.len(), accepted.len(), "{stored:?}");
     drop(ingress);
-    env.stop_supervisor();
+    env.stop_supervisor(Duration::from_secs(15));
 }
