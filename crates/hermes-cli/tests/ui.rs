@@ -290,10 +290,13 @@ impl Tmux {
         let tmux = Tmux {
             socket: env.dir.path().join("tmux.sock"),
         };
+        // remain-on-exit comes from the configuration, which the server reads
+        // before the pane starts: set after new-session, it raced a hermes that
+        // exited at once, and the server went with it.
+        let conf = env.dir.path().join("tmux.conf");
+        std::fs::write(&conf, "set-option -g remain-on-exit on\n").expect("write tmux.conf");
         let mut cmd = Command::new("tmux");
-        cmd.arg("-S").arg(&tmux.socket).args([
-            "-f",
-            "/dev/null",
+        cmd.arg("-S").arg(&tmux.socket).arg("-f").arg(&conf).args([
             "new-session",
             "-d",
             "-s",
@@ -320,7 +323,6 @@ impl Tmux {
             tmux.status_file().display()
         );
         cmd.args(["sh", "-c", &script]).arg(hermes_bin()).args(args);
-        cmd.args([";", "set-option", "-g", "remain-on-exit", "on"]);
         let out = cmd.output().expect("run tmux");
         assert!(
             out.status.success(),
