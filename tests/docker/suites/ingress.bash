@@ -12,10 +12,10 @@ print("v2=" + hmac.new(s.encode(), msg, hashlib.sha256).hexdigest())' "$@"
 }
 
 # post URL SECRET KEY BODY: a signed POST from the host; the response head
-# and body land in $out.
+# and body land in $out. SIGNED_AT overrides the timestamp.
 post() {
     local url=$1 secret=$2 key=$3 body=$4 ts sig
-    ts=$(date +%s)
+    ts=${SIGNED_AT:-$(date +%s)}
     sig=$(sign "$secret" "$ts" "$key" "$body")
     local headers=(-H "X-Hermes-Timestamp: $ts" -H "X-Hermes-Signature: $sig")
     [ -z "$key" ] || headers+=(-H "Idempotency-Key: $key")
@@ -43,8 +43,9 @@ test_ingress_from_host() {
     post "$base/coder/v1/webhooks/github" "$secret" delivery-1 '{"from":"host"}'
     expect_out '^HTTP/1.1 202' || return 1
     expect_out '"duplicate":false' || return 1
-    # The same key again: the gateway's answer, through the ingress.
-    post "$base/coder/v1/webhooks/github" "$secret" delivery-1 '{"from":"host"}'
+    # The same key again, signed again (a signature is accepted once, and the
+    # same second would sign it the same): the gateway's answer, through the ingress.
+    SIGNED_AT=$(($(date +%s) + 1)) post "$base/coder/v1/webhooks/github" "$secret" delivery-1 '{"from":"host"}'
     expect_out '^HTTP/1.1 202' || return 1
     expect_out '"duplicate":true' || return 1
     capture curl -sS -i --max-time 10 -H "Authorization: Bearer $secret" \
