@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::fsutil;
+
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 9119;
 /// Shorter tokens are refused on a non-loopback bind (exit 78): guessable over a network.
@@ -175,16 +177,16 @@ pub fn read_or_create_token(path: &Path) -> Result<String, TokenFileError> {
         file.write_all(format!("{token}\n").as_bytes())?;
         file.sync_all()
     };
-    let _ = fs::remove_file(&tmp);
+    let _ = fsutil::remove_file(&tmp);
     if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fsutil::remove_file(&tmp);
         return Err(io_err("write", &tmp, e));
     }
     let linked = fs::hard_link(&tmp, path);
-    let _ = fs::remove_file(&tmp);
+    let _ = fsutil::remove_file(&tmp);
     match linked {
         Ok(()) => {
-            let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+            let _ = fsutil::sync_dir(dir);
             Ok(token)
         }
         // Another start won the race: use its token.

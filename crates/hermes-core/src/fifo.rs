@@ -22,9 +22,9 @@ pub enum FifoProbe {
 /// Open `path` write-only and non-blocking: that succeeds only if a reader
 /// (s6-svscan) has it open. Nothing is written; the descriptor is closed at once.
 pub fn probe_fifo(path: &Path) -> FifoProbe {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FifoProbe::Missing,
-        Err(e) => return FifoProbe::Error(format!("unable to stat {}: {e}", path.display())),
+    match crate::fsutil::metadata(path) {
+        Err(e) if e.is_not_found() => return FifoProbe::Missing,
+        Err(e) => return FifoProbe::Error(e.to_string()),
         Ok(meta) if !meta.file_type().is_fifo() => return FifoProbe::NotFifo,
         Ok(_) => {}
     }

@@ -2,8 +2,7 @@
 //! profile files, the gateway state file, the exit-code table and the
 //! service-manager trait. No part of hermes talks to a supervisor from here;
 //! the backends live in their own crates.
-// Not yet routed through `fsutil` (issue 15): the lint is off here until it is.
-#![allow(clippy::disallowed_methods)]
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod boot;
 pub mod config;

@@ -1,6 +1,5 @@
 //! Reading the end of a log file (s6-log's `current`, the boot log).
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -9,7 +8,7 @@ const TAIL_WINDOW: u64 = 64 * 1024;
 
 /// The last `lines` lines of `path`; empty when the file is missing.
 pub fn tail(path: &Path, lines: usize) -> Vec<String> {
-    let Ok(mut file) = File::open(path) else {
+    let Ok(mut file) = crate::fsutil::open(path) else {
         return Vec::new();
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -2,8 +2,6 @@
 //! (registering or unregistering a slot) is the caller's: this module only
 //! touches `HERMES_HOME` and the alias directory.
 
-use std::fs;
-use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -87,11 +85,10 @@ pub fn ensure_root(home: &HermesHome) -> Result<(), ProfileError> {
 /// open to them (an older layout, an image's mkdir) is closed on first use.
 fn restrict_home(root: &Path) -> Result<(), FsError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = fs::metadata(root).map_err(|e| FsError::new("inspect", root, e))?;
+    let meta = fsutil::metadata(root)?;
     let ours = meta.uid() == nix::unistd::geteuid().as_raw();
     if ours && meta.mode() & 0o077 != 0 {
-        fs::set_permissions(root, fs::Permissions::from_mode(HOME_MODE))
-            .map_err(|e| FsError::new("restrict the mode of", root, e))?;
+        fsutil::set_mode(root, HOME_MODE)?;
     }
     Ok(())
 }
@@ -119,10 +116,10 @@ pub fn list(home: &HermesHome) -> Result<Vec<ProfileName>, FsError> {
 /// Each directory under `profiles/`: a valid profile name, or why it is not one.
 pub fn named_profiles(home: &HermesHome) -> Result<Vec<Result<ProfileName, String>>, FsError> {
     let dir = home.profiles_dir();
-    let entries = match fs::read_dir(&dir) {
+    let entries = match fsutil::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(FsError::new("list", &dir, e)),
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
     let mut found = Vec::new();
     for entry in entries {
@@ -159,13 +156,15 @@ pub fn existing(home: &HermesHome, name: &ProfileName) -> Result<ProfilePaths, P
         return Ok(paths);
     }
     // A symlinked profile directory would send state, pid and inbox out of the home.
-    let is_real_dir = fs::symlink_metadata(&paths.dir).is_ok_and(|m| m.is_dir());
-    if fs::symlink_metadata(&paths.dir).is_ok_and(|m| m.file_type().is_symlink()) {
+    let is_real_dir = fsutil::symlink_metadata(&paths.dir).is_ok_and(|m| m.is_dir());
+    if fsutil::symlink_metadata(&paths.dir).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(ProfileError::Symlink(paths.dir));
     }
-    match fs::symlink_metadata(paths.marker()) {
+    match fsutil::symlink_metadata(&paths.marker()) {
         Ok(meta) if meta.is_file() && is_real_dir => Ok(paths),
-        _ if fs::symlink_metadata(&paths.dir).is_ok() => Err(ProfileError::NotAProfile(paths.dir)),
+        _ if fsutil::symlink_metadata(&paths.dir).is_ok() => {
+            Err(ProfileError::NotAProfile(paths.dir))
+        }
         _ => Err(ProfileError::NotFound(name.clone())),
     }
 }
@@ -210,7 +209,7 @@ pub fn create(
     }
     fsutil::ensure_dir_under(home.root(), &home.profiles_dir(), HOME_MODE)?;
     let paths = home.profile(name);
-    if fs::symlink_metadata(&paths.dir).is_ok() {
+    if fsutil::symlink_metadata(&paths.dir).is_ok() {
         return Err(if paths.marker().exists() {
             ProfileError::Exists(name.clone())
         } else {
@@ -221,7 +220,7 @@ pub fn create(
     let staging = home.profiles_dir().join(format!(".{name}.creating"));
     if staging.exists() {
         // Left by a create that was killed half way; it never became visible.
-        fs::remove_dir_all(&staging).map_err(|e| FsError::new("remove", &staging, e))?;
+        fsutil::remove_dir_all(&staging)?;
     }
     let build = || -> Result<(), ProfileError> {
         fsutil::ensure_dir_under(home.root(), &staging, HOME_MODE)?;
@@ -232,10 +231,10 @@ pub fn create(
         Ok(())
     };
     if let Err(e) = build() {
-        let _ = fs::remove_dir_all(&staging);
+        let _ = fsutil::remove_dir_all(&staging);
         return Err(e);
     }
-    fs::rename(&staging, &paths.dir).map_err(|e| FsError::new("rename into", &paths.dir, e))?;
+    fsutil::rename(&staging, &paths.dir)?;
     fsutil::sync_dir(&home.profiles_dir())?;
     Ok(paths)
 }
@@ -252,8 +251,8 @@ pub fn remove(
     let paths = existing(home, name)?;
     // Rename first so a half-finished removal never looks like a profile.
     let doomed = home.profiles_dir().join(format!(".{name}.deleting"));
-    fs::rename(&paths.dir, &doomed).map_err(|e| FsError::new("rename", &paths.dir, e))?;
-    fs::remove_dir_all(&doomed).map_err(|e| FsError::new("remove", &doomed, e))?;
+    fsutil::rename(&paths.dir, &doomed)?;
+    fsutil::remove_dir_all(&doomed)?;
     Ok(())
 }
 
@@ -378,7 +377,7 @@ pub fn write_alias(
     path_var: Option<&str>,
 ) -> Result<AliasOutcome, FsError> {
     let target = alias_dir.join(name.as_str());
-    if fs::symlink_metadata(&target).is_ok() && !is_our_alias(&target) {
+    if fsutil::symlink_metadata(&target).is_ok() && !is_our_alias(&target) {
         return Ok(AliasOutcome::Skipped {
             reason: format!("{} exists and is not a hermes alias", target.display()),
             path: target,
@@ -410,13 +409,13 @@ pub fn remove_alias(alias_dir: &Path, name: &ProfileName) -> Result<bool, FsErro
     if !is_our_alias(&target) {
         return Ok(false);
     }
-    fs::remove_file(&target).map_err(|e| FsError::new("remove", &target, e))?;
+    fsutil::remove_file(&target)?;
     Ok(true)
 }
 
 /// Mode bits of a file, for checks and tests.
 pub fn mode_of(path: &Path) -> Option<u32> {
-    fs::metadata(path)
+    fsutil::metadata(path)
         .ok()
         .map(|m| m.permissions().mode() & 0o7777)
 }
@@ -424,6 +423,7 @@ pub fn mode_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn name(s: &str) -> ProfileName {
         ProfileName::parse(s).unwrap()

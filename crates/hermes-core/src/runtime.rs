@@ -53,7 +53,7 @@ impl Places {
 
 /// This container's host name (Docker: the short container id), as a file name.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    fsutil::read_to_string(Path::new("/proc/sys/kernel/hostname"))
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty() && !h.contains('/') && !h.starts_with('.'))

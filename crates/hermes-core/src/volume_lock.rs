@@ -19,7 +19,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag};
 
 use crate::dirfd::Dir;
-use crate::fsutil::FsError;
+use crate::fsutil::{self, FsError};
 
 /// The lock file's name in `HERMES_HOME`.
 pub const LOCK_FILE: &str = ".hermes.lock";
@@ -49,12 +49,12 @@ pub struct Owner {
 impl Owner {
     /// This process, now.
     pub fn current() -> Owner {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        let host = fsutil::read_to_string(Path::new("/proc/sys/kernel/hostname"))
             .ok()
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unknown".to_string());
-        let container = std::fs::read_to_string("/proc/self/mountinfo")
+        let container = fsutil::read_to_string(Path::new("/proc/self/mountinfo"))
             .ok()
             .and_then(|m| container_id(&m));
         Owner {

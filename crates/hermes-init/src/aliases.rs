@@ -18,7 +18,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use hermes_core::fsutil::FsError;
+use hermes_core::fsutil::{self, FsError};
 use hermes_core::ProfileName;
 
 /// On the image's `PATH`, after every system directory.
@@ -40,7 +40,7 @@ pub fn root_only(path: &Path) -> Result<(), AliasError> {
     let real = fs::canonicalize(path).map_err(|e| FsError::new("resolve", path, e))?;
     let mut at = Some(real.as_path());
     while let Some(dir) = at {
-        let meta = fs::metadata(dir).map_err(|e| FsError::new("inspect", dir, e))?;
+        let meta = fsutil::metadata(dir)?;
         let mode = meta.permissions().mode() & 0o7777;
         if meta.uid() != 0 || mode & 0o022 != 0 {
             return Err(AliasError::Untrusted {
@@ -61,29 +61,27 @@ pub fn root_only(path: &Path) -> Result<(), AliasError> {
 pub fn publish(dir: &Path, program: &Path, names: &[ProfileName]) -> Result<usize, AliasError> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
     root_only(parent)?;
-    match fs::symlink_metadata(dir) {
+    match fsutil::symlink_metadata(dir) {
         Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
-        Ok(_) => fs::remove_file(dir).map_err(|e| FsError::new("remove", dir, e))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(FsError::new("inspect", dir, e).into()),
+        Ok(_) => fsutil::remove_file(dir)?,
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
     }
-    if let Err(e) = fs::create_dir(dir) {
-        if e.kind() != io::ErrorKind::AlreadyExists {
-            return Err(FsError::new("create", dir, e).into());
+    if let Err(e) = fsutil::create_dir(dir) {
+        if e.source.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e.into());
         }
     }
     // Already there from the image or a previous boot: make it root's 0755 again.
     std::os::unix::fs::chown(dir, Some(0), Some(0)).map_err(|e| FsError::new("chown", dir, e))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
-        .map_err(|e| FsError::new("chmod", dir, e))?;
+    fsutil::set_mode(dir, 0o755)?;
     root_only(dir)?;
-    for entry in fs::read_dir(dir).map_err(|e| FsError::new("list", dir, e))? {
+    for entry in fsutil::read_dir(dir)? {
         let path = entry.map_err(|e| FsError::new("list", dir, e))?.path();
-        let removed = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
-            _ => fs::remove_file(&path),
-        };
-        removed.map_err(|e| FsError::new("remove", &path, e))?;
+        match fsutil::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fsutil::remove_dir_all(&path)?,
+            _ => fsutil::remove_file(&path)?,
+        }
     }
     let mut written = 0;
     for name in names.iter().filter(|n| !n.is_default()) {

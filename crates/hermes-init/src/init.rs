@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hermes_core::dirfd::Dir;
-use hermes_core::fsutil::FsError;
+use hermes_core::fsutil::{self, FsError};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -397,7 +397,7 @@ fn describe(code: u8) -> String {
 fn safe_for_root(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let trusted =
-        |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
+        |p: &Path| fsutil::metadata(p).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     trusted(&real)
         && real

@@ -12,8 +12,7 @@
 //! No root process executes anything the service user can write: the
 //! supervision tree is the service user's, and the init only runs the CMD
 //! and fixed binaries.
-// Not yet routed through `fsutil` (issue 15): the lint is off here until it is.
-#![allow(clippy::disallowed_methods)]
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod aliases;
 pub mod init;

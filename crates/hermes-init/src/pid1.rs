@@ -426,12 +426,12 @@ fn signal_rest(sig: Option<Signal>) -> bool {
 
 /// The processes whose parent is `parent`, from `/proc/*/stat`.
 fn children_of(parent: u32) -> Vec<Pid> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(dir) = hermes_core::fsutil::read_dir(Path::new("/proc")) else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            hermes_core::fsutil::read_to_string(Path::new(&format!("/proc/{pid}/stat")))
                 .ok()
                 .and_then(|stat| parent_in_stat(&stat))
                 == Some(parent)

@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use hermes_core::dirfd::Dir;
+use hermes_core::fsutil;
 
 use crate::pid1::{self, Credentials, Pid1Error};
 use crate::user;
@@ -46,7 +47,7 @@ pub fn drop_to_home_owner_if_root(home: &Path) -> Result<Option<u32>, PrivilegeE
     }
     // metadata of the directory itself: a symlink planted as HERMES_HOME by
     // its owner would otherwise choose who we become.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = fsutil::read_to_string(Path::new("/proc/self/status")).unwrap_or_default();
     if !can_switch_users(&status) {
         return Err(PrivilegeError::NoCapabilities(home.to_path_buf()));
     }
@@ -73,7 +74,7 @@ pub fn drop_to_home_owner_if_root(home: &Path) -> Result<Option<u32>, PrivilegeE
         uid: meta.st_uid,
         gid: meta.st_gid,
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let passwd = fsutil::read_to_string(Path::new("/etc/passwd")).unwrap_or_default();
     let name = passwd_name(&passwd, cred.uid);
     pid1::drop_privileges(cred).map_err(|source| PrivilegeError::Drop {
         path: home.to_path_buf(),

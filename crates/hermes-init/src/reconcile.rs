@@ -5,7 +5,7 @@
 //! `run` applies it to every profile (`default` first, then sorted names),
 //! through any `ServiceManager` that supports registration.
 
-use std::fs::{self, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -125,10 +125,9 @@ pub enum ReconcileError {
 /// Remove files that only mean something while a gateway runs.
 fn remove_stale(home: &HermesHome, name: &ProfileName) -> Result<(), FsError> {
     for path in home.profile(name).stale_runtime_files() {
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(FsError::new("remove", &path, e)),
+        match fsutil::remove_file(&path) {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
         }
     }
     Ok(())
@@ -217,10 +216,10 @@ pub fn append_boot_log(path: &Path, lines: &[String]) -> Result<(), FsError> {
     if let Some(parent) = path.parent() {
         fsutil::ensure_dir(parent, 0o755)?;
     }
-    if let Ok(meta) = fs::symlink_metadata(path) {
+    if let Ok(meta) = fsutil::symlink_metadata(path) {
         if meta.len() >= BOOT_LOG_ROTATE_BYTES {
             let old = path.with_extension("log.1");
-            fs::rename(path, &old).map_err(|e| FsError::new("rotate", path, e))?;
+            fsutil::rename(path, &old)?;
         }
     }
     let mut file = OpenOptions::new()
@@ -240,6 +239,7 @@ pub fn append_boot_log(path: &Path, lines: &[String]) -> Result<(), FsError> {
 mod tests {
     use super::*;
     use hermes_core::state::GatewayState;
+    use std::fs;
 
     fn found(desired: Option<DesiredState>, run: Option<RunState>) -> Loaded {
         Loaded::Found(GatewayState {

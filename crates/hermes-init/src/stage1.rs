@@ -7,7 +7,6 @@
 //! s6-overlay, nothing clears it), with `HOME`/`USER` set to the service user.
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -106,7 +105,7 @@ fn publish_aliases(stage: &Stage1) {
 /// Who the tree runs as. As root: `hermes` from /etc/passwd, remapped by the
 /// environment (and the remap recorded in /etc when it is writable).
 fn service_user(home: &HermesHome) -> Result<ServiceUser, UserError> {
-    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let passwd = fsutil::read_to_string(Path::new("/etc/passwd")).unwrap_or_default();
     if pid1::euid() != 0 {
         // `--user`: the tree runs as whoever we already are.
         let uid = pid1::euid();
@@ -155,7 +154,7 @@ fn record_remap(uid: u32, gid: u32) {
     ];
     for (file, edit) in edits {
         let path = Path::new(file);
-        let Ok(text) = fs::read_to_string(path) else {
+        let Ok(text) = fsutil::read_to_string(path) else {
             continue;
         };
         if let Some(new) = edit(&text, user::NAME, uid, gid) {
@@ -186,7 +185,7 @@ fn prepare_volume(
         let rel = dir.strip_prefix(home.root()).unwrap_or(&dir);
         home_dir.create_beneath(rel, 0o755).map_err(|e| {
             let logs = home.logs_dir();
-            if fs::symlink_metadata(&logs).is_ok_and(|m| m.file_type().is_symlink()) {
+            if fsutil::symlink_metadata(&logs).is_ok_and(|m| m.file_type().is_symlink()) {
                 InitError::Repair(format!(
                     "{e}. {} must be a directory of the volume: remove the link (for example \
                      `docker run --rm --volumes-from <this container> --entrypoint rm <image> {}`) \
@@ -420,7 +419,7 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         pid1::become_subreaper()?;
     }
     let root = pid1::euid() == 0;
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = fsutil::read_to_string(Path::new("/proc/self/status")).unwrap_or_default();
     if root && !crate::privilege::can_switch_users(&status) {
         return Err(InitError::Repair(
             "running as root without CAP_SETUID and CAP_SETGID (--cap-drop ALL?), so the \

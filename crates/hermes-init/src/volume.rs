@@ -16,7 +16,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use hermes_core::dirfd::{Dir, Kind};
-use hermes_core::fsutil::FsError;
+use hermes_core::fsutil::{self, FsError};
 
 /// What a repair did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -65,12 +65,12 @@ pub fn mounts_below(text: &str, root: &Path) -> HashSet<PathBuf> {
 
 /// The path the kernel has for an open directory (mountinfo speaks in those).
 fn real_path(dir: &Dir) -> PathBuf {
-    std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+    fsutil::read_link(Path::new(&format!("/proc/self/fd/{}", dir.as_raw_fd())))
         .unwrap_or_else(|_| dir.path().to_path_buf())
 }
 
 pub fn chown_tree(root: &Dir, uid: u32, gid: u32) -> Result<Repair, FsError> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mountinfo = fsutil::read_to_string(Path::new("/proc/self/mountinfo")).unwrap_or_default();
     let real_root = real_path(root);
     let mounts = mounts_below(&mountinfo, &real_root);
     let meta = root.stat_self()?;
