@@ -197,9 +197,9 @@ pub struct SuperviseArgs {
 pub struct DashboardArgs {
     #[command(subcommand)]
     pub command: Option<DashboardCommand>,
-    #[arg(long, env = "HERMES_DASHBOARD_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "HERMES_DASHBOARD_HOST", default_value = hermes_core::dashboard::DEFAULT_HOST)]
     pub host: String,
-    #[arg(long, env = "HERMES_DASHBOARD_PORT", default_value_t = 9119)]
+    #[arg(long, env = "HERMES_DASHBOARD_PORT", default_value_t = hermes_core::dashboard::DEFAULT_PORT)]
     pub port: u16,
 }
 
@@ -207,9 +207,9 @@ pub struct DashboardArgs {
 pub enum DashboardCommand {
     /// Print the login link: the dashboard's address with its token.
     Url {
-        #[arg(long, env = "HERMES_DASHBOARD_HOST", default_value = "127.0.0.1")]
+        #[arg(long, env = "HERMES_DASHBOARD_HOST", default_value = hermes_core::dashboard::DEFAULT_HOST)]
         host: String,
-        #[arg(long, env = "HERMES_DASHBOARD_PORT", default_value_t = 9119)]
+        #[arg(long, env = "HERMES_DASHBOARD_PORT", default_value_t = hermes_core::dashboard::DEFAULT_PORT)]
         port: u16,
     },
 }

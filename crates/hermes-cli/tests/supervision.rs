@@ -220,6 +220,23 @@ fn delete_while_running_stops_and_unregisters_first() {
 }
 
 #[test]
+fn uninstall_on_s6_records_stopped_then_unregisters() {
+    let mut env = Env::new();
+    env.supervise();
+    env.create(&["u", "--no-alias"]);
+    env.ok(&["-p", "u", "gateway", "install", "--manager", "s6"]);
+    let pid = pid_of(&env, "u").unwrap();
+    assert_eq!(env.state("u")["desired_state"], "running");
+    let out = env.ok(&["-p", "u", "gateway", "uninstall", "--manager", "s6"]);
+    assert!(out.contains("unregistered slot gateway-u"), "{out}");
+    // Stopped is on record, so a boot reconcile leaves it down.
+    assert_eq!(env.state("u")["desired_state"], "stopped", "{}", env.dump());
+    assert!(!env.scandir().join("gateway-u").exists(), "{}", env.dump());
+    env.wait_for("the gateway process to exit", UP, || !alive(pid));
+    assert!(env.profile_dir("u").exists());
+}
+
+#[test]
 fn half_written_slot_is_never_supervised() {
     let mut env = Env::new();
     std::fs::create_dir_all(env.scandir().join(".slots")).unwrap();

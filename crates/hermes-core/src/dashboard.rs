@@ -20,6 +20,43 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// The generated token's file, in `HERMES_HOME`.
 pub const TOKEN_FILE: &str = ".dashboard-token";
 
+/// The dashboard's settings as the environment gives them; every reader
+/// (its container slot, `dashboard-run`, status and doctor) takes them here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `HERMES_DASHBOARD=1`: the container starts the dashboard slot.
+    pub enabled: bool,
+    /// `HERMES_DASHBOARD_HOST`, default [`DEFAULT_HOST`].
+    pub host: String,
+    /// `HERMES_DASHBOARD_PORT`, default [`DEFAULT_PORT`] (also when not a port).
+    pub port: u16,
+    /// `HERMES_DASHBOARD_TOKEN`, trimmed.
+    pub token: Option<String>,
+}
+
+impl Settings {
+    /// From the environment as `var` reads it (blank counts as unset).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Settings {
+        let var = |k: &str| {
+            var(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        Settings {
+            enabled: enabled(var("HERMES_DASHBOARD").as_deref()),
+            host: var("HERMES_DASHBOARD_HOST").unwrap_or_else(|| DEFAULT_HOST.to_string()),
+            port: var("HERMES_DASHBOARD_PORT")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(DEFAULT_PORT),
+            token: var("HERMES_DASHBOARD_TOKEN"),
+        }
+    }
+
+    pub fn from_env() -> Settings {
+        Settings::from_vars(|k| std::env::var(k).ok())
+    }
+}
+
 /// `HERMES_DASHBOARD`: 1, true or yes turn the dashboard on.
 pub fn enabled(value: Option<&str>) -> bool {
     value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
@@ -198,6 +235,42 @@ pub fn read_or_create_token(path: &Path) -> Result<String, TokenFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_default_where_unset_blank_or_not_a_port() {
+        let none = Settings::from_vars(|_| None);
+        assert_eq!(
+            none,
+            Settings {
+                enabled: false,
+                host: DEFAULT_HOST.into(),
+                port: DEFAULT_PORT,
+                token: None,
+            }
+        );
+        let set = Settings::from_vars(|k| match k {
+            "HERMES_DASHBOARD" => Some("yes".into()),
+            "HERMES_DASHBOARD_HOST" => Some(" 0.0.0.0 ".into()),
+            "HERMES_DASHBOARD_PORT" => Some("9200".into()),
+            "HERMES_DASHBOARD_TOKEN" => Some(" abc \n".into()),
+            _ => None,
+        });
+        assert_eq!(
+            set,
+            Settings {
+                enabled: true,
+                host: "0.0.0.0".into(),
+                port: 9200,
+                token: Some("abc".into()),
+            }
+        );
+        let odd = Settings::from_vars(|k| match k {
+            "HERMES_DASHBOARD_HOST" | "HERMES_DASHBOARD_TOKEN" => Some("  ".into()),
+            "HERMES_DASHBOARD_PORT" => Some("http".into()),
+            _ => None,
+        });
+        assert_eq!(odd, none);
+    }
 
     #[test]
     fn only_truthy_values_enable() {

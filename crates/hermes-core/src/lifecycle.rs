@@ -103,3 +103,18 @@ pub fn apply(
         }),
     }
 }
+
+/// Take a gateway out of supervision for good (`gateway uninstall` on s6):
+/// `stopped` is recorded first, so a boot reconcile never brings it back,
+/// then the slot goes. A profile whose directory is gone has no wish to record.
+pub fn unregister(
+    manager: &dyn ServiceManager,
+    home: &HermesHome,
+    profile: &ProfileName,
+) -> Result<(), LifecycleError> {
+    if let Ok(paths) = profile::existing(home, profile) {
+        state::update(&paths, |s| s.desired_state = Some(DesiredState::Stopped))?;
+    }
+    manager.unregister(profile)?;
+    Ok(())
+}

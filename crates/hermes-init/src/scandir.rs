@@ -21,7 +21,7 @@ pub fn static_slots(
             name: DASHBOARD,
             argv: vec![program.clone(), "container".into(), "dashboard-run".into()],
             log_dir: home.dashboard_log_dir(),
-            enabled: dashboard::enabled(var("HERMES_DASHBOARD").as_deref()),
+            enabled: dashboard::Settings::from_vars(&var).enabled,
         },
         // The webhook ingress: opt-in, it opens a port to the outside.
         StaticSlot {

@@ -100,9 +100,6 @@ pub struct DashboardSettings {
 pub const MIN_TOKEN_LEN: usize = hermes_core::dashboard::MIN_TOKEN_LEN;
 
 impl DashboardSettings {
-    pub const DEFAULT_HOST: &'static str = "127.0.0.1";
-    pub const DEFAULT_PORT: u16 = 9119;
-
     /// Whether `host` only accepts connections from this machine.
     pub fn is_loopback_host(host: &str) -> bool {
         hermes_core::dashboard::is_loopback(host)

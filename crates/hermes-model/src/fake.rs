@@ -198,8 +198,8 @@ impl FakeEnv {
             manager: FakeManager::default(),
             dashboard: DashboardSettings {
                 enabled: false,
-                host: DashboardSettings::DEFAULT_HOST.into(),
-                port: DashboardSettings::DEFAULT_PORT,
+                host: hermes_core::dashboard::DEFAULT_HOST.into(),
+                port: hermes_core::dashboard::DEFAULT_PORT,
                 token_set: false,
                 token_len: 0,
             },

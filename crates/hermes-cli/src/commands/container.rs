@@ -139,15 +139,9 @@ fn reconcile(ctx: &Context, dry_run: bool, notes: Vec<String>) -> anyhow::Result
 }
 
 fn dashboard_run(ctx: &Context) -> anyhow::Result<ExitStatus> {
-    let host = std::env::var("HERMES_DASHBOARD_HOST")
-        .ok()
-        .filter(|h| !h.trim().is_empty())
-        .unwrap_or_else(|| dashboard::DEFAULT_HOST.to_string());
-    let port = std::env::var("HERMES_DASHBOARD_PORT")
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(dashboard::DEFAULT_PORT);
-    let token = std::env::var("HERMES_DASHBOARD_TOKEN").ok();
+    let dashboard::Settings {
+        host, port, token, ..
+    } = dashboard::Settings::from_env();
     if let Some(why) = dashboard::bind_refusal(&host, port, token.as_deref()) {
         return Err(CodedError {
             message: format!("dashboard: {why}"),

@@ -13,7 +13,7 @@ use hermes_core::dashboard::{self as rule, TokenFileError};
 use hermes_core::ExitStatus;
 use hermes_dashboard::{Dashboard, DashboardError, Settings, REQUEST_TIMEOUT};
 
-use super::status::env::{dashboard_token, CliEnv};
+use super::status::env::CliEnv;
 use crate::args::{DashboardArgs, DashboardCommand};
 use crate::{CodedError, Context};
 
@@ -28,11 +28,20 @@ pub fn run(ctx: &Context, args: DashboardArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn serve(ctx: &Context, host: String, port: u16) -> anyhow::Result<ExitStatus> {
-    let explicit = dashboard_token();
+    // Read once: the token decides the bind rule, the serving token and the line below.
+    let explicit = rule::Settings::from_env().token;
     // Checked before a token is made: a public bind needs one chosen on purpose.
     if let Some(message) = rule::bind_refusal(&host, port, explicit.as_deref()) {
         return Err(config(message));
     }
+    let source = if explicit.is_some() {
+        "token from HERMES_DASHBOARD_TOKEN".to_string()
+    } else {
+        format!(
+            "token in {}; `hermes dashboard url` prints the login link",
+            rule::token_file(ctx.home.root()).display()
+        )
+    };
     let token = match explicit {
         Some(token) => token,
         None => {
@@ -52,14 +61,6 @@ fn serve(ctx: &Context, host: String, port: u16) -> anyhow::Result<ExitStatus> {
         Err(e) => return Err(e.into()),
     };
     let addr = dashboard.local_addr()?;
-    let source = if dashboard_token().is_some() {
-        "token from HERMES_DASHBOARD_TOKEN".to_string()
-    } else {
-        format!(
-            "token in {}; `hermes dashboard url` prints the login link",
-            rule::token_file(ctx.home.root()).display()
-        )
-    };
     eprintln!("hermes dashboard: serving http://{addr}/ ({source})");
     dashboard.serve_until_signal()?;
     Ok(ExitStatus::Success)
@@ -69,7 +70,7 @@ fn serve(ctx: &Context, host: String, port: u16) -> anyhow::Result<ExitStatus> {
 /// sends to the server (so no log or proxy sees it); the page trades it for a
 /// session cookie and removes it from the address bar.
 fn url(ctx: &Context, host: &str, port: u16) -> anyhow::Result<ExitStatus> {
-    let token = match dashboard_token() {
+    let token = match rule::Settings::from_env().token {
         Some(token) => token,
         None => rule::read_token(&rule::token_file(ctx.home.root())).map_err(token_error)?,
     };

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use hermes_core::lifecycle::{self, Action};
-use hermes_core::service::{GatewaySpec, ManagerKind, ServiceManager};
-use hermes_core::state::{self, DesiredState};
+use hermes_core::service::{GatewaySpec, ManagerKind};
 use hermes_core::{profile, ExitStatus};
 use hermes_hostmgr::systemd::SystemdConfig;
 use hermes_hostmgr::{HostBackend, HostEnv, HostFacts, SystemRunner};
@@ -85,11 +84,7 @@ pub fn uninstall(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus
             );
             return Ok(ExitStatus::Success);
         }
-        // Recorded first, so a boot reconcile never brings an uninstalled gateway back up.
-        if let Ok(paths) = profile::existing(&ctx.home, &ctx.profile) {
-            state::update(&paths, |s| s.desired_state = Some(DesiredState::Stopped))?;
-        }
-        ctx.s6().unregister(&ctx.profile)?;
+        lifecycle::unregister(&ctx.s6(), &ctx.home, &ctx.profile)?;
         println!("unregistered slot {}", ctx.profile.service_name());
         return Ok(ExitStatus::Success);
     };

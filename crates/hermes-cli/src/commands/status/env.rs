@@ -158,24 +158,12 @@ impl Environment for CliEnv {
 
 /// The dashboard's bind and token as the environment sets them (the token itself stays here).
 pub fn dashboard_settings() -> DashboardSettings {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let token = dashboard_token();
+    let s = hermes_core::dashboard::Settings::from_env();
     DashboardSettings {
-        enabled: hermes_core::dashboard::enabled(var("HERMES_DASHBOARD").as_deref()),
-        host: var("HERMES_DASHBOARD_HOST")
-            .unwrap_or_else(|| DashboardSettings::DEFAULT_HOST.into()),
-        port: var("HERMES_DASHBOARD_PORT")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(DashboardSettings::DEFAULT_PORT),
-        token_set: token.is_some(),
-        token_len: token.map_or(0, |t| t.len()),
+        enabled: s.enabled,
+        host: s.host,
+        port: s.port,
+        token_set: s.token.is_some(),
+        token_len: s.token.map_or(0, |t| t.len()),
     }
-}
-
-/// `HERMES_DASHBOARD_TOKEN`, trimmed; `None` when unset or blank.
-pub fn dashboard_token() -> Option<String> {
-    std::env::var("HERMES_DASHBOARD_TOKEN")
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
 }
