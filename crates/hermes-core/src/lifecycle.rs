@@ -56,6 +56,7 @@ pub struct Outcome {
     pub registered: bool,
 }
 
+/// [`apply_many`] for one gateway.
 pub fn apply(
     manager: &dyn ServiceManager,
     home: &HermesHome,
@@ -64,11 +65,71 @@ pub fn apply(
     action: Action,
     timeout: Duration,
 ) -> Result<Outcome, LifecycleError> {
-    let paths = profile::existing(home, profile)?;
+    let mut results = apply_many(
+        manager,
+        home,
+        program,
+        std::slice::from_ref(profile),
+        action,
+        timeout,
+    );
+    results.pop().expect("one result per profile")
+}
+
+/// Record every profile's `desired_state`, then act on all of them in one
+/// [`ServiceManager::act_many`] call (which waits for them together when
+/// the manager can). One result per profile, in the order given.
+pub fn apply_many(
+    manager: &dyn ServiceManager,
+    home: &HermesHome,
+    program: &Path,
+    profiles: &[ProfileName],
+    action: Action,
+    timeout: Duration,
+) -> Vec<Result<Outcome, LifecycleError>> {
     let desired = match action {
         Action::Stop => DesiredState::Stopped,
         Action::Start | Action::Restart => DesiredState::Running,
     };
+    let mut results: Vec<Option<Result<Outcome, LifecycleError>>> =
+        profiles.iter().map(|_| None).collect();
+    let mut asked = Vec::with_capacity(profiles.len());
+    for (i, profile) in profiles.iter().enumerate() {
+        match record(home, profile, desired) {
+            Ok(()) => asked.push(i),
+            Err(e) => results[i] = Some(Err(e)),
+        }
+    }
+    let targets: Vec<ProfileName> = asked.iter().map(|&i| profiles[i].clone()).collect();
+    let done = manager.act_many(&targets, action, timeout);
+    for (i, result) in asked.into_iter().zip(done) {
+        let profile = &profiles[i];
+        results[i] = Some(match result {
+            Err(ServiceError::NotRegistered { .. })
+                if action != Action::Stop && manager.supports_registration() =>
+            {
+                register_and_start(manager, home, program, profile, timeout)
+            }
+            result => result
+                .map(|status| Outcome {
+                    status,
+                    registered: false,
+                })
+                .map_err(LifecycleError::from),
+        });
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every profile was answered"))
+        .collect()
+}
+
+fn record(
+    home: &HermesHome,
+    profile: &ProfileName,
+    desired: DesiredState,
+) -> Result<(), LifecycleError> {
+    let paths = profile::existing(home, profile)?;
     state::update(&paths, |s| {
         s.desired_state = Some(desired);
         if desired == DesiredState::Running {
@@ -76,32 +137,27 @@ pub fn apply(
             s.fast_failures = 0;
         }
     })?;
-    let run = |action| match action {
-        Action::Start => manager.start(profile, timeout),
-        Action::Stop => manager.stop(profile, timeout),
-        Action::Restart => manager.restart(profile, timeout),
-    };
-    match run(action) {
-        Err(ServiceError::NotRegistered { .. })
-            if action != Action::Stop && manager.supports_registration() =>
-        {
-            // A profile created from outside (no slot yet) is registered, not
-            // refused; under the profiles lock, so a concurrent delete cannot
-            // leave a slot behind for a profile that is gone.
-            let held = profile::lock(home)?;
-            profile::existing(home, profile)?;
-            manager.register(&GatewaySpec::for_profile(home, profile, program), false)?;
-            drop(held);
-            Ok(Outcome {
-                status: run(Action::Start)?,
-                registered: true,
-            })
-        }
-        result => Ok(Outcome {
-            status: result?,
-            registered: false,
-        }),
-    }
+    Ok(())
+}
+
+/// A profile created from outside (no slot yet) is registered, not refused;
+/// under the profiles lock, so a concurrent delete cannot leave a slot
+/// behind for a profile that is gone.
+fn register_and_start(
+    manager: &dyn ServiceManager,
+    home: &HermesHome,
+    program: &Path,
+    profile: &ProfileName,
+    timeout: Duration,
+) -> Result<Outcome, LifecycleError> {
+    let held = profile::lock(home)?;
+    profile::existing(home, profile)?;
+    manager.register(&GatewaySpec::for_profile(home, profile, program), false)?;
+    drop(held);
+    Ok(Outcome {
+        status: manager.start(profile, timeout)?,
+        registered: true,
+    })
 }
 
 /// Take a gateway out of supervision for good (`gateway uninstall` on s6):

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::fsutil::FsError;
 use crate::home::HermesHome;
+use crate::lifecycle::Action;
 use crate::name::ProfileName;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -213,6 +214,36 @@ pub trait ServiceManager {
     fn restart(&self, profile: &ProfileName, timeout: Duration)
         -> Result<SlotStatus, ServiceError>;
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError>;
+
+    /// [`start`](Self::start), [`stop`](Self::stop) or [`restart`](Self::restart), by name.
+    fn act(
+        &self,
+        profile: &ProfileName,
+        action: Action,
+        timeout: Duration,
+    ) -> Result<SlotStatus, ServiceError> {
+        match action {
+            Action::Start => self.start(profile, timeout),
+            Action::Stop => self.stop(profile, timeout),
+            Action::Restart => self.restart(profile, timeout),
+        }
+    }
+
+    /// [`act`](Self::act) on many gateways: one result per profile, in the
+    /// order given. One after another here (what the host managers keep);
+    /// a manager that can ask for every slot first and then wait for all of
+    /// them together overrides it.
+    fn act_many(
+        &self,
+        profiles: &[ProfileName],
+        action: Action,
+        timeout: Duration,
+    ) -> Vec<Result<SlotStatus, ServiceError>> {
+        profiles
+            .iter()
+            .map(|p| self.act(p, action, timeout))
+            .collect()
+    }
 
     fn supports_registration(&self) -> bool {
         false

@@ -117,11 +117,27 @@ pub fn lifecycle(
     verb: Action,
     timeout: Duration,
 ) -> Result<ActionReport, ActionError> {
+    let mut results = lifecycle_many(env, std::slice::from_ref(profile), verb, timeout);
+    results.pop().expect("one result per profile")
+}
+
+/// [`lifecycle`] on many gateways at once: every front end's "all" action.
+/// The manager is asked for every slot first and they are waited for
+/// together when it can; one result per profile, in the order given.
+pub fn lifecycle_many(
+    env: &dyn Environment,
+    profiles: &[ProfileName],
+    verb: Action,
+    timeout: Duration,
+) -> Vec<Result<ActionReport, ActionError>> {
     let home = env.home();
     let manager = env.manager();
-    let done =
-        lifecycle::apply(&*manager, home, env.program(), profile, verb, timeout).map_err(|e| {
-            match e {
+    let done = lifecycle::apply_many(&*manager, home, env.program(), profiles, verb, timeout);
+    profiles
+        .iter()
+        .zip(done)
+        .map(|(profile, result)| {
+            let done = result.map_err(|e| match e {
                 LifecycleError::Profile(e) => ActionError::Profile(e),
                 LifecycleError::State(source) => ActionError::State {
                     profile: profile.clone(),
@@ -133,15 +149,16 @@ pub fn lifecycle(
                     source: Box::new(source),
                     log_tail: logs::tail(&logs::gateway_log(home, profile), FAILURE_TAIL),
                 },
-            }
-        })?;
-    Ok(ActionReport {
-        profile: profile.clone(),
-        action: verb,
-        registered: done.registered,
-        message: describe(&done.status),
-        status: done.status,
-    })
+            })?;
+            Ok(ActionReport {
+                profile: profile.clone(),
+                action: verb,
+                registered: done.registered,
+                message: describe(&done.status),
+                status: done.status,
+            })
+        })
+        .collect()
 }
 
 fn has_slot(manager: &dyn ServiceManager, profile: &ProfileName) -> bool {
@@ -315,7 +332,7 @@ fn stop_unsupervised(paths: &ProfilePaths) -> Result<(), ActionError> {
 mod tests {
     use super::*;
     use crate::env::Environment;
-    use crate::fake::FakeEnv;
+    use crate::fake::{FakeEnv, Slot};
     use hermes_core::service::Want;
     use hermes_core::state::{self, DesiredState};
 
@@ -344,6 +361,40 @@ mod tests {
             .state();
         assert_eq!(s.desired_state, Some(DesiredState::Stopped));
         assert!(out.message.contains("down"), "{}", out.message);
+    }
+
+    #[test]
+    fn many_answer_in_the_order_given_and_fail_alone() {
+        let env = FakeEnv::new();
+        let a = env.add_profile("alpha");
+        let b = env.add_profile("bravo");
+        env.set_slot("bravo", Slot::down(Want::Down));
+        let ghost = ProfileName::parse("ghost").unwrap();
+        let order = [b.clone(), ghost, a.clone()];
+        let out = lifecycle_many(&env, &order, Action::Start, T);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_ref().unwrap().profile, b);
+        assert!(out[1].as_ref().unwrap_err().is_not_found());
+        let alpha = out[2].as_ref().unwrap();
+        assert!(alpha.registered && alpha.status.up, "{alpha:?}");
+        // The unknown profile never reaches the manager; the slotless one is registered.
+        assert_eq!(
+            env.calls(),
+            [
+                "start bravo",
+                "start alpha",
+                "register alpha",
+                "start alpha"
+            ]
+        );
+        for p in [&a, &b] {
+            let s = state::load(&Environment::home(&env).profile(p).state())
+                .unwrap()
+                .state();
+            assert_eq!(s.desired_state, Some(DesiredState::Running), "{p}");
+        }
+        let out = lifecycle_many(&env, &[a.clone(), b.clone()], Action::Stop, T);
+        assert!(out.iter().all(|r| !r.as_ref().unwrap().status.up));
     }
 
     #[test]

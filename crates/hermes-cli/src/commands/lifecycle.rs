@@ -41,9 +41,14 @@ fn act(ctx: &Context, verb: Action, args: &LifecycleArgs) -> anyhow::Result<Exit
         println!("no gateway slots are registered");
         return Ok(ExitStatus::Success);
     }
+    let results = if args.all {
+        actions::lifecycle_many(&env, &targets, verb, timeout)
+    } else {
+        vec![actions::lifecycle(&env, &ctx.profile, verb, timeout)]
+    };
     let mut failed = 0;
-    for profile in &targets {
-        match actions::lifecycle(&env, profile, verb, timeout) {
+    for (profile, result) in targets.iter().zip(results) {
+        match result {
             Ok(outcome) => {
                 if outcome.registered {
                     println!("registered slot {}", profile.service_name());
@@ -59,9 +64,6 @@ fn act(ctx: &Context, verb: Action, args: &LifecycleArgs) -> anyhow::Result<Exit
                     for line in err.log_tail() {
                         eprintln!("  {line}");
                     }
-                }
-                if !args.all {
-                    break;
                 }
             }
         }
