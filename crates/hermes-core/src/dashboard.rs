@@ -37,11 +37,7 @@ pub struct Settings {
 impl Settings {
     /// From the environment as `var` reads it (blank counts as unset).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Settings {
-        let var = |k: &str| {
-            var(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let var = |k: &str| non_blank(var(k));
         Settings {
             enabled: enabled(var("HERMES_DASHBOARD").as_deref()),
             host: var("HERMES_DASHBOARD_HOST").unwrap_or_else(|| DEFAULT_HOST.to_string()),
@@ -55,6 +51,11 @@ impl Settings {
     pub fn from_env() -> Settings {
         Settings::from_vars(|k| std::env::var(k).ok())
     }
+}
+
+/// A setting's value trimmed; blank counts as unset.
+pub(crate) fn non_blank(raw: Option<String>) -> Option<String> {
+    raw.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 /// `HERMES_DASHBOARD`: 1, true or yes turn the dashboard on.

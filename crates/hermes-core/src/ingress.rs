@@ -25,11 +25,7 @@ pub struct Settings {
 impl Settings {
     /// From the environment as `var` reads it (blank counts as unset).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Settings {
-        let var = |k: &str| {
-            var(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let var = |k: &str| crate::dashboard::non_blank(var(k));
         Settings {
             enabled: crate::dashboard::enabled(var("HERMES_INGRESS").as_deref()),
             host: var("HERMES_INGRESS_HOST").unwrap_or_else(|| DEFAULT_HOST.to_string()),
