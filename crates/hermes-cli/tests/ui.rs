@@ -540,6 +540,41 @@ fn tui_gives_the_terminal_back_on_sigterm() {
     assert!(!tmux.screen().contains("PROFILE"), "{}", tmux.screen());
 }
 
+/// Found: a `hermes --tui` whose tmux had gone kept spinning at ~50% CPU for
+/// an hour. A console that loses its terminal must exit.
+#[test]
+fn tui_exits_when_its_terminal_goes_away() {
+    let env = two_gateways();
+    let tmux = Tmux::start(&env, &["--tui"]);
+    tmux.wait_screen(&env, "the table", |s| row_has(s, "alpha", "up"));
+    let pid = tmux.hermes_pid();
+    tmux.tmux(&["kill-server"]);
+    let deadline = std::time::Instant::now() + UP;
+    while !is_gone(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = is_gone(pid);
+    if !gone {
+        // Not left spinning after the test.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        gone,
+        "hermes (pid {pid}) still runs {UP:?} after its terminal went away"
+    );
+}
+
+/// Exited: no /proc entry, or a zombie not yet reaped.
+fn is_gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(true)
+}
+
 #[test]
 fn dashboard_in_chromium_over_real_s6() {
     let binary = cdp::chromium();

@@ -77,18 +77,29 @@ pub fn run(env: Arc<dyn Environment>) -> Result<Exit, TuiError> {
             last_log = Instant::now();
         }
         terminal.draw(|frame| view::draw(frame, &app))?;
-        if !event::poll(TICK).map_err(TuiError::Input)? {
-            continue;
+        match term::wait_input(TICK)? {
+            // A terminal that went away does not always send SIGHUP (hermes
+            // under a shell in tmux got none): end as if it had.
+            term::Input::HungUp => return Ok(Exit::Signal(nix::libc::SIGHUP)),
+            term::Input::Idle => {
+                terminal.fit()?;
+                continue;
+            }
+            term::Input::Ready => {}
         }
-        match event::read().map_err(TuiError::Input)? {
-            Event::Key(key) if key.kind != KeyEventKind::Release => match app.on_key(key) {
-                Step::Continue => {}
-                Step::Quit => return Ok(Exit::Quit),
-                Step::Send(request) => worker.send(request),
-            },
-            // The next draw resizes to the new size.
-            Event::Resize(..) => terminal.clear()?,
-            _ => {}
+        // One read of the terminal can hold several keys (typed text, a
+        // paste): take every one crossterm has parsed, not only the first.
+        while event::poll(Duration::ZERO).map_err(TuiError::Input)? {
+            match event::read().map_err(TuiError::Input)? {
+                Event::Key(key) if key.kind != KeyEventKind::Release => match app.on_key(key) {
+                    Step::Continue => {}
+                    Step::Quit => return Ok(Exit::Quit),
+                    Step::Send(request) => worker.send(request),
+                },
+                // The next draw resizes to the new size.
+                Event::Resize(..) => terminal.clear()?,
+                _ => {}
+            }
         }
     }
 }

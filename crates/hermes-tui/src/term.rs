@@ -3,9 +3,13 @@
 //! when the process panics, and (through the main loop) on SIGTERM/SIGHUP.
 
 use std::io::{self, Stdout};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Once;
+use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::cursor::Show;
@@ -52,6 +56,40 @@ pub fn signalled() -> Option<i32> {
     Some(SIGNALLED.load(Ordering::SeqCst)).filter(|s| *s != 0)
 }
 
+/// What the terminal's input did while we waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes to read: crossterm can parse a key without blocking.
+    Ready,
+    /// Nothing within the wait, or a signal came.
+    Idle,
+    /// The terminal is gone (its tmux or ssh session killed).
+    HungUp,
+}
+
+/// Wait up to `timeout` for input on stdin, the terminal crossterm reads.
+///
+/// crossterm's own poll must not see a hung-up terminal: it then reads
+/// end-of-file in a loop that never returns (crossterm 0.29, `try_read`),
+/// which kept a console whose tmux had gone at half a core for an hour.
+pub fn wait_input(timeout: Duration) -> Result<Input, TuiError> {
+    let stdin = io::stdin();
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    let wait = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, wait) {
+        Ok(0) | Err(Errno::EINTR) => Ok(Input::Idle),
+        Err(e) => Err(TuiError::Input(e.into())),
+        Ok(_) => {
+            let got = fds[0].revents().unwrap_or(PollFlags::empty());
+            if got.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+                Ok(Input::HungUp)
+            } else {
+                Ok(Input::Ready)
+            }
+        }
+    }
+}
+
 /// Give the terminal back; safe to call more than once and from the panic hook.
 pub fn restore() {
     if TAKEN.swap(false, Ordering::SeqCst) {
@@ -93,6 +131,16 @@ impl Terminal {
 
     pub fn draw(&mut self, render: impl FnOnce(&mut Frame)) -> Result<(), TuiError> {
         self.inner.draw(render).map(|_| ()).map_err(TuiError::Draw)
+    }
+
+    /// Lay the screen out again when the terminal's size changed: crossterm
+    /// reports a resize only from its own poll, which runs only on input.
+    pub fn fit(&mut self) -> Result<(), TuiError> {
+        let size = self.inner.size().map_err(TuiError::Draw)?;
+        if size != self.inner.get_frame().area().as_size() {
+            self.clear()?;
+        }
+        Ok(())
     }
 
     pub fn clear(&mut self) -> Result<(), TuiError> {
