@@ -12,9 +12,11 @@ const LOG_KEEP = 1000;
 const $ = (sel) => document.querySelector(sel);
 let csrf = null;
 let selected = null;
-let logCursor = '';
-let bootCursor = '';
 let rows = new Map();
+let lastSnap = null;
+// Column sort: key and direction (1 up, -1 down); null keeps the model's order.
+let sortBy = null;
+let timerGen = 0;
 let busy = new Set();
 let pending = null;
 let timers = [];
@@ -79,10 +81,24 @@ function lastExit(g) {
     if (g.last_exit.code !== null && g.last_exit.code !== undefined) parts.push(`code ${g.last_exit.code}`);
     else if (g.last_exit.signal) parts.push(`signal ${g.last_exit.signal}`);
   }
-  if (g.exit_reason) parts.push(g.exit_reason);
-  if (g.config_error) parts.push(`config: ${g.config_error}`);
-  if (g.status_error) parts.push(g.status_error);
+  // The same reason can reach us from several fields (a bad config is the
+  // exit reason and the config error): show each once.
+  for (const text of [g.exit_reason, g.config_error && `config: ${g.config_error}`, g.status_error]) {
+    if (!text) continue;
+    const bare = text.replace(/^config: /, '');
+    if (parts.some((p) => p.includes(bare))) continue;
+    for (let i = parts.length - 1; i >= 0; i--) if (bare.includes(parts[i].replace(/^config: /, ''))) parts.splice(i, 1);
+    parts.push(text);
+  }
   return parts.join(' — ') || '—';
+}
+
+// The wall-clock time of the last start (up) or stop (down), from the
+// snapshot's own clock so a skewed browser clock does not shift it.
+function lastChange(g, takenAt) {
+  const secs = g.up ? g.uptime_secs : g.down_secs;
+  if (secs === null || secs === undefined) return null;
+  return new Date(takenAt - secs * 1000);
 }
 
 function renderServices(snap) {
@@ -102,7 +118,6 @@ function renderServices(snap) {
   $('#services').replaceChildren(...items.map(([k, v]) => el('div', {}, el('dt', {}, k), el('dd', {}, v))));
   $('#host-line').textContent = `${snap.home} · ${snap.summary.up}/${snap.summary.gateways} gateways up` +
     (snap.summary.failing ? ` · ${snap.summary.failing} failing` : '');
-  $('#gw-count').textContent = `(${snap.gateways.length})`;
 }
 
 function actionButton(profile, action, label, enabled) {
@@ -111,6 +126,8 @@ function actionButton(profile, action, label, enabled) {
     disabled: !enabled, onclick: () => act(profile, action),
   }, label);
 }
+
+const LONG_REASON = 90;
 
 function makeRow(g) {
   const p = g.profile;
@@ -121,11 +138,25 @@ function makeRow(g) {
     pid: el('td', { 'data-label': 'PID' }),
     port: el('td', { 'data-label': 'Port' }),
     uptime: el('td', { 'data-label': 'Uptime' }),
+    since: el('td', { 'data-label': 'Last start/stop' }),
     restarts: el('td', { 'data-label': 'Restarts' }),
     desired: el('td', { 'data-label': 'Desired' }),
     exit: el('td', { class: 'reason', 'data-label': 'Last exit' }),
     hooks: el('td', { class: 'reason', 'data-label': 'Webhook hooks' }),
   };
+  const reason = el('span', { class: 'reason-text' });
+  const more = el('button', {
+    type: 'button', class: 'more', 'data-action': 'expand', 'aria-expanded': 'false',
+    'aria-label': `Show the whole last exit of ${p}`,
+    onclick: () => {
+      const open = !rows.get(p).tr.classList.contains('expanded');
+      rows.get(p).tr.classList.toggle('expanded', open);
+      more.setAttribute('aria-expanded', String(open));
+      more.textContent = open ? 'less' : 'more';
+      updateRow(rows.get(p), rows.get(p).g);
+    },
+  }, 'more');
+  cells.exit.append(reason, ' ', more);
   const buttons = {
     start: actionButton(p, 'start', 'Start', true),
     stop: actionButton(p, 'stop', 'Stop', true),
@@ -135,11 +166,12 @@ function makeRow(g) {
   };
   const tr = el('tr', { 'data-profile': p }, ...Object.values(cells),
     el('td', {}, el('div', { class: 'actions' }, ...Object.values(buttons))));
-  return { tr, cells, buttons };
+  return { tr, cells, buttons, reason, more, g };
 }
 
 function updateRow(row, g) {
   const { tr, cells, buttons } = row;
+  row.g = g;
   const inFlight = busy.has(g.profile);
   tr.dataset.label = g.label;
   tr.classList.toggle('selected', selected === g.profile);
@@ -152,9 +184,18 @@ function updateRow(row, g) {
   cells.pid.textContent = g.pid ?? '—';
   cells.port.textContent = g.port ?? '—';
   cells.uptime.textContent = g.up ? duration(g.uptime_secs) : (g.down_secs !== null && g.down_secs !== undefined ? `down ${duration(g.down_secs)}` : '—');
+  const since = lastSnap && lastChange(g, lastSnap.taken_at);
+  cells.since.textContent = since ? `${g.up ? 'started' : 'stopped'} ${since.toLocaleTimeString()}` : '—';
+  cells.since.title = since ? since.toString() : '';
   cells.restarts.textContent = g.restarts;
   cells.desired.textContent = g.desired_state || '—';
-  cells.exit.textContent = lastExit(g);
+  // A long reason shows its start; the row expands to show all of it.
+  const text = lastExit(g);
+  const long = text.length > LONG_REASON;
+  const open = tr.classList.contains('expanded');
+  row.reason.textContent = long && !open ? `${text.slice(0, LONG_REASON - 1)}…` : text;
+  row.reason.title = long ? text : '';
+  row.more.hidden = !long;
   cells.hooks.textContent = g.hooks_summary;
   buttons.start.disabled = inFlight || !g.profile_exists || (g.up && g.ready);
   buttons.stop.disabled = inFlight || !g.slot || (!g.up && g.want !== 'up');
@@ -162,10 +203,45 @@ function updateRow(row, g) {
   buttons.delete.disabled = inFlight || !g.profile_exists || g.profile === 'default';
 }
 
+// Sort keys by column; ties keep the model's order.
+const SORT_KEYS = {
+  profile: (g) => g.profile,
+  state: (g) => g.label,
+  health: (g) => g.health.state,
+  pid: (g) => g.pid ?? -1,
+  port: (g) => g.port ?? -1,
+  uptime: (g) => (g.up ? g.uptime_secs ?? -1 : -1),
+  since: (g) => (g.up ? g.uptime_secs : g.down_secs) ?? Infinity,
+  restarts: (g) => g.restarts,
+  desired: (g) => g.desired_state || '',
+  exit: (g) => lastExit(g),
+};
+
+function ordered(gateways) {
+  if (!sortBy) return gateways;
+  const key = SORT_KEYS[sortBy.key];
+  return gateways.map((g, i) => [g, i]).sort(([a, i], [b, j]) => {
+    const x = key(a), y = key(b);
+    const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+    return c * sortBy.dir || i - j;
+  }).map(([g]) => g);
+}
+
+function filterText() {
+  return $('#filter').value.trim().toLowerCase();
+}
+
+// A row is shown when the filter is in its name or its state.
+function matches(g, f) {
+  return !f || g.profile.toLowerCase().includes(f) || g.label.replace('_', ' ').includes(f);
+}
+
 function renderGateways(snap) {
   const tbody = $('#gateways tbody');
   const seen = new Set();
-  snap.gateways.forEach((g, i) => {
+  const f = filterText();
+  let shown = 0;
+  ordered(snap.gateways).forEach((g, i) => {
     seen.add(g.profile);
     let row = rows.get(g.profile);
     if (!row) {
@@ -173,6 +249,8 @@ function renderGateways(snap) {
       rows.set(g.profile, row);
     }
     updateRow(row, g);
+    row.tr.hidden = !matches(g, f);
+    if (!row.tr.hidden) shown++;
     // Keep rows (and the focused button) in place; only move what is out of order.
     if (tbody.children[i] !== row.tr) tbody.insertBefore(row.tr, tbody.children[i] || null);
   });
@@ -182,11 +260,23 @@ function renderGateways(snap) {
       rows.delete(p);
     }
   }
+  $('#gw-count').textContent = f ? `(${shown} of ${snap.gateways.length})` : `(${snap.gateways.length})`;
+  $('#no-match').hidden = !(f && shown === 0 && snap.gateways.length);
+}
+
+function sortOn(key) {
+  sortBy = sortBy && sortBy.key === key ? (sortBy.dir === 1 ? { key, dir: -1 } : null) : { key, dir: 1 };
+  for (const th of document.querySelectorAll('#gateways th[data-sort]')) {
+    const on = sortBy && th.dataset.sort === sortBy.key;
+    th.setAttribute('aria-sort', on ? (sortBy.dir === 1 ? 'ascending' : 'descending') : 'none');
+  }
+  if (lastSnap) renderGateways(lastSnap);
 }
 
 async function refresh() {
   try {
     const snap = await api('GET', '/api/status');
+    lastSnap = snap;
     renderServices(snap);
     renderGateways(snap);
     $('#refreshed').textContent = `updated ${new Date(snap.taken_at).toLocaleTimeString()}`;
@@ -196,17 +286,32 @@ async function refresh() {
   }
 }
 
+// A failed action: its message, and the gateway's last log lines as lines,
+// until dismissed or the next action.
+function showFailure(title, message, tail) {
+  $('#failure-title').textContent = title;
+  $('#failure-message').textContent = message;
+  $('#failure-tail').replaceChildren(...(tail || []).map((line) => el('li', {}, line)));
+  $('#failure-tail').hidden = !(tail && tail.length);
+  $('#failure').hidden = false;
+}
+
+function clearFailure() {
+  $('#failure').hidden = true;
+}
+
 async function act(profile, action) {
   busy.add(profile);
+  clearFailure();
   await refreshRowsOnly();
   notice(`${action} ${profile}…`);
   try {
     const out = await api('POST', `/api/gateways/${encodeURIComponent(profile)}/${action}`);
     notice(out.message);
   } catch (e) {
-    const tail = e.doc && e.doc.log_tail ? `\n${e.doc.log_tail.join('\n')}` : '';
-    notice(`${e.message}${tail}`, true);
-    if (tail) selectLog(profile);
+    notice('');
+    showFailure(`${action} ${profile} failed`, e.message, e.doc && e.doc.log_tail);
+    if (e.doc && e.doc.log_tail) selectLog(profile, false);
   } finally {
     busy.delete(profile);
     await refresh();
@@ -219,47 +324,115 @@ async function refreshRowsOnly() {
   }
 }
 
-function appendLines(pre, lines, reset) {
-  if (reset) pre.textContent = '';
-  if (!lines.length) return;
-  const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
-  pre.append(document.createTextNode(lines.join('\n') + '\n'));
-  // Drop the oldest text so a chatty log cannot grow the page without bound.
-  const all = pre.textContent.split('\n');
-  if (all.length > LOG_KEEP + 1) pre.textContent = all.slice(-LOG_KEEP - 1).join('\n');
-  if (atBottom || reset) pre.scrollTop = pre.scrollHeight;
+// Follows one log file into a <pre>. One request at a time, and an answer
+// is used only if nothing changed while it was on its way: a poll and a click
+// both reading from the start showed every line twice (issue 14).
+class Follower {
+  constructor(pre, empty) {
+    this.pre = pre;
+    this.empty = empty;
+    this.url = null;
+    this.cursor = '';
+    this.gen = 0;
+    this.inFlight = false;
+  }
+
+  // Follow another file (or the same one from its tail again).
+  switchTo(url) {
+    this.url = url;
+    this.cursor = '';
+    this.gen++;
+    this.pre.textContent = '';
+  }
+
+  async poll() {
+    if (!this.url || this.inFlight) return;
+    const gen = this.gen;
+    const sent = this.cursor;
+    this.inFlight = true;
+    try {
+      const chunk = await api('GET', `${this.url}?lines=200&cursor=${encodeURIComponent(sent)}`);
+      if (gen !== this.gen || sent !== this.cursor) return;
+      this.append(chunk.lines, chunk.reset || sent === '');
+      if (chunk.cursor) this.cursor = chunk.cursor;
+      if (!this.pre.textContent) this.pre.textContent = this.empty;
+    } finally {
+      this.inFlight = false;
+      // A switch while this was on its way: read the new file now, not a tick later.
+      if (gen !== this.gen) this.poll().catch(() => {});
+    }
+  }
+
+  append(lines, reset) {
+    const pre = this.pre;
+    if (reset) pre.textContent = '';
+    if (!lines.length) return;
+    if (pre.textContent === this.empty) pre.textContent = '';
+    // Scrolled back: new lines must not pull the reader to the bottom.
+    const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;
+    pre.append(document.createTextNode(lines.join('\n') + '\n'));
+    // Drop the oldest text so a chatty log cannot grow the page without bound.
+    const all = pre.textContent.split('\n');
+    if (all.length > LOG_KEEP + 1) pre.textContent = all.slice(-LOG_KEEP - 1).join('\n');
+    if (atBottom || reset) pre.scrollTop = pre.scrollHeight;
+  }
 }
 
-function selectLog(profile) {
+let gatewayLog = null;
+let bootLog = null;
+
+function logUrl(profile) {
+  return `/api/gateways/${encodeURIComponent(profile)}/log`;
+}
+
+function selectLog(profile, reveal = true) {
   selected = profile;
-  logCursor = '';
-  $('#log').textContent = '';
+  gatewayLog.switchTo(logUrl(profile));
   $('#log-name').textContent = profile;
+  for (const b of document.querySelectorAll('.log-tools button')) b.disabled = false;
   for (const [p, row] of rows) row.tr.classList.toggle('selected', p === profile);
+  // The panel is below the table: bring it on screen.
+  if (reveal) $('#log-card').scrollIntoView({ block: 'nearest' });
   followLog();
 }
 
 async function followLog() {
-  if (!selected) return;
   const profile = selected;
   try {
-    const chunk = await api('GET', `/api/gateways/${encodeURIComponent(profile)}/log?lines=200&cursor=${encodeURIComponent(logCursor)}`);
-    if (profile !== selected) return;
-    appendLines($('#log'), chunk.lines, chunk.reset || logCursor === '');
-    if (chunk.cursor) logCursor = chunk.cursor;
-    if (!$('#log').textContent) $('#log').textContent = '(no log lines yet)\n';
+    await gatewayLog.poll();
   } catch (e) {
-    if (e.status !== 401) $('#log-name').textContent = `${profile} — ${e.message}`;
+    if (e.status !== 401 && profile === selected) $('#log-name').textContent = `${profile} — ${e.message}`;
   }
 }
 
 async function followBoot() {
+  try { await bootLog.poll(); } catch (_) { /* shown by the status refresh */ }
+}
+
+function clearLog() {
+  // Only the panel: following goes on from here.
+  $('#log').textContent = '';
+}
+
+function toggleWrap() {
+  const on = $('#log').classList.toggle('nowrap');
+  $('#log-wrap').setAttribute('aria-pressed', String(!on));
+}
+
+async function downloadLog() {
+  if (!selected) return;
+  const profile = selected;
   try {
-    const chunk = await api('GET', `/api/boot-log?lines=200&cursor=${encodeURIComponent(bootCursor)}`);
-    appendLines($('#boot'), chunk.lines, chunk.reset || bootCursor === '');
-    if (chunk.cursor) bootCursor = chunk.cursor;
-    if (!$('#boot').textContent) $('#boot').textContent = '(no boot log: not started by the container init)\n';
-  } catch (_) { /* shown by the status refresh */ }
+    const chunk = await api('GET', `${logUrl(profile)}?lines=1000`);
+    const blob = new Blob([chunk.lines.join('\n') + '\n'], { type: 'text/plain' });
+    const a = el('a', { href: URL.createObjectURL(blob), download: `${profile}-gateway.log` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  } catch (e) {
+    notice(`unable to download the log of ${profile}: ${e.message}`, true);
+  }
 }
 
 function askDelete(profile) {
@@ -280,7 +453,11 @@ async function confirmDelete() {
   try {
     await api('POST', `/api/profiles/${encodeURIComponent(profile)}/delete`, { confirm: profile });
     notice(`profile ${profile} deleted`);
-    if (selected === profile) { selected = null; $('#log').textContent = ''; $('#log-name').textContent = '(choose a gateway)'; }
+    if (selected === profile) {
+      selected = null;
+      gatewayLog.switchTo(null);
+      $('#log-name').textContent = '(choose a gateway)';
+    }
   } catch (e) {
     notice(e.message, true);
   } finally {
@@ -308,14 +485,19 @@ async function createProfile(ev) {
 }
 
 function every(ms, fn) {
+  // A tick whose request was on its way when the timers stopped (a 401 signs
+  // out) must not start its loop again: that left two loops after sign-in.
+  const gen = timerGen;
   const tick = async () => {
+    if (gen !== timerGen) return;
     if (!document.hidden) await fn();
-    timers.push(setTimeout(tick, ms));
+    if (gen === timerGen) timers.push(setTimeout(tick, ms));
   };
   tick();
 }
 
 function stopTimers() {
+  timerGen++;
   timers.forEach(clearTimeout);
   timers = [];
 }
@@ -363,11 +545,18 @@ async function logout() {
 function keys(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const t = ev.target;
+  if (t && t.id === 'filter' && ev.key === 'Escape') {
+    t.value = '';
+    if (lastSnap) renderGateways(lastSnap);
+    t.blur();
+    return;
+  }
   if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || $('#confirm').open)) return;
   if ($('#app').hidden) return;
   const focusOn = (sel) => { ev.preventDefault(); $(sel).focus(); };
   switch (ev.key) {
     case 'r': ev.preventDefault(); refresh(); break;
+    case '/': focusOn('#filter'); break;
     case 'n': focusOn('#new-name'); break;
     case 'l': focusOn('#log'); break;
     case 'b': focusOn('#boot'); break;
@@ -376,7 +565,18 @@ function keys(ev) {
 }
 
 async function start() {
+  gatewayLog = new Follower($('#log'), '(no log lines yet)\n');
+  bootLog = new Follower($('#boot'), '(no boot log: not started by the container init)\n');
+  bootLog.switchTo('/api/boot-log');
   $('#refresh').addEventListener('click', refresh);
+  $('#filter').addEventListener('input', () => { if (lastSnap) renderGateways(lastSnap); });
+  for (const th of document.querySelectorAll('#gateways th[data-sort]')) {
+    th.querySelector('button').addEventListener('click', () => sortOn(th.dataset.sort));
+  }
+  $('#failure-dismiss').addEventListener('click', clearFailure);
+  $('#log-clear').addEventListener('click', clearLog);
+  $('#log-wrap').addEventListener('click', toggleWrap);
+  $('#log-download').addEventListener('click', downloadLog);
   $('#logout').addEventListener('click', logout);
   $('#login-form').addEventListener('submit', login);
   $('#create-form').addEventListener('submit', createProfile);

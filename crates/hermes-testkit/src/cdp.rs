@@ -152,6 +152,11 @@ impl Chrome {
         }
     }
 
+    /// Any DevTools command on the page (network conditions, downloads…).
+    pub fn command(&mut self, method: &str, params: Value) -> Value {
+        self.call(method, params)
+    }
+
     pub fn viewport(&mut self, width: u32, height: u32, mobile: bool) {
         self.call(
             "Emulation.setDeviceMetricsOverride",
