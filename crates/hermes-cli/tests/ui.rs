@@ -493,6 +493,107 @@ fn tui_in_tmux_stops_starts_creates_deletes_resizes_and_quits() {
     assert!(!tmux.screen().contains("PROFILE"), "{}", tmux.screen());
 }
 
+#[test]
+fn tui_help_filter_log_pane_and_every_gateway() {
+    let env = two_gateways();
+    let tmux = Tmux::start(&env, &["--tui"]);
+    tmux.wait_screen(&env, "the table", |s| {
+        row_has(s, "alpha", "up") && row_has(s, "beta", "stopped")
+    });
+    let screen = tmux.screen();
+    // Columns as wide as their content, and the reason of the last exit.
+    assert!(screen.contains("PROFILE  STATE"), "{screen}");
+    assert!(screen.contains("LAST EXIT"), "{screen}");
+    for key in ["? help", "/ filter", "o sort", "PgUp/PgDn", "q quit"] {
+        assert!(
+            screen.contains(key),
+            "footer key {key:?} not shown:\n{screen}"
+        );
+    }
+
+    // Esc does not quit: the help opens after it, and Esc closes the help.
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["?"]);
+    tmux.wait_screen(&env, "the help", |s| {
+        s.contains("Keys (any key closes)")
+            && s.contains("PgUp PgDn")
+            && s.contains("filter by name or state")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_screen(&env, "the help closed", |s| {
+        !s.contains("Keys (any key closes)")
+    });
+
+    // Filter by name; Esc clears it.
+    tmux.keys(&["/", "beta"]);
+    tmux.wait_screen(&env, "only beta", |s| {
+        row(s, "alpha").is_none() && row_has(s, "beta", "stopped") && s.contains("filter: beta")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_screen(&env, "every row again", |s| {
+        row_has(s, "alpha", "up") && !s.contains("filter:")
+    });
+
+    // beta's log: long lines wrap, PgUp scrolls back, z shows it alone.
+    let mut text: String = (0..60).map(|i| format!("beta line {i:02}\n")).collect();
+    text.push_str(&format!("{}\nEND OF LOG\n", "x".repeat(150)));
+    let log = env.log_dir("beta").join("current");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+    tmux.keys(&["G"]);
+    tmux.wait_screen(&env, "beta's log", |s| {
+        s.contains("beta — log") && s.contains("END OF LOG")
+    });
+    assert!(
+        tmux.screen().contains(&"x".repeat(100)),
+        "{}",
+        tmux.screen()
+    );
+    assert!(
+        tmux.screen().lines().any(|l| l.trim() == "x".repeat(50)),
+        "wrapped:\n{}",
+        tmux.screen()
+    );
+    tmux.keys(&["w"]);
+    tmux.wait_screen(&env, "wrap off", |s| s.contains("not wrapped (w)"));
+    assert!(
+        !tmux.screen().lines().any(|l| l.trim() == "x".repeat(50)),
+        "{}",
+        tmux.screen()
+    );
+    tmux.keys(&["w", "PPage"]);
+    tmux.wait_screen(&env, "scrolled back", |s| {
+        s.contains("lines back (PgDn)") && !s.contains("END OF LOG")
+    });
+    tmux.keys(&["NPage"]);
+    tmux.wait_screen(&env, "the end again", |s| s.contains("END OF LOG"));
+    tmux.keys(&["z"]);
+    tmux.wait_screen(&env, "the log alone", |s| {
+        !s.contains("PROFILE") && s.contains("END OF LOG") && s.contains("beta line 45")
+    });
+    tmux.keys(&["z"]);
+    tmux.wait_screen(&env, "the table again", |s| s.contains("PROFILE"));
+
+    // Stop every gateway (asked first), then start them all.
+    tmux.keys(&["T"]);
+    tmux.wait_screen(&env, "the question", |s| s.contains("Stop all 3 gateways?"));
+    tmux.keys(&["y"]);
+    tmux.wait_screen(&env, "alpha stopped", |s| row_has(s, "alpha", "stopped"));
+    assert_eq!(env.status("alpha")["up"], false);
+    tmux.keys(&["S"]);
+    tmux.wait_screen(&env, "both up", |s| {
+        row_has(s, "alpha", "up") && row_has(s, "beta", "up")
+    });
+
+    tmux.keys(&["q"]);
+    env.wait_for("hermes to quit", UP, || tmux.exit_status().is_some());
+    assert_eq!(tmux.exit_status().as_deref(), Some("0"));
+}
+
 /// Whether a pane dump with escapes (`capture-pane -e`) sets a foreground colour.
 fn has_colour(dump: &str) -> bool {
     dump.split("\x1b[").skip(1).any(|seq| {

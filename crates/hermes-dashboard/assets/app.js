@@ -142,7 +142,7 @@ function makeRow(g) {
     restarts: el('td', { 'data-label': 'Restarts' }),
     desired: el('td', { 'data-label': 'Desired' }),
     exit: el('td', { class: 'reason', 'data-label': 'Last exit' }),
-    hooks: el('td', { class: 'reason', 'data-label': 'Webhook hooks' }),
+    hooks: el('td', { class: 'hooks', 'data-label': 'Webhook hooks' }),
   };
   const reason = el('span', { class: 'reason-text' });
   const more = el('button', {

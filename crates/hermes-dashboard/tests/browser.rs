@@ -335,6 +335,11 @@ fn log_panel_and_table_tools_in_headless_chromium() {
     // Each row's buttons on one line.
     let one_line = "[...document.querySelectorAll('#gateways tbody tr')].every(r => new Set([...r.querySelectorAll('.actions button')].map(b => b.getBoundingClientRect().top)).size === 1)";
     assert_eq!(chrome.eval(one_line), json!(true));
+    // …and on screen at 1400 px, without scrolling the table sideways.
+    assert_eq!(
+        chrome.eval("[...document.querySelectorAll('#gateways button[data-action=\"delete\"]')].every(b => b.getBoundingClientRect().right <= innerWidth)"),
+        json!(true)
+    );
 
     // A failed action: its message and the gateway's log tail as lines, until dismissed.
     use hermes_core::service::ServiceManager;

@@ -18,6 +18,8 @@ pub enum Request {
     Act(ProfileName, Action),
     Create(ProfileName),
     Delete(ProfileName),
+    /// Start or stop every gateway.
+    All(Action),
 }
 
 /// What a key led to.
@@ -31,8 +33,14 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Normal,
+    /// The help screen: every key.
+    Help,
+    /// Typing the filter (kept in [`App::filter`] as it is typed).
+    Filter,
     /// Waiting for `y` to delete this profile.
     ConfirmDelete(ProfileName),
+    /// Waiting for `y` to stop every gateway.
+    ConfirmStopAll,
     /// Typing a new profile's name.
     NewProfile {
         input: String,
@@ -45,6 +53,71 @@ pub struct Message {
     pub text: String,
     pub error: bool,
 }
+
+/// The order of the table's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// The model's order.
+    #[default]
+    Model,
+    Profile,
+    State,
+    Restarts,
+    Uptime,
+}
+
+impl Sort {
+    fn next(self) -> Sort {
+        match self {
+            Sort::Model => Sort::Profile,
+            Sort::Profile => Sort::State,
+            Sort::State => Sort::Restarts,
+            Sort::Restarts => Sort::Uptime,
+            Sort::Uptime => Sort::Model,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sort::Model => "default",
+            Sort::Profile => "profile",
+            Sort::State => "state",
+            Sort::Restarts => "restarts",
+            Sort::Uptime => "uptime",
+        }
+    }
+}
+
+/// Every key, for the help screen; the footer shows the first ones.
+pub const KEYS: &[(&str, &str)] = &[
+    ("?", "help: this list"),
+    ("s", "start the selected gateway"),
+    ("t", "stop the selected gateway"),
+    ("r", "restart the selected gateway"),
+    ("S", "start every gateway"),
+    ("T", "stop every gateway (asks first)"),
+    (
+        "/",
+        "filter by name or state (Enter keeps it, Esc clears it)",
+    ),
+    ("o", "sort: default, profile, state, restarts, uptime"),
+    ("n", "new profile"),
+    ("d", "delete the selected profile (asks first)"),
+    ("f F5", "refresh now"),
+    ("↑↓ j k", "select a gateway"),
+    ("g G Home End", "first / last gateway"),
+    ("PgUp PgDn", "scroll the log back / forward"),
+    ("z", "log full screen on / off"),
+    ("w", "wrap long log lines on / off"),
+    (
+        "Esc",
+        "close a dialog, the help or the filter (never quits)",
+    ),
+    ("q Ctrl-C", "quit"),
+];
+
+/// Log lines a PgUp/PgDn moves.
+pub const LOG_PAGE: usize = 10;
 
 #[derive(Debug, Default)]
 struct LogView {
@@ -63,6 +136,13 @@ pub struct App {
     pub busy: Option<String>,
     /// Draw in colour (off when `NO_COLOR` says so).
     pub colour: bool,
+    /// Rows whose name or state contains this are shown.
+    pub filter: String,
+    pub sort: Sort,
+    /// Display lines the log is scrolled back from its end.
+    pub log_scroll: usize,
+    pub log_full: bool,
+    pub log_wrap: bool,
     log: LogView,
 }
 
@@ -81,6 +161,11 @@ impl App {
             message: None,
             busy: None,
             colour: true,
+            filter: String::new(),
+            sort: Sort::Model,
+            log_scroll: 0,
+            log_full: false,
+            log_wrap: true,
             log: LogView::default(),
         }
     }
@@ -89,20 +174,49 @@ impl App {
         self.snapshot.as_ref().map_or(&[], |s| &s.gateways)
     }
 
+    /// The rows shown: the filter applied, in the chosen order.
+    pub fn visible(&self) -> Vec<&Gateway> {
+        let f = self.filter.to_lowercase();
+        let mut rows: Vec<&Gateway> = self
+            .gateways()
+            .iter()
+            .filter(|g| {
+                f.is_empty()
+                    || g.profile.as_str().contains(&f)
+                    || g.label.as_str().replace('_', " ").contains(&f)
+            })
+            .collect();
+        // Stable: ties keep the model's order.
+        match self.sort {
+            Sort::Model => {}
+            Sort::Profile => rows.sort_by(|a, b| a.profile.as_str().cmp(b.profile.as_str())),
+            Sort::State => rows.sort_by_key(|g| g.label.as_str()),
+            Sort::Restarts => rows.sort_by_key(|g| std::cmp::Reverse(g.restarts)),
+            Sort::Uptime => rows.sort_by_key(|g| std::cmp::Reverse(g.uptime_secs)),
+        }
+        rows
+    }
+
     pub fn selected_gateway(&self) -> Option<&Gateway> {
-        self.gateways().get(self.selected)
+        self.visible().get(self.selected).copied()
+    }
+
+    /// Keep `profile` selected when the rows change, if it is still shown.
+    fn reselect(&mut self, keep: Option<ProfileName>) {
+        let rows = self.visible();
+        let found = keep.and_then(|p| rows.iter().position(|g| g.profile == p));
+        let count = rows.len();
+        if let Some(i) = found {
+            self.selected = i;
+        }
+        self.selected = self.selected.min(count.saturating_sub(1));
     }
 
     pub fn on_snapshot(&mut self, snap: Snapshot) {
         // Keep the same profile selected when rows come and go.
         let keep = self.selected_gateway().map(|g| g.profile.clone());
         self.snapshot = Some(snap);
-        if let Some(p) = keep {
-            if let Some(i) = self.gateways().iter().position(|g| g.profile == p) {
-                self.selected = i;
-            }
-        }
-        self.selected = self.selected.min(self.gateways().len().saturating_sub(1));
+        self.reselect(keep);
     }
 
     pub fn on_done(&mut self, result: Result<String, String>) {
@@ -139,6 +253,9 @@ impl App {
         if !chunk.cursor.is_empty() {
             self.log.cursor = Some(chunk.cursor);
         }
+        if self.log.profile.as_ref() != Some(profile) {
+            self.log_scroll = 0;
+        }
     }
 
     pub fn log_lines(&self) -> impl Iterator<Item = &String> {
@@ -151,6 +268,15 @@ impl App {
         }
         match self.mode.clone() {
             Mode::Normal => self.normal_key(key.code),
+            Mode::Help => {
+                // Any key closes the help; only q and Ctrl-C quit.
+                self.mode = Mode::Normal;
+                Step::Continue
+            }
+            Mode::Filter => {
+                self.filter_key(key.code);
+                Step::Continue
+            }
             Mode::ConfirmDelete(profile) => {
                 self.mode = Mode::Normal;
                 if key.code == KeyCode::Char('y') {
@@ -164,20 +290,49 @@ impl App {
                     Step::Continue
                 }
             }
+            Mode::ConfirmStopAll => {
+                self.mode = Mode::Normal;
+                if key.code == KeyCode::Char('y') {
+                    self.all(Action::Stop)
+                } else {
+                    self.message = Some(Message {
+                        text: "stopped nothing".to_string(),
+                        error: false,
+                    });
+                    Step::Continue
+                }
+            }
             Mode::NewProfile { input, .. } => self.new_profile_key(key.code, input),
         }
     }
 
     fn normal_key(&mut self, code: KeyCode) -> Step {
-        let count = self.gateways().len();
+        let count = self.visible().len();
         match code {
-            KeyCode::Char('q') | KeyCode::Esc => return Step::Quit,
+            KeyCode::Char('q') => return Step::Quit,
+            // Esc never quits: it clears a filter left on, or does nothing.
+            KeyCode::Esc => self.set_filter(String::new()),
+            KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Char('/') => self.mode = Mode::Filter,
+            KeyCode::Char('o') => {
+                let keep = self.selected_gateway().map(|g| g.profile.clone());
+                self.sort = self.sort.next();
+                self.reselect(keep);
+                self.message = Some(Message {
+                    text: format!("sorted by {}", self.sort.name()),
+                    error: false,
+                });
+            }
             KeyCode::Down | KeyCode::Char('j') if count > 0 => {
                 self.selected = (self.selected + 1).min(count - 1)
             }
             KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
             KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
             KeyCode::End | KeyCode::Char('G') => self.selected = count.saturating_sub(1),
+            KeyCode::PageUp => self.log_scroll += LOG_PAGE,
+            KeyCode::PageDown => self.log_scroll = self.log_scroll.saturating_sub(LOG_PAGE),
+            KeyCode::Char('z') => self.log_full = !self.log_full,
+            KeyCode::Char('w') => self.log_wrap = !self.log_wrap,
             KeyCode::Char('f') | KeyCode::F(5) => return Step::Send(Request::Refresh),
             KeyCode::Char('n') => {
                 self.mode = Mode::NewProfile {
@@ -185,10 +340,54 @@ impl App {
                     error: None,
                 }
             }
+            KeyCode::Char('S') => return self.all(Action::Start),
+            KeyCode::Char('T') if self.busy.is_some() => {
+                self.message = Some(Message {
+                    text: "wait for the current action to finish".to_string(),
+                    error: true,
+                })
+            }
+            KeyCode::Char('T') => self.mode = Mode::ConfirmStopAll,
             KeyCode::Char(c @ ('s' | 't' | 'r' | 'd')) => return self.on_selected(c),
             _ => {}
         }
         Step::Continue
+    }
+
+    fn filter_key(&mut self, code: KeyCode) {
+        let mut filter = self.filter.clone();
+        match code {
+            KeyCode::Esc => {
+                filter.clear();
+                self.mode = Mode::Normal;
+            }
+            KeyCode::Enter => self.mode = Mode::Normal,
+            KeyCode::Backspace => {
+                filter.pop();
+            }
+            KeyCode::Char(c) if filter.chars().count() < 64 && !c.is_control() => filter.push(c),
+            _ => {}
+        }
+        self.set_filter(filter);
+    }
+
+    fn set_filter(&mut self, filter: String) {
+        let keep = self.selected_gateway().map(|g| g.profile.clone());
+        self.filter = filter;
+        self.reselect(keep);
+    }
+
+    /// Start or stop every gateway in one batched call.
+    fn all(&mut self, verb: Action) -> Step {
+        if self.busy.is_some() {
+            self.message = Some(Message {
+                text: "wait for the current action to finish".to_string(),
+                error: true,
+            });
+            return Step::Continue;
+        }
+        self.busy = Some(format!("{} every gateway", verb.as_str()));
+        Step::Send(Request::All(verb))
     }
 
     fn on_selected(&mut self, key: char) -> Step {
@@ -309,6 +508,87 @@ mod tests {
         );
         assert_eq!(app.on_key(key('f')), Step::Send(Request::Refresh));
         assert_eq!(app.on_key(key('q')), Step::Quit);
+    }
+
+    fn shown(app: &App) -> Vec<&str> {
+        app.visible().iter().map(|g| g.profile.as_str()).collect()
+    }
+
+    #[test]
+    fn esc_closes_help_and_filter_and_never_quits() {
+        let mut app = app_with(&["alpha", "beta", "gamma"]);
+        let esc = KeyEvent::from(KeyCode::Esc);
+        assert_eq!(app.on_key(esc), Step::Continue);
+        app.on_key(key('?'));
+        assert_eq!(app.mode, Mode::Help);
+        assert_eq!(app.on_key(esc), Step::Continue);
+        assert_eq!(app.mode, Mode::Normal);
+        app.on_key(key('/'));
+        for c in "ta".chars() {
+            app.on_key(key(c));
+        }
+        assert_eq!(shown(&app), ["beta"]);
+        app.on_key(KeyEvent::from(KeyCode::Enter));
+        assert_eq!(app.mode, Mode::Normal);
+        assert_eq!(shown(&app), ["beta"], "Enter keeps the filter");
+        // Keys act on the rows shown.
+        app.on_key(key('j'));
+        assert_eq!(
+            app.on_key(key('t')),
+            Step::Send(Request::Act(name("beta"), Action::Stop))
+        );
+        assert_eq!(app.on_key(esc), Step::Continue);
+        assert_eq!(shown(&app).len(), 4, "Esc clears the filter");
+        assert_eq!(app.selected_gateway().unwrap().profile.as_str(), "beta");
+        app.on_key(key('d'));
+        assert_eq!(app.on_key(esc), Step::Continue);
+        assert_eq!(app.mode, Mode::Normal);
+    }
+
+    #[test]
+    fn filter_by_state_and_sort() {
+        let env = FakeEnv::new();
+        for n in ["b", "a", "c"] {
+            env.add_profile(n);
+            env.set_slot(n, Slot::up(1));
+        }
+        env.set_slot("c", Slot::down(hermes_core::service::Want::Down));
+        let mut app = App::new();
+        app.on_snapshot(Snapshot::collect_with(&env, Duration::from_millis(20)));
+        app.on_key(key('/'));
+        for c in "stopped".chars() {
+            app.on_key(key(c));
+        }
+        assert_eq!(shown(&app), ["c"]);
+        app.on_key(KeyEvent::from(KeyCode::Esc));
+        app.on_key(key('o'));
+        assert_eq!(app.sort, Sort::Profile);
+        assert_eq!(shown(&app), ["a", "b", "c", "default"]);
+        app.on_key(key('o'));
+        assert_eq!(app.sort, Sort::State);
+        // By label: no_slot, stopped, then the running ones.
+        assert_eq!(shown(&app)[..2], ["default", "c"]);
+    }
+
+    #[test]
+    fn log_keys_scroll_toggle_and_all() {
+        let mut app = app_with(&["alpha"]);
+        app.on_key(KeyEvent::from(KeyCode::PageUp));
+        app.on_key(KeyEvent::from(KeyCode::PageUp));
+        assert_eq!(app.log_scroll, 2 * LOG_PAGE);
+        app.on_key(KeyEvent::from(KeyCode::PageDown));
+        assert_eq!(app.log_scroll, LOG_PAGE);
+        app.on_key(key('z'));
+        app.on_key(key('w'));
+        assert!(app.log_full && !app.log_wrap);
+        assert_eq!(
+            app.on_key(key('S')),
+            Step::Send(Request::All(Action::Start))
+        );
+        app.on_done(Ok("started".into()));
+        assert_eq!(app.on_key(key('T')), Step::Continue);
+        assert_eq!(app.mode, Mode::ConfirmStopAll);
+        assert_eq!(app.on_key(key('y')), Step::Send(Request::All(Action::Stop)));
     }
 
     #[test]

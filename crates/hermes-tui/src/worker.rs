@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hermes_model::actions;
-use hermes_model::{Environment, Snapshot};
+use hermes_model::{Action, Environment, Snapshot};
 
 use crate::app::Request;
 
@@ -76,9 +76,38 @@ fn perform(env: &dyn Environment, request: Request) -> Result<String, String> {
                 (None, None) => format!("created profile {name}"),
             })
             .map_err(|e| e.to_string()),
+        Request::All(verb) => all(env, verb),
         Request::Delete(name) => actions::delete(env, &name)
             .map(|_| format!("deleted profile {name}"))
             .map_err(|e| e.to_string()),
+    }
+}
+
+/// Every profile's gateway, one outcome line for all of them.
+fn all(env: &dyn Environment, verb: Action) -> Result<String, String> {
+    let snap = Snapshot::collect(env);
+    let profiles: Vec<_> = snap
+        .gateways
+        .iter()
+        .filter(|g| g.profile_exists)
+        .map(|g| g.profile.clone())
+        .collect();
+    let mut failed = Vec::new();
+    for p in &profiles {
+        if let Err(e) = actions::lifecycle(env, p, verb, ACTION_TIMEOUT) {
+            failed.push(format!("{p}: {e}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(format!("{} {} gateways", verb.as_str(), profiles.len()))
+    } else {
+        Err(format!(
+            "{} failed for {} of {}: {}",
+            verb.as_str(),
+            failed.len(),
+            profiles.len(),
+            failed.join("; ")
+        ))
     }
 }
 
@@ -87,7 +116,6 @@ mod tests {
     use super::*;
     use hermes_core::ProfileName;
     use hermes_model::fake::{FakeEnv, Slot};
-    use hermes_model::Action;
     use std::time::Instant;
 
     fn next_done(w: &Worker) -> Result<String, String> {
