@@ -138,7 +138,7 @@ function makeRow(g) {
     pid: el('td', { 'data-label': 'PID' }),
     port: el('td', { 'data-label': 'Port' }),
     uptime: el('td', { 'data-label': 'Uptime' }),
-    since: el('td', { 'data-label': 'Last start/stop' }),
+    since: el('td', { 'data-label': 'Since' }),
     restarts: el('td', { 'data-label': 'Restarts' }),
     desired: el('td', { 'data-label': 'Desired' }),
     exit: el('td', { class: 'reason', 'data-label': 'Last exit' }),
@@ -185,8 +185,8 @@ function updateRow(row, g) {
   cells.port.textContent = g.port ?? '—';
   cells.uptime.textContent = g.up ? duration(g.uptime_secs) : (g.down_secs !== null && g.down_secs !== undefined ? `down ${duration(g.down_secs)}` : '—');
   const since = lastSnap && lastChange(g, lastSnap.taken_at);
-  cells.since.textContent = since ? `${g.up ? 'started' : 'stopped'} ${since.toLocaleTimeString()}` : '—';
-  cells.since.title = since ? since.toString() : '';
+  cells.since.textContent = since ? since.toLocaleTimeString() : '—';
+  cells.since.title = since ? `${g.up ? 'started' : 'stopped'} ${since.toString()}` : '';
   cells.restarts.textContent = g.restarts;
   cells.desired.textContent = g.desired_state || '—';
   // A long reason shows its start; the row expands to show all of it.

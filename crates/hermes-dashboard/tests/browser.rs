@@ -305,11 +305,16 @@ fn log_panel_and_table_tools_in_headless_chromium() {
     );
 
     // When each gateway last started.
+    let since = "document.querySelector('tr[data-profile=\"alpha\"] td[data-label=\"Since\"]')";
     assert!(chrome
-        .eval("document.querySelector('tr[data-profile=\"alpha\"] td[data-label=\"Last start/stop\"]').textContent")
+        .eval(&format!("{since}.title"))
         .as_str()
         .unwrap()
         .starts_with("started "));
+    assert!(chrome
+        .eval(&format!("/\\d:\\d\\d:\\d\\d/.test({since}.textContent)"))
+        .as_bool()
+        .unwrap());
 
     // A long reason shows its start, once; the row expands to all of it.
     let reason = "document.querySelector('tr[data-profile=\"gamma\"] .reason-text').textContent";
