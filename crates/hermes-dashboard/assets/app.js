@@ -318,6 +318,46 @@ async function act(profile, action) {
   }
 }
 
+// Start or stop every gateway in one batched call (`POST /api/all/<action>`).
+// Stop asks first: the button turns into its own confirmation for a while.
+async function actAll(button) {
+  const action = button.dataset.all;
+  if (action === 'stop' && !button.dataset.armed) {
+    button.dataset.armed = '1';
+    button.textContent = 'Really stop all?';
+    button.classList.add('danger');
+    setTimeout(() => disarm(button), 5000);
+    return;
+  }
+  disarm(button);
+  clearFailure();
+  for (const p of rows.keys()) busy.add(p);
+  await refreshRowsOnly();
+  notice(`${action} every gateway…`);
+  try {
+    const out = await api('POST', `/api/all/${action}`);
+    notice(`${action}: ${out.results.length} gateways done`);
+  } catch (e) {
+    notice('');
+    const lines = [];
+    for (const r of (e.doc && e.doc.results) || []) {
+      if (r.ok) continue;
+      lines.push(`${r.profile}: ${r.error}`);
+      for (const l of r.log_tail || []) lines.push(`  ${l}`);
+    }
+    showFailure(`${action} all failed`, e.message, lines);
+  } finally {
+    busy.clear();
+    await refresh();
+  }
+}
+
+function disarm(button) {
+  delete button.dataset.armed;
+  button.textContent = 'Stop all';
+  button.classList.remove('danger');
+}
+
 async function refreshRowsOnly() {
   for (const [p, row] of rows) {
     if (busy.has(p)) Object.values(row.buttons).forEach((b) => { if (b.dataset.action !== 'log') b.disabled = true; });
@@ -574,6 +614,7 @@ async function start() {
     th.querySelector('button').addEventListener('click', () => sortOn(th.dataset.sort));
   }
   $('#failure-dismiss').addEventListener('click', clearFailure);
+  for (const b of document.querySelectorAll('button[data-all]')) b.addEventListener('click', () => actAll(b));
   $('#log-clear').addEventListener('click', clearLog);
   $('#log-wrap').addEventListener('click', toggleWrap);
   $('#log-download').addEventListener('click', downloadLog);

@@ -260,6 +260,10 @@ impl App {
                     Err(reply) => reply,
                 }
             }
+            ("POST", ["all", verb]) => match Action::parse(verb) {
+                Some(verb) => self.lifecycle_all(req, verb),
+                None => Reply::error(404, "not_found", format!("no such action: {verb}")),
+            },
             ("POST", ["profiles"]) => self.create(req),
             ("POST", ["profiles", name, "delete"]) => match profile_name(name) {
                 Ok(p) => self.delete(req, &p),
@@ -268,7 +272,7 @@ impl App {
             (_, ["status" | "doctor" | "boot-log"] | ["gateways", _, "log"]) => {
                 method_not_allowed("GET")
             }
-            (_, ["gateways", _, _] | ["profiles"] | ["profiles", _, "delete"]) => {
+            (_, ["gateways", _, _] | ["all", _] | ["profiles"] | ["profiles", _, "delete"]) => {
                 method_not_allowed("POST")
             }
             _ => Reply::error(404, "not_found", format!("no such endpoint: {}", req.path)),
@@ -285,7 +289,8 @@ impl App {
         Reply::json(200, &logs::read_since(&path, cursor.as_deref(), lines))
     }
 
-    fn lifecycle(&self, req: &Request, profile: &ProfileName, verb: Action) -> Reply {
+    /// The wait a lifecycle call asked for (`{"timeout": seconds}`), or the default.
+    fn action_wait(&self, req: &Request) -> Result<Duration, Reply> {
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
         struct Body {
@@ -294,28 +299,73 @@ impl App {
         let body: Body = if req.body.iter().all(u8::is_ascii_whitespace) {
             Body::default()
         } else {
-            match parse_body(req) {
-                Ok(b) => b,
-                Err(reply) => return reply,
-            }
+            parse_body(req)?
         };
-        let timeout = match body.timeout {
-            None => self.action_timeout,
+        match body.timeout {
+            None => Ok(self.action_timeout),
             Some(t) if t.is_finite() && t > 0.0 => {
-                Duration::from_secs_f64(t).min(MAX_ACTION_TIMEOUT)
+                Ok(Duration::from_secs_f64(t).min(MAX_ACTION_TIMEOUT))
             }
-            Some(t) => {
-                return Reply::error(
-                    400,
-                    "bad_request",
-                    format!("timeout {t} must be a positive number of seconds"),
-                )
-            }
+            Some(t) => Err(Reply::error(
+                400,
+                "bad_request",
+                format!("timeout {t} must be a positive number of seconds"),
+            )),
+        }
+    }
+
+    fn lifecycle(&self, req: &Request, profile: &ProfileName, verb: Action) -> Reply {
+        let timeout = match self.action_wait(req) {
+            Ok(t) => t,
+            Err(reply) => return reply,
         };
         match actions::lifecycle(&*self.env, profile, verb, timeout) {
             Ok(outcome) => Reply::json(200, &outcome),
             Err(e) => action_error(&e),
         }
+    }
+
+    /// Every registered gateway in one batched call, as `hermes gateway start --all`.
+    fn lifecycle_all(&self, req: &Request, verb: Action) -> Reply {
+        let timeout = match self.action_wait(req) {
+            Ok(t) => t,
+            Err(reply) => return reply,
+        };
+        let targets = match self.env.manager().list() {
+            Ok(t) => t,
+            Err(e) => {
+                return Reply::error(
+                    500,
+                    "action_failed",
+                    format!("unable to list the gateway slots: {e}"),
+                )
+            }
+        };
+        let results = actions::lifecycle_many(&*self.env, &targets, verb, timeout);
+        let mut failed = 0;
+        let docs: Vec<Value> = targets
+            .iter()
+            .zip(results)
+            .map(|(profile, result)| match result {
+                Ok(outcome) => json!({"profile": profile, "ok": true, "message": outcome.message}),
+                Err(e) => {
+                    failed += 1;
+                    json!({"profile": profile, "ok": false, "error": e.to_string(), "log_tail": e.log_tail()})
+                }
+            })
+            .collect();
+        if failed == 0 {
+            return Reply::json(200, &json!({"action": verb, "results": docs}));
+        }
+        Reply::json(
+            500,
+            &json!({
+                "code": "action_failed",
+                "error": format!("{} failed for {failed} of {} gateways", verb.as_str(), targets.len()),
+                "action": verb,
+                "results": docs,
+            }),
+        )
     }
 
     fn create(&self, req: &Request) -> Reply {

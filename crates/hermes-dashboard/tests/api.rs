@@ -433,3 +433,31 @@ fn slow_heads_and_bodies_time_out() {
         started.elapsed()
     );
 }
+
+#[test]
+fn all_gateways_start_and_stop_in_one_call() {
+    let env = FakeEnv::new();
+    for name in ["alpha", "beta"] {
+        env.add_profile(name);
+        env.set_slot(name, Slot::up(1));
+    }
+    let served = Served::start(env, "127.0.0.1", None);
+    assert_eq!(
+        served.post("/api/all/stop", &[], "").status,
+        403,
+        "CSRF first"
+    );
+    let csrf = served.csrf(None);
+    let h = [("x-csrf-token", csrf.as_str())];
+    let stopped = served.post("/api/all/stop", &h, "");
+    assert_eq!(stopped.status, 200, "{}", stopped.body);
+    let doc = stopped.json();
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{doc}");
+    assert!(results.iter().all(|r| r["ok"] == true), "{doc}");
+    assert!(!served.env.slot("alpha").unwrap().up && !served.env.slot("beta").unwrap().up);
+    assert_eq!(served.post("/api/all/start", &h, "").status, 200);
+    assert!(served.env.slot("alpha").unwrap().up && served.env.slot("beta").unwrap().up);
+    assert_eq!(served.post("/api/all/explode", &h, "").status, 404);
+    assert_eq!(served.get("/api/all/stop", &[]).status, 405);
+}

@@ -83,29 +83,34 @@ fn perform(env: &dyn Environment, request: Request) -> Result<String, String> {
     }
 }
 
-/// Every profile's gateway, one outcome line for all of them.
+/// Every registered gateway in one batched call (as `gateway start --all`),
+/// one outcome line for all of them.
 fn all(env: &dyn Environment, verb: Action) -> Result<String, String> {
-    let snap = Snapshot::collect(env);
-    let profiles: Vec<_> = snap
-        .gateways
-        .iter()
-        .filter(|g| g.profile_exists)
-        .map(|g| g.profile.clone())
+    let targets = env
+        .manager()
+        .list()
+        .map_err(|e| format!("unable to list the gateway slots: {e}"))?;
+    let results = actions::lifecycle_many(env, &targets, verb, ACTION_TIMEOUT);
+    let failed: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| match e.log_tail().last() {
+            Some(line) => format!("{e} (log: {line})"),
+            None => e.to_string(),
+        })
         .collect();
-    let mut failed = Vec::new();
-    for p in &profiles {
-        if let Err(e) = actions::lifecycle(env, p, verb, ACTION_TIMEOUT) {
-            failed.push(format!("{p}: {e}"));
-        }
-    }
     if failed.is_empty() {
-        Ok(format!("{} {} gateways", verb.as_str(), profiles.len()))
+        Ok(format!(
+            "{}: {} gateways done",
+            verb.as_str(),
+            targets.len()
+        ))
     } else {
         Err(format!(
             "{} failed for {} of {}: {}",
             verb.as_str(),
             failed.len(),
-            profiles.len(),
+            targets.len(),
             failed.join("; ")
         ))
     }
@@ -141,6 +146,12 @@ mod tests {
         assert!(!env.slot("alpha").unwrap().up);
         w.send(Request::Create(ProfileName::parse("beta").unwrap()));
         assert!(next_done(&w).unwrap().contains("created profile beta"));
+        w.send(Request::All(Action::Stop));
+        assert!(next_done(&w).unwrap().starts_with("stop: "));
+        assert!(!env.slot("beta").unwrap().up);
+        w.send(Request::All(Action::Start));
+        assert!(next_done(&w).is_ok());
+        assert!(env.slot("alpha").unwrap().up && env.slot("beta").unwrap().up);
         w.send(Request::Delete(alpha));
         assert_eq!(next_done(&w).unwrap(), "deleted profile alpha");
         let ghost = ProfileName::parse("ghost").unwrap();
