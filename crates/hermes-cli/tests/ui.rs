@@ -287,8 +287,13 @@ impl Tmux {
     /// `start`, with extra environment variables for hermes.
     fn start_with(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Tmux {
         require("tmux", "tmux");
+        // A socket (and exit-status file) per start: a test that starts
+        // twice must not reach the first server while it is still going away
+        // ("server exited unexpectedly"), nor read the first exit status.
+        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmux = Tmux {
-            socket: env.dir.path().join("tmux.sock"),
+            socket: env.dir.path().join(format!("tmux-{n}.sock")),
         };
         // remain-on-exit comes from the configuration, which the server reads
         // before the pane starts: set after new-session, it raced a hermes that
@@ -353,7 +358,7 @@ impl Tmux {
     }
 
     fn status_file(&self) -> std::path::PathBuf {
-        self.socket.with_file_name("tui-exit-status")
+        self.socket.with_extension("exit-status")
     }
 
     /// hermes's exit status, once it has exited.
