@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use hermes_core::http::{self, HttpError, Request};
+use hermes_core::http::{self, HttpError, Request, Response};
 use serde::Serialize;
 
 /// Long enough for a healthy local gateway, short enough to keep a refresh snappy.
@@ -93,6 +93,64 @@ pub fn probe(host: &str, port: u16, profile: &str, timeout: Duration) -> Health 
 /// One probe, reading at most [`MAX_ANSWER`] bytes of the answer.
 pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) -> Health {
     let started = Instant::now();
+    let answer = target(host, port).map(|addr| {
+        let answer = http::send(addr, &Request::get(path_of(expect)), timeout, MAX_ANSWER);
+        (addr, answer)
+    });
+    judge(answer, expect, started)
+}
+
+/// Many probes at once from this thread (`http::send_all`), all within
+/// `timeout`; in the order given. What `hermes health` asks of every
+/// gateway: the cost of a connection each, without a thread each.
+/// Each `latency_ms` is the time until all had answered.
+pub fn probe_all(targets: &[(&str, u16, Expect<'_>)], timeout: Duration) -> Vec<Health> {
+    let started = Instant::now();
+    let addrs: Vec<Result<SocketAddr, String>> = targets
+        .iter()
+        .map(|(host, port, _)| target(host, *port))
+        .collect();
+    let requests: Vec<(SocketAddr, Request<'_>)> = addrs
+        .iter()
+        .zip(targets)
+        .filter_map(|(addr, (_, _, expect))| {
+            addr.as_ref()
+                .ok()
+                .map(|a| (*a, Request::get(path_of(*expect))))
+        })
+        .collect();
+    let mut answers = http::send_all(&requests, timeout, MAX_ANSWER).into_iter();
+    addrs
+        .into_iter()
+        .zip(targets)
+        .map(|(addr, (_, _, expect))| {
+            let answer = addr.map(|a| {
+                let answer = answers.next().unwrap_or_else(|| {
+                    Err(HttpError::BadResponse {
+                        addr: a,
+                        message: "no answer".into(),
+                    })
+                });
+                (a, answer)
+            });
+            judge(answer, *expect, started)
+        })
+        .collect()
+}
+
+fn path_of(expect: Expect<'_>) -> &'static str {
+    match expect {
+        Expect::Gateway(_) => "/health",
+        Expect::Dashboard => "/",
+    }
+}
+
+/// The verdict on one answer (or on why there was none).
+fn judge(
+    answer: Result<(SocketAddr, Result<Response, HttpError>), String>,
+    expect: Expect<'_>,
+    started: Instant,
+) -> Health {
     let unreachable = |error: String| Health {
         state: HealthState::Unreachable,
         http_status: None,
@@ -100,20 +158,14 @@ pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) ->
         error: Some(error),
         answered_as: None,
     };
-    let addr = match target(host, port) {
-        Ok(addr) => addr,
-        Err(e) => return unreachable(e),
-    };
-    let path = match expect {
-        Expect::Gateway(_) => "/health",
-        Expect::Dashboard => "/",
-    };
-    let answer = match http::send(addr, &Request::get(path), timeout, MAX_ANSWER) {
-        Ok(answer) => answer,
-        Err(HttpError::BadResponse { .. }) => {
+    let path = path_of(expect);
+    let (addr, answer) = match answer {
+        Ok((addr, Ok(answer))) => (addr, answer),
+        Ok((addr, Err(HttpError::BadResponse { .. }))) => {
             return unreachable(format!("{addr} did not answer HTTP"))
         }
-        Err(e) => return unreachable(e.to_string()),
+        Ok((_, Err(e))) => return unreachable(e.to_string()),
+        Err(e) => return unreachable(e),
     };
     let latency_ms = Some(started.elapsed().as_millis() as u64);
     let code = answer.status;
@@ -245,6 +297,50 @@ mod tests {
         let h = probe("127.0.0.1", closed, "web", DEFAULT_TIMEOUT);
         assert_eq!(h.state, HealthState::Unreachable);
         assert!(h.error.unwrap().contains("connect"));
+    }
+
+    #[test]
+    fn probe_all_judges_each_answer_in_order() {
+        let ok = serve_once(OK_WEB);
+        let other = serve_once(OK_WEB);
+        let bad = serve_once("HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let hs = probe_all(
+            &[
+                ("127.0.0.1", ok, Expect::Gateway("web")),
+                ("no-such-host.invalid", 1, Expect::Gateway("web")),
+                ("0.0.0.0", other, Expect::Gateway("coder")),
+                ("127.0.0.1", closed, Expect::Gateway("web")),
+                ("127.0.0.1", bad, Expect::Gateway("web")),
+            ],
+            DEFAULT_TIMEOUT,
+        );
+        let states: Vec<_> = hs.iter().map(|h| h.state).collect();
+        assert_eq!(
+            states,
+            [
+                HealthState::Ok,
+                HealthState::Unreachable,
+                HealthState::WrongProfile,
+                HealthState::Unreachable,
+                HealthState::Unhealthy
+            ]
+        );
+        assert_eq!(hs[2].answered_as.as_deref(), Some("web"));
+        assert!(
+            hs[1].error.as_ref().unwrap().contains("resolve"),
+            "{:?}",
+            hs[1]
+        );
+        assert!(
+            hs[3].error.as_ref().unwrap().contains("connect"),
+            "{:?}",
+            hs[3]
+        );
     }
 
     #[test]

@@ -204,8 +204,8 @@ pub(crate) struct Facts {
     pub(crate) profile: ProfileName,
     profile_exists: bool,
     state: GatewayState,
-    host: Option<String>,
-    port: Option<u16>,
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<u16>,
     config_error: Option<String>,
     hooks: Vec<HookView>,
 }
@@ -216,7 +216,7 @@ pub(crate) fn wanted_running(env: &dyn Environment) -> Result<Vec<Facts>, String
     let profiles = profile::list(env.home()).map_err(|e| e.to_string())?;
     Ok(profiles
         .iter()
-        .map(|name| facts(env, name, true))
+        .map(|name| facts_without_hooks(env, name))
         .filter(|f| f.state.desired_state.map(|d| d.as_str()) == Some("running"))
         .collect())
 }
@@ -337,6 +337,16 @@ pub(crate) fn probe(f: &Facts, timeout: Duration) -> Health {
 }
 
 fn facts(env: &dyn Environment, name: &ProfileName, exists: bool) -> Facts {
+    facts_of(env, name, exists, true)
+}
+
+/// The facts `hermes health` needs: no hooks (their delivery records and
+/// secrets are files it need not read).
+fn facts_without_hooks(env: &dyn Environment, name: &ProfileName) -> Facts {
+    facts_of(env, name, true, false)
+}
+
+fn facts_of(env: &dyn Environment, name: &ProfileName, exists: bool, with_hooks: bool) -> Facts {
     let paths = env.home().profile(name);
     let state = state::load(&paths.state())
         .map(|l| l.state())
@@ -349,7 +359,11 @@ fn facts(env: &dyn Environment, name: &ProfileName, exists: bool) -> Facts {
                 Some(c.gateway.host.clone()),
                 Some(c.gateway.port),
                 None,
-                hooks(&paths, &c),
+                if with_hooks {
+                    hooks(&paths, &c)
+                } else {
+                    Vec::new()
+                },
             ),
             Err(e) => (
                 None,

@@ -126,7 +126,17 @@ fn quick(env: &dyn Environment, supervisor: &SupervisorView, timeout: Duration) 
     if env.manager().all_up_and_ready(&names) != Some(true) {
         return None;
     }
-    let answers = snapshot::parallel_map(&wanted, || (), |_, f| snapshot::probe(f, timeout));
+    // Every port must be known: a gateway without one is for the snapshot to explain.
+    let targets: Vec<_> = wanted
+        .iter()
+        .map(|f| {
+            f.port.map(|port| {
+                let host = f.host.as_deref().unwrap_or("127.0.0.1");
+                (host, port, Expect::Gateway(f.profile.as_str()))
+            })
+        })
+        .collect::<Option<_>>()?;
+    let answers = health::probe_all(&targets, timeout);
     if answers.iter().any(|h| h.state != HealthState::Ok) {
         return None;
     }
