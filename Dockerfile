@@ -60,7 +60,8 @@ COPY prebuilt/hermes /usr/local/bin/hermes
 # Statically linked: hermes is PID 1 and blocks the stop signals on the first
 # line of main; a dynamic binary spends the time between Docker's exec and
 # main in the loader, where PID 1 drops a `docker stop` (it has no handler
-# yet). Static, that window is a few instructions. Name lookups need no NSS
+# yet). Static, no loader runs there, only the C library's start-up
+# (bench/stop-during-boot measures that window). Name lookups need no NSS
 # module: glibc has had `files` and `dns` built in since 2.34.
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
