@@ -10,6 +10,8 @@
 
 pub mod cmd;
 pub mod finish;
+mod lifecycle;
+mod registration;
 pub mod scandir;
 pub mod slot;
 pub mod static_slot;
@@ -26,20 +28,15 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use hermes_core::fsutil::{self, FsError};
-use hermes_core::service::{
-    GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus, Want,
-};
-use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
+use hermes_core::fsutil::FsError;
+use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus};
+use hermes_core::state::{self, GatewayState};
 use hermes_core::{HermesHome, ProfileName};
 
 pub use scandir::Scandir;
 /// How long s6-supervise waits after SIGTERM before SIGKILL.
 pub const TIMEOUT_KILL_MS: u32 = 5_000;
-const POLL: Duration = Duration::from_millis(5);
-const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
-/// How long a newly published slot may take to get its s6-supervise.
-const REGISTER_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const POLL: Duration = Duration::from_millis(5);
 /// How long `all_up_and_ready` lets `s6-svwait` run: it answers at once when
 /// all slots are ready, and this bounds the cost when one is not (the
 /// timeout also covers its start-up handshake with `s6-ftrigrd`).
@@ -87,7 +84,7 @@ pub fn is_supervised(dir: &Path) -> bool {
     fifo_has_reader(&dir.join("supervise/control"))
 }
 
-fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
     loop {
         if done() {
             return true;
@@ -96,24 +93,6 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
             return false;
         }
         thread::sleep(POLL);
-    }
-}
-
-/// What a start or restart compares against to tell a new failure from an old one.
-struct Baseline {
-    at_ms: u64,
-    restarts: u32,
-    /// The process that must be replaced (restart), if any.
-    pid: Option<u32>,
-}
-
-impl Baseline {
-    fn now(recorded: &GatewayState, pid: Option<u32>) -> Self {
-        Baseline {
-            at_ms: state::now_ms(),
-            restarts: recorded.restarts,
-            pid,
-        }
     }
 }
 
@@ -131,20 +110,16 @@ impl S6Manager {
         self.layout().link(&profile.service_name())
     }
 
-    fn layout(&self) -> Scandir {
+    pub(crate) fn layout(&self) -> Scandir {
         Scandir::new(&self.cfg.scandir)
     }
 
-    fn slot_dir(&self, profile: &ProfileName) -> PathBuf {
+    pub(crate) fn slot_dir(&self, profile: &ProfileName) -> PathBuf {
         self.layout().slot_dir(&profile.service_name())
     }
 
     pub fn spec(&self, profile: &ProfileName) -> GatewaySpec {
         GatewaySpec::for_profile(&self.cfg.home, profile, &self.cfg.program)
-    }
-
-    pub fn is_registered(&self, profile: &ProfileName) -> bool {
-        fs::symlink_metadata(self.slot_link(profile)).is_ok()
     }
 
     /// A supervisor listens on the scandir, and it is ours to talk to.
@@ -176,7 +151,7 @@ impl S6Manager {
         Ok(())
     }
 
-    fn require_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
+    pub(crate) fn require_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
         self.check_supervisor()?;
         let link = self.slot_link(profile);
         if !self.is_registered(profile) {
@@ -189,50 +164,16 @@ impl S6Manager {
         Ok(link)
     }
 
-    /// Wait until an `s6-supervise` runs on the profile's slot and has written
-    /// its first status file (it opens the control FIFO first; s6-svstat needs both).
-    fn wait_supervised(&self, profile: &ProfileName) -> Result<(), ServiceError> {
-        let real = self.slot_dir(profile);
-        let status_file = real.join("supervise/status");
-        let deadline = Instant::now() + REGISTER_WAIT;
-        if wait_until(deadline, || is_supervised(&real) && status_file.exists()) {
-            Ok(())
-        } else {
-            Err(ServiceError::Timeout {
-                action: "registration",
-                profile: profile.clone(),
-                waited: REGISTER_WAIT,
-            })
-        }
-    }
-
-    fn svc(&self, flag: &str, dir: &Path) -> Result<(), ServiceError> {
+    pub(crate) fn svc(&self, flag: &str, dir: &Path) -> Result<(), ServiceError> {
         cmd::run("s6-svc", [flag.as_ref(), dir.as_os_str()])?.checked()?;
         Ok(())
     }
 
-    fn svscanctl(&self, flag: &str) -> Result<(), ServiceError> {
-        cmd::run(
-            "s6-svscanctl",
-            [flag.as_ref(), self.cfg.scandir.as_os_str()],
-        )?
-        .checked()?;
-        Ok(())
-    }
-
-    fn set_down_marker(&self, link: &Path, down: bool) -> Result<(), ServiceError> {
-        let marker = link.join("down");
-        if down {
-            fsutil::atomic_write(&marker, b"", 0o644)?;
-        } else if let Err(e) = fs::remove_file(&marker) {
-            if e.kind() != io::ErrorKind::NotFound {
-                return Err(FsError::new("remove", &marker, e).into());
-            }
-        }
-        Ok(())
-    }
-
-    fn status_of(&self, profile: &ProfileName, link: &Path) -> Result<SlotStatus, ServiceError> {
+    pub(crate) fn status_of(
+        &self,
+        profile: &ProfileName,
+        link: &Path,
+    ) -> Result<SlotStatus, ServiceError> {
         let stat = svstat::read(link)?;
         Ok(svstat::to_status(
             profile,
@@ -241,227 +182,8 @@ impl S6Manager {
         ))
     }
 
-    fn recorded(&self, profile: &ProfileName) -> Result<GatewayState, ServiceError> {
+    pub(crate) fn recorded(&self, profile: &ProfileName) -> Result<GatewayState, ServiceError> {
         Ok(state::load(&self.cfg.home.profile(profile).state())?.state())
-    }
-
-    fn slot_count(&self) -> Result<usize, ServiceError> {
-        Ok(self.list()?.len())
-    }
-
-    /// Build a slot under a dot name and publish its link; no scan yet.
-    /// `None` when the profile already has a slot. `count` slots exist and
-    /// at most `limit` are allowed.
-    fn publish(
-        &self,
-        spec: &GatewaySpec,
-        start_now: bool,
-        count: usize,
-        limit: usize,
-    ) -> Result<Option<PathBuf>, ServiceError> {
-        if let Some(bad) = spec.env.keys().find(|k| !slot::valid_env_key(k)) {
-            return Err(ServiceError::Unsupported {
-                manager: ManagerKind::S6,
-                operation: "an environment variable name that is not a shell identifier",
-                hint: Some(format!("rename {bad:?}")),
-            });
-        }
-        let profile = &spec.profile;
-        if self.is_registered(profile) {
-            return Ok(None);
-        }
-        if count >= limit {
-            return Err(ServiceError::TooManySlots { limit });
-        }
-        // Never follow a symlink planted in the log path out of HERMES_HOME.
-        fsutil::ensure_dir_under(&spec.home, &spec.log_dir, 0o700)?;
-        let slots = self.layout().slots();
-        fsutil::ensure_dir(&slots, 0o755)?;
-        let name = profile.service_name();
-        let pid = std::process::id();
-        let staging = slots.join(format!(".{name}.tmp.{pid}"));
-        let real = self.slot_dir(profile);
-        slot::remove_tree(&staging)?;
-        // A directory without a published link is a leftover of an interrupted run.
-        slot::remove_tree(&real)?;
-        // Marks the gateway as supervised so it never redirects itself into a slot again.
-        let mut spec = spec.clone();
-        spec.env
-            .insert("HERMES_SUPERVISED_CHILD".to_string(), "1".to_string());
-        let mut files = slot::render(&spec, start_now, self.cfg.echo_to_stdout);
-        files.files.push((
-            PathBuf::from("timeout-kill"),
-            format!("{TIMEOUT_KILL_MS}\n"),
-            0o644,
-        ));
-        slot::write_dir(&staging, &files).inspect_err(|_| {
-            let _ = slot::remove_tree(&staging);
-        })?;
-        fs::rename(&staging, &real).map_err(|e| FsError::new("rename into", &real, e))?;
-        let link = self.slot_link(profile);
-        let link_tmp = self.cfg.scandir.join(format!(".{name}.link.{pid}"));
-        let _ = fs::remove_file(&link_tmp);
-        let publish = std::os::unix::fs::symlink(Scandir::link_target(&name), &link_tmp)
-            .and_then(|()| fs::rename(&link_tmp, &link));
-        if let Err(e) = publish {
-            let _ = fs::remove_file(&link_tmp);
-            let _ = slot::remove_tree(&real);
-            return Err(FsError::new("publish", &link, e).into());
-        }
-        Ok(Some(real))
-    }
-
-    /// Register many slots with a single scan, then wait for all of them to
-    /// be supervised: boot reconciliation of hundreds of profiles costs one
-    /// `s6-svscanctl -a` instead of one per profile. One result per slot.
-    pub fn register_many(
-        &self,
-        slots: &[(GatewaySpec, bool)],
-    ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {
-        self.check_supervisor()?;
-        let limit = svscan::read_limit(&self.cfg.scandir);
-        let mut count = self.slot_count()?;
-        let mut results = Vec::with_capacity(slots.len());
-        let mut pending = Vec::new();
-        for (i, (spec, start_now)) in slots.iter().enumerate() {
-            match self.publish(spec, *start_now, count, limit) {
-                Ok(Some(real)) => {
-                    count += 1;
-                    pending.push((i, real));
-                    results.push(Ok(()));
-                }
-                Ok(None) => results.push(Ok(())),
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        if pending.is_empty() {
-            return Ok(results);
-        }
-        self.svscanctl("-a")?;
-        // Each slot costs s6-svscan two supervisors and a logger to spawn:
-        // a few hundred per second, fewer on a loaded machine.
-        let waited = REGISTER_WAIT + Duration::from_millis(20) * pending.len() as u32;
-        let deadline = Instant::now() + waited;
-        wait_until(deadline, || {
-            pending.retain(|(_, real)| !is_supervised(real));
-            pending.is_empty()
-        });
-        for (i, _) in pending {
-            results[i] = Err(ServiceError::Timeout {
-                action: "registration",
-                profile: slots[i].0.profile.clone(),
-                waited,
-            });
-        }
-        Ok(results)
-    }
-
-    /// Wait until the gateway is up and ready with a pid other than `old_pid`,
-    /// or has failed since `since_ms`.
-    fn wait_ready(
-        &self,
-        profile: &ProfileName,
-        link: &Path,
-        before: &Baseline,
-        action: &'static str,
-        timeout: Duration,
-    ) -> Result<SlotStatus, ServiceError> {
-        let deadline = Instant::now() + timeout;
-        // s6-svc only queues the command: until the supervisor shows "want up",
-        // a "want down" is the old state, not a verdict.
-        let mut seen_want_up = false;
-        loop {
-            let status = self.status_of(profile, link)?;
-            if !status.supervised {
-                return Err(ServiceError::NoSupervisor {
-                    scandir: self.cfg.scandir.clone(),
-                });
-            }
-            if status.ready && status.pid.is_some() && status.pid != before.pid {
-                return Ok(status);
-            }
-            seen_want_up |= status.want == Want::Up;
-            let recorded = self.recorded(profile)?;
-            // Every caller recorded "running" before asking s6; "stopped" now
-            // means a later stop won, and waiting would only run out the timeout.
-            if recorded.desired_state == Some(DesiredState::Stopped) {
-                return Err(ServiceError::Overtaken {
-                    action,
-                    profile: profile.clone(),
-                });
-            }
-            // The finish hook records every death; a requested SIGTERM (restart)
-            // is not a failure, and the next gateway may already have cleared the reason.
-            let last_exit = recorded.last_exit.as_ref().filter(|e| e.at > before.at_ms);
-            let failed = recorded.restarts > before.restarts
-                || recorded.gateway_state == Some(RunState::StartupFailed)
-                || (recorded.gateway_state == Some(RunState::Stopped)
-                    && !recorded.stopped_on_request());
-            let died_since = last_exit.is_some() && failed;
-            // A death recorded since the command also proves s6 acted on it.
-            let parked =
-                (seen_want_up || last_exit.is_some()) && !status.up && status.want == Want::Down;
-            if died_since || parked {
-                let retrying = recorded.gateway_state == Some(RunState::Starting) && !parked;
-                if !retrying && !parked && Instant::now() < deadline {
-                    // The finish hook has recorded a permanent failure; report it
-                    // once s6 has acted on it, so the status we print is settled.
-                    thread::sleep(POLL);
-                    continue;
-                }
-                let reason = recorded
-                    .exit_reason
-                    .clone()
-                    .unwrap_or_else(|| match last_exit {
-                        Some(LastExit {
-                            code: Some(code), ..
-                        }) => format!("it exited with code {code} before becoming ready"),
-                        Some(LastExit {
-                            signal: Some(sig), ..
-                        }) => format!("it was killed by signal {sig} before becoming ready"),
-                        _ => "it exited before becoming ready".to_string(),
-                    });
-                return Err(ServiceError::StartFailed {
-                    profile: profile.clone(),
-                    reason: if retrying {
-                        format!("{reason} (the supervisor retries with back-off)")
-                    } else {
-                        reason
-                    },
-                });
-            }
-            if Instant::now() >= deadline {
-                return Err(ServiceError::Timeout {
-                    action,
-                    profile: profile.clone(),
-                    waited: timeout,
-                });
-            }
-            thread::sleep(POLL);
-        }
-    }
-
-    fn wait_down(
-        &self,
-        profile: &ProfileName,
-        link: &Path,
-        timeout: Duration,
-    ) -> Result<SlotStatus, ServiceError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let status = self.status_of(profile, link)?;
-            if !status.up {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                return Err(ServiceError::Timeout {
-                    action: "stop",
-                    profile: profile.clone(),
-                    waited: timeout,
-                });
-            }
-            thread::sleep(POLL);
-        }
     }
 }
 
@@ -479,22 +201,11 @@ impl ServiceManager for S6Manager {
     }
 
     fn start(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {
-        let link = self.require_slot(profile)?;
-        let current = self.status_of(profile, &link)?;
-        if current.up && current.ready {
-            return Ok(current);
-        }
-        let before = Baseline::now(&self.recorded(profile)?, None);
-        self.set_down_marker(&link, false)?;
-        self.svc("-u", &link)?;
-        self.wait_ready(profile, &link, &before, "start", timeout)
+        self.start_slot(profile, timeout)
     }
 
     fn stop(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {
-        let link = self.require_slot(profile)?;
-        self.set_down_marker(&link, true)?;
-        self.svc("-d", &link)?;
-        self.wait_down(profile, &link, timeout)
+        self.stop_slot(profile, timeout)
     }
 
     fn restart(
@@ -502,15 +213,7 @@ impl ServiceManager for S6Manager {
         profile: &ProfileName,
         timeout: Duration,
     ) -> Result<SlotStatus, ServiceError> {
-        let link = self.require_slot(profile)?;
-        let current = self.status_of(profile, &link)?;
-        let before = Baseline::now(&self.recorded(profile)?, current.pid.filter(|_| current.up));
-        self.set_down_marker(&link, false)?;
-        self.svc("-u", &link)?;
-        if current.up {
-            self.svc("-t", &link)?;
-        }
-        self.wait_ready(profile, &link, &before, "restart", timeout)
+        self.restart_slot(profile, timeout)
     }
 
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {
@@ -527,49 +230,11 @@ impl ServiceManager for S6Manager {
     }
 
     fn register(&self, spec: &GatewaySpec, start_now: bool) -> Result<(), ServiceError> {
-        self.check_supervisor()?;
-        let limit = svscan::read_limit(&self.cfg.scandir);
-        let count = self.slot_count()?;
-        // Already published (maybe by a concurrent call): done once supervised.
-        let Some(real) = self.publish(spec, start_now, count, limit)? else {
-            return self.wait_supervised(&spec.profile);
-        };
-        if let Err(e) = self.svscanctl("-a") {
-            let _ = fs::remove_file(self.slot_link(&spec.profile));
-            let _ = slot::remove_tree(&real);
-            return Err(e);
-        }
-        self.wait_supervised(&spec.profile)
+        self.register_slot(spec, start_now)
     }
 
     fn unregister(&self, profile: &ProfileName) -> Result<(), ServiceError> {
-        let link = self.slot_link(profile);
-        let real = self.slot_dir(profile);
-        if !self.is_registered(profile) || !is_supervised(&real) {
-            // Nothing supervises it: there is no process to stop, only files to remove.
-            let _ = fs::remove_file(&link);
-            slot::remove_tree(&real)?;
-            return Ok(());
-        }
-        self.check_supervisor()?;
-        self.set_down_marker(&link, true)?;
-        self.svc("-d", &link)?;
-        self.wait_down(profile, &link, UNREGISTER_WAIT)?;
-        fs::remove_file(&link).map_err(|e| FsError::new("remove", &link, e))?;
-        self.svscanctl("-an")?;
-        let deadline = Instant::now() + UNREGISTER_WAIT;
-        let gone = wait_until(deadline, || {
-            !is_supervised(&real) && !is_supervised(&real.join("log"))
-        });
-        if !gone {
-            return Err(ServiceError::Timeout {
-                action: "unregistration",
-                profile: profile.clone(),
-                waited: UNREGISTER_WAIT,
-            });
-        }
-        slot::remove_tree(&real)?;
-        Ok(())
+        self.unregister_slot(profile)
     }
 
     /// One `s6-svwait -U -a` over every slot: it reads each status file

@@ -1,0 +1,214 @@
+//! Registration: publishing a slot into the scandir (staged under a dot
+//! name, then renamed) and having `s6-svscan` pick it up; unregistration
+//! stops the slot, unpublishes it and waits for its supervisors to leave.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError};
+use hermes_core::ProfileName;
+
+use crate::{cmd, is_supervised, slot, svscan, wait_until, S6Manager, Scandir, TIMEOUT_KILL_MS};
+
+const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
+/// How long a newly published slot may take to get its s6-supervise.
+const REGISTER_WAIT: Duration = Duration::from_secs(5);
+
+impl S6Manager {
+    pub fn is_registered(&self, profile: &ProfileName) -> bool {
+        fs::symlink_metadata(self.slot_link(profile)).is_ok()
+    }
+
+    /// Wait until an `s6-supervise` runs on the profile's slot and has written
+    /// its first status file (it opens the control FIFO first; s6-svstat needs both).
+    pub(crate) fn wait_supervised(&self, profile: &ProfileName) -> Result<(), ServiceError> {
+        let real = self.slot_dir(profile);
+        let status_file = real.join("supervise/status");
+        let deadline = Instant::now() + REGISTER_WAIT;
+        if wait_until(deadline, || is_supervised(&real) && status_file.exists()) {
+            Ok(())
+        } else {
+            Err(ServiceError::Timeout {
+                action: "registration",
+                profile: profile.clone(),
+                waited: REGISTER_WAIT,
+            })
+        }
+    }
+
+    fn svscanctl(&self, flag: &str) -> Result<(), ServiceError> {
+        cmd::run(
+            "s6-svscanctl",
+            [flag.as_ref(), self.cfg.scandir.as_os_str()],
+        )?
+        .checked()?;
+        Ok(())
+    }
+
+    fn slot_count(&self) -> Result<usize, ServiceError> {
+        use hermes_core::service::ServiceManager;
+        Ok(self.list()?.len())
+    }
+
+    /// Build a slot under a dot name and publish its link; no scan yet.
+    /// `None` when the profile already has a slot. `count` slots exist and
+    /// at most `limit` are allowed.
+    fn publish(
+        &self,
+        spec: &GatewaySpec,
+        start_now: bool,
+        count: usize,
+        limit: usize,
+    ) -> Result<Option<PathBuf>, ServiceError> {
+        if let Some(bad) = spec.env.keys().find(|k| !slot::valid_env_key(k)) {
+            return Err(ServiceError::Unsupported {
+                manager: ManagerKind::S6,
+                operation: "an environment variable name that is not a shell identifier",
+                hint: Some(format!("rename {bad:?}")),
+            });
+        }
+        let profile = &spec.profile;
+        if self.is_registered(profile) {
+            return Ok(None);
+        }
+        if count >= limit {
+            return Err(ServiceError::TooManySlots { limit });
+        }
+        // Never follow a symlink planted in the log path out of HERMES_HOME.
+        fsutil::ensure_dir_under(&spec.home, &spec.log_dir, 0o700)?;
+        let slots = self.layout().slots();
+        fsutil::ensure_dir(&slots, 0o755)?;
+        let name = profile.service_name();
+        let pid = std::process::id();
+        let staging = slots.join(format!(".{name}.tmp.{pid}"));
+        let real = self.slot_dir(profile);
+        slot::remove_tree(&staging)?;
+        // A directory without a published link is a leftover of an interrupted run.
+        slot::remove_tree(&real)?;
+        // Marks the gateway as supervised so it never redirects itself into a slot again.
+        let mut spec = spec.clone();
+        spec.env
+            .insert("HERMES_SUPERVISED_CHILD".to_string(), "1".to_string());
+        let mut files = slot::render(&spec, start_now, self.cfg.echo_to_stdout);
+        files.files.push((
+            PathBuf::from("timeout-kill"),
+            format!("{TIMEOUT_KILL_MS}\n"),
+            0o644,
+        ));
+        slot::write_dir(&staging, &files).inspect_err(|_| {
+            let _ = slot::remove_tree(&staging);
+        })?;
+        fs::rename(&staging, &real).map_err(|e| FsError::new("rename into", &real, e))?;
+        let link = self.slot_link(profile);
+        let link_tmp = self.cfg.scandir.join(format!(".{name}.link.{pid}"));
+        let _ = fs::remove_file(&link_tmp);
+        let publish = std::os::unix::fs::symlink(Scandir::link_target(&name), &link_tmp)
+            .and_then(|()| fs::rename(&link_tmp, &link));
+        if let Err(e) = publish {
+            let _ = fs::remove_file(&link_tmp);
+            let _ = slot::remove_tree(&real);
+            return Err(FsError::new("publish", &link, e).into());
+        }
+        Ok(Some(real))
+    }
+
+    /// Register many slots with a single scan, then wait for all of them to
+    /// be supervised: boot reconciliation of hundreds of profiles costs one
+    /// `s6-svscanctl -a` instead of one per profile. One result per slot.
+    pub fn register_many(
+        &self,
+        slots: &[(GatewaySpec, bool)],
+    ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {
+        self.check_supervisor()?;
+        let limit = svscan::read_limit(&self.cfg.scandir);
+        let mut count = self.slot_count()?;
+        let mut results = Vec::with_capacity(slots.len());
+        let mut pending = Vec::new();
+        for (i, (spec, start_now)) in slots.iter().enumerate() {
+            match self.publish(spec, *start_now, count, limit) {
+                Ok(Some(real)) => {
+                    count += 1;
+                    pending.push((i, real));
+                    results.push(Ok(()));
+                }
+                Ok(None) => results.push(Ok(())),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(results);
+        }
+        self.svscanctl("-a")?;
+        // Each slot costs s6-svscan two supervisors and a logger to spawn:
+        // a few hundred per second, fewer on a loaded machine.
+        let waited = REGISTER_WAIT + Duration::from_millis(20) * pending.len() as u32;
+        let deadline = Instant::now() + waited;
+        wait_until(deadline, || {
+            pending.retain(|(_, real)| !is_supervised(real));
+            pending.is_empty()
+        });
+        for (i, _) in pending {
+            results[i] = Err(ServiceError::Timeout {
+                action: "registration",
+                profile: slots[i].0.profile.clone(),
+                waited,
+            });
+        }
+        Ok(results)
+    }
+
+    /// Publish one slot, scan, and wait until it is supervised.
+    pub(crate) fn register_slot(
+        &self,
+        spec: &GatewaySpec,
+        start_now: bool,
+    ) -> Result<(), ServiceError> {
+        self.check_supervisor()?;
+        let limit = svscan::read_limit(&self.cfg.scandir);
+        let count = self.slot_count()?;
+        // Already published (maybe by a concurrent call): done once supervised.
+        let Some(real) = self.publish(spec, start_now, count, limit)? else {
+            return self.wait_supervised(&spec.profile);
+        };
+        if let Err(e) = self.svscanctl("-a") {
+            let _ = fs::remove_file(self.slot_link(&spec.profile));
+            let _ = slot::remove_tree(&real);
+            return Err(e);
+        }
+        self.wait_supervised(&spec.profile)
+    }
+
+    /// Stop the slot, unpublish it, and wait for its supervisors to exit
+    /// before removing its files.
+    pub(crate) fn unregister_slot(&self, profile: &ProfileName) -> Result<(), ServiceError> {
+        let link = self.slot_link(profile);
+        let real = self.slot_dir(profile);
+        if !self.is_registered(profile) || !is_supervised(&real) {
+            // Nothing supervises it: there is no process to stop, only files to remove.
+            let _ = fs::remove_file(&link);
+            slot::remove_tree(&real)?;
+            return Ok(());
+        }
+        self.check_supervisor()?;
+        self.set_down_marker(&link, true)?;
+        self.svc("-d", &link)?;
+        self.wait_down(profile, &link, UNREGISTER_WAIT)?;
+        fs::remove_file(&link).map_err(|e| FsError::new("remove", &link, e))?;
+        self.svscanctl("-an")?;
+        let deadline = Instant::now() + UNREGISTER_WAIT;
+        let gone = wait_until(deadline, || {
+            !is_supervised(&real) && !is_supervised(&real.join("log"))
+        });
+        if !gone {
+            return Err(ServiceError::Timeout {
+                action: "unregistration",
+                profile: profile.clone(),
+                waited: UNREGISTER_WAIT,
+            });
+        }
+        slot::remove_tree(&real)?;
+        Ok(())
+    }
+}
