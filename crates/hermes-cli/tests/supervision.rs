@@ -203,6 +203,51 @@ fn all_acts_on_every_slot_through_the_supervisor() {
     }
 }
 
+/// `--all` asks for every slot before waiting for any: one that fails does
+/// not hold up the others, and the report keeps the order of the slots.
+#[test]
+fn all_reports_every_failure_with_its_log_tail_in_order() {
+    let mut env = Env::new();
+    env.supervise();
+    for p in ["alpha", "bad", "charlie"] {
+        env.create(&[p, "--no-alias"]);
+    }
+    let config = env.profile_dir("bad").join("config.yaml");
+    std::fs::write(&config, "gateway:\n  port: 0\n").unwrap();
+    let out = env.run(&["gateway", "start", "--all"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "one line per started profile: {stdout}\n{stderr}"
+    );
+    assert!(
+        lines[0].starts_with("gateway 'alpha' is up and ready"),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("gateway 'charlie' is up and ready"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("start of gateway 'bad' failed"), "{stderr}");
+    assert!(stderr.contains("last lines of"), "{stderr}");
+    assert!(healthy(&env, "alpha") && healthy(&env, "charlie"));
+    assert_eq!(env.status("bad")["want"], "down");
+
+    let out = env.ok(&["gateway", "stop", "--all"]);
+    let down: Vec<&str> = out.lines().collect();
+    assert_eq!(down.len(), 3, "{out}");
+    for (line, p) in down.iter().zip(["alpha", "bad", "charlie"]) {
+        assert_eq!(*line, format!("gateway '{p}' is down"));
+        assert_eq!(env.state(p)["desired_state"], "stopped");
+    }
+}
+
 #[test]
 fn delete_while_running_stops_and_unregisters_first() {
     let mut env = Env::new();

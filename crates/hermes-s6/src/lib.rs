@@ -3,7 +3,8 @@
 //! scandir as symlinks, so removing one never yanks a directory from under a
 //! live `s6-supervise`. Every write is staged under a dot name and renamed.
 //!
-//! Lifecycle goes through `s6-svc`/`s6-svstat` only; supervised processes
+//! Lifecycle goes through s6 only (`s6-svc`'s commands, written to each
+//! slot's control FIFO, and its `supervise/status`); supervised processes
 //! are never signalled directly.
 // Not yet routed through `fsutil` (issue 15): the lint is off here until it is.
 #![allow(clippy::disallowed_methods)]
@@ -29,6 +30,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use hermes_core::fsutil::FsError;
+use hermes_core::lifecycle::Action;
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus};
 use hermes_core::state::{self, GatewayState};
 use hermes_core::{HermesHome, ProfileName};
@@ -201,11 +203,11 @@ impl ServiceManager for S6Manager {
     }
 
     fn start(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {
-        self.start_slot(profile, timeout)
+        self.act(profile, Action::Start, timeout)
     }
 
     fn stop(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {
-        self.stop_slot(profile, timeout)
+        self.act(profile, Action::Stop, timeout)
     }
 
     fn restart(
@@ -213,7 +215,27 @@ impl ServiceManager for S6Manager {
         profile: &ProfileName,
         timeout: Duration,
     ) -> Result<SlotStatus, ServiceError> {
-        self.restart_slot(profile, timeout)
+        self.act(profile, Action::Restart, timeout)
+    }
+
+    /// One slot is a batch of one: the same requests, waits and verdicts.
+    fn act(
+        &self,
+        profile: &ProfileName,
+        action: Action,
+        timeout: Duration,
+    ) -> Result<SlotStatus, ServiceError> {
+        let mut results = self.act_slots(std::slice::from_ref(profile), action, timeout);
+        results.pop().expect("one result per profile")
+    }
+
+    fn act_many(
+        &self,
+        profiles: &[ProfileName],
+        action: Action,
+        timeout: Duration,
+    ) -> Vec<Result<SlotStatus, ServiceError>> {
+        self.act_slots(profiles, action, timeout)
     }
 
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {

@@ -1,20 +1,31 @@
-//! Lifecycle of registered slots: start, stop and restart through
-//! `s6-svc`, and the judgement of how a start or restart went
+//! Lifecycle of registered slots: start, stop and restart of one slot or
+//! many (every slot is asked first, by writing `s6-svc`'s command bytes to
+//! its control FIFO, then all are awaited together), and the judgement of how a start or restart went
 //! ([`classify`]), from what s6 says of the slot and what the finish hook
 //! recorded.
 
 use std::fs;
-use std::io;
-use std::path::Path;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hermes_core::fsutil::{self, FsError};
+use hermes_core::lifecycle::Action;
 use hermes_core::service::{ServiceError, SlotStatus, Want};
 use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
 use hermes_core::ProfileName;
 
 use crate::{S6Manager, POLL};
+
+/// A slot s6 was asked to act on, while its answer is awaited.
+struct Asked {
+    link: PathBuf,
+    /// What a start or restart is judged against; `None` for a stop.
+    before: Option<Baseline>,
+    seen_want_up: bool,
+}
 
 /// What a start or restart compares against to tell a new failure from an old one.
 #[derive(Debug, Clone)]
@@ -164,76 +175,144 @@ impl S6Manager {
         Ok(())
     }
 
-    pub(crate) fn start_slot(
-        &self,
-        profile: &ProfileName,
-        timeout: Duration,
-    ) -> Result<SlotStatus, ServiceError> {
-        let link = self.require_slot(profile)?;
-        let current = self.status_of(profile, &link)?;
-        if current.up && current.ready {
-            return Ok(current);
+    /// Send `s6-svc`'s one-byte commands straight to the slot's control
+    /// FIFO, as `s6-svc` itself does (the same bytes in s6 2.11 to 2.13),
+    /// without a process per slot.
+    fn send(&self, link: &Path, commands: &[u8]) -> Result<(), ServiceError> {
+        let control = link.join("supervise/control");
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&control)
+            .and_then(|mut fifo| fifo.write_all(commands));
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Err(ServiceError::NoSupervisor {
+                scandir: self.cfg.scandir.clone(),
+            }),
+            Err(e) => Err(FsError::new("write to", &control, e).into()),
         }
-        let before = Baseline::now(&self.recorded(profile)?, None);
-        self.set_down_marker(&link, false)?;
-        self.svc("-u", &link)?;
-        self.wait_ready(profile, &link, &before, "start", timeout)
     }
 
-    pub(crate) fn stop_slot(
+    /// Ask s6 to act on one slot; `Ok(Err(status))` when there is nothing
+    /// to wait for (a start of a gateway already up and ready).
+    fn ask(
         &self,
         profile: &ProfileName,
-        timeout: Duration,
-    ) -> Result<SlotStatus, ServiceError> {
+        action: Action,
+    ) -> Result<Result<Asked, SlotStatus>, ServiceError> {
         let link = self.require_slot(profile)?;
-        self.set_down_marker(&link, true)?;
-        self.svc("-d", &link)?;
-        self.wait_down(profile, &link, timeout)
-    }
-
-    pub(crate) fn restart_slot(
-        &self,
-        profile: &ProfileName,
-        timeout: Duration,
-    ) -> Result<SlotStatus, ServiceError> {
-        let link = self.require_slot(profile)?;
-        let current = self.status_of(profile, &link)?;
-        let before = Baseline::now(&self.recorded(profile)?, current.pid.filter(|_| current.up));
-        self.set_down_marker(&link, false)?;
-        self.svc("-u", &link)?;
-        if current.up {
-            self.svc("-t", &link)?;
-        }
-        self.wait_ready(profile, &link, &before, "restart", timeout)
-    }
-
-    /// Wait until the gateway is up and ready with a pid other than
-    /// `before.pid`, or has failed since `before.at_ms`.
-    fn wait_ready(
-        &self,
-        profile: &ProfileName,
-        link: &Path,
-        before: &Baseline,
-        action: &'static str,
-        timeout: Duration,
-    ) -> Result<SlotStatus, ServiceError> {
-        let deadline = Instant::now() + timeout;
-        let mut seen_want_up = false;
-        loop {
-            let expired = Instant::now() >= deadline;
-            let status = self.status_of(profile, link)?;
-            seen_want_up |= status.want == Want::Up;
-            let recorded = if is_ready(&status, before) {
-                GatewayState::default()
-            } else {
-                self.recorded(profile)?
-            };
-            let verdict = classify(&status, &recorded, before, seen_want_up, expired);
-            if let Some(done) = verdict.settle(self, profile, status, action, timeout) {
-                return done;
+        let before = match action {
+            Action::Stop => {
+                self.set_down_marker(&link, true)?;
+                self.send(&link, b"d")?;
+                None
             }
-            thread::sleep(POLL);
+            Action::Start | Action::Restart => {
+                let current = self.status_of(profile, &link)?;
+                if action == Action::Start && current.up && current.ready {
+                    return Ok(Err(current));
+                }
+                let replaced = current
+                    .pid
+                    .filter(|_| action == Action::Restart && current.up);
+                let before = Baseline::now(&self.recorded(profile)?, replaced);
+                self.set_down_marker(&link, false)?;
+                self.send(&link, if replaced.is_some() { b"ut" } else { b"u" })?;
+                Some(before)
+            }
+        };
+        Ok(Ok(Asked {
+            link,
+            before,
+            seen_want_up: false,
+        }))
+    }
+
+    /// One look at an asked slot: its answer, or `None` while pending.
+    fn look(
+        &self,
+        profile: &ProfileName,
+        asked: &mut Asked,
+        action: Action,
+        expired: bool,
+        timeout: Duration,
+    ) -> Option<Result<SlotStatus, ServiceError>> {
+        let status = match self.status_of(profile, &asked.link) {
+            Ok(status) => status,
+            Err(e) => return Some(Err(e)),
+        };
+        let Some(before) = &asked.before else {
+            return if !status.up {
+                Some(Ok(status))
+            } else if expired {
+                Some(Err(ServiceError::Timeout {
+                    action: action.as_str(),
+                    profile: profile.clone(),
+                    waited: timeout,
+                }))
+            } else {
+                None
+            };
+        };
+        asked.seen_want_up |= status.want == Want::Up;
+        let recorded = if is_ready(&status, before) {
+            GatewayState::default()
+        } else {
+            match self.recorded(profile) {
+                Ok(recorded) => recorded,
+                Err(e) => return Some(Err(e)),
+            }
+        };
+        classify(&status, &recorded, before, asked.seen_want_up, expired).settle(
+            self,
+            profile,
+            status,
+            action.as_str(),
+            timeout,
+        )
+    }
+
+    /// Start, stop or restart every one of `profiles`: ask s6 for all of
+    /// them first, then wait for all of them together (at most `timeout`
+    /// from the last request), judging each as one slot alone would be.
+    /// One result per profile, in the order given.
+    pub(crate) fn act_slots(
+        &self,
+        profiles: &[ProfileName],
+        action: Action,
+        timeout: Duration,
+    ) -> Vec<Result<SlotStatus, ServiceError>> {
+        let mut results: Vec<Option<Result<SlotStatus, ServiceError>>> =
+            profiles.iter().map(|_| None).collect();
+        let mut pending = Vec::with_capacity(profiles.len());
+        for (i, profile) in profiles.iter().enumerate() {
+            match self.ask(profile, action) {
+                Ok(Ok(asked)) => pending.push((i, asked)),
+                Ok(Err(settled)) => results[i] = Some(Ok(settled)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
         }
+        let deadline = Instant::now() + timeout;
+        while !pending.is_empty() {
+            let expired = Instant::now() >= deadline;
+            pending.retain_mut(|(i, asked)| {
+                match self.look(&profiles[*i], asked, action, expired, timeout) {
+                    Some(done) => {
+                        results[*i] = Some(done);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            if !pending.is_empty() {
+                thread::sleep(POLL);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every slot was answered"))
+            .collect()
     }
 
     pub(crate) fn wait_down(
