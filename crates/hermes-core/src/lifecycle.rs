@@ -94,8 +94,8 @@ pub fn apply_many(
     let mut results: Vec<Option<Result<Outcome, LifecycleError>>> =
         profiles.iter().map(|_| None).collect();
     let mut asked = Vec::with_capacity(profiles.len());
-    for (i, profile) in profiles.iter().enumerate() {
-        match record(home, profile, desired) {
+    for (i, recorded) in record_all(home, profiles, desired).into_iter().enumerate() {
+        match recorded {
             Ok(()) => asked.push(i),
             Err(e) => results[i] = Some(Err(e)),
         }
@@ -122,6 +122,37 @@ pub fn apply_many(
         .into_iter()
         .map(|r| r.expect("every profile was answered"))
         .collect()
+}
+
+/// Threads recording wishes at once: each record is an atomic write with
+/// two fsyncs, which the disk overlaps across threads (one after another,
+/// 100 profiles cost ~0.7 s of fsync on an ext4 disk).
+const RECORD_THREADS: usize = 16;
+
+/// [`record`] for every profile, all done before any is asked for; one
+/// result per profile, in order.
+fn record_all(
+    home: &HermesHome,
+    profiles: &[ProfileName],
+    desired: DesiredState,
+) -> Vec<Result<(), LifecycleError>> {
+    let record_chunk = |chunk: &[ProfileName]| -> Vec<Result<(), LifecycleError>> {
+        chunk.iter().map(|p| record(home, p, desired)).collect()
+    };
+    if profiles.len() < 2 {
+        return record_chunk(profiles);
+    }
+    let per_thread = profiles.len().div_ceil(RECORD_THREADS);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = profiles
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || record_chunk(chunk)))
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("a record thread panicked"))
+            .collect()
+    })
 }
 
 fn record(

@@ -166,7 +166,10 @@ impl S6Manager {
     pub(crate) fn set_down_marker(&self, link: &Path, down: bool) -> Result<(), ServiceError> {
         let marker = link.join("down");
         if down {
-            fsutil::atomic_write(&marker, b"", 0o644)?;
+            // s6-supervise only checks that it exists, within this boot; a
+            // boot reconciles from the durable desired_state. So no fsync:
+            // two per slot would dominate `stop --all` on a disk.
+            fsutil::write(&marker, b"")?;
         } else if let Err(e) = fs::remove_file(&marker) {
             if e.kind() != io::ErrorKind::NotFound {
                 return Err(FsError::new("remove", &marker, e).into());

@@ -8,6 +8,7 @@
 mod chaos;
 mod control;
 mod figure;
+mod fleet;
 mod report;
 mod scale;
 mod supervisord;
@@ -27,6 +28,8 @@ struct Cli {
 enum Cmd {
     /// Run every benchmark and write bench/results/<date>.{md,json}.
     Report(report::Options),
+    /// `gateway start|stop --all` at N profiles against raw s6 and supervisord.
+    Fleet(fleet::Options),
     /// Kill gateways, s6-supervise and s6-log at random under webhook load, then check invariants.
     Chaos(chaos::Options),
 }
@@ -36,6 +39,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Cmd::Report(opts) => report::run(opts),
         Cmd::Chaos(opts) => chaos::run(opts),
+        Cmd::Fleet(opts) => fleet::run(opts),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
