@@ -348,6 +348,17 @@ mod tests {
 
     const AT: u64 = 1_000_000;
 
+    /// (what, status, recorded, replaced pid, seen want up, expired, verdict)
+    type Row<'a> = (
+        &'a str,
+        SlotStatus,
+        &'a GatewayState,
+        Option<u32>,
+        bool,
+        bool,
+        Verdict,
+    );
+
     fn before(pid: Option<u32>) -> Baseline {
         Baseline {
             at_ms: AT,
@@ -421,9 +432,8 @@ mod tests {
             ..fresh.clone()
         };
         let failed = |r: &str| Verdict::Failed(r.to_string());
-        // (what, status, recorded, replaced pid, seen want up, expired, verdict)
         #[rustfmt::skip]
-        let table: Vec<(&str, SlotStatus, &GatewayState, Option<u32>, bool, bool, Verdict)> = vec![
+        let table: Vec<Row> = vec![
             ("unsupervised", slot(false, false, false, false, None), &fresh, None, false, false, Verdict::NoSupervisor),
             ("ready", slot(true, true, true, true, Some(7)), &fresh, None, true, false, Verdict::Ready),
             ("ready wins over an expired deadline", slot(true, true, true, true, Some(7)), &fresh, None, true, true, Verdict::Ready),
