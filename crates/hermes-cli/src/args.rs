@@ -171,6 +171,9 @@ pub enum GatewayCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the gateway's log: s6-log's `current`, and its archives when
+    /// `-n` reaches beyond it.
+    Logs(LogsArgs),
     /// Install the gateway as a service of the host's service manager.
     Install(ManagerArgs),
     /// Remove the gateway's host service.
@@ -183,6 +186,19 @@ pub enum GatewayCommand {
         /// s6's second finish argument: the signal number.
         signal: i32,
     },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LogsArgs {
+    /// Keep printing new lines, across log rotations, until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines to print first.
+    #[arg(short = 'n', long = "lines", default_value_t = 50)]
+    pub lines: usize,
+    /// Every profile's log, interleaved by time, each line after its profile.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

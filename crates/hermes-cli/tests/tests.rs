@@ -13,3 +13,5 @@ mod profiles;
 mod ingress;
 // Gateway slots under a real supervisor: start, stop, crash, policy, delete.
 mod supervision;
+// `gateway logs`: archives, `-f` across a real rotation, `--all`.
+mod logs;

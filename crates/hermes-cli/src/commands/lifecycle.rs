@@ -23,7 +23,10 @@ pub fn run(ctx: &Context, cmd: GatewayCommand) -> anyhow::Result<ExitStatus> {
             let exit = hermes_s6::finish::run_hook(&ctx.home, &ctx.profile, code, signal)?;
             Ok(ExitStatus::External(exit as u8))
         }
-        GatewayCommand::Run { .. } | GatewayCommand::Install(_) | GatewayCommand::Uninstall(_) => {
+        GatewayCommand::Run { .. }
+        | GatewayCommand::Logs(_)
+        | GatewayCommand::Install(_)
+        | GatewayCommand::Uninstall(_) => {
             unreachable!("dispatched elsewhere")
         }
     }

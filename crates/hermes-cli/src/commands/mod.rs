@@ -8,6 +8,7 @@ mod gateway_run;
 mod health;
 mod host;
 mod lifecycle;
+mod logs;
 mod profile;
 mod status;
 mod supervise;
@@ -35,6 +36,7 @@ pub fn dispatch(ctx: &Context, cli: Cli) -> anyhow::Result<ExitStatus> {
         }) => gateway_run::run(ctx, replace, notify_fd, no_supervise),
         Command::Gateway(GatewayCommand::Install(args)) => host::install(ctx, &args),
         Command::Gateway(GatewayCommand::Uninstall(args)) => host::uninstall(ctx, &args),
+        Command::Gateway(GatewayCommand::Logs(args)) => logs::run(ctx, &args),
         Command::Gateway(cmd) => lifecycle::run(ctx, cmd),
         Command::Supervise(args) => supervise::run(ctx, args),
         Command::Status(flag) => status::run(ctx, flag.json),
