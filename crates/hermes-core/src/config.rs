@@ -202,6 +202,23 @@ pub enum ConfigError {
     Encode { path: PathBuf, message: String },
 }
 
+/// `port: N` indented under a top-level `gateway:` line, read as text.
+fn port_line(text: &str) -> Option<u16> {
+    let mut in_gateway = false;
+    for line in text.lines() {
+        if !line.starts_with([' ', '\t']) && !line.trim().is_empty() {
+            in_gateway = line.trim_end().strip_suffix(':') == Some("gateway");
+            continue;
+        }
+        let value = line.trim().strip_prefix("port:").map(str::trim);
+        if let Some(value) = value.filter(|_| in_gateway) {
+            let digits = value.trim_matches(['"', '\'']);
+            return digits.parse().ok().filter(|p| *p > 0);
+        }
+    }
+    None
+}
+
 impl Config {
     pub fn new(port: u16) -> Self {
         Config {
@@ -232,7 +249,9 @@ impl Config {
         }
     }
 
-    /// The port a profile's config claims, without judging the rest of the file.
+    /// The port a profile's config claims, without judging the rest of the
+    /// file: from a file that does not parse, the `port:` line of its
+    /// `gateway:` section, so a broken profile keeps its port reserved.
     pub fn read_port(path: &Path) -> Option<u16> {
         #[derive(Deserialize)]
         struct PortOnly {
@@ -243,9 +262,10 @@ impl Config {
             port: u16,
         }
         let bytes = fsutil::read_no_follow(path).ok()?;
-        serde_yaml::from_slice::<PortOnly>(&bytes)
-            .ok()
-            .map(|c| c.gateway.port)
+        match serde_yaml::from_slice::<PortOnly>(&bytes) {
+            Ok(c) => Some(c.gateway.port),
+            Err(_) => port_line(&String::from_utf8_lossy(&bytes)),
+        }
     }
 
     pub fn problems(&self) -> Vec<String> {
@@ -303,6 +323,14 @@ mod tests {
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, text).unwrap();
         Config::load(&path)
+    }
+
+    #[test]
+    fn the_port_line_is_found_only_under_gateway() {
+        assert_eq!(port_line("gateway:\n  host: [\n  port: 8702\n"), Some(8702));
+        assert_eq!(port_line("gateway:\n  port: '8703'\n"), Some(8703));
+        assert_eq!(port_line("other:\n  port: 8702\ngateway: x\n"), None);
+        assert_eq!(port_line("gateway:\n  port: 0\n"), None);
     }
 
     #[test]

@@ -68,6 +68,13 @@ impl ProfileName {
         &self.0
     }
 
+    /// The hermes command line that runs `args` on this profile, for hints:
+    /// `hermes -p broken gateway start` (a bare `hermes gateway start` acts
+    /// on `default`, whichever profile the hint is about).
+    pub fn command(&self, args: &str) -> String {
+        format!("hermes -p {} {args}", self.0)
+    }
+
     /// The s6 slot (and log directory) name of this profile's gateway.
     pub fn service_name(&self) -> String {
         format!("gateway-{}", self.0)

@@ -430,6 +430,25 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_whose_config_does_not_parse_keeps_its_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        let broken = create(&home, &lock(&home).unwrap(), &name("broken"), None).unwrap();
+        let port = Config::read_port(&broken.config()).unwrap();
+        // A tab where YAML wants spaces, and a key without its colon.
+        let text = format!("gateway:\n  port: {port}\n\thost: x\nmodel\n  - [\n");
+        std::fs::write(broken.config(), text).unwrap();
+        assert!(Config::load(&broken.config()).is_err());
+        assert_eq!(Config::read_port(&broken.config()), Some(port));
+        let next = create(&home, &lock(&home).unwrap(), &name("next"), None).unwrap();
+        assert_ne!(Config::read_port(&next.config()), Some(port));
+        assert!(matches!(
+            create(&home, &lock(&home).unwrap(), &name("c"), Some(port)),
+            Err(ProfileError::PortTaken { profile, .. }) if profile.as_str() == "broken"
+        ));
+    }
+
+    #[test]
     fn create_assigns_distinct_ports_and_secret_0600() {
         let dir = tempfile::tempdir().unwrap();
         let home = HermesHome::new(dir.path());
