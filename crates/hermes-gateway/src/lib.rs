@@ -59,7 +59,30 @@ pub use lock::holder_pid;
 pub use run::{run, RunOptions};
 pub use server::{http1_builder, refuse};
 
-/// One line to stderr, which s6-log (or the terminal) timestamps and keeps.
+/// The profile this process serves, named in every log line: `docker logs`
+/// mixes the lines of every gateway.
+static PROFILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// One line to stderr, which s6-log (or the terminal) timestamps and keeps:
+/// `hermes-gateway[coder]: …`.
 pub(crate) fn log(message: &str) {
-    eprintln!("hermes-gateway: {message}");
+    eprintln!("{}", log_line(PROFILE.get().map(String::as_str), message));
+}
+
+fn log_line(profile: Option<&str>, message: &str) -> String {
+    match profile {
+        Some(p) => format!("hermes-gateway[{p}]: {message}"),
+        None => format!("hermes-gateway: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_lines_name_the_profile() {
+        assert_eq!(
+            super::log_line(Some("coder"), "stopped (sigterm)"),
+            "hermes-gateway[coder]: stopped (sigterm)"
+        );
+    }
 }

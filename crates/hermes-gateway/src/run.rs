@@ -33,6 +33,7 @@ pub struct RunOptions {
 
 /// Run the gateway in the foreground until SIGTERM or SIGINT. `Ok` means a clean stop.
 pub fn run(options: RunOptions) -> Result<(), GatewayError> {
+    let _ = crate::PROFILE.set(options.profile.to_string());
     let mut notifier = Notifier::new(options.notify_fd)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

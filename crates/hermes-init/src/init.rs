@@ -49,8 +49,10 @@ const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
 /// were no longer supervised, so the container stops rather than go on.
 pub const SUPERVISOR_LOST_CODE: u8 = 1;
 
-/// The main program's pid, in the run directory.
+/// The main program's pid, in the run directory; [`SERVER_MODE`] when there is none.
 pub const MAIN_PID_FILE: &str = "main.pid";
+/// What [`MAIN_PID_FILE`] says in server mode.
+pub const SERVER_MODE: &str = "none";
 
 /// What stage 1 hands over.
 pub struct Boot {
@@ -510,7 +512,13 @@ pub fn run(boot: Boot) -> u8 {
                 ended.code
             }
         }
-        Ok(None) => init.serve(),
+        Ok(None) => {
+            if let Err(e) = write_run_file(&init.layout, MAIN_PID_FILE, &format!("{SERVER_MODE}\n"))
+            {
+                say!("unable to record server mode: {e}");
+            }
+            init.serve()
+        }
         Err(e) => {
             say!("{e}");
             // The shell's "command not found"/"cannot execute" convention.

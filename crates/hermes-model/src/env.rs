@@ -70,6 +70,10 @@ pub struct MainProgramView {
     pub pid: Option<u32>,
     pub running: Option<bool>,
     pub command: Option<String>,
+    /// The container runs no main program: it only supervises.
+    pub server_mode: bool,
+    /// All of the above in one line ([`crate::format::main_program`]).
+    pub text: String,
 }
 
 impl MainProgramView {
@@ -79,6 +83,8 @@ impl MainProgramView {
             pid: None,
             running: None,
             command: None,
+            server_mode: false,
+            text: String::new(),
         }
     }
 }

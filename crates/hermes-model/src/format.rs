@@ -1,8 +1,9 @@
 //! Short texts for the fields of a [`Gateway`], shared by `hermes status` and
 //! the TUI so both say the same thing the same way.
 
+use crate::env::MainProgramView;
 use crate::health::HealthState;
-use crate::snapshot::{Gateway, HookView, SecretSource};
+use crate::snapshot::{Gateway, GatewayLabel, HookView, SecretSource};
 
 /// Whether colour may be used, given the value of `NO_COLOR`: no-color.org
 /// says any value but the empty string turns colour off.
@@ -36,7 +37,22 @@ pub fn uptime(g: &Gateway) -> String {
     }
 }
 
+/// What `/health` said; a gateway that is down on purpose is `stopped` (its
+/// silence is no news), one the supervisor is bringing back `restarting`.
 pub fn health(g: &Gateway) -> String {
+    let silent = matches!(
+        g.health.state,
+        HealthState::Unreachable | HealthState::Unknown
+    );
+    if silent && !g.up {
+        match g.label {
+            GatewayLabel::Stopped | GatewayLabel::Failed | GatewayLabel::NoSlot => {
+                return "stopped".to_string()
+            }
+            GatewayLabel::Crashing => return "restarting".to_string(),
+            _ => {}
+        }
+    }
     match (g.health.state, g.health.http_status) {
         (HealthState::Ok, _) => "ok".to_string(),
         (HealthState::Unknown, _) => "-".to_string(),
@@ -50,24 +66,82 @@ pub fn health(g: &Gateway) -> String {
     }
 }
 
-/// How the gateway last ended and why, or a problem reading it; `-` when nothing to say.
+/// How the gateway last ended and why, or a problem reading it; `-` when
+/// nothing to say. Each fact once: the exit-78 reason already quotes the
+/// exit code and the config error the gateway stopped on.
 pub fn last_exit(g: &Gateway) -> String {
+    let reason = g.exit_reason.as_deref().unwrap_or("");
     let mut parts = Vec::new();
     if let Some(e) = &g.last_exit {
-        match (e.code, e.signal) {
-            (Some(code), _) => parts.push(format!("exit {code}")),
-            (None, Some(sig)) => parts.push(format!("signal {sig}")),
-            (None, None) => {}
-        }
+        let how = match (e.code, e.signal) {
+            (Some(code), _) => Some(format!("exit {code}")),
+            (None, Some(sig)) => Some(format!("signal {sig}")),
+            (None, None) => None,
+        };
+        parts.extend(how.filter(|h| !reason.contains(h.as_str())));
     }
     parts.extend(g.exit_reason.clone());
-    parts.extend(g.config_error.as_ref().map(|e| format!("config: {e}")));
+    parts.extend(
+        g.config_error
+            .as_ref()
+            .filter(|e| !reason.contains(e.as_str()))
+            .map(|e| format!("config: {e}")),
+    );
     parts.extend(g.status_error.clone());
     if parts.is_empty() {
         "-".to_string()
     } else {
         parts.join("; ")
     }
+}
+
+/// The main program in one line, the same in every front end.
+pub fn main_program(m: &MainProgramView) -> String {
+    if !m.applicable {
+        return "n/a (not in a container)".to_string();
+    }
+    if m.server_mode {
+        return "none (server mode: the container only supervises)".to_string();
+    }
+    let command = m
+        .command
+        .as_ref()
+        .map(|c| format!(": {c}"))
+        .unwrap_or_default();
+    match (m.pid, m.running) {
+        (Some(pid), Some(true)) => format!("running (pid {pid}){command}"),
+        (Some(pid), _) => format!("not running (pid {pid} ended){command}"),
+        (None, _) => "not started yet".to_string(),
+    }
+}
+
+/// The gateway table's columns, the same in `hermes status`, `hermes gateway
+/// status` and the TUI.
+pub const COLUMNS: [&str; 9] = [
+    "PROFILE",
+    "STATE",
+    "HEALTH",
+    "PID",
+    "PORT",
+    "UPTIME",
+    "RESTARTS",
+    "DESIRED",
+    "LAST EXIT",
+];
+
+/// One gateway's cells under [`COLUMNS`].
+pub fn cells(g: &Gateway) -> [String; 9] {
+    [
+        g.profile.to_string(),
+        g.label.as_str().to_string(),
+        g.health_text.clone(),
+        opt(g.pid),
+        opt(g.port),
+        uptime(g),
+        g.restarts.to_string(),
+        opt(g.desired_state.as_deref()),
+        g.reason.clone(),
+    ]
 }
 
 /// One hook: `gh github: 202 accepted 5m ago`, `st stripe: NO SECRET, no delivery yet`.
@@ -142,6 +216,25 @@ mod tests {
             "gh github: 202 accepted 5m 0s ago; st stripe: NO SECRET, no delivery yet"
         );
         assert_eq!(hooks(&[], 0), "-");
+    }
+
+    #[test]
+    fn the_main_program_line_says_what_there_is() {
+        let mut m = MainProgramView::not_applicable();
+        assert_eq!(main_program(&m), "n/a (not in a container)");
+        m.applicable = true;
+        assert_eq!(main_program(&m), "not started yet");
+        m.server_mode = true;
+        assert_eq!(
+            main_program(&m),
+            "none (server mode: the container only supervises)"
+        );
+        m.server_mode = false;
+        m.pid = Some(7);
+        m.running = Some(true);
+        assert_eq!(main_program(&m), "running (pid 7)");
+        m.running = Some(false);
+        assert_eq!(main_program(&m), "not running (pid 7 ended)");
     }
 
     #[test]

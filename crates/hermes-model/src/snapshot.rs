@@ -166,6 +166,10 @@ pub struct Gateway {
     pub hooks: Vec<HookView>,
     /// The hooks in one line (`gh github: 202 accepted 5m ago; …`), or `-`.
     pub hooks_summary: String,
+    /// The health column's text ([`crate::format::health`]): what every front end shows.
+    pub health_text: String,
+    /// How it last ended and why, each reason once ([`crate::format::last_exit`]).
+    pub reason: String,
 }
 
 /// One webhook hook: how it is verified and how its last delivery went.
@@ -278,13 +282,15 @@ impl Snapshot {
         let dashboard = dashboard_view(settings, env.dashboard_service());
         let ingress = ingress_view(env.ingress_settings(), env.ingress_service());
         let summary = summarise(&gateways);
+        let mut main = env.main_program();
+        main.text = crate::format::main_program(&main);
         Snapshot {
             version: SCHEMA_VERSION,
             taken_at: state::now_ms(),
             home: home.root().display().to_string(),
             manager: env.manager_choice(),
             supervisor: env.supervisor(),
-            main: env.main_program(),
+            main,
             dashboard,
             ingress,
             gateways,
@@ -419,14 +425,14 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
     let s = slot.as_ref();
     let up = s.is_some_and(|s| s.up);
     let desired_state = f.state.desired_state.map(|s| s.as_str().to_string());
-    let label = label(
+    let label = self::label(
         has_slot,
         s,
         (gateway_state.as_deref(), desired_state.as_deref()),
         &health,
         status_error.is_some(),
     );
-    Gateway {
+    let mut g = Gateway {
         profile: f.profile.clone(),
         service: s.map_or_else(|| f.profile.service_name(), |s| s.service.clone()),
         profile_exists: f.profile_exists,
@@ -453,7 +459,12 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
         label,
         hooks_summary: crate::format::hooks(&f.hooks, state::now_ms()),
         hooks: f.hooks.clone(),
-    }
+        health_text: String::new(),
+        reason: String::new(),
+    };
+    g.health_text = crate::format::health(&g);
+    g.reason = crate::format::last_exit(&g);
+    g
 }
 
 fn label(
@@ -646,6 +657,56 @@ mod tests {
         assert_eq!(json["version"], SCHEMA_VERSION);
     }
 
+    /// A profile parked on a config that does not parse, as the finish hook
+    /// leaves it: every front end reads the model's one text for it.
+    #[test]
+    fn a_parked_bad_config_says_its_reason_once_and_its_health_is_stopped() {
+        let env = FakeEnv::new();
+        let name = env.add_profile("broken");
+        let config = Environment::home(&env).profile(&name).config();
+        std::fs::write(&config, "gateway:\n  port: 8702\n  host: not an address\n").unwrap();
+        let error = hermes_core::config::Config::load(&config)
+            .unwrap_err()
+            .to_string();
+        // What the gateway recorded, then what the finish hook made of it.
+        let mut state = GatewayState {
+            gateway_state: Some(hermes_core::state::RunState::StartupFailed),
+            exit_reason: Some(error.clone()),
+            ..GatewayState::default()
+        };
+        hermes_s6::finish::decide(
+            &mut state,
+            &name,
+            hermes_s6::finish::Death::from_finish_args(78, 0, 50),
+        );
+        env.write_state("broken", &serde_json::to_string(&state).unwrap());
+        env.set_slot("broken", Slot::down(Want::Down));
+        let snap = Snapshot::collect_with(&env, Duration::from_millis(100));
+        let g = snap.gateway(&name).unwrap();
+        assert_eq!(g.label, GatewayLabel::Failed);
+        assert_eq!(g.config_error.as_deref(), Some(error.as_str()));
+        assert_eq!(g.reason.matches(&error).count(), 1, "{}", g.reason);
+        assert_eq!(g.reason.matches("exit 78").count(), 1, "{}", g.reason);
+        assert!(
+            g.reason
+                .ends_with("then run `hermes -p broken gateway start`"),
+            "{}",
+            g.reason
+        );
+        assert_eq!(g.health_text, "stopped");
+        assert_eq!(g.port, Some(8702));
+        // Stopped on request and never started read the same.
+        assert_eq!(
+            snap.gateway(&ProfileName::default_profile())
+                .unwrap()
+                .health_text,
+            "stopped"
+        );
+        let json = serde_json::to_value(g).unwrap();
+        assert_eq!(json["health_text"], "stopped");
+        assert_eq!(json["reason"], g.reason.as_str());
+    }
+
     #[test]
     fn a_healthy_gateway_is_up() {
         let env = FakeEnv::new();
@@ -656,6 +717,7 @@ mod tests {
         let g = snap.gateway(&ProfileName::parse("web").unwrap()).unwrap();
         assert_eq!(g.port, Some(port));
         assert_eq!((g.label, g.tone), (GatewayLabel::Up, Tone::Good));
+        assert_eq!(g.health_text, "ok");
         assert_eq!(snap.summary.healthy, 1);
     }
 

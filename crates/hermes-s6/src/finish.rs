@@ -112,8 +112,10 @@ fn backoff(failures: u32) -> Duration {
     }
 }
 
-/// Apply the policy: update `state` and say what s6 should do.
-pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
+/// Apply the policy: update `state` and say what s6 should do. Hints name
+/// `profile`, so they can be pasted as they are.
+pub fn decide(state: &mut GatewayState, profile: &ProfileName, death: Death) -> Verdict {
+    let start = profile.command("gateway start");
     // The gateway records its own reason (port in use, bad config) before it exits.
     let own_reason = state
         .exit_reason
@@ -141,7 +143,7 @@ pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
             None => "the profile's config.yaml or .env",
         };
         state.exit_reason = Some(format!(
-            "fatal configuration error (exit 78){}: fix {file}, then run `hermes gateway start`",
+            "fatal configuration error (exit 78){}: fix {file}, then run `{start}`",
             own_reason.map(|r| format!(": {r}")).unwrap_or_default()
         ));
         return Verdict::PermanentlyDown;
@@ -153,10 +155,9 @@ pub fn decide(state: &mut GatewayState, death: Death) -> Verdict {
     }
     if death.code == Some(0) {
         state.gateway_state = Some(RunState::Stopped);
-        state.exit_reason = Some(
-            "exited 0 without being asked to stop; not restarted (run `hermes gateway start`)"
-                .to_string(),
-        );
+        state.exit_reason = Some(format!(
+            "exited 0 without being asked to stop; not restarted (run `{start}`)"
+        ));
         return Verdict::PermanentlyDown;
     }
 
@@ -209,7 +210,8 @@ pub fn events_of(
 }
 
 /// The finish hook: record the death, queue its notifications, print one
-/// line for the operator, sleep the back-off, and return the exit code for s6.
+/// line for the operator (every exit has one: a kill from outside, a requested
+/// stop), sleep the back-off, and return the exit code for s6.
 pub fn run_hook(
     home: &HermesHome,
     profile: &ProfileName,
@@ -220,17 +222,12 @@ pub fn run_hook(
     let death = Death::from_finish_args(code, signal, state::now_ms());
     let (verdict, summary, events) = state::update(&paths, |s| {
         let failures_before = s.fast_failures;
-        let verdict = decide(s, death);
+        let verdict = decide(s, profile, death);
         let events = events_of(profile, failures_before, &verdict, s, death.now_ms);
         if !events.is_empty() {
             s.extra.insert(FAILING_MARK.into(), true.into());
         }
-        let summary = format!(
-            "hermes: gateway '{}' ended with {}: {}",
-            paths.name,
-            death.describe(),
-            s.exit_reason.as_deref().unwrap_or("")
-        );
+        let summary = summary(&paths.name, &death, s.exit_reason.as_deref());
         (verdict, summary, events)
     })?;
     // Nothing is queued where nobody listens; a broken section queues (the
@@ -247,9 +244,23 @@ pub fn run_hook(
             eprintln!("{summary}; restarting in {:.1}s", delay.as_secs_f32());
             std::thread::sleep(*delay);
         }
-        Verdict::Restart(_) => {}
+        Verdict::Restart(_) => eprintln!("{summary}"),
     }
     Ok(verdict.exit_code())
+}
+
+/// The operator's line about one exit: `hermes: gateway 'web' ended with
+/// signal 9: killed by signal 9 from outside …`.
+fn summary(profile: &ProfileName, death: &Death, reason: Option<&str>) -> String {
+    let mut line = format!(
+        "hermes: gateway '{profile}' ended with {}",
+        death.describe()
+    );
+    if let Some(reason) = reason.filter(|r| !r.is_empty()) {
+        line.push_str(": ");
+        line.push_str(reason);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -264,6 +275,10 @@ mod tests {
         }
     }
 
+    fn web() -> ProfileName {
+        ProfileName::parse("web").unwrap()
+    }
+
     fn died(code: i32, signal: i32, now: u64) -> Death {
         Death::from_finish_args(code, signal, now)
     }
@@ -271,7 +286,10 @@ mod tests {
     #[test]
     fn exit_78_is_permanent_at_once() {
         let mut s = started_at(0);
-        assert_eq!(decide(&mut s, died(78, 0, 50)), Verdict::PermanentlyDown);
+        assert_eq!(
+            decide(&mut s, &web(), died(78, 0, 50)),
+            Verdict::PermanentlyDown
+        );
         assert_eq!(s.gateway_state, Some(RunState::StartupFailed));
         assert!(s.exit_reason.unwrap().contains("exit 78"));
     }
@@ -294,10 +312,31 @@ mod tests {
                 s.gateway_state = Some(RunState::StartupFailed);
                 s.exit_reason = Some(reason.to_string());
             }
-            decide(&mut s, died(78, 0, 50));
+            decide(&mut s, &web(), died(78, 0, 50));
             let text = s.exit_reason.unwrap();
             assert!(text.contains(hint), "{text}");
+            // `hermes gateway start` would act on `default`, not on web.
+            assert!(
+                text.ends_with("then run `hermes -p web gateway start`"),
+                "{text}"
+            );
         }
+    }
+
+    #[test]
+    fn a_kill_from_outside_has_an_ended_line_like_any_exit() {
+        let mut s = started_at(0);
+        let death = died(256, 9, 50);
+        decide(&mut s, &web(), death);
+        assert_eq!(
+            summary(&web(), &death, s.exit_reason.as_deref()),
+            "hermes: gateway 'web' ended with signal 9: killed by signal 9 from outside \
+             (the OOM killer or a kill command); restarted, not counted as a crash"
+        );
+        assert_eq!(
+            summary(&web(), &died(0, 0, 50), None),
+            "hermes: gateway 'web' ended with exit code 0"
+        );
     }
 
     #[test]
@@ -305,13 +344,13 @@ mod tests {
         let mut s = started_at(0);
         s.record_stop(StopSignal::Term);
         assert_eq!(
-            decide(&mut s, died(0, 0, 50)),
+            decide(&mut s, &web(), died(0, 0, 50)),
             Verdict::Restart(Duration::ZERO)
         );
         assert_eq!(s.restarts, 0);
         let mut s = started_at(0);
         assert_eq!(
-            decide(&mut s, died(256, 15, 50)),
+            decide(&mut s, &web(), died(256, 15, 50)),
             Verdict::Restart(Duration::ZERO)
         );
         assert_eq!(s.fast_failures, 0);
@@ -320,7 +359,10 @@ mod tests {
     #[test]
     fn unrequested_exit_0_stays_down() {
         let mut s = started_at(0);
-        assert_eq!(decide(&mut s, died(0, 0, 50_000)), Verdict::PermanentlyDown);
+        assert_eq!(
+            decide(&mut s, &web(), died(0, 0, 50_000)),
+            Verdict::PermanentlyDown
+        );
         assert_eq!(s.gateway_state, Some(RunState::Stopped));
     }
 
@@ -332,7 +374,7 @@ mod tests {
         loop {
             s.started_at = Some(now);
             now += 100;
-            match decide(&mut s, died(1, 0, now)) {
+            match decide(&mut s, &web(), died(1, 0, now)) {
                 Verdict::Restart(d) => delays.push(d.as_millis()),
                 Verdict::PermanentlyDown => break,
             }
@@ -348,13 +390,13 @@ mod tests {
         let mut s = started_at(0);
         s.fast_failures = 4;
         assert_eq!(
-            decide(&mut s, died(1, 0, SHORT_RUN_MS + 1)),
+            decide(&mut s, &web(), died(1, 0, SHORT_RUN_MS + 1)),
             Verdict::Restart(Duration::ZERO)
         );
         assert_eq!(s.fast_failures, 1);
         let mut s = started_at(0);
         s.fast_failures = 4;
-        decide(&mut s, died(256, 9, SHORT_RUN_MS + 1));
+        decide(&mut s, &web(), died(256, 9, SHORT_RUN_MS + 1));
         assert_eq!(s.fast_failures, 0);
         assert_eq!(s.last_exit.as_ref().unwrap().signal, Some(9));
     }
@@ -382,7 +424,7 @@ mod tests {
             for _ in 0..MAX_SHORT_FAILURES {
                 s.started_at = Some(now);
                 now += 100;
-                verdict = decide(&mut s, died(code, signal, now));
+                verdict = decide(&mut s, &web(), died(code, signal, now));
             }
             assert_eq!(verdict == Verdict::PermanentlyDown, parks, "{what}: {s:?}");
             assert_eq!(
@@ -400,7 +442,7 @@ mod tests {
         let mut die = |s: &mut GatewayState, code, signal| {
             s.started_at = Some(now);
             now += 100;
-            decide(s, died(code, signal, now))
+            decide(s, &web(), died(code, signal, now))
         };
         for _ in 0..3 {
             die(&mut s, 256, 11);
@@ -425,7 +467,7 @@ mod tests {
             ..GatewayState::default()
         };
         assert_eq!(
-            decide(&mut s, died(1, 0, 60_000)),
+            decide(&mut s, &web(), died(1, 0, 60_000)),
             Verdict::Restart(Duration::from_millis(500))
         );
     }
@@ -441,7 +483,7 @@ mod tests {
             s.started_at = Some(now);
             now += 100;
             let before = s.fast_failures;
-            let verdict = decide(&mut s, died(1, 0, now));
+            let verdict = decide(&mut s, &web(), died(1, 0, now));
             last = events_of(&p, before, &verdict, &s, now);
             kinds.extend(last.iter().map(|e| e.kind));
         }
@@ -456,7 +498,7 @@ mod tests {
         let mut s = started_at(0);
         s.gateway_state = Some(RunState::StartupFailed);
         s.exit_reason = Some("/h/config.yaml: gateway.port must be between 1 and 65535".into());
-        let verdict = decide(&mut s, died(78, 0, 50));
+        let verdict = decide(&mut s, &web(), died(78, 0, 50));
         let events = events_of(&p, 0, &verdict, &s, 50);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::Parked);
@@ -467,7 +509,7 @@ mod tests {
             .contains("gateway.port"));
         // A requested stop notifies nothing.
         let mut s = started_at(0);
-        let verdict = decide(&mut s, died(256, 15, 50));
+        let verdict = decide(&mut s, &web(), died(256, 15, 50));
         assert!(events_of(&p, 0, &verdict, &s, 50).is_empty());
     }
 
@@ -476,7 +518,7 @@ mod tests {
         let mut s = started_at(0);
         s.gateway_state = Some(RunState::StartupFailed);
         s.exit_reason = Some("port 8701 is in use".into());
-        decide(&mut s, died(1, 0, 10));
+        decide(&mut s, &web(), died(1, 0, 10));
         assert_eq!(s.exit_reason.as_deref(), Some("port 8701 is in use"));
     }
 }

@@ -66,7 +66,9 @@ pub fn render_run(spec: &GatewaySpec) -> String {
 }
 
 /// s6 calls finish with the exit code (256 if killed) and the signal number;
-/// the Rust hook records them and applies the crash-loop policy.
+/// the Rust hook records them and applies the crash-loop policy. Its line
+/// about the exit goes to the logger like the gateway's own (s6-supervise
+/// gives finish the same stdout as run), so it is timestamped and kept.
 pub fn render_finish(spec: &GatewaySpec) -> String {
     let mut argv = vec![spec.program.to_string_lossy().into_owned()];
     if !spec.profile.is_default() {
@@ -74,7 +76,7 @@ pub fn render_finish(spec: &GatewaySpec) -> String {
     }
     argv.extend(["gateway".to_string(), "finish-hook".to_string()]);
     format!(
-        "{}{}exec {} \"$1\" \"$2\"\n",
+        "{}exec 2>&1\n{}exec {} \"$1\" \"$2\"\n",
         header(spec, "finish script"),
         env_lines(&spec.env),
         quoted(&argv)
@@ -86,8 +88,9 @@ pub(crate) fn log_argv(log_dir: &Path, echo_to_stdout: bool) -> Vec<String> {
     let mut argv = vec!["s6-log".to_string(), "--".to_string()];
     argv.extend(LOG_DIRECTIVES[..2].iter().map(|d| d.to_string()));
     if echo_to_stdout {
-        // Copy each line to s6-svscan's stdout (docker logs) before timestamping for the file.
-        argv.push("1".to_string());
+        // Copy each line, timestamped, to s6-svscan's stdout (docker logs).
+        // A timestamp applies to the next action only: the file needs its own.
+        argv.extend(["T".to_string(), "1".to_string()]);
     }
     argv.push(LOG_DIRECTIVES[2].to_string());
     argv.push(log_dir.to_string_lossy().into_owned());
@@ -208,6 +211,7 @@ exec '/usr/local/bin/hermes' '-p' 'coder' 'gateway' 'run' '--replace' '--notify-
             render_finish(&s),
             "#!/bin/sh\n\
 # hermes: finish script of the gateway slot for profile 'default'. Generated; edits are overwritten.\n\
+exec 2>&1\n\
 export HERMES_HOME='/da'\\''ta'\n\
 export HERMES_SUPERVISED_CHILD='1'\n\
 exec '/opt/my bin/hermes' 'gateway' 'finish-hook' \"$1\" \"$2\"\n"
@@ -216,9 +220,9 @@ exec '/opt/my bin/hermes' 'gateway' 'finish-hook' \"$1\" \"$2\"\n"
             render_log_run(&s, true),
             "#!/bin/sh\n\
 # hermes: logger of the gateway slot for profile 'default'. Generated; edits are overwritten.\n\
-exec 's6-log' '--' 'n10' 's1000000' '1' 'T' '/data/logs/gateways/x'\n"
+exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
         );
-        assert!(!render_log_run(&s, false).contains("'1'"));
+        assert!(render_log_run(&s, false).ends_with("'s1000000' 'T' '/data/logs/gateways/x'\n"));
     }
 
     #[test]

@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(
             file(&files, "log/run"),
             "#!/bin/sh\n# hermes dashboard logger: generated at boot.\n\
-             exec 's6-log' '--' 'n10' 's1000000' '1' 'T' '/opt/data/logs/dash'\\''board'\n"
+             exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/opt/data/logs/dash'\\''board'\n"
         );
         let modes: Vec<(&str, u32)> = files
             .files

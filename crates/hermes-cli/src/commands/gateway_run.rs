@@ -22,9 +22,10 @@ pub fn run(
     };
     match hermes_gateway::run(options) {
         Ok(()) => Ok(ExitStatus::Success),
-        // The gateway's own error carries the exit code the supervisor acts on (75, 78, ...).
+        // The gateway's own error carries the exit code the supervisor acts on
+        // (75, 78, ...); its line names the profile, as its log lines do.
         Err(err) => Err(CodedError {
-            message: err.to_string(),
+            message: format!("gateway '{}': {err}", ctx.profile),
             status: err.exit_status(),
         }
         .into()),

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use hermes_core::service::Want;
 use hermes_core::{profile, ExitStatus};
 use hermes_model::actions;
 use hermes_model::snapshot::{Gateway, Snapshot};
@@ -99,28 +98,9 @@ fn status(ctx: &Context, all: bool, json: bool) -> anyhow::Result<ExitStatus> {
         println!("{doc}");
         return Ok(ExitStatus::Success);
     }
-    println!(
-        "{:<24} {:>5}  {:<12} {:<5} {:>7}  {:<15} {:<8} {:>8}",
-        "PROFILE", "PORT", "STATE", "WANT", "PID", "GATEWAY", "DESIRED", "RESTARTS"
-    );
-    for g in &gateways {
-        println!(
-            "{:<24} {:>5}  {:<12} {:<5} {:>7}  {:<15} {:<8} {:>8}",
-            g.profile.as_str(),
-            g.port.map_or("-".into(), |p| p.to_string()),
-            g.label.as_str(),
-            g.want.map_or("-", |w| match w {
-                Want::Up => "up",
-                Want::Down => "down",
-            }),
-            g.pid.map_or("-".into(), |p| p.to_string()),
-            g.gateway_state.as_deref().unwrap_or("-"),
-            g.desired_state.as_deref().unwrap_or("-"),
-            g.restarts
-        );
-        if let Some(reason) = g.exit_reason.as_deref().filter(|_| !g.up) {
-            println!("{:<24} last exit: {reason}", "");
-        }
-    }
+    super::status::print_all(&super::status::table(
+        &gateways,
+        super::status::Paint::for_stdout(),
+    ))?;
     Ok(ExitStatus::Success)
 }

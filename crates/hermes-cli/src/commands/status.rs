@@ -73,15 +73,12 @@ fn render(snap: &Snapshot, paint: Paint) -> String {
         (false, None) => paint.tone(Tone::Bad, "NOT reachable"),
     };
     text.push_str(&format!("Supervisor  {}{place}: {reach}\n", s.name));
-    let main = if !snap.main.applicable {
-        "n/a (not in a container)".to_string()
-    } else {
-        match (snap.main.pid, snap.main.running) {
-            (Some(pid), Some(true)) => paint.tone(Tone::Good, &format!("running (pid {pid})")),
-            (Some(pid), _) => paint.tone(Tone::Bad, &format!("not running (pid {pid} gone)")),
-            (None, _) => "unknown (no pid recorded)".to_string(),
-        }
+    let main_tone = match (snap.main.applicable, snap.main.running) {
+        (true, Some(true)) => Tone::Good,
+        (true, Some(false)) => Tone::Bad,
+        _ => Tone::Idle,
     };
+    let main = paint.tone(main_tone, &snap.main.text);
     text.push_str(&format!("Main        {main}\n"));
     let d = &snap.dashboard;
     let pid = d
@@ -148,35 +145,10 @@ fn render(snap: &Snapshot, paint: Paint) -> String {
     text
 }
 
-const HEADERS: [&str; 9] = [
-    "PROFILE",
-    "STATE",
-    "HEALTH",
-    "PID",
-    "PORT",
-    "UPTIME",
-    "RESTARTS",
-    "DESIRED",
-    "LAST EXIT",
-];
-
-fn row(g: &Gateway) -> [String; 9] {
-    [
-        g.profile.to_string(),
-        g.label.as_str().to_string(),
-        format::health(g),
-        format::opt(g.pid),
-        format::opt(g.port),
-        format::uptime(g),
-        g.restarts.to_string(),
-        format::opt(g.desired_state.as_deref()),
-        format::last_exit(g),
-    ]
-}
-
-fn table(gateways: &[Gateway], paint: Paint) -> String {
-    let rows: Vec<[String; 9]> = gateways.iter().map(row).collect();
-    let mut widths = HEADERS.map(str::len);
+/// The gateway table of `hermes status` and `hermes gateway status`.
+pub(super) fn table(gateways: &[Gateway], paint: Paint) -> String {
+    let rows: Vec<[String; 9]> = gateways.iter().map(format::cells).collect();
+    let mut widths = format::COLUMNS.map(str::len);
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
@@ -199,7 +171,7 @@ fn table(gateways: &[Gateway], paint: Paint) -> String {
         }
         out.trim_end().to_string() + "\n"
     };
-    let mut text = line(&HEADERS.map(String::from), None);
+    let mut text = line(&format::COLUMNS.map(String::from), None);
     for (g, r) in gateways.iter().zip(&rows) {
         text.push_str(&line(r, Some(g.tone)));
     }

@@ -130,20 +130,22 @@ impl Environment for CliEnv {
         if !self.ctx.in_container {
             return MainProgramView::not_applicable();
         }
-        let pid = std::fs::read_to_string(
+        let recorded = std::fs::read_to_string(
             hermes_core::runtime::run_dir(
                 Some(self.ctx.home.root()),
                 PathBuf::from(hermes_init::RUN_DIR),
             )
             .join(hermes_init::init::MAIN_PID_FILE),
         )
-        .ok()
-        .and_then(|t| t.trim().parse::<u32>().ok());
+        .unwrap_or_default();
+        let pid = recorded.trim().parse::<u32>().ok();
         MainProgramView {
             applicable: true,
             pid,
             running: pid.map(|p| Path::new(&format!("/proc/{p}")).exists()),
             command: None,
+            server_mode: recorded.trim() == hermes_init::init::SERVER_MODE,
+            text: String::new(),
         }
     }
 
