@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use hermes_core::ProfileName;
 use hermes_model::actions::{self, ActionError};
+use hermes_model::audit::{self, Actor};
 use hermes_model::Action;
 use hermes_model::{doctor, logs, Environment, Snapshot};
 use serde::Deserialize;
@@ -319,6 +320,12 @@ impl App {
             Ok(t) => t,
             Err(reply) => return reply,
         };
+        audit::record(
+            self.env.home(),
+            &Actor::Dashboard(req.peer),
+            verb.as_str(),
+            profile,
+        );
         match actions::lifecycle(&*self.env, profile, verb, timeout) {
             Ok(outcome) => Reply::json(200, &outcome),
             Err(e) => action_error(&e),
@@ -386,6 +393,12 @@ impl App {
         if body.port == Some(0) {
             return Reply::error(400, "bad_request", "port must be between 1 and 65535");
         }
+        audit::record(
+            self.env.home(),
+            &Actor::Dashboard(req.peer),
+            "create",
+            &name,
+        );
         match actions::create(&*self.env, &name, body.port, true) {
             Ok(created) => Reply::json(201, &created),
             Err(e) => action_error(&e),
@@ -409,6 +422,12 @@ impl App {
                 format!("to delete '{profile}', send {{\"confirm\": \"{profile}\"}}"),
             );
         }
+        audit::record(
+            self.env.home(),
+            &Actor::Dashboard(req.peer),
+            "delete",
+            profile,
+        );
         match actions::delete(&*self.env, profile) {
             Ok(deleted) => Reply::json(200, &deleted),
             Err(e) => action_error(&e),

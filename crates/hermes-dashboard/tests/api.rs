@@ -94,6 +94,20 @@ fn actions_need_csrf_and_change_the_slot() {
         ["stop beta", "start beta"],
         "every action goes through the manager"
     );
+    // Who did what, once per action carried out (the refused one is not).
+    let home = hermes_model::Environment::home(&*served.env);
+    let audit = std::fs::read_to_string(hermes_model::audit::path(home)).unwrap();
+    let lines: Vec<&str> = audit
+        .lines()
+        .map(|l| l.split_once("  ").unwrap().1)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "hermes audit: dashboard client 127.0.0.1: stop beta",
+            "hermes audit: dashboard client 127.0.0.1: start beta"
+        ]
+    );
 }
 
 #[test]

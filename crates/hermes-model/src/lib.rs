@@ -1,13 +1,14 @@
 //! The one model of everything hermes supervises, shared by `hermes status`,
 //! `hermes doctor`, the web dashboard and the TUI: a [`Snapshot`] of the main
 //! program, the dashboard slot and every gateway; the actions that change them
-//! ([`actions`]); log tails ([`logs`]); the doctor checks ([`doctor`]); and
+//! ([`actions`]) and their audit lines ([`audit`]); log tails ([`logs`]); the doctor checks ([`doctor`]); and
 //! the health verdict ([`verdict`]); the Prometheus metrics ([`metrics`]).
 //! Where the data comes from is behind [`Environment`], so every front end and
 //! every test reads and acts through the same code.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod actions;
+pub mod audit;
 pub mod doctor;
 pub mod env;
 #[cfg(any(test, feature = "fake"))]

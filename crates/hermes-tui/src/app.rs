@@ -22,6 +22,18 @@ pub enum Request {
     All(Action),
 }
 
+impl Request {
+    /// What the audit log names an action by, and its profile.
+    pub fn audited(&self) -> Option<(&'static str, &ProfileName)> {
+        match self {
+            Request::Refresh => None,
+            Request::Act(p, verb) => Some((verb.as_str(), p)),
+            Request::Create(p) => Some(("create", p)),
+            Request::Delete(p) => Some(("delete", p)),
+        }
+    }
+}
+
 /// What a key led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {

@@ -61,6 +61,9 @@ impl Worker {
 }
 
 fn perform(env: &dyn Environment, request: Request) -> Result<String, String> {
+    if let Some((what, p)) = request.audited() {
+        hermes_model::audit::record(env.home(), &hermes_model::audit::Actor::tui(), what, p);
+    }
     match request {
         Request::Refresh => Ok(String::new()),
         Request::Act(profile, verb) => actions::lifecycle(env, &profile, verb, ACTION_TIMEOUT)
@@ -157,5 +160,19 @@ mod tests {
         let ghost = ProfileName::parse("ghost").unwrap();
         w.send(Request::Act(ghost, Action::Start));
         assert!(next_done(&w).unwrap_err().contains("ghost"));
+        // Each one is in the audit log, by the TUI's user.
+        let audit = std::fs::read_to_string(hermes_model::audit::path(env.home())).unwrap();
+        let what: Vec<&str> = audit
+            .lines()
+            .map(|l| l.rsplit_once(": ").unwrap().1)
+            .collect();
+        assert_eq!(
+            what,
+            ["stop alpha", "create beta", "delete alpha", "start ghost"]
+        );
+        assert!(
+            audit.lines().all(|l| l.contains("hermes audit: tui user ")),
+            "{audit}"
+        );
     }
 }
