@@ -154,3 +154,36 @@ fn all_interleaves_profiles_by_time_under_their_names() {
         "{out}"
     );
 }
+
+#[test]
+fn a_kill_from_outside_ends_with_a_line_in_the_log_and_lines_name_the_profile() {
+    let mut env = Env::new();
+    env.supervise();
+    env.create(&["kl", "--no-alias"]);
+    env.ok(&["-p", "kl", "gateway", "start"]);
+    let pid = env.status("kl")["pid"].as_u64().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The finish hook's line goes through the logger: timestamped, kept.
+    let ended = hermes_testkit::wait_for("the ended line in the log", LIMIT, || {
+        on_disk(&env, "kl")
+            .into_iter()
+            .find(|l| l.contains("hermes: gateway 'kl' ended with signal 9"))
+    });
+    assert!(hermes_model::logs::timestamp(&ended).is_some(), "{ended}");
+    let disk = on_disk(&env, "kl");
+    let gateway_lines: Vec<&String> = disk
+        .iter()
+        .filter(|l| l.contains("hermes-gateway"))
+        .collect();
+    assert!(!gateway_lines.is_empty());
+    assert!(
+        gateway_lines
+            .iter()
+            .all(|l| l.contains("hermes-gateway[kl]: ")),
+        "{disk:#?}"
+    );
+}

@@ -90,7 +90,30 @@ test_svscan_death_stops_container() {
     done
 }
 
+# docker logs (issue 14): every gateway and dashboard line carries a
+# timestamp and its profile or service; a kill -9 gets its "ended" line.
+test_docker_logs_lines_name_their_source() {
+    local c stamp='^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}  '
+    c=$(name dlogs)
+    start "$c" -e HERMES_DASHBOARD=1 -- || return 1
+    wait_booted || return 1
+    as_hermes hermes profile create coder --no-alias
+    expect_rc 0 || return 1
+    as_hermes hermes -p coder gateway start
+    expect_rc 0 || return 1
+    as_hermes sh -c 'kill -9 "$(cat /opt/data/profiles/coder/gateway.pid)"'
+    expect_rc 0 || return 1
+    wait_until 20 "the ended line in docker logs" sh -c "docker logs $c 2>&1 | grep -q \"hermes: gateway 'coder' ended with signal 9\"" || return 1
+    capture docker logs "$c"
+    expect_out "${stamp}hermes-gateway\[coder\]: profile coder serving on" || return 1
+    expect_out "${stamp}hermes: gateway 'coder' ended with signal 9: killed by signal 9 from outside" || return 1
+    expect_out "${stamp}hermes dashboard: serving" || return 1
+    # No gateway or dashboard line without its timestamp.
+    expect_no_out '^hermes-gateway|^hermes dashboard|^hermes: gateway' || return 1
+}
+
 all_tests+=(
+    test_docker_logs_lines_name_their_source
     test_cmd_owns_output
     test_server_mode_boot_lines_on_stderr
     test_init_is_pid1_and_svscan_its_child
