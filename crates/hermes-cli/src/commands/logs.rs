@@ -44,20 +44,19 @@ pub fn run(ctx: &Context, args: &LogsArgs) -> anyhow::Result<ExitStatus> {
         .iter_mut()
         .map(|(p, f)| (p.to_string(), f.backlog(args.lines)))
         .collect();
-    if !emit(&backlog, args.all, args.lines) {
+    if !emit(&backlog, args.all, args.lines) || !args.follow {
         return Ok(ExitStatus::Success);
     }
-    while args.follow {
+    loop {
         std::thread::sleep(POLL);
         let fresh: Vec<(String, Vec<String>)> = followers
             .iter_mut()
             .map(|(p, f)| (p.to_string(), f.poll()))
             .collect();
         if !emit(&fresh, args.all, usize::MAX) {
-            break;
+            return Ok(ExitStatus::Success);
         }
     }
-    Ok(ExitStatus::Success)
 }
 
 /// Print the lines (the last `max` of them with `--all`); false once the
