@@ -324,7 +324,7 @@ impl App {
             self.env.home(),
             &Actor::Dashboard(req.peer),
             verb.as_str(),
-            profile,
+            profile.as_str(),
         );
         match actions::lifecycle(&*self.env, profile, verb, timeout) {
             Ok(outcome) => Reply::json(200, &outcome),
@@ -348,6 +348,12 @@ impl App {
                 )
             }
         };
+        audit::record(
+            self.env.home(),
+            &Actor::Dashboard(req.peer),
+            verb.as_str(),
+            audit::ALL,
+        );
         let results = actions::lifecycle_many(&*self.env, &targets, verb, timeout);
         let mut failed = 0;
         let docs: Vec<Value> = targets
@@ -397,7 +403,7 @@ impl App {
             self.env.home(),
             &Actor::Dashboard(req.peer),
             "create",
-            &name,
+            name.as_str(),
         );
         match actions::create(&*self.env, &name, body.port, true) {
             Ok(created) => Reply::json(201, &created),
@@ -426,7 +432,7 @@ impl App {
             self.env.home(),
             &Actor::Dashboard(req.peer),
             "delete",
-            profile,
+            profile.as_str(),
         );
         match actions::delete(&*self.env, profile) {
             Ok(deleted) => Reply::json(200, &deleted),

@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use hermes_core::fsutil::FsError;
-use hermes_core::{state, HermesHome, ProfileName};
+use hermes_core::{state, HermesHome};
 use nix::fcntl::OFlag;
 
 /// Who asked.
@@ -47,15 +47,19 @@ pub fn path(home: &HermesHome) -> PathBuf {
     home.logs_dir().join("audit.log")
 }
 
-/// The line for one action (`start`, `stop`, `restart`, `create`, `delete`).
-pub fn line(actor: &Actor, action: &str, profile: &ProfileName) -> String {
-    format!("hermes audit: {}: {action} {profile}", actor.describe())
+/// The target of a batched action (start all, stop all).
+pub const ALL: &str = "all";
+
+/// The line for one action (`start`, `stop`, `restart`, `create`, `delete`)
+/// on `target`: a profile's name, or [`ALL`].
+pub fn line(actor: &Actor, action: &str, target: &str) -> String {
+    format!("hermes audit: {}: {action} {target}", actor.describe())
 }
 
 /// Record an action before it is carried out. A failure to record is
 /// reported on stderr (for the dashboard) and never stops the action.
-pub fn record(home: &HermesHome, actor: &Actor, action: &str, profile: &ProfileName) {
-    let line = line(actor, action, profile);
+pub fn record(home: &HermesHome, actor: &Actor, action: &str, target: &str) {
+    let line = line(actor, action, target);
     let appended = append(home, &line);
     if matches!(actor, Actor::Dashboard(_)) {
         eprintln!("{line}");
@@ -89,14 +93,14 @@ mod tests {
     fn actions_are_appended_with_who_and_what() {
         let dir = tempfile::tempdir().unwrap();
         let home = HermesHome::new(dir.path());
-        let coder = ProfileName::parse("coder").unwrap();
+        let coder = "coder";
         let client = Actor::Dashboard("10.0.0.2".parse().unwrap());
         assert_eq!(
-            line(&client, "restart", &coder),
+            line(&client, "restart", coder),
             "hermes audit: dashboard client 10.0.0.2: restart coder"
         );
-        record(&home, &client, "restart", &coder);
-        record(&home, &Actor::Tui("ops".into()), "delete", &coder);
+        record(&home, &client, "restart", coder);
+        record(&home, &Actor::Tui("ops".into()), "delete", coder);
         let text = std::fs::read_to_string(path(&home)).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");

@@ -23,13 +23,14 @@ pub enum Request {
 }
 
 impl Request {
-    /// What the audit log names an action by, and its profile.
-    pub fn audited(&self) -> Option<(&'static str, &ProfileName)> {
+    /// What the audit log names an action by, and its target.
+    pub fn audited(&self) -> Option<(&'static str, &str)> {
         match self {
             Request::Refresh => None,
-            Request::Act(p, verb) => Some((verb.as_str(), p)),
-            Request::Create(p) => Some(("create", p)),
-            Request::Delete(p) => Some(("delete", p)),
+            Request::Act(p, verb) => Some((verb.as_str(), p.as_str())),
+            Request::Create(p) => Some(("create", p.as_str())),
+            Request::Delete(p) => Some(("delete", p.as_str())),
+            Request::All(verb) => Some((verb.as_str(), hermes_model::audit::ALL)),
         }
     }
 }

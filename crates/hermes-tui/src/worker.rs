@@ -168,7 +168,14 @@ mod tests {
             .collect();
         assert_eq!(
             what,
-            ["stop alpha", "create beta", "delete alpha", "start ghost"]
+            [
+                "stop alpha",
+                "create beta",
+                "stop all",
+                "start all",
+                "delete alpha",
+                "start ghost"
+            ]
         );
         assert!(
             audit.lines().all(|l| l.contains("hermes audit: tui user ")),
