@@ -474,4 +474,12 @@ fn all_gateways_start_and_stop_in_one_call() {
     assert!(served.env.slot("alpha").unwrap().up && served.env.slot("beta").unwrap().up);
     assert_eq!(served.post("/api/all/explode", &h, "").status, 404);
     assert_eq!(served.get("/api/all/stop", &[]).status, 405);
+    // One audit line per batched action, not per gateway.
+    let home = hermes_model::Environment::home(&*served.env);
+    let audit = std::fs::read_to_string(hermes_model::audit::path(home)).unwrap();
+    let what: Vec<&str> = audit
+        .lines()
+        .map(|l| l.rsplit_once(": ").unwrap().1)
+        .collect();
+    assert_eq!(what, ["stop all", "start all"], "{audit}");
 }
