@@ -13,13 +13,16 @@ ARG RUST_IMAGE=rust:1-slim-trixie
 
 FROM ${BASE_IMAGE} AS runtime
 SHELL ["/bin/sh", "-eu", "-c"]
-# s6 and execline come from Debian; a base that already has them (the
-# debootstrap one) needs no package index. Versions are the release's own.
-# The profile.d line is single-quoted to expand in the shells it is for.
+# s6 and execline come from Debian, and ca-certificates (the CA bundle
+# https notification targets are checked against); a base that already has
+# them (the debootstrap one) needs no package index. Versions are the
+# release's own. The profile.d line is single-quoted to expand in the shells
+# it is for.
 # hadolint ignore=DL3008,SC2016
-RUN if ! command -v s6-svscan >/dev/null || ! command -v execlineb >/dev/null; then \
+RUN if ! command -v s6-svscan >/dev/null || ! command -v execlineb >/dev/null \
+        || [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then \
         apt-get update; \
-        apt-get install -y --no-install-recommends s6 execline; \
+        apt-get install -y --no-install-recommends s6 execline ca-certificates; \
         rm -rf /var/lib/apt/lists/*; \
     fi; \
     groupadd --gid 10000 hermes; \

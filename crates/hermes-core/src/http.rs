@@ -94,8 +94,15 @@ pub fn send(
     timeout: Duration,
     limit: u64,
 ) -> Result<Response, HttpError> {
+    let mut stream = connect(addr, timeout)?;
+    exchange(&mut stream, addr, request, limit)
+}
+
+/// A connection to `addr` whose reads and writes time out with what is
+/// left of `timeout` after the connect.
+pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, HttpError> {
     let started = Instant::now();
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+    let stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|source| HttpError::Connect { addr, source })?;
     let io = |source| HttpError::Io { addr, source };
     let remaining = timeout
@@ -104,11 +111,22 @@ pub fn send(
     stream.set_read_timeout(Some(remaining)).map_err(io)?;
     stream.set_write_timeout(Some(remaining)).map_err(io)?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// [`send`] over a connection already open (plain or TLS) to `addr`.
+pub fn exchange<S: Read + Write>(
+    stream: &mut S,
+    addr: SocketAddr,
+    request: &Request<'_>,
+    limit: u64,
+) -> Result<Response, HttpError> {
     let sent = stream
         .write_all(&head(addr, request))
-        .and_then(|()| stream.write_all(request.body));
+        .and_then(|()| stream.write_all(request.body))
+        .and_then(|()| stream.flush());
     let mut raw = Vec::with_capacity(512);
-    let read = (&mut stream).take(limit).read_to_end(&mut raw);
+    let read = stream.take(limit).read_to_end(&mut raw);
     answer(addr, &raw, sent, read)
 }
 

@@ -5,10 +5,11 @@
 //! ```yaml
 //! notify:
 //!   targets:
-//!     - url: http://127.0.0.1:9000/hermes     # http only (no TLS client yet)
+//!     - url: https://hooks.example/hermes     # http:// or https://
 //!       format: json                          # json (signed, v2) | slack
 //!       events: [parked, crash_loop, recovered, dead_at_boot, stopping]  # default: all
 //!       secret_var: HERMES_NOTIFY_SECRET      # in the root .env; default HERMES_WEBHOOK_SECRET
+//!       ca_file: /opt/data/private-ca.pem     # https: trust only these CAs (default: the system's)
 //! ```
 //!
 //! The root profile's section applies to every profile; a profile's own
@@ -164,6 +165,27 @@ pub fn read_outbox(home: &HermesHome) -> Result<Vec<Event>, FsError> {
         .collect())
 }
 
+/// Rewrite the outbox with what `select` keeps of it, under the append lock
+/// (no event appended meanwhile is lost) and by write-new-then-rename (a
+/// crash leaves the old outbox or the new one, never a mix). Returns what
+/// was kept.
+pub fn compact_outbox(
+    home: &HermesHome,
+    select: impl FnOnce(Vec<Event>) -> Vec<Event>,
+) -> Result<Vec<Event>, FsError> {
+    let dir = home.notify_dir();
+    fsutil::ensure_dir(&dir, 0o755)?;
+    let _lock = fsutil::lock_exclusive(&dir.join(".outbox.lock"))?;
+    let kept = select(read_outbox(home)?);
+    let mut text = String::new();
+    for e in &kept {
+        text.push_str(&serde_json::to_string(e).unwrap_or_default());
+        text.push('\n');
+    }
+    fsutil::atomic_write(&outbox_path(home), text.as_bytes(), 0o644)?;
+    Ok(kept)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
@@ -186,6 +208,24 @@ pub struct Target {
     /// The variable of the root profile's `.env` holding the signing secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_var: Option<String>,
+    /// For `https://`: a PEM file of the CAs to trust instead of the system's
+    /// (a private CA), like curl's `--cacert`. Absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where a target's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `https://`: TLS, the certificate checked against `host`.
+    pub tls: bool,
+    /// The name (or address, without brackets) the certificate must be for.
+    pub host: String,
+    /// `host:port` to connect to (an IPv6 address in brackets).
+    pub addr: String,
+    /// The `Host` header: the URL's authority.
+    pub authority: String,
+    pub path: String,
 }
 
 impl Target {
@@ -193,38 +233,77 @@ impl Target {
         self.events.as_ref().is_none_or(|e| e.contains(&kind))
     }
 
-    /// The `host:port` and path of an `http://` URL, or why it cannot be used.
-    pub fn endpoint(&self) -> Result<(String, String), String> {
-        let Some(rest) = self.url.strip_prefix("http://") else {
+    /// Where an `http://` or `https://` URL points, or why it cannot be used.
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        let (tls, rest) = if let Some(rest) = self.url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = self.url.strip_prefix("http://") {
+            (false, rest)
+        } else {
             let scheme = self.url.split_once("://").map_or("none", |(s, _)| s);
             return Err(format!(
-                "{}: scheme {scheme} is not supported: use an http:// URL (https needs a TLS client hermes does not ship; put a relay on loopback)",
+                "{}: scheme {scheme} is not supported: use an http:// or https:// URL",
                 self.url
             ));
         };
+        let scheme = if tls { "https" } else { "http" };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
+        let bad = || format!("{}: expected {scheme}://HOST[:PORT]/PATH", self.url);
         if authority.is_empty() || authority.contains('@') {
-            return Err(format!("{}: expected http://HOST[:PORT]/PATH", self.url));
+            return Err(bad());
         }
-        let has_port = match authority.rfind(']') {
-            Some(close) => authority[close..].contains(':'),
-            None => authority.contains(':'),
+        let (host, port) = match authority.rfind(']') {
+            Some(close) if authority.starts_with('[') => (
+                &authority[1..close],
+                authority[close + 1..].strip_prefix(':'),
+            ),
+            Some(_) => return Err(bad()),
+            None => match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
         };
-        let addr = if has_port {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
+        let port = match port {
+            Some(p) => p.parse::<u16>().map_err(|_| bad())?,
+            None if tls => 443,
+            None => 80,
         };
+        if host.is_empty() {
+            return Err(bad());
+        }
         if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!(
                 "{}: the path holds spaces or control characters",
                 self.url
             ));
         }
-        Ok((addr, path.to_string()))
+        if let Some(ca) = &self.ca_file {
+            if !tls {
+                return Err(format!("{}: ca_file is for https:// URLs", self.url));
+            }
+            if !ca.is_absolute() {
+                return Err(format!(
+                    "{}: ca_file {} is not an absolute path",
+                    self.url,
+                    ca.display()
+                ));
+            }
+        }
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Endpoint {
+            tls,
+            host: host.to_string(),
+            addr,
+            authority: authority.to_string(),
+            path: path.to_string(),
+        })
     }
 
     /// A stable key for this target's delivery record.
@@ -342,35 +421,76 @@ mod tests {
             format: Format::Json,
             events: None,
             secret_var: None,
+            ca_file: None,
         }
     }
 
+    fn endpoint(url: &str) -> (bool, String, String, String, String) {
+        let e = target(url).endpoint().unwrap();
+        (e.tls, e.host, e.addr, e.authority, e.path)
+    }
+
     #[test]
-    fn http_urls_split_and_others_are_refused() {
+    fn http_and_https_urls_split_and_others_are_refused() {
+        let s = |v: &str| v.to_string();
         assert_eq!(
-            target("http://127.0.0.1:9000/a/b").endpoint().unwrap(),
-            ("127.0.0.1:9000".into(), "/a/b".into())
+            endpoint("http://127.0.0.1:9000/a/b"),
+            (
+                false,
+                s("127.0.0.1"),
+                s("127.0.0.1:9000"),
+                s("127.0.0.1:9000"),
+                s("/a/b")
+            )
         );
         assert_eq!(
-            target("http://relay").endpoint().unwrap(),
-            ("relay:80".into(), "/".into())
+            endpoint("http://relay"),
+            (false, s("relay"), s("relay:80"), s("relay"), s("/"))
         );
         assert_eq!(
-            target("http://[::1]/x").endpoint().unwrap(),
-            ("[::1]:80".into(), "/x".into())
+            endpoint("http://[::1]/x"),
+            (false, s("::1"), s("[::1]:80"), s("[::1]"), s("/x"))
+        );
+        assert_eq!(
+            endpoint("https://hooks.example/x?a=1"),
+            (
+                true,
+                s("hooks.example"),
+                s("hooks.example:443"),
+                s("hooks.example"),
+                s("/x?a=1")
+            )
+        );
+        assert_eq!(
+            endpoint("https://[::1]:8443/"),
+            (true, s("::1"), s("[::1]:8443"), s("[::1]:8443"), s("/"))
         );
         for bad in [
-            "https://hooks.example/x",
             "ftp://h/x",
             "127.0.0.1:9000",
             "http://u@h/",
+            "https://h:port/",
+            "https://:443/",
+            "http://h/a b",
         ] {
             assert!(target(bad).endpoint().is_err(), "{bad}");
         }
-        assert!(target("https://h/x")
+        assert!(target("ftp://h/x")
             .endpoint()
             .unwrap_err()
-            .contains("scheme https"));
+            .contains("scheme ftp"));
+        let with_ca = |url: &str, ca: &str| Target {
+            ca_file: Some(ca.into()),
+            ..target(url)
+        };
+        assert!(with_ca("https://h/", "/etc/ca.pem").endpoint().is_ok());
+        for (url, ca, why) in [
+            ("https://h/", "ca.pem", "absolute"),
+            ("http://h/", "/etc/ca.pem", "https"),
+        ] {
+            let err = with_ca(url, ca).endpoint().unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

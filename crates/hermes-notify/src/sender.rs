@@ -27,6 +27,8 @@ pub struct Settings {
     pub recovered_after: Duration,
     /// Gateways wanted running that are not, this long after the boot reconcile, are "dead at boot".
     pub boot_grace: Duration,
+    /// The outbox is rewritten without its finished events once this many are.
+    pub compact_after: usize,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(60),
             recovered_after: Duration::from_millis(SHORT_RUN_MS),
             boot_grace: Duration::from_secs(30),
+            compact_after: 100,
         }
     }
 }
@@ -130,7 +133,95 @@ impl Sender {
             self.state.boot_checked = at;
             self.save();
         }
-        self.deliver_all(&outbox, now_ms)
+        let pending = self.deliver_all(&outbox, now_ms);
+        self.compact(&outbox);
+        pending
+    }
+
+    /// Drop the finished events from the outbox, then their ids from the
+    /// delivery records. In this order: a crash between the two leaves ids of
+    /// events that are gone (harmless), never an event without its ids (it
+    /// would go out again).
+    fn compact(&mut self, outbox: &[Event]) {
+        let done = self.finished(outbox);
+        let mut kept = None;
+        if !done.is_empty() && done.len() >= self.settings.compact_after {
+            let rewritten = notify::compact_outbox(&self.home, |events| {
+                events
+                    .into_iter()
+                    .filter(|e| !done.contains(&e.id))
+                    .collect()
+            });
+            match rewritten {
+                Ok(events) => kept = Some(events),
+                Err(e) => eprintln!("hermes-notify: unable to compact the outbox: {e}"),
+            }
+        }
+        // Also the ids a crash between the two steps left behind.
+        let ids: HashSet<&str> = kept
+            .as_deref()
+            .unwrap_or(outbox)
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        let stale = |r: &TargetRecord| r.delivered_ids.iter().any(|id| !ids.contains(id.as_str()));
+        if self.state.targets.values().any(stale) {
+            for record in self.state.targets.values_mut() {
+                record.delivered_ids.retain(|id| ids.contains(id.as_str()));
+            }
+            self.save();
+        }
+    }
+
+    /// The ids of the events every target that wants them has, except the
+    /// last failure of each gateway not yet recovered ([`Self::recoveries`]
+    /// reads it). A profile whose `notify:` section is broken keeps all its
+    /// events: who is owed them is unknown.
+    fn finished(&self, outbox: &[Event]) -> HashSet<String> {
+        let mut unresolved: BTreeMap<&str, &str> = BTreeMap::new();
+        for e in outbox {
+            match (e.kind, e.profile.as_deref()) {
+                (EventKind::Parked | EventKind::CrashLoop, Some(p)) => {
+                    unresolved.insert(p, &e.id);
+                }
+                (EventKind::Recovered, Some(p)) => {
+                    unresolved.remove(p);
+                }
+                _ => {}
+            }
+        }
+        let needed: HashSet<&str> = unresolved.into_values().collect();
+        let delivered: BTreeMap<&str, HashSet<&str>> = self
+            .state
+            .targets
+            .iter()
+            .map(|(k, r)| {
+                let ids = r.delivered_ids.iter().map(String::as_str).collect();
+                (k.as_str(), ids)
+            })
+            .collect();
+        let mut per_profile: BTreeMap<Option<&str>, Result<Vec<Target>, String>> = BTreeMap::new();
+        outbox
+            .iter()
+            .filter(|e| !needed.contains(e.id.as_str()))
+            .filter(|e| {
+                let targets = per_profile.entry(e.profile.as_deref()).or_insert_with(|| {
+                    let p = e
+                        .profile
+                        .as_deref()
+                        .and_then(|p| ProfileName::parse(p).ok());
+                    notify::targets_for(&self.home, p.as_ref())
+                });
+                targets.as_ref().is_ok_and(|targets| {
+                    targets.iter().filter(|t| t.wants(e.kind)).all(|t| {
+                        delivered
+                            .get(t.key().as_str())
+                            .is_some_and(|ids| ids.contains(e.id.as_str()))
+                    })
+                })
+            })
+            .map(|e| e.id.clone())
+            .collect()
     }
 
     /// Gateways whose failure was notified and that have served for
@@ -331,36 +422,8 @@ fn load_state(home: &HermesHome, p: &ProfileName) -> state::GatewayState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
-    use std::net::TcpListener;
-    use std::sync::{Arc, Mutex};
-
-    /// A receiver on `port` that answers 202 and keeps every Idempotency-Key.
-    fn receiver(listener: TcpListener) -> Arc<Mutex<Vec<String>>> {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let keep = got.clone();
-        std::thread::spawn(move || {
-            for mut s in listener.incoming().flatten() {
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => raw.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&raw).to_string();
-                if let Some(key) = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Idempotency-Key: "))
-                {
-                    keep.lock().unwrap().push(key.to_string());
-                }
-                let _ = s.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n");
-            }
-        });
-        got
-    }
+    use crate::testing::Receiver;
+    use hermes_testkit::free_port;
 
     fn settings() -> Settings {
         Settings {
@@ -369,6 +432,7 @@ mod tests {
             max_backoff: Duration::ZERO,
             recovered_after: Duration::ZERO,
             boot_grace: Duration::ZERO,
+            compact_after: usize::MAX,
         }
     }
 
@@ -386,11 +450,7 @@ mod tests {
 
     #[test]
     fn a_target_down_then_up_gets_every_event_once_across_a_restart() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
         let p = ProfileName::default_profile();
         let events: Vec<Event> = (0..5)
@@ -418,14 +478,14 @@ mod tests {
             5
         );
 
-        let got = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        let receiver = Receiver::on(port, "202 Accepted", None);
         assert_eq!(sender.pass(state::now_ms()), 0);
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        assert_eq!(*got.lock().unwrap(), ids);
+        assert_eq!(receiver.keys(), ids);
         // A new sender (a container restart) owes nothing.
         let mut again = Sender::new(home.clone(), settings());
         assert_eq!(again.pass(state::now_ms()), 0);
-        assert_eq!(got.lock().unwrap().len(), 5);
+        assert_eq!(receiver.keys().len(), 5);
         let status = &again.state().targets.values().next().unwrap().status;
         assert_eq!(
             (status.delivered, status.failures, status.last_error.clone()),
@@ -433,15 +493,113 @@ mod tests {
         );
     }
 
+    fn ids(events: &[Event]) -> Vec<String> {
+        events.iter().map(|e| e.id.clone()).collect()
+    }
+
+    #[test]
+    fn compaction_drops_only_finished_events_and_a_crash_between_its_steps_repeats_none() {
+        let receiver = Receiver::start("202 Accepted");
+        let (dir, home) = home_with_target(&receiver.url("http", "127.0.0.1"));
+        let p = ProfileName::default_profile();
+        let crash = Event::new(EventKind::CrashLoop, Some(&p), 1);
+        let parked = Event::new(EventKind::Parked, Some(&p), 2);
+        let stopping = Event::new(EventKind::Stopping, None, 3);
+        notify::append(&home, &[crash.clone(), parked.clone(), stopping.clone()]).unwrap();
+        let mut sender = Sender::new(home.clone(), settings());
+        assert_eq!(sender.pass(state::now_ms()), 0);
+        assert_eq!(
+            receiver.keys(),
+            ids(&[crash.clone(), parked.clone(), stopping.clone()])
+        );
+
+        // A crash after the outbox is rewritten, before the records are: the
+        // next sender owes nothing and sends nothing again.
+        let outbox = notify::read_outbox(&home).unwrap();
+        let done = sender.finished(&outbox);
+        // The parked gateway has not recovered: its last failure stays.
+        assert_eq!(done, [crash.id.clone(), stopping.id.clone()].into());
+        notify::compact_outbox(&home, |events| {
+            events
+                .into_iter()
+                .filter(|e| !done.contains(&e.id))
+                .collect()
+        })
+        .unwrap();
+        // And one that died before its rename: a stray temporary file.
+        std::fs::write(
+            home.notify_dir().join(".outbox.jsonl.tmp.99999"),
+            "{\"id\":",
+        )
+        .unwrap();
+        let compacting = Settings {
+            compact_after: 1,
+            ..settings()
+        };
+        let mut sender = Sender::new(home.clone(), compacting.clone());
+        assert_eq!(sender.pass(state::now_ms()), 0);
+        assert_eq!(receiver.keys().len(), 3);
+        assert_eq!(
+            notify::read_outbox(&home).unwrap(),
+            std::slice::from_ref(&parked)
+        );
+        let record = |s: &Sender| {
+            s.state()
+                .targets
+                .values()
+                .next()
+                .unwrap()
+                .delivered_ids
+                .clone()
+        };
+        assert_eq!(record(&sender), std::slice::from_ref(&parked.id));
+        assert_eq!(
+            record(&Sender::new(home.clone(), settings())),
+            std::slice::from_ref(&parked.id)
+        );
+
+        // New events go out once; the recovery lets the failure go too.
+        let recovered = Event::new(EventKind::Recovered, Some(&p), 4);
+        notify::append(&home, std::slice::from_ref(&recovered)).unwrap();
+        assert_eq!(sender.pass(state::now_ms()), 0);
+        assert_eq!(
+            receiver.keys(),
+            ids(&[crash, parked, stopping, recovered.clone()])
+        );
+        assert!(notify::read_outbox(&home).unwrap().is_empty());
+        assert!(record(&Sender::new(home.clone(), settings())).is_empty());
+        assert_eq!(
+            Sender::new(home.clone(), compacting.clone()).pass(state::now_ms()),
+            0
+        );
+        assert_eq!(receiver.keys().len(), 4);
+
+        // An event a second target has not had yet is kept.
+        let down = free_port();
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            format!(
+                "gateway:\n  port: 8700\nnotify:\n  targets:\n    - url: {}\n    - url: http://127.0.0.1:{down}/n\n",
+                receiver.url("http", "127.0.0.1")
+            ),
+        )
+        .unwrap();
+        let owed = Event::new(EventKind::Stopping, None, 5);
+        notify::append(&home, std::slice::from_ref(&owed)).unwrap();
+        assert_eq!(sender.pass(state::now_ms()), 1);
+        assert_eq!(receiver.keys().len(), 5);
+        assert_eq!(notify::read_outbox(&home).unwrap(), [owed]);
+    }
+
     #[test]
     fn a_broken_section_holds_events_and_says_why() {
-        let (dir, home) = home_with_target("https://hooks.example/x");
+        let (dir, home) = home_with_target("ftp://hooks.example/x");
         notify::append(&home, &[Event::new(EventKind::Parked, None, 1)]).unwrap();
         let mut sender = Sender::new(home.clone(), settings());
         sender.pass(state::now_ms());
         let why = SenderState::load(&home).config_error.unwrap();
         assert!(
-            why.contains("config.yaml") && why.contains("https"),
+            why.contains("config.yaml") && why.contains("scheme ftp"),
             "{why}"
         );
         assert_eq!(notify::read_outbox(&home).unwrap().len(), 1);
@@ -450,11 +608,7 @@ mod tests {
 
     #[test]
     fn recovery_is_noticed_once_and_clears_the_mark() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
         let p = ProfileName::default_profile();
         notify::append(&home, &[Event::new(EventKind::Parked, Some(&p), 1)]).unwrap();
@@ -464,7 +618,7 @@ mod tests {
             s.extra.insert(FAILING_MARK.into(), true.into());
         })
         .unwrap();
-        let got = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        let receiver = Receiver::on(port, "202 Accepted", None);
         let mut sender = Sender::new(home.clone(), settings());
         sender.pass(state::now_ms());
         sender.pass(state::now_ms());
@@ -474,17 +628,13 @@ mod tests {
             .map(|e| e.kind)
             .collect();
         assert_eq!(kinds, [EventKind::Parked, EventKind::Recovered]);
-        assert_eq!(got.lock().unwrap().len(), 2);
+        assert_eq!(receiver.keys().len(), 2);
         assert!(load_state(&home, &p).extra.get(FAILING_MARK).is_none());
     }
 
     #[test]
     fn dead_at_boot_is_looked_for_once_per_boot() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
         let p = ProfileName::default_profile();
         state::update(&home.profile(&p), |s| {
@@ -499,7 +649,7 @@ mod tests {
             ..BootReport::default()
         };
         boot.save(&home.boot_report()).unwrap();
-        let got = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        let receiver = Receiver::on(port, "202 Accepted", None);
         let mut sender = Sender::new(
             home.clone(),
             Settings {
@@ -517,16 +667,12 @@ mod tests {
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].kind, EventKind::DeadAtBoot);
         assert_eq!(events[0].reason.as_deref(), Some("port 8700 is in use"));
-        assert_eq!(got.lock().unwrap().len(), 1);
+        assert_eq!(receiver.keys().len(), 1);
     }
 
     #[test]
     fn stopping_names_the_gateways_up_and_nothing_when_none_is() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
         let mut sender = Sender::new(home.clone(), settings());
         sender.stopping(1);
