@@ -304,6 +304,10 @@ pub enum ContainerCommand {
     /// The notify slot's run step: deliver the notification outbox until SIGTERM.
     #[command(hide = true)]
     NotifyRun,
+    /// The init, before it stops the tree: queue the "stopping" notification
+    /// naming the gateways up.
+    #[command(hide = true)]
+    NotifyStopping,
     /// The ingress slot's run step: serve the webhook ingress in the foreground.
     #[command(hide = true)]
     IngressRun,

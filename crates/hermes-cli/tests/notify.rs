@@ -28,6 +28,7 @@ struct Got {
 
 /// A receiver on 127.0.0.1:`port` answering 202; stop it by dropping.
 struct Receiver {
+    port: u16,
     got: Arc<Mutex<Vec<Got>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -106,10 +107,18 @@ impl Receiver {
             }
         });
         Receiver {
+            port,
             got,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// On a free port, configured as the root profile's notify target.
+    fn for_env(env: &Env) -> Receiver {
+        let port = free_port();
+        configure(env, port);
+        Receiver::start(port, Arc::default())
     }
 
     fn events(&self, kind: &str, profile: &str) -> Vec<Got> {
@@ -176,9 +185,7 @@ fn five_quick_crashes_make_one_parked_notification_then_recovered() {
     let mut env = Env::new();
     env.supervise();
     env.create(&["web", "--no-alias"]);
-    let port = free_port();
-    configure(&env, port);
-    let receiver = Receiver::start(port, Arc::default());
+    let receiver = Receiver::for_env(&env);
     let _sender = start_sender(&env);
     env.ok(&["-p", "web", "gateway", "start"]);
     // The gateway's own crash (SIGABRT), five times, each as soon as it is back.
@@ -256,10 +263,8 @@ fn a_receiver_down_during_a_burst_gets_every_event_exactly_once() {
         )
         .unwrap();
     }
-    let port = free_port();
-    configure(&env, port);
-    let got: Arc<Mutex<Vec<Got>>> = Arc::default();
-    let receiver = Receiver::start(port, got.clone());
+    let receiver = Receiver::for_env(&env);
+    let (port, got) = (receiver.port, receiver.got.clone());
     let mut sender = start_sender(&env);
     env.fails(&["-p", "b1", "gateway", "start"], 1);
     env.wait_for("the first event", Duration::from_secs(20), || {
@@ -317,13 +322,11 @@ fn a_receiver_down_during_a_burst_gets_every_event_exactly_once() {
 }
 
 #[test]
-fn the_notify_slot_says_stopping_with_the_gateways_up_when_brought_down() {
+fn stopping_is_queued_by_the_init_and_delivered_as_the_notify_slot_goes_down() {
     let mut env = Env::new();
     env.supervise();
     env.create(&["web", "--no-alias"]);
-    let port = free_port();
-    configure(&env, port);
-    let receiver = Receiver::start(port, Arc::default());
+    let receiver = Receiver::for_env(&env);
     // The static slot the container's boot installs, under the test's s6-svscan.
     let slots = hermes_init::scandir::static_slots(
         &hermes_bin(),
@@ -340,33 +343,47 @@ fn the_notify_slot_says_stopping_with_the_gateways_up_when_brought_down() {
         .unwrap();
     assert!(rescan.success());
     let slot = env.scandir().join("notify");
-    env.wait_for("the notify slot to be up", Duration::from_secs(10), || {
+    let svc = |args: &[&str]| {
+        let ok = std::process::Command::new("s6-svc")
+            .args(args)
+            .arg(&slot)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "s6-svc {args:?}");
+    };
+    let slot_up = || {
         std::process::Command::new("s6-svstat")
             .args(["-o", "up"])
             .arg(&slot)
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
-    });
+    };
+    env.wait_for("the notify slot to be up", Duration::from_secs(10), slot_up);
     env.ok(&["-p", "web", "gateway", "start"]);
-    // Down the slot: SIGTERM to the sender, which says the container is stopping.
-    let down = std::process::Command::new("s6-svc")
-        .args(["-wD", "-T", "10000", "-d"])
-        .arg(&slot)
-        .status()
-        .unwrap();
-    assert!(down.success());
+    let stopping = || -> Vec<Got> {
+        let got = receiver.got.lock().unwrap().clone();
+        got.into_iter().filter(|g| g.event == "stopping").collect()
+    };
+    // The slot alone going down (restarted, replaced) is not the container stopping.
+    svc(&["-wD", "-T", "10000", "-d"]);
+    svc(&["-u"]);
+    env.wait_for(
+        "the notify slot to be up again",
+        Duration::from_secs(10),
+        slot_up,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(stopping().is_empty(), "{:?}", stopping());
+
+    // The init's step before it brings the tree down, then the tree's SIGTERM.
+    env.ok(&["container", "notify-stopping"]);
+    svc(&["-wD", "-T", "10000", "-d"]);
     env.wait_for("the stopping notification", Duration::from_secs(10), || {
-        receiver
-            .got
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|g| g.event == "stopping")
+        !stopping().is_empty()
     });
-    let got = receiver.got.lock().unwrap().clone();
-    let stopping: Vec<&Got> = got.iter().filter(|g| g.event == "stopping").collect();
-    assert_eq!(stopping.len(), 1, "{got:?}");
-    assert_eq!(stopping[0].signed, Ok(()));
+    let got = stopping();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].signed, Ok(()));
     let outbox = std::fs::read_to_string(env.home().join("notify/outbox.jsonl")).unwrap();
     assert!(outbox.contains("\"gateways\":[\"web\"]"), "{outbox}");
 }

@@ -4,7 +4,8 @@
 //! until it accepts commands, reconcile the gateway slots as the service
 //! user, run the main program in the terminal's foreground, and when a stop
 //! signal arrives or the main program ends: stop the main program first,
-//! then the supervision tree, then whatever is left, and exit with the main
+//! queue the "stopping" notification (the gateways up), then stop the
+//! supervision tree, then whatever is left, and exit with the main
 //! program's code.
 //!
 //! The signals the init acts on are blocked from the first instruction of
@@ -44,6 +45,10 @@ const MAIN_GRACE: Duration = Duration::from_secs(3);
 const TEARDOWN_GRACE: Duration = Duration::from_secs(4);
 /// Grace for stragglers (processes outside any slot) between SIGTERM and SIGKILL.
 const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
+/// How long queueing the "stopping" notification may take (it reads each
+/// profile's state and appends a line: milliseconds); within Docker's 10 s
+/// with the graces above.
+const NOTIFY_GRACE: Duration = Duration::from_millis(500);
 
 /// The container's exit code when s6-svscan ended on its own: the gateways
 /// were no longer supervised, so the container stops rather than go on.
@@ -314,6 +319,56 @@ impl Init {
         }
     }
 
+    /// Queue the "stopping" notification (`hermes container
+    /// notify-stopping`, as the service user) while the gateways still run;
+    /// the notify slot delivers it on its way down. Here and not in the
+    /// sender: only the init knows the container is stopping, not just that
+    /// slot. Bounded by `NOTIFY_GRACE`; a failure is one line and no more.
+    fn notify_stopping(&mut self) {
+        let program = self.layout.program.clone();
+        let argv = hermes_argv(&program, &["container".into(), "notify-stopping".into()]);
+        let spawned = Command::new(&program, &argv, &user_environment(&self.user))
+            // The init never writes to stdout; neither do its helpers.
+            .map(|c| c.credentials(self.drop_to()).stdout(libc::STDERR_FILENO))
+            .and_then(|c| c.spawn());
+        let pid = match spawned {
+            Ok(pid) => pid,
+            Err(e) => {
+                say!("unable to queue the stopping notification: {e}");
+                return;
+            }
+        };
+        let mut deadline = Instant::now() + NOTIFY_GRACE;
+        let mut killed = false;
+        loop {
+            match self.events.next(Some(deadline)) {
+                Event::ChildExited => {
+                    if let Some(code) = self.reap(Some(pid)) {
+                        if code != 0 && !killed {
+                            say!(
+                                "queueing the stopping notification failed ({})",
+                                describe(code)
+                            );
+                        }
+                        return;
+                    }
+                }
+                Event::Timeout if !killed => {
+                    say!(
+                        "queueing the stopping notification took over {NOTIFY_GRACE:?}: killing it"
+                    );
+                    pid1::send(pid, Signal::SIGKILL);
+                    killed = true;
+                    deadline = Instant::now() + NOTIFY_GRACE;
+                }
+                // Killed and still not reaped: go on with the teardown, which reaps everyone.
+                Event::Timeout => return,
+                // Already stopping: further signals change nothing.
+                Event::Signal(_) | Event::Ready => {}
+            }
+        }
+    }
+
     /// Start the main program; `None` in server mode.
     fn start_main(&self, decision: MainProgram, tty: bool) -> Result<Option<Pid>, String> {
         let program = &self.layout.program;
@@ -353,6 +408,9 @@ impl Init {
     /// first, loggers drained), kill it if it hangs, end whatever is left,
     /// and return `code`.
     fn shutdown(&mut self, code: u8) -> u8 {
+        if self.svscan_ended.is_none() {
+            self.notify_stopping();
+        }
         self.teardown_asked = true;
         if self.svscan_ended.is_none() {
             pid1::send(self.svscan, Signal::SIGTERM);

@@ -12,7 +12,9 @@
 //!   with the same `Idempotency-Key`);
 //! - adds "recovered" once a parked or crash-looping gateway has served for
 //!   10 s, "dead at boot" for gateways wanted running that are not 30 s after
-//!   the boot reconcile, and "stopping" (with the gateways up) on SIGTERM;
+//!   the boot reconcile; "stopping" (with the gateways up) is queued by the
+//!   init ([`stopping`]) before it tears the tree down, and delivered by this
+//!   sender's last try on SIGTERM;
 //! - keeps each target's failures for `doctor`;
 //! - compacts the outbox once enough events are delivered everywhere: the
 //!   outbox is rewritten first (new file, rename), the delivery records
@@ -29,4 +31,4 @@ mod tls;
 
 pub use deliver::{body, deliver, Attempt};
 pub use run::{run, POLL};
-pub use sender::{Sender, Settings};
+pub use sender::{stopping, Sender, Settings};

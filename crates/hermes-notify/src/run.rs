@@ -1,5 +1,6 @@
-//! The sender as a long-running service: passes until SIGTERM, then the
-//! "stopping" notification and a short last try to deliver it.
+//! The sender as a long-running service: passes until SIGTERM, then a short
+//! last try to deliver what is owed (the init queues "stopping" before it
+//! brings the tree down, so that one goes out too).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -40,7 +41,6 @@ pub fn run(home: HermesHome, settings: Settings) -> Result<(), nix::Error> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    sender.stopping(state::now_ms());
     let deadline = Instant::now() + LAST_TRY;
     // What is not delivered now stays in the outbox for the next boot.
     while sender.pass(state::now_ms()) > 0 && Instant::now() < deadline {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use hermes_core::boot::BootReport;
+use hermes_core::fsutil::FsError;
 use hermes_core::home::HermesHome;
 use hermes_core::notify::{self, Event, EventKind, SenderState, Target, TargetRecord};
 use hermes_core::profile::{self, SECRET_VAR};
@@ -67,43 +68,11 @@ impl Sender {
         &self.state
     }
 
-    /// Queue "stopping" with the gateways that are up (none up: nothing).
-    pub fn stopping(&mut self, now_ms: u64) {
-        let up: Vec<String> = profiles(&self.home)
-            .into_iter()
-            .filter(|p| {
-                let s = load_state(&self.home, p);
-                matches!(
-                    s.gateway_state,
-                    Some(RunState::Running | RunState::Degraded | RunState::Draining)
-                )
-            })
-            .map(|p| p.to_string())
-            .collect();
-        if up.is_empty() {
-            return;
-        }
-        let mut e = Event::new(EventKind::Stopping, None, now_ms);
-        e.gateways = up;
-        self.queue(&[e]);
-    }
-
     fn queue(&self, events: &[Event]) {
-        let wanted: Vec<Event> = events
-            .iter()
-            .filter(|e| {
-                let p = e
-                    .profile
-                    .as_deref()
-                    .and_then(|p| ProfileName::parse(p).ok());
-                !matches!(notify::targets_for(&self.home, p.as_ref()), Ok(t) if t.is_empty())
-            })
-            .cloned()
-            .collect();
-        if let Err(e) = notify::append(&self.home, &wanted) {
+        if let Err(e) = queue(&self.home, events) {
             eprintln!(
                 "hermes-notify: unable to queue {} event(s): {e}",
-                wanted.len()
+                events.len()
             );
         }
     }
@@ -394,6 +363,47 @@ impl Sender {
     }
 }
 
+/// Queue "stopping" with the gateways that are up, and return them (none
+/// up: nothing queued). The init calls it (`hermes container
+/// notify-stopping`) before it tears the tree down: only the init knows that
+/// the container, not just the sender's slot, is stopping, and it asks while
+/// the gateways still run.
+pub fn stopping(home: &HermesHome, now_ms: u64) -> Result<Vec<String>, FsError> {
+    let up: Vec<String> = profiles(home)
+        .into_iter()
+        .filter(|p| {
+            matches!(
+                load_state(home, p).gateway_state,
+                Some(RunState::Running | RunState::Degraded | RunState::Draining)
+            )
+        })
+        .map(|p| p.to_string())
+        .collect();
+    if !up.is_empty() {
+        let mut e = Event::new(EventKind::Stopping, None, now_ms);
+        e.gateways = up.clone();
+        queue(home, &[e])?;
+    }
+    Ok(up)
+}
+
+/// Append the `events` some target wants (a broken section: all of them, to
+/// wait for its fix).
+fn queue(home: &HermesHome, events: &[Event]) -> Result<(), FsError> {
+    let wanted: Vec<Event> = events
+        .iter()
+        .filter(|e| {
+            let p = e
+                .profile
+                .as_deref()
+                .and_then(|p| ProfileName::parse(p).ok());
+            !matches!(notify::targets_for(home, p.as_ref()), Ok(t) if t.is_empty())
+        })
+        .cloned()
+        .collect();
+    notify::append(home, &wanted)
+}
+
 fn backoff(settings: &Settings, failures: u64) -> Duration {
     let shift = failures.saturating_sub(1).min(16) as u32;
     settings
@@ -592,6 +602,46 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_ca_holds_the_event_until_the_right_one_delivers_it_once() {
+        let ca = crate::testing::test_ca(&["localhost"]);
+        let receiver = Receiver::on(0, "202 Accepted", Some(ca.server.clone()));
+        let (dir, home) = home_with_target(&receiver.url("https", "localhost"));
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, crate::testing::test_ca(&["localhost"]).pem).unwrap();
+        let config = dir.path().join("config.yaml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(
+            &config,
+            format!("{text}      ca_file: {}\n", ca_file.display()),
+        )
+        .unwrap();
+        let e = Event::new(EventKind::Parked, None, 1);
+        notify::append(&home, std::slice::from_ref(&e)).unwrap();
+        let mut sender = Sender::new(home.clone(), settings());
+        assert_eq!(sender.pass(state::now_ms()), 1);
+        assert_eq!(sender.pass(state::now_ms()), 1);
+        let status = SenderState::load(&home)
+            .targets
+            .into_values()
+            .next()
+            .unwrap()
+            .status;
+        assert_eq!((status.failures, status.pending), (2, 1));
+        let why = status.last_error.unwrap();
+        assert!(
+            why.contains("UnknownIssuer") && why.contains("ca.pem"),
+            "{why}"
+        );
+        assert_eq!(why.lines().count(), 1);
+        assert!(receiver.got().is_empty());
+
+        std::fs::write(&ca_file, &ca.pem).unwrap();
+        assert_eq!(sender.pass(state::now_ms()), 0);
+        assert_eq!(sender.pass(state::now_ms()), 0);
+        assert_eq!(receiver.keys(), [e.id]);
+    }
+
+    #[test]
     fn a_broken_section_holds_events_and_says_why() {
         let (dir, home) = home_with_target("ftp://hooks.example/x");
         notify::append(&home, &[Event::new(EventKind::Parked, None, 1)]).unwrap();
@@ -674,14 +724,13 @@ mod tests {
     fn stopping_names_the_gateways_up_and_nothing_when_none_is() {
         let port = free_port();
         let (_dir, home) = home_with_target(&format!("http://127.0.0.1:{port}/n"));
-        let mut sender = Sender::new(home.clone(), settings());
-        sender.stopping(1);
+        assert!(stopping(&home, 1).unwrap().is_empty());
         assert!(notify::read_outbox(&home).unwrap().is_empty());
         state::update(&home.profile(&ProfileName::default_profile()), |s| {
             s.gateway_state = Some(RunState::Running);
         })
         .unwrap();
-        sender.stopping(2);
+        assert_eq!(stopping(&home, 2).unwrap(), ["default"]);
         let events = notify::read_outbox(&home).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::Stopping);

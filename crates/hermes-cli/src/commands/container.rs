@@ -34,6 +34,11 @@ pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
                 .context("notify: unable to handle SIGTERM")?;
             Ok(ExitStatus::Success)
         }
+        ContainerCommand::NotifyStopping => {
+            hermes_notify::stopping(&ctx.home, state::now_ms())
+                .context("notify: unable to queue the stopping notification")?;
+            Ok(ExitStatus::Success)
+        }
         ContainerCommand::IngressRun => ingress_run(ctx),
     }
 }
