@@ -3,7 +3,6 @@
 //! real Prometheus server (Debian's `prometheus` package; scripts/test
 //! installs it).
 
-use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -43,26 +42,8 @@ fn sample(text: &str, line_start: &str) -> Option<f64> {
 }
 
 fn promtool_check(text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; scripts/test installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics refused:\n{}{}\n--- document ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Debian's prometheus package; scripts/test installs it.
+    hermes_testkit::pipe_through(Command::new("promtool").args(["check", "metrics"]), text);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::Served;
 use hermes_core::service::Want;
@@ -54,31 +54,24 @@ fn parser_python() -> PathBuf {
 
 /// The families prometheus_client reads from `text`; panics with its complaint.
 fn parse(text: &str) -> Vec<Value> {
-    let mut child = Command::new(parser_python())
-        .arg(repo().join("tests/prometheus/parse.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "parser refused:\n{}\n--- document ---\n{text}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = hermes_testkit::pipe_through(
+        Command::new(parser_python()).arg(repo().join("tests/prometheus/parse.py")),
+        text,
     );
-    serde_json::from_slice::<Value>(&out.stdout)
+    serde_json::from_str::<Value>(&out)
         .unwrap()
         .as_array()
         .unwrap()
         .clone()
+}
+
+/// `GET /metrics` with the dashboard's token, answered 200: its families.
+fn scrape(served: &Served) -> Vec<Value> {
+    let bearer = format!("Bearer {}", served.token);
+    let r = served.get_anon("/metrics", &[("authorization", &bearer)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    parse(&r.body)
 }
 
 fn value(families: &[Value], sample: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -115,12 +108,7 @@ fn every_profile_is_in_a_document_prometheus_client_reads() {
         "broken",
         r#"{"gateway_state":"startup_failed","desired_state":"running","restarts":5,"fast_failures":5,"exit_reason":"crash loop","last_exit":{"code":null,"signal":11,"at":1000}}"#,
     );
-    let served = Served::start(env, "127.0.0.1", None);
-    let bearer = format!("Bearer {}", served.token);
-    let r = served.get_anon("/metrics", &[("authorization", &bearer)]);
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.headers["content-type"].starts_with("text/plain; version=0.0.4"));
-    let families = parse(&r.body);
+    let families = scrape(&Served::start(env, "127.0.0.1", None));
     let kind = |name: &str| {
         families
             .iter()

@@ -43,3 +43,30 @@ pub fn require(tool: &str, package: &str) -> PathBuf {
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
+
+/// Run `cmd` with `input` on its stdin and return its stdout; a failure
+/// panics with the command, its output and the input (a document a checker
+/// such as `promtool` or a parser refused).
+pub fn pipe_through(cmd: &mut std::process::Command, input: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    // A checker that fails early may close its stdin: its exit says why.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} exited {}:\n{}{}\n--- input ---\n{input}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
