@@ -23,6 +23,7 @@ RUN if ! command -v s6-svscan >/dev/null || ! command -v execlineb >/dev/null \
         || [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then \
         apt-get update; \
         apt-get install -y --no-install-recommends s6 execline ca-certificates; \
+        apt-get clean; \
         rm -rf /var/lib/apt/lists/*; \
     fi; \
     groupadd --gid 10000 hermes; \
