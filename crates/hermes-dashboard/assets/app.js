@@ -75,22 +75,10 @@ function notice(text, bad) {
   n.className = bad ? 'bad' : '';
 }
 
+// How it last ended and why, each reason once: the model's own text, the
+// same the CLI and the TUI show.
 function lastExit(g) {
-  const parts = [];
-  if (g.last_exit) {
-    if (g.last_exit.code !== null && g.last_exit.code !== undefined) parts.push(`code ${g.last_exit.code}`);
-    else if (g.last_exit.signal) parts.push(`signal ${g.last_exit.signal}`);
-  }
-  // The same reason can reach us from several fields (a bad config is the
-  // exit reason and the config error): show each once.
-  for (const text of [g.exit_reason, g.config_error && `config: ${g.config_error}`, g.status_error]) {
-    if (!text) continue;
-    const bare = text.replace(/^config: /, '');
-    if (parts.some((p) => p.includes(bare))) continue;
-    for (let i = parts.length - 1; i >= 0; i--) if (bare.includes(parts[i].replace(/^config: /, ''))) parts.splice(i, 1);
-    parts.push(text);
-  }
-  return parts.join(' — ') || '—';
+  return g.reason && g.reason !== '-' ? g.reason : '—';
 }
 
 // The wall-clock time of the last start (up) or stop (down), from the
@@ -102,9 +90,7 @@ function lastChange(g, takenAt) {
 }
 
 function renderServices(snap) {
-  const main = snap.main.applicable
-    ? `${snap.main.running ? 'running' : 'not running'}${snap.main.pid ? ` (pid ${snap.main.pid})` : ''}${snap.main.command ? ` — ${snap.main.command}` : ''}`
-    : 'n/a (not in a container)';
+  const main = snap.main.text;
   const sup = snap.supervisor;
   const dash = snap.dashboard;
   const ing = snap.ingress;
@@ -179,7 +165,7 @@ function updateRow(row, g) {
   cells.state.replaceChildren(el('span', { class: `badge tone-${g.tone}` }, `${g.label.replace('_', ' ')}${inFlight ? '…' : ''}`));
   const h = g.health;
   cells.health.textContent = h.state === 'ok' ? `ok (${h.latency_ms} ms)`
-    : h.state === 'unknown' ? '—' : (h.http_status ? `HTTP ${h.http_status}` : h.state);
+    : g.health_text === '-' ? '—' : g.health_text;
   cells.health.title = h.error || '';
   cells.pid.textContent = g.pid ?? '—';
   cells.port.textContent = g.port ?? '—';

@@ -144,15 +144,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         None => vec![Line::from("hermes — collecting…")],
         Some(s) => {
             let sup = &s.supervisor;
-            let main = if s.main.applicable {
-                match (s.main.pid, s.main.running) {
-                    (Some(pid), Some(true)) => format!("running (pid {pid})"),
-                    (Some(_), _) => "not running".to_string(),
-                    (None, _) => "unknown".to_string(),
-                }
-            } else {
-                "n/a".to_string()
-            };
+            let main = &s.main.text;
             vec![
                 Line::from(vec![
                     Span::styled("hermes ", Style::new().add_modifier(Modifier::BOLD)),
