@@ -57,7 +57,7 @@ mod stats;
 pub use error::GatewayError;
 pub use lock::holder_pid;
 pub use run::{run, RunOptions};
-pub use server::{http1_builder, refuse};
+pub use server::{http1_builder, serve_admitted};
 
 /// The profile this process serves, named in every log line: `docker logs`
 /// mixes the lines of every gateway.

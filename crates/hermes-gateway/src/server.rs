@@ -1,23 +1,25 @@
-//! The accept loop: one HTTP/1.1 connection task per client on a single
-//! thread, until the stop future resolves; then stop accepting and let
+//! The accept loop ([`serve_admitted`], the ingress's too): one HTTP/1.1
+//! connection task per client on a single thread, until the stop future resolves; then stop accepting and let
 //! in-flight requests finish (bounded by [`DRAIN_LIMIT`]). Each connection
 //! takes a place in [`Admission`] first; one that cannot is answered 503 and
 //! closed at once.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hermes_core::state::{RunState, StopSignal};
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::{service_fn, HttpService};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Ticket};
 use crate::routes::{self, App};
 
 /// In-flight requests get this long after SIGTERM; well inside s6's and Docker's grace.
@@ -37,7 +39,7 @@ const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 /// request bytes makes the kernel send a reset, which can destroy the answer
 /// before the client reads it; so the answer is written, the sending side
 /// shut, and what the client still sends is read and dropped for a moment.
-pub fn refuse(stream: TcpStream, refusing: &Arc<AtomicUsize>) {
+fn refuse(stream: TcpStream, refusing: &Arc<AtomicUsize>) {
     if refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
         refusing.fetch_sub(1, Ordering::Relaxed);
         return;
@@ -77,42 +79,47 @@ pub fn http1_builder(head_timeout: Duration) -> http1::Builder {
     http
 }
 
-/// Serve until `stop` yields a reason, drain, and return that reason.
-pub async fn serve(
+/// The accept loop shared by the gateway and the ingress: until `stop`
+/// resolves, each connection takes a place in `admission` (one that cannot
+/// is answered 503 and closed at once) and is served by the service
+/// `service` makes for it from its ticket and peer; `graceful` watches every
+/// connection for the caller's drain. A shed connection is dropped with
+/// whatever it had sent; a client that hangs up mid-request is its own
+/// problem. Returns what `stop` resolved to, with the listener closed.
+pub async fn serve_admitted<T, M, S>(
     listener: TcpListener,
-    app: Arc<App>,
-    stop: impl Future<Output = StopSignal>,
-) -> StopSignal {
-    let graceful = GracefulShutdown::new();
-    let http = http1_builder(Duration::from_secs(app.limits.head_timeout_secs));
-    let admission: &Arc<Admission> = &app.admission;
+    http: &http1::Builder,
+    admission: &Arc<Admission>,
+    graceful: &GracefulShutdown,
+    stop: T,
+    service: M,
+    log: impl Fn(&str),
+) -> T::Output
+where
+    T: Future,
+    M: Fn(Arc<Ticket>, SocketAddr) -> S,
+    S: HttpService<Incoming> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: Send + 'static,
+    <S::ResBody as Body>::Data: Send,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let refusing = Arc::new(AtomicUsize::new(0));
     tokio::pin!(stop);
-    let reason = loop {
+    let output = loop {
         tokio::select! {
-            reason = &mut stop => break reason,
+            output = &mut stop => break output,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let Some((ticket, shed)) = admission.admit() else {
                         refuse(stream, &refusing);
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
                     let ticket = Arc::new(ticket);
-                    let app = app.clone();
-                    let conn_ticket = ticket.clone();
-                    let service = service_fn(move |req| {
-                        let (app, ticket) = (app.clone(), conn_ticket.clone());
-                        async move {
-                            ticket.set_busy(false);
-                            let response = routes::handle(app, &ticket, req).await;
-                            ticket.set_busy(false);
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
-                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                    // A client that hangs up mid-request is its own problem, not the gateway's.
-                    // A shed connection is dropped with whatever it had sent.
+                    let conn = http.serve_connection(TokioIo::new(stream), service(ticket.clone(), peer));
+                    let conn = graceful.watch(conn);
                     tokio::spawn(async move {
                         tokio::select! {
                             _ = conn => {}
@@ -123,13 +130,46 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // Out of descriptors or similar: back off instead of spinning on accept.
-                    crate::log(&format!("accept failed: {e}"));
+                    log(&format!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
     };
     drop(listener);
+    output
+}
+
+/// Serve until `stop` yields a reason, drain, and return that reason.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    stop: impl Future<Output = StopSignal>,
+) -> StopSignal {
+    let graceful = GracefulShutdown::new();
+    let http = http1_builder(Duration::from_secs(app.limits.head_timeout_secs));
+    let service = |ticket: Arc<Ticket>, _peer| {
+        let app = app.clone();
+        service_fn(move |req| {
+            let (app, ticket) = (app.clone(), ticket.clone());
+            async move {
+                ticket.set_busy(false);
+                let response = routes::handle(app, &ticket, req).await;
+                ticket.set_busy(false);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let reason = serve_admitted(
+        listener,
+        &http,
+        &app.admission,
+        &graceful,
+        stop,
+        service,
+        crate::log,
+    )
+    .await;
     app.set_state(RunState::Draining);
     let open = graceful.count();
     crate::log(&format!(
