@@ -19,17 +19,18 @@
 //!   with the same `Idempotency-Key` tells which.
 
 pub mod body;
+pub mod pool;
 pub mod route;
 pub mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hermes_core::config::LimitsSection;
-use hermes_core::HermesHome;
+use hermes_core::{HermesHome, ProfileName};
 use hermes_gateway::admission::{Admission, Ticket};
 use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
@@ -40,15 +41,17 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::body::{Cut, Guarded};
+use crate::body::{Cut, CutCell, Guarded};
+use crate::pool::{Pool, Returning, Sender};
 use crate::route::Route;
+use crate::upstream::Upstreams;
 
 /// In-flight requests get this long after SIGTERM, as in the gateway.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 /// How long connecting to a gateway on loopback may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub type Body = Either<Incoming, Full<Bytes>>;
+pub type Body = Either<Returning, Full<Bytes>>;
 
 /// Headers that describe one hop, not the request (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 7] = [
@@ -64,6 +67,19 @@ const HOP_BY_HOP: [&str; 7] = [
 pub struct Ingress {
     pub home: HermesHome,
     pub limits: LimitsSection,
+    upstreams: Upstreams,
+    pool: Arc<Pool>,
+}
+
+impl Ingress {
+    pub fn new(home: HermesHome, limits: LimitsSection) -> Ingress {
+        Ingress {
+            home,
+            limits,
+            upstreams: Upstreams::default(),
+            pool: Arc::default(),
+        }
+    }
 }
 
 fn answer(status: StatusCode, code: &str, message: &str) -> Response<Body> {
@@ -96,6 +112,56 @@ fn unavailable(message: &str, retry_after_secs: u32) -> Response<Body> {
     response
 }
 
+/// The answer when the gateway failed the request: `cut` says whether the
+/// ingress cut its body off (the gateway's answer to that body), `sent`
+/// whether any of it reached the gateway, which then went away without
+/// answering: nothing says whether the event was stored. Otherwise the
+/// gateway could not be reached: why (down, parked) says when to retry.
+fn upstream_failed(
+    ingress: &Ingress,
+    profile: &ProfileName,
+    cut: &CutCell,
+    sent: bool,
+) -> Response<Body> {
+    let cut = *cut.lock().unwrap_or_else(|p| p.into_inner());
+    match cut {
+        Some(Cut::TooLarge(max)) => too_large(max),
+        Some(why @ Cut::TooSlow(_)) => answer(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            &why.to_string(),
+        ),
+        Some(why @ Cut::Client) => {
+            answer(StatusCode::BAD_REQUEST, "incomplete_body", &why.to_string())
+        }
+        None if sent => unavailable(
+            &format!(
+                "the gateway of profile {profile} closed the connection before answering; \
+                 retry (with the same Idempotency-Key, a stored event is not stored twice)"
+            ),
+            1,
+        ),
+        None => {
+            let why = upstream::why_down(&ingress.home, profile);
+            unavailable(&why.message, why.retry_after_secs)
+        }
+    }
+}
+
+/// A new connection to a gateway, its connection task spawned.
+async fn connect(addr: &str) -> Option<Sender> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}
+
 /// One request: route, forward, answer.
 pub async fn handle(ingress: &Ingress, req: Request<Incoming>, peer: &str) -> Response<Body> {
     let (profile, path) = match route::route(req.uri().path(), req.uri().query()) {
@@ -112,7 +178,7 @@ pub async fn handle(ingress: &Ingress, req: Request<Incoming>, peer: &str) -> Re
             return answer(StatusCode::NOT_FOUND, "unknown_profile", &message);
         }
     };
-    let upstream = match upstream::lookup(&ingress.home, &profile) {
+    let upstream = match ingress.upstreams.lookup(&ingress.home, &profile) {
         Ok(u) => u,
         Err(e @ upstream::LookupError::NotFound(_)) => {
             return answer(StatusCode::NOT_FOUND, "unknown_profile", &e.to_string())
@@ -128,24 +194,9 @@ pub async fn handle(ingress: &Ingress, req: Request<Incoming>, peer: &str) -> Re
     if declared.is_some_and(|len| len > upstream.max_body_bytes) {
         return too_large(upstream.max_body_bytes);
     }
-    let down = || {
-        let why = upstream::why_down(&ingress.home, &profile);
-        unavailable(&why.message, why.retry_after_secs)
-    };
-    let stream =
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&upstream.addr)).await {
-            Ok(Ok(stream)) => stream,
-            _ => return down(),
-        };
-    let _ = stream.set_nodelay(true);
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    else {
-        return down();
-    };
-    tokio::spawn(conn);
 
     let (mut parts, incoming) = req.into_parts();
-    let cut = Arc::new(Mutex::new(None));
+    let cut: CutCell = Arc::default();
     let body = Guarded::new(
         incoming,
         upstream.max_body_bytes,
@@ -169,37 +220,39 @@ pub async fn handle(ingress: &Ingress, req: Request<Incoming>, peer: &str) -> Re
             .headers
             .insert(HeaderName::from_static("x-forwarded-prefix"), value);
     }
-    match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(response) => {
-            let (mut parts, body) = response.into_parts();
-            for name in HOP_BY_HOP {
-                parts.headers.remove(name);
-            }
-            Response::from_parts(parts, Either::Left(body))
+    let mut request = Request::from_parts(parts, body);
+
+    // A kept-alive connection first; a new one when there is none, or when
+    // the kept one was closed before the request went out on it.
+    let mut pooled = ingress.pool.take(&upstream.addr, upstream.idle_limit);
+    let (sender, sent) = loop {
+        let mut sender = match pooled.take() {
+            Some(sender) => sender,
+            None => match connect(&upstream.addr).await {
+                Some(sender) => sender,
+                None => return upstream_failed(ingress, &profile, &cut, false),
+            },
+        };
+        if sender.ready().await.is_err() {
+            continue;
         }
-        Err(_) => {
-            let cut = *cut.lock().unwrap_or_else(|p| p.into_inner());
-            match cut {
-                Some(Cut::TooLarge(max)) => too_large(max),
-                Some(why @ Cut::TooSlow(_)) => answer(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    &why.to_string(),
-                ),
-                Some(why @ Cut::Client) => {
-                    answer(StatusCode::BAD_REQUEST, "incomplete_body", &why.to_string())
-                }
-                // The gateway went away before answering: nothing says the event was stored.
-                None => unavailable(
-                    &format!(
-                        "the gateway of profile {profile} closed the connection before answering; \
-                         retry (with the same Idempotency-Key, a stored event is not stored twice)"
-                    ),
-                    1,
-                ),
-            }
+        match sender.try_send_request(request).await {
+            Ok(response) => break (sender, Ok(response)),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => request = unsent,
+                None => break (sender, Err(())),
+            },
         }
+    };
+    let Ok(response) = sent else {
+        return upstream_failed(ingress, &profile, &cut, true);
+    };
+    let (mut parts, body) = response.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
     }
+    let body = Returning::new(body, ingress.pool.clone(), upstream.addr, sender);
+    Response::from_parts(parts, Either::Left(body))
 }
 
 /// Serve until `stop` resolves, then drain for at most [`DRAIN_LIMIT`].
@@ -210,48 +263,22 @@ pub async fn serve(listener: TcpListener, ingress: Arc<Ingress>, stop: impl Futu
         ingress.limits.max_connections as usize,
         ingress.limits.max_inflight_body_bytes,
     );
-    let refusing = Arc::new(AtomicUsize::new(0));
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let Some((ticket, shed)) = admission.admit() else {
-                        hermes_gateway::refuse(stream, &refusing);
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let ticket: Arc<Ticket> = Arc::new(ticket);
-                    let (ingress, conn_ticket) = (ingress.clone(), ticket.clone());
-                    let peer = peer.ip().to_string();
-                    let service = service_fn(move |req| {
-                        let (ingress, ticket, peer) = (ingress.clone(), conn_ticket.clone(), peer.clone());
-                        async move {
-                            // Waiting (sheddable past the grace) until the gateway answers.
-                            ticket.set_busy(false);
-                            let response = handle(&ingress, req, &peer).await;
-                            ticket.set_busy(true);
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
-                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            _ = conn => {}
-                            _ = shed => {}
-                        }
-                        drop(ticket);
-                    });
-                }
-                Err(e) => {
-                    eprintln!("hermes-ingress: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+    let service = |ticket: Arc<Ticket>, peer: SocketAddr| {
+        let (ingress, peer) = (ingress.clone(), peer.ip().to_string());
+        service_fn(move |req| {
+            let (ingress, ticket, peer) = (ingress.clone(), ticket.clone(), peer.clone());
+            async move {
+                // Waiting (sheddable past the grace) until the gateway answers.
+                ticket.set_busy(false);
+                let response = handle(&ingress, req, &peer).await;
+                ticket.set_busy(true);
+                Ok::<_, Infallible>(response)
             }
-        }
-    }
-    drop(listener);
+        })
+    };
+    let log = |message: &str| eprintln!("hermes-ingress: {message}");
+    hermes_gateway::serve_admitted(listener, &http, &admission, &graceful, stop, service, log)
+        .await;
     let _ = tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown()).await;
 }
 
@@ -290,10 +317,7 @@ pub fn run(home: HermesHome, host: &str, port: u16) -> Result<(), IngressError> 
     eprintln!(
         "hermes-ingress: listening on {addr}: /<profile>/v1/webhooks/<hook> to that profile's gateway"
     );
-    let ingress = Arc::new(Ingress {
-        home,
-        limits: LimitsSection::default(),
-    });
+    let ingress = Arc::new(Ingress::new(home, LimitsSection::default()));
     runtime.block_on(serve(listener, ingress, async {
         tokio::select! {
             _ = term.recv() => {}
@@ -307,7 +331,8 @@ pub fn run(home: HermesHome, host: &str, port: u16) -> Result<(), IngressError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hermes_core::{profile, ProfileName};
+    use hermes_core::config::Config;
+    use hermes_core::profile;
     use std::io::{Read, Write};
 
     /// A home with profile `coder` whose gateway is on `port`.
@@ -320,10 +345,47 @@ mod tests {
         home
     }
 
-    /// A stand-in gateway: reads one request head and up to `Content-Length`
-    /// body bytes, answers 202 with what it saw, and hands the request over.
-    fn fake_gateway(listener: std::net::TcpListener) -> String {
-        let (mut stream, _) = listener.accept().unwrap();
+    fn edit_coder_config(home: &HermesHome, edit: impl FnOnce(&mut Config)) {
+        let path = home.profile(&ProfileName::parse("coder").unwrap()).config();
+        let mut config = Config::load(&path).unwrap();
+        edit(&mut config);
+        config.save(&path).unwrap();
+    }
+
+    /// An ingress on a free port, serving until `stop` is sent.
+    struct Running {
+        port: u16,
+        ingress: Arc<Ingress>,
+        stop: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    async fn start(home: HermesHome) -> Running {
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = front.local_addr().unwrap().port();
+        let ingress = Arc::new(Ingress::new(home, LimitsSection::default()));
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(front, ingress.clone(), async {
+            let _ = stop_rx.await;
+        }));
+        Running {
+            port,
+            ingress,
+            stop,
+            server,
+        }
+    }
+
+    impl Running {
+        async fn stop(self) {
+            self.stop.send(()).unwrap();
+            self.server.await.unwrap();
+        }
+    }
+
+    /// Reads one request head and up to `Content-Length` body bytes (or
+    /// until the sender closes): what the gateway saw.
+    fn read_request(stream: &mut std::net::TcpStream) -> String {
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
         loop {
@@ -343,10 +405,33 @@ mod tests {
                 break;
             }
         }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    /// Answers 202 on a kept-alive connection.
+    fn accept(stream: &mut std::net::TcpStream) {
         let answer = "HTTP/1.1 202 Accepted\r\ncontent-length: 8\r\n\r\n{\"id\":1}";
         // A cut-off request has closed the connection: nothing to answer.
         let _ = stream.write_all(answer.as_bytes());
-        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    /// A stand-in gateway: takes one connection, answers 202 to `requests`
+    /// requests on it, and hands over what it saw and the connection.
+    fn fake_gateway(
+        listener: std::net::TcpListener,
+        requests: usize,
+    ) -> std::thread::JoinHandle<(Vec<String>, std::net::TcpListener)> {
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let seen = (0..requests)
+                .map(|_| {
+                    let seen = read_request(&mut stream);
+                    accept(&mut stream);
+                    seen
+                })
+                .collect();
+            (seen, listener)
+        })
     }
 
     /// One request from a blocking client thread: the whole response.
@@ -374,22 +459,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let home = home_with_coder(dir.path(), gateway.local_addr().unwrap().port());
-        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = front.local_addr().unwrap().port();
-        let ingress = Arc::new(Ingress {
-            home,
-            limits: LimitsSection::default(),
-        });
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(front, ingress, async {
-            let _ = stop_rx.await;
-        }));
+        let ingress = start(home).await;
+        let port = ingress.port;
 
-        let seen = std::thread::spawn(move || fake_gateway(gateway));
+        let seen = fake_gateway(gateway, 1);
         let answer = call(port, post("/coder/v1/webhooks/gh?x=1", "hello")).await;
-        let seen = seen.join().unwrap();
+        let (seen, gateway) = seen.join().unwrap();
         assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
         assert!(answer.ends_with("{\"id\":1}"), "{answer}");
+        let seen = &seen[0];
         assert!(
             seen.starts_with("POST /v1/webhooks/gh?x=1 HTTP/1.1\r\n"),
             "{seen}"
@@ -397,9 +475,11 @@ mod tests {
         assert!(seen.contains("x-hermes-signature: v2=ab\r\n"), "{seen}");
         assert!(seen.contains("x-forwarded-prefix: /coder\r\n"), "{seen}");
         assert!(seen.contains("x-forwarded-for: 127.0.0.1\r\n"), "{seen}");
+        assert!(!seen.contains("connection: close"), "{seen}");
         assert!(seen.ends_with("\r\n\r\nhello"), "{seen}");
 
         // Nothing listens on the gateway's port any more.
+        drop(gateway);
         let answer = call(port, post("/coder/v1/webhooks/gh", "x")).await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(answer.contains("retry-after: 5\r\n"), "{answer}");
@@ -416,9 +496,65 @@ mod tests {
         );
         let answer = call(port, head).await;
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        ingress.stop().await;
+    }
 
-        stop_tx.send(()).unwrap();
-        server.await.unwrap();
+    #[tokio::test]
+    async fn the_connection_to_the_gateway_is_kept_and_a_closed_one_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = gateway.local_addr().unwrap().to_string();
+        let home = home_with_coder(dir.path(), gateway.local_addr().unwrap().port());
+        let ingress = start(home).await;
+
+        // Two requests from two clients, one connection to the gateway.
+        let seen = fake_gateway(gateway, 2);
+        for n in 0..2 {
+            let answer = call(
+                ingress.port,
+                post("/coder/v1/webhooks/gh", &format!("n{n}")),
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        }
+        let (seen, gateway) = seen.join().unwrap();
+        assert!(
+            seen[0].ends_with("n0") && seen[1].ends_with("n1"),
+            "{seen:?}"
+        );
+        assert_eq!(ingress.ingress.pool.idle(&addr), 1);
+
+        // The gateway closed it (gone, restarted): the next request goes out
+        // once, on a new connection.
+        let seen = fake_gateway(gateway, 1);
+        let answer = call(ingress.port, post("/coder/v1/webhooks/gh", "n2")).await;
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        let (seen, gateway) = seen.join().unwrap();
+        assert!(seen[0].ends_with("n2"), "{seen:?}");
+        gateway.set_nonblocking(true).unwrap();
+        assert!(gateway.accept().is_err(), "a request was sent twice");
+        ingress.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_changed_config_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let home = home_with_coder(dir.path(), first.local_addr().unwrap().port());
+        let ingress = start(home.clone()).await;
+        let seen = fake_gateway(first, 1);
+        let answer = call(ingress.port, post("/coder/v1/webhooks/gh", "one")).await;
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        assert!(seen.join().unwrap().0[0].ends_with("one"));
+
+        let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = second.local_addr().unwrap().port();
+        edit_coder_config(&home, |c| c.gateway.port = port);
+        let seen = fake_gateway(second, 1);
+        let answer = call(ingress.port, post("/coder/v1/webhooks/gh", "two")).await;
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+        assert!(seen.join().unwrap().0[0].ends_with("two"));
+        ingress.stop().await;
     }
 
     #[tokio::test]
@@ -426,21 +562,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let home = home_with_coder(dir.path(), gateway.local_addr().unwrap().port());
-        let config_path = home.profile(&ProfileName::parse("coder").unwrap()).config();
-        let mut config = hermes_core::config::Config::load(&config_path).unwrap();
-        config.gateway.limits.body_timeout_secs = 1;
-        config.save(&config_path).unwrap();
-        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = front.local_addr().unwrap().port();
-        let ingress = Arc::new(Ingress {
-            home,
-            limits: LimitsSection::default(),
-        });
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(front, ingress, async {
-            let _ = stop_rx.await;
-        }));
-        let seen = std::thread::spawn(move || fake_gateway(gateway));
+        edit_coder_config(&home, |c| c.gateway.limits.body_timeout_secs = 1);
+        let ingress = start(home).await;
+        let port = ingress.port;
+        let seen = fake_gateway(gateway, 1);
         let started = std::time::Instant::now();
         let answer = tokio::task::spawn_blocking(move || {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -458,9 +583,8 @@ mod tests {
         assert!(answer.contains("body_timeout"), "{answer}");
         assert!(started.elapsed() < Duration::from_secs(10));
         // The gateway saw the head and the half body, never a whole request.
-        let seen = seen.join().unwrap();
-        assert!(seen.ends_with("\r\n\r\nhello"), "{seen}");
-        stop_tx.send(()).unwrap();
-        server.await.unwrap();
+        let (seen, _) = seen.join().unwrap();
+        assert!(seen[0].ends_with("\r\n\r\nhello"), "{seen:?}");
+        ingress.stop().await;
     }
 }

@@ -1,12 +1,16 @@
 //! Where a profile's gateway listens and what it allows, read from the
-//! profile's `config.yaml` on each request (profiles come and go while the
-//! ingress runs), and why it cannot be reached when it cannot.
+//! profile's `config.yaml` (profiles come and go while the ingress runs;
+//! [`Upstreams`] reads it again only when it changed), and why it cannot be
+//! reached when it cannot.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hermes_core::config::Config;
 use hermes_core::state::{self, DesiredState, RunState};
-use hermes_core::{profile, HermesHome, ProfileName};
+use hermes_core::{fsutil, profile, HermesHome, ProfileName};
 
 /// A profile's gateway as the ingress forwards to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +21,9 @@ pub struct Upstream {
     pub max_body_bytes: u64,
     /// `gateway.limits.body_timeout_secs`.
     pub body_timeout: Duration,
+    /// How long a kept-alive connection to it may stay idle: half its
+    /// `gateway.limits.head_timeout_secs`, after which it may close one.
+    pub idle_limit: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +59,43 @@ pub fn lookup(home: &HermesHome, name: &ProfileName) -> Result<Upstream, LookupE
         addr: hermes_gateway::remote::address(&config),
         max_body_bytes: config.webhooks.max_body_bytes,
         body_timeout: Duration::from_secs(config.gateway.limits.body_timeout_secs),
+        idle_limit: Duration::from_millis(config.gateway.limits.head_timeout_secs * 500),
     })
+}
+
+/// What tells one version of a `config.yaml` from the next: modification
+/// time, size and inode (a config is saved by renaming a new file over it).
+type Stamp = (i64, i64, u64, u64);
+
+fn stamp(home: &HermesHome, name: &ProfileName) -> Option<Stamp> {
+    let meta = fsutil::metadata(&home.profile(name).config()).ok()?;
+    Some((meta.mtime(), meta.mtime_nsec(), meta.len(), meta.ino()))
+}
+
+/// [`lookup`], with each profile's answer kept while its `config.yaml` is
+/// unchanged: one `stat` per request instead of reading and parsing it.
+#[derive(Default)]
+pub struct Upstreams {
+    known: Mutex<HashMap<ProfileName, (Stamp, Upstream)>>,
+}
+
+impl Upstreams {
+    pub fn lookup(&self, home: &HermesHome, name: &ProfileName) -> Result<Upstream, LookupError> {
+        let known = || self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(stamp) = stamp(home, name) else {
+            known().remove(name);
+            return lookup(home, name);
+        };
+        if let Some((seen, upstream)) = known().get(name) {
+            if *seen == stamp {
+                return Ok(upstream.clone());
+            }
+        }
+        // Stamped before reading: a change in between is read again next time.
+        let upstream = lookup(home, name)?;
+        known().insert(name.clone(), (stamp, upstream.clone()));
+        Ok(upstream)
+    }
 }
 
 /// Why a profile's gateway does not answer, and when to try again.
