@@ -415,14 +415,21 @@ mod tests {
         let _ = stream.write_all(answer.as_bytes());
     }
 
+    type Seen = (Vec<String>, std::net::TcpListener, std::net::TcpStream);
+
     /// A stand-in gateway: takes one connection, answers 202 to `requests`
-    /// requests on it, and hands over what it saw and the connection.
+    /// requests on it, and hands over what it saw, the listener and the
+    /// connection, still open.
     fn fake_gateway(
         listener: std::net::TcpListener,
         requests: usize,
-    ) -> std::thread::JoinHandle<(Vec<String>, std::net::TcpListener)> {
+    ) -> std::thread::JoinHandle<Seen> {
         std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
+            // A request that never comes fails the test instead of hanging it.
+            stream
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
             let seen = (0..requests)
                 .map(|_| {
                     let seen = read_request(&mut stream);
@@ -430,7 +437,7 @@ mod tests {
                     seen
                 })
                 .collect();
-            (seen, listener)
+            (seen, listener, stream)
         })
     }
 
@@ -438,6 +445,7 @@ mod tests {
     async fn call(port: u16, request: String) -> String {
         tokio::task::spawn_blocking(move || {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
             s.write_all(request.as_bytes()).unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).unwrap();
@@ -464,7 +472,7 @@ mod tests {
 
         let seen = fake_gateway(gateway, 1);
         let answer = call(port, post("/coder/v1/webhooks/gh?x=1", "hello")).await;
-        let (seen, gateway) = seen.join().unwrap();
+        let (seen, gateway, conn) = seen.join().unwrap();
         assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
         assert!(answer.ends_with("{\"id\":1}"), "{answer}");
         let seen = &seen[0];
@@ -479,7 +487,7 @@ mod tests {
         assert!(seen.ends_with("\r\n\r\nhello"), "{seen}");
 
         // Nothing listens on the gateway's port any more.
-        drop(gateway);
+        drop((gateway, conn));
         let answer = call(port, post("/coder/v1/webhooks/gh", "x")).await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
         assert!(answer.contains("retry-after: 5\r\n"), "{answer}");
@@ -517,19 +525,24 @@ mod tests {
             .await;
             assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
         }
-        let (seen, gateway) = seen.join().unwrap();
+        let (seen, gateway, conn) = seen.join().unwrap();
         assert!(
             seen[0].ends_with("n0") && seen[1].ends_with("n1"),
             "{seen:?}"
         );
-        assert_eq!(ingress.ingress.pool.idle(&addr), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while ingress.ingress.pool.idle(&addr) != 1 {
+            assert!(std::time::Instant::now() < deadline, "not back in the pool");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
 
         // The gateway closed it (gone, restarted): the next request goes out
         // once, on a new connection.
+        drop(conn);
         let seen = fake_gateway(gateway, 1);
         let answer = call(ingress.port, post("/coder/v1/webhooks/gh", "n2")).await;
         assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-        let (seen, gateway) = seen.join().unwrap();
+        let (seen, gateway, _conn) = seen.join().unwrap();
         assert!(seen[0].ends_with("n2"), "{seen:?}");
         gateway.set_nonblocking(true).unwrap();
         assert!(gateway.accept().is_err(), "a request was sent twice");
@@ -583,7 +596,7 @@ mod tests {
         assert!(answer.contains("body_timeout"), "{answer}");
         assert!(started.elapsed() < Duration::from_secs(10));
         // The gateway saw the head and the half body, never a whole request.
-        let (seen, _) = seen.join().unwrap();
+        let (seen, ..) = seen.join().unwrap();
         assert!(seen[0].ends_with("\r\n\r\nhello"), "{seen:?}");
         ingress.stop().await;
     }
