@@ -326,6 +326,95 @@ const STOP_SIGNALS: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
+/// The stop signals and SIGCHLD as a kernel signal mask (bit n-1 for signal
+/// n): TERM, INT, HUP, QUIT, CHLD. Read by `hermes_entry` below.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+static ENTRY_MASK: u64 = (1 << (libc::SIGTERM - 1))
+    | (1 << (libc::SIGINT - 1))
+    | (1 << (libc::SIGHUP - 1))
+    | (1 << (libc::SIGQUIT - 1))
+    | (1 << (libc::SIGCHLD - 1));
+
+/// What `hermes_entry` left for `block_init_signals_at_start`: whether it
+/// blocked the signals, the mask it replaced, and when (a `timespec`).
+#[repr(C)]
+struct EntryState(std::cell::UnsafeCell<[u64; 4]>);
+// SAFETY: written once by `hermes_entry` before any thread exists, then only read.
+unsafe impl Sync for EntryState {}
+// Exported, so no optimisation may take it for a constant: only `hermes_entry` writes it.
+#[no_mangle]
+static HERMES_ENTRY_STATE: EntryState = EntryState(std::cell::UnsafeCell::new([0; 4]));
+
+// The binary's entry point (the linker's `-e hermes_entry`, set by
+// hermes-cli's build script), before the C library's `_start`. A static
+// glibc binary spends milliseconds between its exec and `.preinit_array`
+// (self-relocation, TLS and IRELATIVE set-up, page faults): a `docker stop`
+// landing there met PID 1 with no handler and was dropped (7 of 796 traced
+// immediate stops). Here the first instructions block the stop signals with
+// two raw system calls, no stack and no memory but `ENTRY_STATE`, then hand
+// over to `_start` with the registers the kernel (or ld.so) set: %rdx holds
+// the dynamic linker's finaliser, which `_start` passes on, so it is kept in
+// %r12 (which `_start` does not read) across the calls. Every hermes process
+// passes here; `block_init_signals_at_start` gives the mask back to those
+// that are not the init.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+std::arch::global_asm!(
+    ".globl hermes_entry",
+    ".type hermes_entry,@function",
+    "hermes_entry:",
+    "mov %rdx, %r12",
+    "mov $14, %eax", // rt_sigprocmask(SIG_BLOCK, &ENTRY_MASK, &saved, 8)
+    "xor %edi, %edi",
+    "lea {mask}(%rip), %rsi",
+    "lea {state}+8(%rip), %rdx",
+    "mov $8, %r10d",
+    "syscall",
+    "test %rax, %rax",
+    "jnz 1f",
+    "movq $1, {state}(%rip)",
+    "mov $228, %eax", // clock_gettime(CLOCK_REALTIME, &state[2..4])
+    "xor %edi, %edi",
+    "lea {state}+16(%rip), %rsi",
+    "syscall",
+    "1:",
+    "mov %r12, %rdx",
+    "jmp _start",
+    mask = sym ENTRY_MASK,
+    state = sym HERMES_ENTRY_STATE,
+    options(att_syntax)
+);
+
+/// `hermes_entry`'s record: the mask it replaced and when it blocked
+/// (nanoseconds since the epoch); `None` when it did not run (another
+/// architecture, or a binary linked without it).
+fn entry_record() -> Option<(u64, i64)> {
+    // SAFETY: `hermes_entry` wrote these before the C library started; nothing
+    // writes them since. Volatile: the compiler sees no store of its own.
+    let [ran, saved, sec, nsec] = unsafe { std::ptr::read_volatile(HERMES_ENTRY_STATE.0.get()) };
+    (ran == 1).then(|| (saved, sec as i64 * 1_000_000_000 + nsec as i64))
+}
+
+/// For a process that is not the init: give back the signal mask
+/// `hermes_entry` replaced (a stop signal that came meanwhile is delivered
+/// now, as it would have been). Called from `main`, which runs after both
+/// the entry and `.preinit_array` whatever their order (a dynamic binary's
+/// loader runs `.preinit_array` before the entry).
+pub fn release_entry_mask() {
+    if let Some((saved, _)) = entry_record() {
+        // SAFETY: the kernel reads 8 bytes of mask (the size `hermes_entry`
+        // saved, real-time signals included) from a live local; no old set.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &saved as *const u64,
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+        }
+    }
+}
+
 /// Block the init's signals before Rust's runtime and `main` start, when
 /// this process is PID 1 or runs `container init`: the binary's
 /// `.preinit_array` calls this with the process's arguments. Until then
@@ -343,6 +432,7 @@ pub unsafe extern "C" fn block_init_signals_at_start(
     if libc::getpid() != 1 && !init_args {
         return;
     }
+    let entry = entry_record();
     let mut set: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut set);
     for sig in STOP_SIGNALS {
@@ -350,6 +440,10 @@ pub unsafe extern "C" fn block_init_signals_at_start(
     }
     libc::sigaddset(&mut set, libc::SIGCHLD);
     libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    if let Some((_, at)) = entry {
+        SIGNALS_BLOCKED_AT_NS.store(at, Ordering::Relaxed);
+        return;
+    }
     // The raw system call: in a static binary the vDSO may not be set up yet.
     let mut now: libc::timespec = std::mem::zeroed();
     if libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_REALTIME, &mut now) == 0 {
