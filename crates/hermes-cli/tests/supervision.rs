@@ -264,6 +264,26 @@ fn delete_while_running_stops_and_unregisters_first() {
     assert!(!all.contains("\"gone\""), "{all}");
 }
 
+/// The binary's entry point blocks the stop signals in every process (only
+/// the init keeps them so): a gateway must run with the mask it was given,
+/// or a stop would never reach it.
+#[test]
+fn processes_that_are_not_the_init_keep_their_signal_mask() {
+    let blocked = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .map(|m| m.trim().to_string())
+            .unwrap()
+    };
+    let mut env = Env::new();
+    env.supervise();
+    env.create(&["m", "--no-alias"]);
+    env.ok(&["-p", "m", "gateway", "start"]);
+    assert_eq!(blocked(pid_of(&env, "m").unwrap()), "0000000000000000");
+}
+
 #[test]
 fn uninstall_on_s6_records_stopped_then_unregisters() {
     let mut env = Env::new();
