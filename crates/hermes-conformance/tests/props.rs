@@ -351,7 +351,9 @@ proptest! {
         syntax_ok(&log_run).map_err(TestCaseError::fail)?;
         let rec = execute(&log_run, &[], Some(&bin), &out).map_err(TestCaseError::fail)?;
         prop_assert_eq!(rec.argv.last(), Some(&log_dir.to_string_lossy().into_owned()));
-        prop_assert_eq!(rec.argv.len(), if echo { 7 } else { 6 });
+        // The copy to s6-svscan's stdout (`T 1`, timestamped) only when asked.
+        prop_assert_eq!(rec.argv.len(), if echo { 8 } else { 6 });
+        prop_assert_eq!(rec.argv.windows(2).any(|w| w[0] == "T" && w[1] == "1"), echo);
 
         // Every file of the slot stays inside the slot directory.
         for (rel, _, _) in slot::render(&spec, false, echo).files {
