@@ -6,8 +6,7 @@
 //! Lifecycle goes through s6 only (`s6-svc`'s commands, written to each
 //! slot's control FIFO, and its `supervise/status`); supervised processes
 //! are never signalled directly.
-// Not yet routed through `fsutil` (issue 15): the lint is off here until it is.
-#![allow(clippy::disallowed_methods)]
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod cmd;
 pub mod finish;
@@ -22,14 +21,12 @@ pub mod svstat;
 
 pub use hermes_core::fifo::fifo_has_reader;
 
-use std::fs;
-use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use hermes_core::fsutil::FsError;
+use hermes_core::fsutil;
 use hermes_core::lifecycle::Action;
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus};
 use hermes_core::state::{self, GatewayState};
@@ -127,14 +124,14 @@ impl S6Manager {
     /// A supervisor listens on the scandir, and it is ours to talk to.
     pub fn check_supervisor(&self) -> Result<(), ServiceError> {
         let control = self.layout().control();
-        let meta = match fs::metadata(&control) {
+        let meta = match fsutil::metadata(&control) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 return Err(ServiceError::NoSupervisor {
                     scandir: self.cfg.scandir.clone(),
                 })
             }
-            Err(e) => return Err(FsError::new("inspect", &control, e).into()),
+            Err(e) => return Err(e.into()),
         };
         let uid = nix::unistd::geteuid().as_raw();
         if meta.uid() != uid {
@@ -294,10 +291,10 @@ impl ServiceManager for S6Manager {
 
     fn list(&self) -> Result<Vec<ProfileName>, ServiceError> {
         let dir = &self.cfg.scandir;
-        let entries = match fs::read_dir(dir) {
+        let entries = match fsutil::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(FsError::new("list", dir, e).into()),
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
         };
         let mut names: Vec<ProfileName> = entries
             .filter_map(|e| e.ok())

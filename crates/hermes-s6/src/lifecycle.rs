@@ -5,7 +5,7 @@
 //! recorded.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -170,9 +170,9 @@ impl S6Manager {
             // boot reconciles from the durable desired_state. So no fsync:
             // two per slot would dominate `stop --all` on a disk.
             fsutil::write(&marker, b"")?;
-        } else if let Err(e) = fs::remove_file(&marker) {
-            if e.kind() != io::ErrorKind::NotFound {
-                return Err(FsError::new("remove", &marker, e).into());
+        } else if let Err(e) = fsutil::remove_file(&marker) {
+            if !e.is_not_found() {
+                return Err(e.into());
             }
         }
         Ok(())

@@ -2,7 +2,6 @@
 //! name, then renamed) and having `s6-svscan` pick it up; unregistration
 //! stops the slot, unpublishes it and waits for its supervisors to leave.
 
-use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,7 @@ const REGISTER_WAIT: Duration = Duration::from_secs(5);
 
 impl S6Manager {
     pub fn is_registered(&self, profile: &ProfileName) -> bool {
-        fs::symlink_metadata(self.slot_link(profile)).is_ok()
+        fsutil::symlink_metadata(&self.slot_link(profile)).is_ok()
     }
 
     /// Wait until an `s6-supervise` runs on the profile's slot and has written
@@ -100,16 +99,17 @@ impl S6Manager {
         slot::write_dir(&staging, &files).inspect_err(|_| {
             let _ = slot::remove_tree(&staging);
         })?;
-        fs::rename(&staging, &real).map_err(|e| FsError::new("rename into", &real, e))?;
+        fsutil::rename(&staging, &real)?;
         let link = self.slot_link(profile);
         let link_tmp = self.cfg.scandir.join(format!(".{name}.link.{pid}"));
-        let _ = fs::remove_file(&link_tmp);
+        let _ = fsutil::remove_file(&link_tmp);
         let publish = std::os::unix::fs::symlink(Scandir::link_target(&name), &link_tmp)
-            .and_then(|()| fs::rename(&link_tmp, &link));
+            .map_err(|e| FsError::new("publish", &link, e))
+            .and_then(|()| fsutil::rename(&link_tmp, &link));
         if let Err(e) = publish {
-            let _ = fs::remove_file(&link_tmp);
+            let _ = fsutil::remove_file(&link_tmp);
             let _ = slot::remove_tree(&real);
-            return Err(FsError::new("publish", &link, e).into());
+            return Err(e.into());
         }
         Ok(Some(real))
     }
@@ -173,7 +173,7 @@ impl S6Manager {
             return self.wait_supervised(&spec.profile);
         };
         if let Err(e) = self.svscanctl("-a") {
-            let _ = fs::remove_file(self.slot_link(&spec.profile));
+            let _ = fsutil::remove_file(&self.slot_link(&spec.profile));
             let _ = slot::remove_tree(&real);
             return Err(e);
         }
@@ -187,7 +187,7 @@ impl S6Manager {
         let real = self.slot_dir(profile);
         if !self.is_registered(profile) || !is_supervised(&real) {
             // Nothing supervises it: there is no process to stop, only files to remove.
-            let _ = fs::remove_file(&link);
+            let _ = fsutil::remove_file(&link);
             slot::remove_tree(&real)?;
             return Ok(());
         }
@@ -195,7 +195,7 @@ impl S6Manager {
         self.set_down_marker(&link, true)?;
         self.svc("-d", &link)?;
         self.wait_down(profile, &link, UNREGISTER_WAIT)?;
-        fs::remove_file(&link).map_err(|e| FsError::new("remove", &link, e))?;
+        fsutil::remove_file(&link)?;
         self.svscanctl("-an")?;
         let deadline = Instant::now() + UNREGISTER_WAIT;
         let gone = wait_until(deadline, || {

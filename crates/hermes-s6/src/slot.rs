@@ -164,10 +164,9 @@ pub fn write_dir(dir: &Path, files: &SlotFiles) -> Result<(), FsError> {
 
 /// Remove a directory tree if present.
 pub fn remove_tree(dir: &Path) -> Result<(), FsError> {
-    match fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(FsError::new("remove", dir, e)),
+    match fsutil::remove_dir_all(dir) {
+        Err(e) if !e.is_not_found() => Err(e),
+        _ => Ok(()),
     }
 }
 

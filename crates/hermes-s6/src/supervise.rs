@@ -2,7 +2,6 @@
 //! Prepares the scandir, then replaces itself with `s6-svscan` (so SIGTERM
 //! reaches s6-svscan directly, which brings every service down and exits 0).
 
-use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +28,7 @@ pub enum SuperviseError {
 fn remove_staging_leftovers(scandir: &Path) -> Result<(), FsError> {
     let layout = Scandir::new(scandir);
     for dir in [scandir.to_path_buf(), layout.slots()] {
-        let Ok(entries) = fs::read_dir(&dir) else {
+        let Ok(entries) = fsutil::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -40,7 +39,7 @@ fn remove_staging_leftovers(scandir: &Path) -> Result<(), FsError> {
                 if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     slot::remove_tree(&path)?;
                 } else {
-                    fs::remove_file(&path).map_err(|e| FsError::new("remove", &path, e))?;
+                    fsutil::remove_file(&path)?;
                 }
             }
         }
@@ -51,7 +50,7 @@ fn remove_staging_leftovers(scandir: &Path) -> Result<(), FsError> {
 /// Get `scandir` ready for an s6-svscan run by the current user.
 pub fn prepare(scandir: &Path, max_slots: usize) -> Result<(), SuperviseError> {
     fsutil::ensure_dir(scandir, 0o755)?;
-    let meta = fs::metadata(scandir).map_err(|e| FsError::new("inspect", scandir, e))?;
+    let meta = fsutil::metadata(scandir)?;
     let uid = nix::unistd::geteuid().as_raw();
     if meta.uid() != uid {
         return Err(SuperviseError::NotOurs {

@@ -6,11 +6,12 @@
 //! container's HEALTHCHECK, every few seconds) and `status` read every slot.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hermes_core::fsutil;
 use hermes_core::service::{ServiceError, SlotStatus, Want};
 use hermes_core::ProfileName;
 
@@ -121,9 +122,10 @@ pub fn read_direct(dir: &Path, now: SystemTime) -> Direct {
         Err(_) => return Direct::Unknown,
     }
     let mut pack = Vec::with_capacity(64);
-    let read = fs::File::open(dir.join("supervise/status"))
-        .and_then(|f| f.take(64).read_to_end(&mut pack));
-    if read.is_err() {
+    let Ok(file) = fsutil::open(&dir.join("supervise/status")) else {
+        return Direct::Unknown;
+    };
+    if file.take(64).read_to_end(&mut pack).is_err() {
         return Direct::Unknown;
     }
     let (wstat_at, flags_at) = match pack.len() {
@@ -131,9 +133,9 @@ pub fn read_direct(dir: &Path, now: SystemTime) -> Direct {
         43 => (40, 42),
         _ => return Direct::Unknown,
     };
-    let normally_up = match fs::symlink_metadata(dir.join("down")) {
+    let normally_up = match fsutil::symlink_metadata(&dir.join("down")) {
         Ok(_) => false,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        Err(e) if e.is_not_found() => true,
         Err(_) => return Direct::Unknown,
     };
     let be = |at: usize, n: usize| {
