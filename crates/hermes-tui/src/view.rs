@@ -2,8 +2,9 @@
 //! dashboard; the gateway table coloured by the model's tone; a detail pane
 //! with the selected gateway's facts and log; the keys; and the dialogs.
 
+use hermes_model::format::{self, cells, COLUMNS};
 use hermes_model::snapshot::Tone;
-use hermes_model::{format, Gateway};
+use hermes_model::Gateway;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -170,32 +171,6 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         }
     };
     frame.render_widget(Paragraph::new(lines), area);
-}
-
-const COLUMNS: [&str; 9] = [
-    "PROFILE",
-    "STATE",
-    "HEALTH",
-    "PID",
-    "PORT",
-    "UPTIME",
-    "RESTARTS",
-    "DESIRED",
-    "LAST EXIT",
-];
-
-fn cells(g: &Gateway) -> [String; 9] {
-    [
-        g.profile.to_string(),
-        g.label.as_str().to_string(),
-        format::health(g),
-        format::opt(g.pid),
-        format::opt(g.port),
-        format::uptime(g),
-        g.restarts.to_string(),
-        format::opt(g.desired_state.as_deref()),
-        format::last_exit(g),
-    ]
 }
 
 /// Each column as wide as its widest cell; the last (the reason) takes the rest.
