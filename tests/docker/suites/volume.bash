@@ -50,8 +50,10 @@ test_volume_one_owner() {
         return 1
     }
     gateways_are coder=up || { report "the first container's gateway is no longer up"; return 1; }
+    # Up and healthy, never restarted, still wanted, no exit recorded (the
+    # table's columns: PROFILE STATE HEALTH PID PORT UPTIME RESTARTS DESIRED LAST EXIT).
     as_hermes hermes -p coder gateway status
-    expect_out 'coder .* up .* running .* running +0$' || return 1
+    expect_out '^coder +up +ok +[0-9]+ +[0-9]+ +[^ ]+ +0 +running +-$' || return 1
 
     # SIGKILL: nothing stale is left; a new container takes the volume at once.
     capture docker kill -s KILL "$c1"
