@@ -552,16 +552,12 @@ fn ingress_slot(env: &dyn Environment, snap: &Snapshot) -> Check {
     if i.tone != Tone::Bad {
         return Check::pass(name, i.label);
     }
-    let mut check = Check::fail(
+    static_slot_down(
         name,
         format!("HERMES_INGRESS is on but the ingress is {}", i.label),
-        format!(
-            "see {} (HERMES_INGRESS_HOST:HERMES_INGRESS_PORT must be free to bind), then restart the container",
-            log.display()
-        ),
-    );
-    check.log_tail = logs::tail(&log, DOWN_TAIL);
-    check
+        &log,
+        "HERMES_INGRESS_HOST:HERMES_INGRESS_PORT must be free to bind",
+    )
 }
 
 /// The dashboard slot, when the container was asked for it, must be up.
@@ -571,16 +567,26 @@ fn dashboard_slot(env: &dyn Environment, snap: &Snapshot) -> Check {
     if d.tone != Tone::Bad {
         return Check::pass(name, d.label);
     }
-    let log = env.home().dashboard_log_dir().join("current");
-    let mut check = Check::fail(
+    static_slot_down(
         name,
         format!("HERMES_DASHBOARD is on but the dashboard is {}", d.label),
+        &env.home().dashboard_log_dir().join("current"),
+        "a non-loopback HERMES_DASHBOARD_HOST needs HERMES_DASHBOARD_TOKEN",
+    )
+}
+
+/// A static slot the container was asked for is not up: the hint points at
+/// its log (whose tail goes with the check) and says what usually stops it.
+fn static_slot_down(name: &'static str, problem: String, log: &Path, usual_cause: &str) -> Check {
+    let mut check = Check::fail(
+        name,
+        problem,
         format!(
-            "see {} (a non-loopback HERMES_DASHBOARD_HOST needs HERMES_DASHBOARD_TOKEN), then restart the container",
+            "see {} ({usual_cause}), then restart the container",
             log.display()
         ),
     );
-    check.log_tail = logs::tail(&log, DOWN_TAIL);
+    check.log_tail = logs::tail(log, DOWN_TAIL);
     check
 }
 

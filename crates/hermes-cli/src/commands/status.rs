@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Write};
 
 use hermes_core::ExitStatus;
 use hermes_model::snapshot::{Snapshot, Tone};
-use hermes_model::{format, Gateway};
+use hermes_model::{format, Gateway, ServiceView};
 
 use crate::Context;
 
@@ -81,12 +81,7 @@ fn render(snap: &Snapshot, paint: Paint) -> String {
     let main = paint.tone(main_tone, &snap.main.text);
     text.push_str(&format!("Main        {main}\n"));
     let d = &snap.dashboard;
-    let pid = d
-        .service
-        .as_ref()
-        .and_then(|s| s.pid)
-        .map(|p| format!(", pid {p}"))
-        .unwrap_or_default();
+    let pid = pid_suffix(d.service.as_ref());
     text.push_str(&format!(
         "Dashboard   {} ({}:{}{pid}{})\n",
         paint.tone(d.tone, d.label),
@@ -95,12 +90,7 @@ fn render(snap: &Snapshot, paint: Paint) -> String {
         if d.token_set { ", token required" } else { "" }
     ));
     let i = &snap.ingress;
-    let pid = i
-        .service
-        .as_ref()
-        .and_then(|s| s.pid)
-        .map(|p| format!(", pid {p}"))
-        .unwrap_or_default();
+    let pid = pid_suffix(i.service.as_ref());
     let port = i.port.map_or("?".to_string(), |p| p.to_string());
     let public = i
         .public_url
@@ -176,4 +166,12 @@ pub(super) fn table(gateways: &[Gateway], paint: Paint) -> String {
         text.push_str(&line(r, Some(g.tone)));
     }
     text
+}
+
+/// `, pid N` for a static slot's running process, or nothing.
+fn pid_suffix(service: Option<&ServiceView>) -> String {
+    service
+        .and_then(|s| s.pid)
+        .map(|p| format!(", pid {p}"))
+        .unwrap_or_default()
 }
