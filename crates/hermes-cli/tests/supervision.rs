@@ -377,3 +377,69 @@ fn supervise_refuses_a_second_tree_and_exits_0_on_sigterm() {
     });
     assert_eq!(env.state("t")["gateway_state"], "stopped");
 }
+
+#[test]
+fn container_reconcile_registers_every_profile_and_keeps_its_numbers() {
+    let mut env = Env::new();
+    env.create(&["up", "--no-alias"]);
+    env.create(&["idle", "--no-alias"]);
+    std::fs::write(
+        env.profile_dir("up").join("gateway_state.json"),
+        r#"{"desired_state":"running"}"#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(env.home().join("profiles/Bad Name")).unwrap();
+    env.supervise();
+    for name in ["default", "up", "idle"] {
+        assert!(
+            !env.slot(name).exists(),
+            "{name} registered before the reconcile"
+        );
+    }
+
+    let dry = env.ok(&["container", "reconcile", "--dry-run"]);
+    assert!(
+        dry.contains("profile=up prior=desired=running action=start dry_run=1"),
+        "{dry}"
+    );
+    assert!(!env.slot("up").exists(), "a dry run registered a slot");
+    let report = env.home().join("logs/container-boot.json");
+    assert!(!report.exists(), "a dry run wrote {}", report.display());
+
+    let out = env.ok(&["container", "reconcile", "--note", "booted"]);
+    let summary = out.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("reconcile: done in ")
+            && summary.ends_with(" ms: 3 slots (1 started, 0 kept), 0 failed, 1 skipped"),
+        "{out}"
+    );
+    for name in ["default", "up", "idle"] {
+        assert!(
+            env.slot(name).exists(),
+            "{name} not registered\n{}",
+            env.dump()
+        );
+    }
+    let numbers: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    for (key, want) in [
+        ("started", 1),
+        ("down", 2),
+        ("kept", 0),
+        ("failed", 0),
+        ("skipped", 1),
+    ] {
+        assert_eq!(numbers[key], want, "{key} in {numbers}");
+    }
+    let log = std::fs::read_to_string(env.home().join("logs/container-boot.log")).unwrap();
+    let init_note = log.find("init: booted").expect("the note in the boot log");
+    assert!(init_note < log.find("profile=up").unwrap(), "{log}");
+    assert!(log.contains(summary), "{log}");
+
+    // Again on the live tree: every slot is left as it is.
+    let again = env.ok(&["container", "reconcile"]);
+    assert!(
+        again.contains("3 slots (0 started, 3 kept), 0 failed, 1 skipped"),
+        "{again}"
+    );
+}

@@ -15,6 +15,8 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod aliases;
+pub mod boot;
+pub mod follow;
 pub mod init;
 pub mod notes;
 pub mod pid1;

@@ -3,25 +3,16 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use hermes_core::boot::BootReport;
 use hermes_core::dashboard;
-use hermes_core::lifecycle::{self, Action};
-use hermes_core::service::{GatewaySpec, ServiceManager};
 use hermes_core::{profile, state, ExitStatus};
-use hermes_init::reconcile::{self, ReportLine};
 use hermes_init::stage1::Stage1;
 use hermes_init::{pid1, stage1, Layout};
 use hermes_s6::svscan;
-use nix::sys::signal::{SigSet, Signal};
 
 use crate::args::ContainerCommand;
 use crate::{CodedError, Context};
-
-/// How long `gateway run` as the CMD waits for the supervised gateway to be ready.
-const FOLLOW_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run(ctx: &Context, cmd: ContainerCommand) -> anyhow::Result<ExitStatus> {
     let layout = Layout::new(&ctx.scandir, &ctx.program, Some(ctx.home.root()));
@@ -67,76 +58,10 @@ fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<Exi
 
 /// `notes`: the init's boot notes, logged before this boot's decisions.
 fn reconcile(ctx: &Context, dry_run: bool, notes: Vec<String>) -> anyhow::Result<ExitStatus> {
-    let started = std::time::Instant::now();
-    let manager = ctx.s6();
-    let registered = manager.list()?;
-    let mut lines: Vec<String> = notes.into_iter().map(|n| format!("init: {n}")).collect();
-    let outcomes = reconcile::run(
-        &ctx.home,
-        &registered,
-        dry_run,
-        |batch| {
-            let specs: Vec<(GatewaySpec, bool)> = batch
-                .iter()
-                .map(|(p, start)| (GatewaySpec::for_profile(&ctx.home, p, &ctx.program), *start))
-                .collect();
-            match manager.register_many(&specs) {
-                Ok(results) => results
-                    .into_iter()
-                    .map(|r| r.map_err(|e| e.to_string()))
-                    .collect(),
-                Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
-            }
-        },
-        |outcome| {
-            let line = outcome.line(dry_run);
-            println!("{line}");
-            lines.push(line);
-        },
-    )?;
-    let count = |f: fn(&ReportLine) -> bool| outcomes.iter().filter(|o| f(o)).count();
-    let summary = format!(
-        "reconcile: done in {} ms: {} slots ({} started, {} kept), {} failed, {} skipped",
-        started.elapsed().as_millis(),
-        count(|o| matches!(o, ReportLine::Applied { .. })),
-        count(|o| {
-            matches!(o, ReportLine::Applied { decision, kept: false, .. }
-                if decision.action == reconcile::Action::Start)
-        }),
-        count(|o| matches!(o, ReportLine::Applied { kept: true, .. })),
-        count(|o| matches!(o, ReportLine::Failed { .. })),
-        count(|o| matches!(o, ReportLine::Skipped { .. })),
-    );
-    println!("{summary}");
-    lines.push(summary);
-    if !dry_run {
-        let log = ctx.home.boot_log();
-        reconcile::append_boot_log(&log, &lines)
-            .with_context(|| format!("unable to write the boot log {}", log.display()))?;
-        let report = BootReport {
-            at_ms: state::now_ms(),
-            duration_ms: started.elapsed().as_millis() as u64,
-            started: count(|o| {
-                matches!(o, ReportLine::Applied { decision, kept: false, .. }
-                    if decision.action == reconcile::Action::Start)
-            }) as u64,
-            down: count(|o| {
-                matches!(o, ReportLine::Applied { decision, kept: false, .. }
-                    if decision.action == reconcile::Action::Down)
-            }) as u64,
-            kept: count(|o| matches!(o, ReportLine::Applied { kept: true, .. })) as u64,
-            failed: count(|o| matches!(o, ReportLine::Failed { .. })) as u64,
-            skipped: count(|o| matches!(o, ReportLine::Skipped { .. })) as u64,
-        };
-        let path = ctx.home.boot_report();
-        report
-            .save(&path)
-            .with_context(|| format!("unable to write {}", path.display()))?;
-    }
-    let failed = outcomes
-        .iter()
-        .any(|o| matches!(o, ReportLine::Failed { .. }));
-    Ok(if failed {
+    let report = hermes_init::boot::reconcile(&ctx.home, &ctx.s6(), dry_run, notes, |line| {
+        println!("{line}")
+    })?;
+    Ok(if report.failed > 0 {
         ExitStatus::Failure
     } else {
         ExitStatus::Success
@@ -177,44 +102,15 @@ fn ingress_run(ctx: &Context) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// `gateway run` as the container's CMD: the gateway runs in its supervised
-/// slot (so s6 restarts it), not as an unsupervised second copy. Its log
-/// reaches the container's stdout through the slot's logger; this process
-/// stays in front until the container is stopped, which leaves the
-/// gateway's desired state `running` for the next boot.
+/// `gateway run` as the container's CMD: see [`hermes_init::follow`].
 pub fn follow_gateway(ctx: &Context) -> anyhow::Result<ExitStatus> {
-    let manager = ctx.s6();
-    let name = &ctx.profile;
-    let slot = name.service_name();
-    println!(
-        "gateway run: profile '{name}' runs supervised by s6 as slot {slot}; its log follows \
-         (also in {}). Use `gateway run --no-supervise` to run it in this process instead.",
-        ctx.home.gateway_log_dir(name).join("current").display()
-    );
-    // Block before starting, so a stop that arrives during the start is not lost.
-    let mut stop = SigSet::empty();
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        stop.add(sig);
-    }
-    stop.thread_block()
-        .context("unable to block stop signals")?;
-    match lifecycle::apply(
-        &manager as &dyn ServiceManager,
+    hermes_init::follow::follow(
+        &ctx.s6(),
         &ctx.home,
         &ctx.program,
-        name,
-        Action::Start,
-        FOLLOW_START_TIMEOUT,
-    ) {
-        Ok(outcome) => match outcome.status.pid {
-            Some(pid) => println!("gateway run: {slot} is up (pid {pid}) and ready"),
-            None => println!("gateway run: {slot} is up"),
-        },
-        Err(e) => eprintln!("hermes: gateway run: {e}; s6 keeps supervising {slot}"),
-    }
-    let sig = stop.wait().context("unable to wait for a stop signal")?;
-    println!(
-        "gateway run: {sig:?} received; {slot} stays wanted up and is stopped with the container"
-    );
+        &ctx.profile,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )?;
     Ok(ExitStatus::Success)
 }
