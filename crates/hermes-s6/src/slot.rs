@@ -171,7 +171,7 @@ pub fn remove_tree(dir: &Path) -> Result<(), FsError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hermes_core::ProfileName;
 
@@ -224,14 +224,24 @@ exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
         assert!(render_log_run(&s, false).ends_with("'s1000000' 'T' '/data/logs/gateways/x'\n"));
     }
 
-    #[test]
-    fn scripts_pass_shellcheck() {
-        // scripts/test installs shellcheck: a missing one is a failure, not a pass.
+    /// Fails when `shellcheck` finds anything in `path`, or is not installed
+    /// (scripts/test installs it: a missing one is a failure, not a pass).
+    pub(crate) fn assert_shellcheck_clean(path: &Path) {
         let out = std::process::Command::new("shellcheck")
-            .arg("--version")
+            .arg(path)
             .output()
             .expect("run shellcheck (Debian: apt-get install shellcheck)");
-        assert!(out.status.success());
+        assert!(
+            out.status.success(),
+            "shellcheck {}:\n{}\n{}",
+            path.display(),
+            fs::read_to_string(path).unwrap_or_default(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    #[test]
+    fn scripts_pass_shellcheck() {
         let dir = tempfile::tempdir().unwrap();
         let s = spec("coder", "/usr/bin/hermes");
         for (name, text) in [
@@ -241,15 +251,7 @@ exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
         ] {
             let path = dir.path().join(name);
             fs::write(&path, &text).unwrap();
-            let out = std::process::Command::new("shellcheck")
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "shellcheck {name}:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
+            assert_shellcheck_clean(&path);
         }
     }
 

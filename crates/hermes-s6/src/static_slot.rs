@@ -178,27 +178,8 @@ mod tests {
         }
         assert!(scandir.link("dashboard").join("down").exists());
         assert!(!scandir.link("ingress").join("down").exists());
-        let Ok(out) = std::process::Command::new("shellcheck")
-            .arg("--version")
-            .output()
-        else {
-            eprintln!("skipped shellcheck: not installed");
-            return;
-        };
-        assert!(out.status.success());
         for rel in ["run", "finish", "log/run"] {
-            let path = scandir.slot_dir("dashboard").join(rel);
-            let out = std::process::Command::new("shellcheck")
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "shellcheck {}:\n{}\n{}",
-                path.display(),
-                fs::read_to_string(&path).unwrap(),
-                String::from_utf8_lossy(&out.stdout)
-            );
+            crate::slot::tests::assert_shellcheck_clean(&scandir.slot_dir("dashboard").join(rel));
         }
     }
 }
