@@ -1,6 +1,7 @@
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
+use hermes_s6::Scandir;
 use hermes_testkit::{alive, free_port, http, Env};
 
 const UP: Duration = Duration::from_secs(10);
@@ -257,7 +258,7 @@ fn delete_while_running_stops_and_unregisters_first() {
     let pid = pid_of(&env, "gone").unwrap();
     env.ok(&["profile", "delete", "gone", "--yes"]);
     assert!(!env.scandir().join("gateway-gone").exists());
-    assert!(!env.scandir().join(".slots/gateway-gone").exists());
+    assert!(!env.layout().slot_dir("gateway-gone").exists());
     assert!(!env.profile_dir("gone").exists());
     env.wait_for("the gateway process to exit", UP, || !alive(pid));
     let all = env.ok(&["gateway", "status", "--all", "--json"]);
@@ -304,14 +305,13 @@ fn uninstall_on_s6_records_stopped_then_unregisters() {
 #[test]
 fn half_written_slot_is_never_supervised() {
     let mut env = Env::new();
-    std::fs::create_dir_all(env.scandir().join(".slots")).unwrap();
     let witness = env.dir.path().join("ran");
-    let staging = env.scandir().join(".slots/.gateway-x.tmp.999");
+    let staging = env.layout().slot_dir(".gateway-x.tmp.999");
     std::fs::create_dir_all(&staging).unwrap();
     let run = format!("#!/bin/sh\ntouch '{}'\nexec sleep 100\n", witness.display());
     std::fs::write(staging.join("run"), &run).unwrap();
     let stray_link = env.scandir().join(".gateway-x.link.999");
-    symlink(".slots/.gateway-x.tmp.999", &stray_link).unwrap();
+    symlink(Scandir::link_target(".gateway-x.tmp.999"), &stray_link).unwrap();
     env.supervise();
     // The supervisor's start removes interrupted staging; a rescan picks up nothing.
     assert!(!staging.exists(), "{}", env.dump());

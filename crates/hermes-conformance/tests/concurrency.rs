@@ -46,7 +46,7 @@ fn slots_and_leftovers(env: &Env) -> (Vec<String>, Vec<String>) {
     let mut leftovers = Vec::new();
     for dir in [
         env.scandir(),
-        env.scandir().join(".slots"),
+        env.layout().slots(),
         env.home().join("profiles"),
     ] {
         for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -281,11 +281,7 @@ fn create_racing_delete_leaves_profile_and_slot_together_or_neither() {
         }
         let exists = env.profile_dir(&name).exists();
         let slot = fs::symlink_metadata(env.slot(&name)).is_ok();
-        let slot_dir = env
-            .scandir()
-            .join(".slots")
-            .join(format!("gateway-{name}"))
-            .exists();
+        let slot_dir = env.layout().slot_dir(&format!("gateway-{name}")).exists();
         assert!(
             exists == slot && slot == slot_dir,
             "round {round}: profile exists={exists}, slot link={slot}, slot dir={slot_dir}\n{}\n{}\n{}",

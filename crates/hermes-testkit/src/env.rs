@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use hermes_core::fifo::fifo_has_reader;
+use hermes_s6::Scandir;
 
 use crate::procs;
 use crate::wait::poll;
@@ -112,6 +112,10 @@ impl Env {
     pub fn scandir(&self) -> PathBuf {
         self.root().join("scan")
     }
+    /// The scandir's layout (`.slots/`, the control FIFO), as hermes-s6 names it.
+    pub fn layout(&self) -> Scandir {
+        Scandir::new(self.scandir())
+    }
     pub fn bin_dir(&self) -> PathBuf {
         self.root().join("bin")
     }
@@ -127,7 +131,7 @@ impl Env {
     }
     /// The published slot (a symlink into `.slots/`).
     pub fn slot(&self, name: &str) -> PathBuf {
-        self.scandir().join(format!("gateway-{name}"))
+        self.layout().link(&format!("gateway-{name}"))
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
@@ -206,9 +210,9 @@ impl Env {
             .spawn()
             .expect("spawn hermes supervise");
         self.supervisor = Some(child);
-        let control = self.scandir().join(".s6-svscan/control");
+        let layout = self.layout();
         self.wait_for("s6-svscan to listen", Duration::from_secs(10), || {
-            fifo_has_reader(&control)
+            layout.has_supervisor()
         });
     }
 
@@ -360,5 +364,5 @@ impl Drop for Env {
 
 /// Whether `s6-supervise` runs on the published slot of `profile`.
 pub fn slot_supervised(env: &Env, profile: &str) -> bool {
-    fifo_has_reader(&env.slot(profile).join("supervise/control"))
+    hermes_s6::is_supervised(&env.slot(profile))
 }
