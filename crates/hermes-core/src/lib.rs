@@ -25,6 +25,7 @@ pub mod runtime;
 pub mod service;
 pub mod state;
 pub mod volume_lock;
+pub mod wait;
 
 pub use exit::ExitStatus;
 pub use home::HermesHome;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hermes_core::fsutil::{self, FileLock};
 use hermes_core::home::ProfilePaths;
+use hermes_core::wait;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -73,16 +74,9 @@ fn send(pid: i32, signal: Signal, lock: &Path) -> Result<(), GatewayError> {
 }
 
 fn wait_for_lock(path: &Path, limit: Duration) -> Result<Option<FileLock>, GatewayError> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(lock) = fsutil::try_lock_exclusive(path)? {
-            return Ok(Some(lock));
-        }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(POLL);
-    }
+    Ok(wait::for_value(Instant::now() + limit, POLL, || {
+        fsutil::try_lock_exclusive(path)
+    })?)
 }
 
 /// Who holds the lock: the kernel's lock table first, then `gateway.pid`.

@@ -1,10 +1,11 @@
-//! Waiting for a service to reach a state: poll with a deadline, never a fixed
-//! sleep. The first check happens at once, so a state that is already reached
-//! (or a scripted fake) costs no time.
+//! Waiting for a service to reach a state, through `hermes_core::wait`: the
+//! first check happens at once, so a state that is already reached (or a
+//! scripted fake) costs no time.
 
 use std::time::{Duration, Instant};
 
 use hermes_core::service::ServiceError;
+use hermes_core::wait;
 
 /// What one look at the service decided.
 pub enum Check<T> {
@@ -19,19 +20,11 @@ pub fn poll<T>(
     interval: Duration,
     mut check: impl FnMut() -> Result<Check<T>, ServiceError>,
 ) -> Result<Option<T>, ServiceError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check()? {
-            Check::Done(value) => return Ok(Some(value)),
-            Check::Failed(err) => return Err(err),
-            Check::Pending => {}
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(interval.min(deadline - now));
-    }
+    wait::for_value(Instant::now() + timeout, interval, || match check()? {
+        Check::Done(value) => Ok(Some(value)),
+        Check::Failed(err) => Err(err),
+        Check::Pending => Ok(None),
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use hermes_core::profile::{self, AliasOutcome, ProfileError};
 use hermes_core::service::GatewaySpec;
 use hermes_core::service::{ServiceError, ServiceManager, SlotStatus};
 use hermes_core::state::StateError;
+use hermes_core::wait;
 use hermes_core::ProfileName;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -312,20 +313,19 @@ fn stop_unsupervised(paths: &ProfilePaths) -> Result<(), ActionError> {
         reason,
     };
     kill(Pid::from_raw(pid), Signal::SIGTERM).map_err(|e| stop_error(format!("SIGTERM: {e}")))?;
-    let deadline = Instant::now() + UNSUPERVISED_STOP;
-    while fsutil::try_lock_exclusive(&paths.gateway_lock())
-        .map_err(lock_error)?
-        .is_none()
-    {
-        if Instant::now() > deadline {
-            return Err(stop_error(format!(
-                "still running {}s after SIGTERM",
-                UNSUPERVISED_STOP.as_secs()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
+    // Free once the gateway has exited; the lock taken to tell is let go at once.
+    let freed = wait::for_value(
+        Instant::now() + UNSUPERVISED_STOP,
+        Duration::from_millis(20),
+        || fsutil::try_lock_exclusive(&paths.gateway_lock()).map(|held| held.map(drop)),
+    )
+    .map_err(lock_error)?;
+    freed.ok_or_else(|| {
+        stop_error(format!(
+            "still running {}s after SIGTERM",
+            UNSUPERVISED_STOP.as_secs()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -438,14 +438,16 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("run flock (util-linux)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while fsutil::try_lock_exclusive(&paths.gateway_lock())
-            .unwrap()
-            .is_some()
-        {
-            assert!(Instant::now() < deadline, "flock never took the lock");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let taken = wait::until(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(5),
+            || {
+                fsutil::try_lock_exclusive(&paths.gateway_lock())
+                    .unwrap()
+                    .is_none()
+            },
+        );
+        assert!(taken, "flock never took the lock");
         std::fs::write(paths.pid_file(), b"not a pid").unwrap();
         let err = delete(&env, &p).unwrap_err();
         assert!(matches!(err, ActionError::UnknownGateway { .. }), "{err}");

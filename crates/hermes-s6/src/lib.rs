@@ -23,7 +23,6 @@ pub use hermes_core::fifo::fifo_has_reader;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use hermes_core::fsutil;
@@ -83,16 +82,8 @@ pub fn is_supervised(dir: &Path) -> bool {
     fifo_has_reader(&dir.join("supervise/control"))
 }
 
-pub(crate) fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL);
-    }
+pub(crate) fn wait_until(deadline: Instant, done: impl FnMut() -> bool) -> bool {
+    hermes_core::wait::until(deadline, POLL, done)
 }
 
 impl S6Manager {

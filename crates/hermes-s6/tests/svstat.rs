@@ -3,6 +3,7 @@
 //! a signal, never started, and unsupervised.
 #![allow(clippy::disallowed_methods)] // tests
 
+use std::convert::Infallible;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -50,16 +51,14 @@ fn s6(args: &[&str], dir: &Path) {
 
 /// Polls until `s6-svstat` says `want` for the fields of `check`.
 fn wait_for(dir: &Path, what: &str, check: impl Fn(&Svstat) -> bool) -> Svstat {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(s)) = svstat::read_svstat(dir) {
-            if check(&s) {
-                return s;
-            }
-        }
-        assert!(Instant::now() < deadline, "{}: never {what}", dir.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let found = hermes_core::wait::for_value(
+        Instant::now() + Duration::from_secs(20),
+        Duration::from_millis(20),
+        || Ok::<_, Infallible>(svstat::read_svstat(dir).ok().flatten().filter(&check)),
+    );
+    found
+        .unwrap()
+        .unwrap_or_else(|| panic!("{}: never {what}", dir.display()))
 }
 
 /// The direct read equals s6-svstat's, the seconds within one tick.

@@ -3,17 +3,8 @@
 use std::time::{Duration, Instant};
 
 /// Poll `done` every `interval` until it holds or `limit` passes; whether it held.
-pub fn poll(limit: Duration, interval: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(interval);
-    }
+pub fn poll(limit: Duration, interval: Duration, done: impl FnMut() -> bool) -> bool {
+    hermes_core::wait::until(Instant::now() + limit, interval, done)
 }
 
 /// Poll `check` until it returns `Some`, or panic with `what` after `limit`.

@@ -127,14 +127,17 @@ mod tests {
     use std::time::Instant;
 
     fn next_done(w: &Worker) -> Result<String, String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(Update::Done(r)) = w.poll() {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "no outcome within 10 s");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let done = hermes_core::wait::for_value(
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(5),
+            || {
+                Ok::<_, std::convert::Infallible>(match w.poll() {
+                    Some(Update::Done(r)) => Some(r),
+                    _ => None,
+                })
+            },
+        );
+        done.unwrap().expect("no outcome within 10 s")
     }
 
     #[test]
