@@ -443,3 +443,31 @@ fn container_reconcile_registers_every_profile_and_keeps_its_numbers() {
         "{again}"
     );
 }
+
+#[test]
+fn install_flag_combinations_are_usage_errors_before_anything_is_written() {
+    let env = Env::new();
+    env.create(&["f", "--no-alias"]);
+    for (args, says) in [
+        (&["--system"][..], "--system needs --run-as-user USER"),
+        (
+            &["--run-as-user", "ann"][..],
+            "--run-as-user only applies to --system units",
+        ),
+        (
+            &["--system", "--run-as-user", "ann", "--manager", "s6"][..],
+            "--system is for systemd; the service manager here is s6 (--manager)",
+        ),
+    ] {
+        let mut argv = vec!["-p", "f", "gateway", "install"];
+        argv.extend_from_slice(args);
+        let out = env.fails(&argv, 2);
+        assert!(out.contains(says), "{argv:?}: {out}");
+    }
+    let out = env.fails(
+        &["-p", "f", "gateway", "uninstall", "--run-as-user", "ann"],
+        2,
+    );
+    assert!(out.contains("--run-as-user only applies"), "{out}");
+    assert!(!env.slot("f").exists());
+}

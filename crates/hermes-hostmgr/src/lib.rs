@@ -7,6 +7,7 @@
 //! every command through a `CommandRunner` so tests see the exact argv.
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+pub mod choice;
 pub mod detect;
 pub mod host;
 pub mod launchd;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hermes_core::lifecycle::{self, Action};
 use hermes_core::service::{GatewaySpec, ManagerKind};
 use hermes_core::{profile, ExitStatus};
-use hermes_hostmgr::systemd::SystemdConfig;
+use hermes_hostmgr::choice::{self, Flags};
 use hermes_hostmgr::{HostBackend, HostEnv, HostFacts, SystemRunner};
 
 use crate::args::ManagerArgs;
@@ -17,12 +17,7 @@ use crate::{CodedError, Context};
 const S6_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn install(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> {
-    if args.system && args.run_as_user.is_none() {
-        return Err(usage(
-            "--system needs --run-as-user USER: the gateway never runs as root".to_string(),
-        ));
-    }
-    let (kind, reason) = chosen(ctx, args)?;
+    let (kind, reason) = chosen(ctx, args, true)?;
     profile::existing(&ctx.home, &ctx.profile)?;
     let spec = GatewaySpec::for_profile(&ctx.home, &ctx.profile, &ctx.program);
     let Some(backend) = backend(ctx, args, kind) else {
@@ -74,7 +69,7 @@ pub fn install(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> 
 }
 
 pub fn uninstall(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> {
-    let (kind, reason) = chosen(ctx, args)?;
+    let (kind, reason) = chosen(ctx, args, false)?;
     let Some(backend) = backend(ctx, args, kind) else {
         if args.dry_run {
             println!("service manager: s6 ({reason})");
@@ -100,43 +95,27 @@ pub fn uninstall(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus
     Ok(ExitStatus::Success)
 }
 
-fn usage(message: String) -> anyhow::Error {
-    CodedError {
-        message,
-        status: ExitStatus::Usage,
+fn flags(args: &ManagerArgs) -> Flags<'_> {
+    Flags {
+        manager: args.manager.as_deref(),
+        system: args.system,
+        run_as_user: args.run_as_user.as_deref(),
     }
-    .into()
 }
 
-/// `--manager` if given, else detection (on the system bus with `--system`),
-/// with the flag combinations checked before anything is read or written.
-fn chosen(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<(ManagerKind, String)> {
-    if args.run_as_user.is_some() && !args.system {
-        return Err(usage(
-            "--run-as-user only applies to --system units".to_string(),
-        ));
-    }
-    let (kind, reason) = match &args.manager {
-        Some(name) => {
-            let kind = ManagerKind::parse(name)
-                .ok_or_else(|| usage(format!("unknown service manager {name:?}")))?;
-            (kind, "--manager".to_string())
-        }
-        None => {
-            let d = hermes_hostmgr::detect_service_manager(
-                &HostFacts::new(SystemRunner),
-                &ctx.scandir,
-                args.system,
-            );
-            (d.kind, d.reason)
-        }
-    };
-    if args.system && kind != ManagerKind::Systemd {
-        return Err(usage(format!(
-            "--system is for systemd; the service manager here is {kind} ({reason})"
-        )));
-    }
-    Ok((kind, reason))
+fn chosen(
+    ctx: &Context,
+    args: &ManagerArgs,
+    installing: bool,
+) -> anyhow::Result<(ManagerKind, String)> {
+    let detection = choice::choose(flags(args), installing, |system| {
+        hermes_hostmgr::detect_service_manager(&HostFacts::new(SystemRunner), &ctx.scandir, system)
+    })
+    .map_err(|e| CodedError {
+        message: e.to_string(),
+        status: ExitStatus::Usage,
+    })?;
+    Ok((detection.kind, detection.reason))
 }
 
 /// The host backend for `kind`; `None` for s6, whose slots the s6 crate manages.
@@ -146,11 +125,6 @@ fn backend(
     kind: ManagerKind,
 ) -> Option<HostBackend<SystemRunner>> {
     let env = HostEnv::from_process();
-    // Uninstall needs no --run-as-user: the unit is found by name.
-    let systemd = if args.system {
-        SystemdConfig::system(args.run_as_user.clone().unwrap_or_default())
-    } else {
-        SystemdConfig::user(&env)
-    };
+    let systemd = choice::systemd_config(flags(args), &env);
     HostBackend::new(kind, &env, ctx.home.root(), systemd, SystemRunner)
 }
