@@ -23,12 +23,10 @@ http_as() {
 test_dashboard_other_uid() {
     local c link token
     c=$(name dashuid)
-    start "$c" -e HERMES_DASHBOARD=1 -- || return 1
-    wait_booted || return 1
+    start_booted "$c" -e HERMES_DASHBOARD=1 -- || return 1
     wait_until 20 "dashboard up" slot_is dashboard 'true true' || return 1
     wait_until 10 "dashboard listening on 127.0.0.1:9119" docker exec "$c" grep -q '0100007F:239F .* 0A ' /proc/net/tcp || return 1
-    as_hermes hermes profile create coder
-    expect_rc 0 || return 1
+    create_profile coder || return 1
 
     http_as nobody GET /api/session
     expect_out '"authenticated":false' || return 1
@@ -64,8 +62,7 @@ test_dashboard_other_uid() {
 test_dashboard_weak_token() {
     local c
     c=$(name dashweak)
-    start "$c" -e HERMES_DASHBOARD=1 -e HERMES_DASHBOARD_HOST=0.0.0.0 -e HERMES_DASHBOARD_TOKEN=ab -- || return 1
-    wait_booted || return 1
+    start_booted "$c" -e HERMES_DASHBOARD=1 -e HERMES_DASHBOARD_HOST=0.0.0.0 -e HERMES_DASHBOARD_TOKEN=ab -- || return 1
     wait_until 10 "weak-token dashboard parked down" slot_is dashboard 'false false' || return 1
     wait_until 5 "the refusal in the dashboard log" docker exec "$c" grep -q 'of 2 bytes' /opt/data/logs/dashboard/current || return 1
     # Parked for good: one refusal, no restart storm.

@@ -28,12 +28,10 @@ test_health_check() {
     expect_out 'hermes","health"\]$' || return 1
     c=$(name health)
     # The image's check, every 300 ms and unhealthy at the first failure.
-    start "$c" --health-interval 300ms --health-retries 1 --health-timeout 10s --health-start-period 0s -- || return 1
-    wait_booted || return 1
+    start_booted "$c" --health-interval 300ms --health-retries 1 --health-timeout 10s --health-start-period 0s -- || return 1
     wait_until 20 "healthy with no gateway" health_is healthy || return 1
 
-    as_hermes hermes profile create p
-    expect_rc 0 || return 1
+    create_profile p || return 1
     as_root hermes -p p gateway start
     expect_rc 0 || return 1
     # Healthy, because of p now: the check counted it.
@@ -78,8 +76,7 @@ test_health_check_as_user() {
 test_root_path_not_writable_by_service_user() {
     local c dirs
     c=$(name rootpath)
-    start "$c" -- || return 1
-    wait_booted || return 1
+    start_booted "$c" -- || return 1
     as_root sh -c '
         echo "$PATH"
         for p in /proc/[0-9]*; do
@@ -114,10 +111,8 @@ test_root_path_not_writable_by_service_user() {
 test_planted_commands_not_run_as_root() {
     local c
     c=$(name planted)
-    start "$c" -- || return 1
-    wait_booted || return 1
-    as_hermes hermes profile create coder
-    expect_rc 0 || return 1
+    start_booted "$c" -- || return 1
+    create_profile coder || return 1
     as_hermes sh -c '
         mkdir -p /opt/data/.local/bin
         for n in ps coder; do

@@ -25,14 +25,12 @@ post() {
 test_ingress_from_host() {
     local c port base secret
     c=$(name ingress)
-    start "$c" -e HERMES_INGRESS=1 -p 127.0.0.1::8644 -- || return 1
-    wait_booted || return 1
+    start_booted "$c" -e HERMES_INGRESS=1 -p 127.0.0.1::8644 -- || return 1
     wait_until 20 "ingress up" slot_is ingress 'true true' || return 1
     port=$(docker port "$c" 8644/tcp | head -n 1)
     port=${port##*:}
     base="http://127.0.0.1:$port"
-    as_hermes hermes profile create coder
-    expect_rc 0 || return 1
+    create_profile coder || return 1
     as_hermes hermes -p coder gateway start
     expect_rc 0 || return 1
     as_hermes sh -c "sed -n 's/^HERMES_WEBHOOK_SECRET=//p' /opt/data/profiles/coder/.env"

@@ -35,8 +35,7 @@ test_cmd_owns_output() {
 test_server_mode_boot_lines_on_stderr() {
     local c
     c=$(name serverlog)
-    start "$c" -- || return 1
-    wait_booted || return 1
+    start_booted "$c" -- || return 1
     wait_until 10 "the server-mode line on stderr" sh -c "docker logs $c 2>&1 >/dev/null | grep -q 'server mode'" || return 1
     [ -z "$(docker logs "$c" 2>/dev/null)" ] || { out=$(docker logs "$c" 2>/dev/null); report "server mode wrote to stdout"; return 1; }
     wait_until 10 "the reconcile summary on stderr" sh -c "docker logs $c 2>&1 >/dev/null | grep -q 'reconcile: done'"
@@ -47,8 +46,7 @@ test_server_mode_boot_lines_on_stderr() {
 test_init_is_pid1_and_svscan_its_child() {
     local c
     c=$(name pid1)
-    start "$c" -- || return 1
-    wait_booted || return 1
+    start_booted "$c" -- || return 1
     as_root sh -c '
         cat /proc/1/comm
         for p in /proc/[0-9]*; do
@@ -95,10 +93,8 @@ test_svscan_death_stops_container() {
 test_docker_logs_lines_name_their_source() {
     local c stamp='^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}  '
     c=$(name dlogs)
-    start "$c" -e HERMES_DASHBOARD=1 -- || return 1
-    wait_booted || return 1
-    as_hermes hermes profile create coder --no-alias
-    expect_rc 0 || return 1
+    start_booted "$c" -e HERMES_DASHBOARD=1 -- || return 1
+    create_profile coder --no-alias || return 1
     as_hermes hermes -p coder gateway start
     expect_rc 0 || return 1
     as_hermes sh -c 'kill -9 "$(cat /opt/data/profiles/coder/gateway.pid)"'

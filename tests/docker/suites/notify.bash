@@ -13,10 +13,8 @@ test_notify_ca_bundle() {
 test_notify_stopping_from_the_init() {
     local c
     c=$(name notify)
-    start "$c" -- || return 1
-    wait_booted || return 1
-    as_hermes hermes profile create p
-    expect_rc 0 || return 1
+    start_booted "$c" -- || return 1
+    create_profile p || return 1
     # A target nobody listens on: the event stays in the outbox, where it is read below.
     as_hermes sh -c 'printf "notify:\n  targets:\n    - url: http://127.0.0.1:9/x\n      format: slack\n" >> /opt/data/config.yaml'
     expect_rc 0 || return 1

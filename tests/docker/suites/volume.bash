@@ -58,8 +58,7 @@ test_volume_one_owner() {
     # SIGKILL: nothing stale is left; a new container takes the volume at once.
     capture docker kill -s KILL "$c1"
     c2=$(name owner2)
-    start "$c2" -v "$vol:/opt/data" -- || return 1
-    wait_booted || return 1
+    start_booted "$c2" -v "$vol:/opt/data" -- || return 1
     as_hermes cat /opt/data/.hermes.lock
     expect_out "^host $(docker exec "$c2" cat /proc/sys/kernel/hostname), " || return 1
     # Only the init (PID 1) has the lock file open: s6-svscan and everything
@@ -79,8 +78,7 @@ runtime_case() {
     vol=$(volume)
     c=$(name "rt-$tag")
     container=$c
-    start "$c" -v "$vol:/opt/data" "$@" -- || return 1
-    wait_booted || return 1
+    start_booted "$c" -v "$vol:/opt/data" "$@" -- || return 1
     as_root hermes profile create p1
     expect_rc 0 || return 1
     as_hermes hermes -p p1 gateway start
@@ -160,8 +158,7 @@ test_volume_run_dir_link_not_followed() {
     vol=$(volume)
     other=$(volume)
     c=$(name runlink)
-    start "$c" --read-only --tmpfs /run -v "$vol:/opt/data" -v "$other:/mnt/other" -- || return 1
-    wait_booted || return 1
+    start_booted "$c" --read-only --tmpfs /run -v "$vol:/opt/data" -v "$other:/mnt/other" -- || return 1
     as_root sh -c 'mkdir -p /mnt/other/service && echo keep > /mnt/other/service/keep && chown -R 0:0 /mnt/other && chmod 755 /mnt/other'
     expect_rc 0 || return 1
     host=$(docker exec "$c" cat /proc/sys/kernel/hostname)
