@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod choice;
+mod commands;
 pub mod detect;
 pub mod host;
 pub mod launchd;

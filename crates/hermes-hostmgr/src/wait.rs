@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use hermes_core::name::ProfileName;
 use hermes_core::service::ServiceError;
 use hermes_core::wait;
 
@@ -12,6 +13,17 @@ pub enum Check<T> {
     Done(T),
     Failed(ServiceError),
     Pending,
+}
+
+impl<T> Check<T> {
+    /// `Done(value)` once `reached`, else `Pending`.
+    pub fn done_if(reached: bool, value: T) -> Self {
+        if reached {
+            Check::Done(value)
+        } else {
+            Check::Pending
+        }
+    }
 }
 
 /// Call `check` until it is done or failed, or `timeout` has passed (`Ok(None)`).
@@ -24,6 +36,22 @@ pub fn poll<T>(
         Check::Done(value) => Ok(Some(value)),
         Check::Failed(err) => Err(err),
         Check::Pending => Ok(None),
+    })
+}
+
+/// [`poll`] for a lifecycle call on `profile`'s service: what it reached,
+/// or [`ServiceError::Timeout`] naming `action`.
+pub fn reached<T>(
+    profile: &ProfileName,
+    action: &'static str,
+    timeout: Duration,
+    interval: Duration,
+    check: impl FnMut() -> Result<Check<T>, ServiceError>,
+) -> Result<T, ServiceError> {
+    poll(timeout, interval, check)?.ok_or_else(|| ServiceError::Timeout {
+        action,
+        profile: profile.clone(),
+        waited: timeout,
     })
 }
 

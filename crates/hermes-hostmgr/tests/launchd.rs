@@ -8,7 +8,7 @@ use hermes_core::service::{GatewaySpec, ServiceError, ServiceManager, Want};
 use hermes_hostmgr::launchd::{label, render_plist, LaunchdConfig, LaunchdManager};
 use hermes_hostmgr::runner::{Output, RecordingRunner};
 
-use crate::util::{hostile_spec, profile, spec};
+use crate::util::{assert_registration_refused, hostile_spec, profile, spec};
 
 #[test]
 fn snapshot_plists() {
@@ -288,13 +288,5 @@ fn error_numbers_map_to_typed_errors() {
 fn registration_is_refused_with_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let runner = RecordingRunner::new();
-    let m = manager(dir.path(), &runner);
-    assert!(!m.supports_registration());
-    for e in [
-        m.register(&spec("coder"), true).unwrap_err(),
-        m.unregister(&profile("coder")).unwrap_err(),
-    ] {
-        assert!(matches!(e, ServiceError::Unsupported { .. }), "{e}");
-    }
-    assert!(runner.calls().is_empty());
+    assert_registration_refused(&manager(dir.path(), &runner), &runner);
 }

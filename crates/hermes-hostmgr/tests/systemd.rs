@@ -10,7 +10,7 @@ use hermes_core::service::{ServiceError, ServiceManager, Want};
 use hermes_hostmgr::runner::{Output, RecordingRunner};
 use hermes_hostmgr::systemd::{render_unit, unit_name, Scope, SystemdConfig, SystemdManager};
 
-use crate::util::{hostile_spec, profile, spec};
+use crate::util::{assert_registration_refused, hostile_spec, profile, spec};
 
 fn system(user: &str) -> Scope {
     Scope::System {
@@ -548,11 +548,7 @@ fn exit_codes_map_to_typed_errors() {
 fn registration_is_refused_with_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let runner = RecordingRunner::new();
-    let m = manager(dir.path(), Scope::User, &runner);
-    assert!(!m.supports_registration());
-    let e = m.register(&spec("coder"), true).unwrap_err();
-    assert!(matches!(e, ServiceError::Unsupported { .. }), "{e}");
-    assert!(runner.calls().is_empty());
+    assert_registration_refused(&manager(dir.path(), Scope::User, &runner), &runner);
 }
 
 /// The unit's rate limit is derived from the s6 finish policy; if that policy

@@ -1,11 +1,13 @@
 //! Shared fixtures: an ordinary spec and a hostile one whose values carry
-//! every character that unit files, plists, XML and cmd.exe treat specially.
+//! every character that unit files, plists, XML and cmd.exe treat specially;
+//! and what every host backend answers to slot registration.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hermes_core::service::GatewaySpec;
+use hermes_core::service::{GatewaySpec, ServiceError, ServiceManager};
 use hermes_core::ProfileName;
+use hermes_hostmgr::runner::RecordingRunner;
 
 pub fn profile(name: &str) -> ProfileName {
     ProfileName::parse(name).unwrap()
@@ -54,4 +56,16 @@ pub fn hostile_spec(root: &Path) -> GatewaySpec {
         ("EMPTY".to_string(), String::new()),
     ]);
     s
+}
+
+/// A host backend refuses slot registration with a typed error and runs nothing.
+pub fn assert_registration_refused(m: &dyn ServiceManager, runner: &RecordingRunner) {
+    assert!(!m.supports_registration());
+    for e in [
+        m.register(&spec("coder"), true).unwrap_err(),
+        m.unregister(&profile("coder")).unwrap_err(),
+    ] {
+        assert!(matches!(e, ServiceError::Unsupported { .. }), "{e}");
+    }
+    assert!(runner.calls().is_empty());
 }

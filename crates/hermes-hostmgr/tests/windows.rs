@@ -11,7 +11,7 @@ use hermes_hostmgr::windows::{
     render_launcher, render_task_xml, task_name, WindowsConfig, WindowsManager,
 };
 
-use crate::util::{profile, spec};
+use crate::util::{assert_registration_refused, profile, spec};
 
 const NS: &str = "http://schemas.microsoft.com/windows/2004/02/mit/task";
 
@@ -273,13 +273,5 @@ fn exit_codes_map_to_typed_errors() {
 fn registration_is_refused_with_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let runner = RecordingRunner::new();
-    let m = manager(dir.path(), &runner);
-    assert!(!m.supports_registration());
-    for e in [
-        m.register(&spec("coder"), true).unwrap_err(),
-        m.unregister(&profile("coder")).unwrap_err(),
-    ] {
-        assert!(matches!(e, ServiceError::Unsupported { .. }), "{e}");
-    }
-    assert!(runner.calls().is_empty());
+    assert_registration_refused(&manager(dir.path(), &runner), &runner);
 }

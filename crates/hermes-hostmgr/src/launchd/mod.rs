@@ -12,10 +12,11 @@ use hermes_core::service::{
     GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus, Want,
 };
 
+use crate::commands::Commands;
 use crate::host::HostEnv;
 use crate::plan::{Plan, Step};
 use crate::runner::{command_error, CommandRunner, Output};
-use crate::wait::{poll, Check};
+use crate::wait::{reached, Check};
 
 pub use plist::{label, render_plist, stderr_path, stdout_path, THROTTLE_INTERVAL_SECS};
 
@@ -189,15 +190,6 @@ impl<R: CommandRunner> LaunchdManager<R> {
         }
     }
 
-    fn run_checked(&self, profile: &ProfileName, argv: &[String]) -> Result<(), ServiceError> {
-        let out = self.runner.run(argv)?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(self.failure(profile, argv, &out))
-        }
-    }
-
     fn job(&self, profile: &ProfileName) -> Result<JobState, ServiceError> {
         let argv = Self::launchctl(&["print", &self.target(profile)]);
         let out = self.runner.run(&argv)?;
@@ -230,21 +222,20 @@ impl<R: CommandRunner> LaunchdManager<R> {
         timeout: Duration,
         done: impl Fn(&JobState) -> bool,
     ) -> Result<SlotStatus, ServiceError> {
-        let reached = poll(timeout, self.config.poll_interval, || {
+        let job = reached(profile, action, timeout, self.config.poll_interval, || {
             let job = self.job(profile)?;
-            Ok(if done(&job) {
-                Check::Done(job)
-            } else {
-                Check::Pending
-            })
+            Ok(Check::done_if(done(&job), job))
         })?;
-        reached
-            .map(|job| self.slot(profile, &job))
-            .ok_or_else(|| ServiceError::Timeout {
-                action,
-                profile: profile.clone(),
-                waited: timeout,
-            })
+        Ok(self.slot(profile, &job))
+    }
+}
+
+impl<R: CommandRunner> Commands for LaunchdManager<R> {
+    fn runner(&self) -> &dyn CommandRunner {
+        &self.runner
+    }
+    fn failure(&self, profile: &ProfileName, argv: &[String], out: &Output) -> ServiceError {
+        LaunchdManager::failure(self, profile, argv, out)
     }
 }
 
@@ -254,13 +245,11 @@ impl<R: CommandRunner> ServiceManager for LaunchdManager<R> {
     }
 
     fn install(&self, spec: &GatewaySpec) -> Result<(), ServiceError> {
-        self.plan_install(spec)?
-            .apply(&self.runner, &|a, o| self.failure(&spec.profile, a, o))
+        self.apply(&spec.profile, &self.plan_install(spec)?)
     }
 
     fn uninstall(&self, profile: &ProfileName) -> Result<(), ServiceError> {
-        self.plan_uninstall(profile)?
-            .apply(&self.runner, &|a, o| self.failure(profile, a, o))
+        self.apply(profile, &self.plan_uninstall(profile)?)
     }
 
     fn start(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {

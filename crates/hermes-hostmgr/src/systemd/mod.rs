@@ -12,10 +12,11 @@ use hermes_core::fsutil;
 use hermes_core::name::ProfileName;
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus};
 
+use crate::commands::Commands;
 use crate::host::HostEnv;
 use crate::plan::{Plan, Step};
 use crate::runner::{argv, command_error, CommandRunner, Output};
-use crate::wait::{poll, Check};
+use crate::wait::{reached, Check};
 
 pub use show::{UnitState, PROPERTIES};
 pub use unit::{render_unit, unit_name, RESTART_SEC, START_LIMIT_BURST, START_LIMIT_INTERVAL_SECS};
@@ -190,7 +191,7 @@ impl<R: CommandRunner> SystemdManager<R> {
     /// `install` that also returns the plan's warnings for the caller to show.
     pub fn install_with_warnings(&self, spec: &GatewaySpec) -> Result<Vec<String>, ServiceError> {
         let plan = self.plan_install(spec)?;
-        plan.apply(&self.runner, &|a, o| self.failure(&spec.profile, a, o))?;
+        self.apply(&spec.profile, &plan)?;
         Ok(plan.warnings)
     }
 
@@ -288,7 +289,7 @@ impl<R: CommandRunner> SystemdManager<R> {
             self.run_checked(profile, &self.systemctl(&["reset-failed", &unit]))?;
         }
         self.run_checked(profile, &self.systemctl(&[verb, "--no-block", &unit]))?;
-        let reached = poll(timeout, self.config.poll_interval, || {
+        let state = reached(profile, action, timeout, self.config.poll_interval, || {
             let now = self.show(profile)?;
             Ok(match done(&before, &now) {
                 Progress::Reached => Check::Done(now),
@@ -296,23 +297,7 @@ impl<R: CommandRunner> SystemdManager<R> {
                 Progress::Pending => Check::Pending,
             })
         })?;
-        match reached {
-            Some(state) => Ok(self.slot(profile, &state)),
-            None => Err(ServiceError::Timeout {
-                action,
-                profile: profile.clone(),
-                waited: timeout,
-            }),
-        }
-    }
-
-    fn run_checked(&self, profile: &ProfileName, argv: &[String]) -> Result<(), ServiceError> {
-        let out = self.runner.run(argv)?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(self.failure(profile, argv, &out))
-        }
+        Ok(self.slot(profile, &state))
     }
 }
 
@@ -334,6 +319,15 @@ fn started(now: &UnitState) -> Progress {
     }
 }
 
+impl<R: CommandRunner> Commands for SystemdManager<R> {
+    fn runner(&self) -> &dyn CommandRunner {
+        &self.runner
+    }
+    fn failure(&self, profile: &ProfileName, argv: &[String], out: &Output) -> ServiceError {
+        SystemdManager::failure(self, profile, argv, out)
+    }
+}
+
 impl<R: CommandRunner> ServiceManager for SystemdManager<R> {
     fn kind(&self) -> ManagerKind {
         ManagerKind::Systemd
@@ -345,8 +339,7 @@ impl<R: CommandRunner> ServiceManager for SystemdManager<R> {
     }
 
     fn uninstall(&self, profile: &ProfileName) -> Result<(), ServiceError> {
-        self.plan_uninstall(profile)?
-            .apply(&self.runner, &|a, o| self.failure(profile, a, o))
+        self.apply(profile, &self.plan_uninstall(profile)?)
     }
 
     fn start(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {

@@ -13,9 +13,10 @@ use hermes_core::service::{
     GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus, Want,
 };
 
+use crate::commands::Commands;
 use crate::plan::{Encoding, Plan, Step};
 use crate::runner::{command_error, CommandRunner, Output};
-use crate::wait::{poll, Check};
+use crate::wait::{reached, Check};
 
 pub use task::{log_file, render_launcher, render_task_xml, task_name, RESTART_INTERVAL};
 
@@ -210,15 +211,6 @@ impl<R: CommandRunner> WindowsManager<R> {
         }
     }
 
-    fn run_checked(&self, profile: &ProfileName, argv: &[String]) -> Result<(), ServiceError> {
-        let out = self.runner.run(argv)?;
-        if out.success() {
-            Ok(())
-        } else {
-            Err(self.failure(profile, argv, &out))
-        }
-    }
-
     fn query(&self, profile: &ProfileName) -> Result<TaskState, ServiceError> {
         let argv = Self::schtasks(&["/Query", "/TN", &task_name(profile), "/FO", "CSV", "/V"]);
         let out = self.runner.run(&argv)?;
@@ -259,21 +251,20 @@ impl<R: CommandRunner> WindowsManager<R> {
         timeout: Duration,
         want_running: bool,
     ) -> Result<SlotStatus, ServiceError> {
-        let reached = poll(timeout, self.config.poll_interval, || {
+        let task = reached(profile, action, timeout, self.config.poll_interval, || {
             let task = self.query(profile)?;
-            Ok(if task.running() == want_running {
-                Check::Done(task)
-            } else {
-                Check::Pending
-            })
+            Ok(Check::done_if(task.running() == want_running, task))
         })?;
-        reached
-            .map(|task| self.slot(profile, &task))
-            .ok_or_else(|| ServiceError::Timeout {
-                action,
-                profile: profile.clone(),
-                waited: timeout,
-            })
+        Ok(self.slot(profile, &task))
+    }
+}
+
+impl<R: CommandRunner> Commands for WindowsManager<R> {
+    fn runner(&self) -> &dyn CommandRunner {
+        &self.runner
+    }
+    fn failure(&self, profile: &ProfileName, argv: &[String], out: &Output) -> ServiceError {
+        WindowsManager::failure(self, profile, argv, out)
     }
 }
 
@@ -283,13 +274,11 @@ impl<R: CommandRunner> ServiceManager for WindowsManager<R> {
     }
 
     fn install(&self, spec: &GatewaySpec) -> Result<(), ServiceError> {
-        self.plan_install(spec)?
-            .apply(&self.runner, &|a, o| self.failure(&spec.profile, a, o))
+        self.apply(&spec.profile, &self.plan_install(spec)?)
     }
 
     fn uninstall(&self, profile: &ProfileName) -> Result<(), ServiceError> {
-        self.plan_uninstall(profile)?
-            .apply(&self.runner, &|a, o| self.failure(profile, a, o))
+        self.apply(profile, &self.plan_uninstall(profile)?)
     }
 
     fn start(&self, profile: &ProfileName, timeout: Duration) -> Result<SlotStatus, ServiceError> {
