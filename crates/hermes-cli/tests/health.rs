@@ -78,10 +78,7 @@ fn a_port_edited_to_another_profiles_is_reported_as_that_profile() {
 
 #[test]
 fn a_parked_gateway_fails_health_but_not_liveness() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["p", "--no-alias"]);
-    env.ok(&["-p", "p", "gateway", "start"]);
+    let mut env = Env::with_gateway_up("p");
     assert_eq!(health(&env, &[]).0, Some(0));
 
     // A config the gateway refuses: exit 78, parked at once.

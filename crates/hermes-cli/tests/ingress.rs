@@ -125,10 +125,7 @@ fn events(port: u16, secret: &str, profile: &str, hook: &str) -> Vec<serde_json:
 
 #[test]
 fn routes_signed_requests_and_answers_404_and_503() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["coder", "--no-alias"]);
-    env.ok(&["-p", "coder", "gateway", "start"]);
+    let mut env = Env::with_gateway_up("coder");
     let ingress = start_ingress(&env);
     let port = ingress.port;
     let secret = secret(&env, "coder");
@@ -202,10 +199,7 @@ fn routes_signed_requests_and_answers_404_and_503() {
 /// gets 503 (never 202), and its retry with the same key stores it once.
 #[test]
 fn a_gateway_killed_mid_stream_loses_no_accepted_event() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["k", "--no-alias"]);
-    env.ok(&["-p", "k", "gateway", "start"]);
+    let mut env = Env::with_gateway_up("k");
     let ingress = start_ingress(&env);
     let port = ingress.port;
     let secret = secret(&env, "k");

@@ -94,10 +94,7 @@ impl Drop for Follow {
 
 #[test]
 fn follow_reads_every_line_once_across_a_rotation() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["lg", "--no-alias"]);
-    env.ok(&["-p", "lg", "gateway", "start"]);
+    let env = Env::with_gateway_up("lg");
     env.wait_for("the gateway's first lines", LIMIT, || {
         !on_disk(&env, "lg").is_empty()
     });
@@ -157,10 +154,7 @@ fn all_interleaves_profiles_by_time_under_their_names() {
 
 #[test]
 fn a_kill_from_outside_ends_with_a_line_in_the_log_and_lines_name_the_profile() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["kl", "--no-alias"]);
-    env.ok(&["-p", "kl", "gateway", "start"]);
+    let env = Env::with_gateway_up("kl");
     let pid = env.status("kl")["pid"].as_u64().expect("pid") as i32;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),

@@ -48,10 +48,7 @@ fn promtool_check(text: &str) {
 
 #[test]
 fn a_gateways_traffic_reaches_metrics_promtool_and_prometheus() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["web", "--no-alias"]);
-    env.ok(&["-p", "web", "gateway", "start"]);
+    let env = Env::with_gateway_up("web");
     for i in 0..3 {
         let out = env
             .command(&[

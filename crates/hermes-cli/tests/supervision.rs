@@ -57,10 +57,7 @@ fn start_waits_for_health_and_stop_waits_for_down() {
 
 #[test]
 fn kill_9_is_restarted_with_a_new_pid() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["k", "--no-alias"]);
-    env.ok(&["-p", "k", "gateway", "start"]);
+    let env = Env::with_gateway_up("k");
     let first = pid_of(&env, "k").expect("pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(first as i32),
@@ -76,10 +73,7 @@ fn kill_9_is_restarted_with_a_new_pid() {
 
 #[test]
 fn restart_gives_a_new_pid_and_counts_no_failure() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["r", "--no-alias"]);
-    env.ok(&["-p", "r", "gateway", "start"]);
+    let env = Env::with_gateway_up("r");
     let first = pid_of(&env, "r").unwrap();
     env.ok(&["-p", "r", "gateway", "restart"]);
     let second = pid_of(&env, "r").unwrap();
@@ -278,10 +272,7 @@ fn processes_that_are_not_the_init_keep_their_signal_mask() {
             .map(|m| m.trim().to_string())
             .unwrap()
     };
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["m", "--no-alias"]);
-    env.ok(&["-p", "m", "gateway", "start"]);
+    let env = Env::with_gateway_up("m");
     assert_eq!(blocked(pid_of(&env, "m").unwrap()), "0000000000000000");
 }
 
@@ -362,10 +353,7 @@ fn unknown_profile_is_a_clear_error() {
 
 #[test]
 fn supervise_refuses_a_second_tree_and_exits_0_on_sigterm() {
-    let mut env = Env::new();
-    env.supervise();
-    env.create(&["t", "--no-alias"]);
-    env.ok(&["-p", "t", "gateway", "start"]);
+    let mut env = Env::with_gateway_up("t");
     let pid = pid_of(&env, "t").unwrap();
     // The home's volume lock refuses it before s6-svscan is even started.
     let out = env.fails(&["supervise"], 78);

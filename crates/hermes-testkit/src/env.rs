@@ -103,6 +103,16 @@ impl Env {
         env
     }
 
+    /// A supervised environment with profile `name` (no alias) created and
+    /// its gateway started.
+    pub fn with_gateway_up(name: &str) -> Self {
+        let mut env = Self::new();
+        env.supervise();
+        env.create(&[name, "--no-alias"]);
+        env.ok(&["-p", name, "gateway", "start"]);
+        env
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }
