@@ -189,16 +189,20 @@ fn five_quick_crashes_make_one_parked_notification_then_recovered() {
     let _sender = start_sender(&env);
     env.ok(&["-p", "web", "gateway", "start"]);
     // The gateway's own crash (SIGABRT), five times, each as soon as it is back.
+    let mut killed = None;
     for i in 0..5 {
         let mut pid = None;
+        // A new pid: s6 may still report the killed one, already a zombie,
+        // which it reaps at any moment (a kill would then fail with ESRCH).
         env.wait_for(
             &format!("gateway up before kill {i}"),
             Duration::from_secs(20),
             || {
-                pid = pid_of(&env, "web");
+                pid = pid_of(&env, "web").filter(|p| Some(*p) != killed);
                 pid.is_some()
             },
         );
+        killed = pid;
         let pid = pid.unwrap();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
