@@ -42,6 +42,12 @@ impl HermesHome {
         self.root.join(".profiles.lock")
     }
 
+    /// The ports the profiles claim, with the identity of each config
+    /// (`ports.rs`): a cache `profile create` rebuilds when it is missing.
+    pub fn port_index(&self) -> PathBuf {
+        self.root.join(".profile-ports")
+    }
+
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }

@@ -257,12 +257,7 @@ pub fn remove(
 }
 
 fn choose_port(home: &HermesHome, wanted: Option<u16>) -> Result<u16, ProfileError> {
-    let mut used = Vec::new();
-    for name in list(home)? {
-        if let Some(port) = Config::read_port(&home.profile(&name).config()) {
-            used.push((port, name));
-        }
-    }
+    let used = crate::ports::claimed(home)?;
     if let Some(port) = wanted {
         if let Some((_, owner)) = used.iter().find(|(p, _)| *p == port) {
             return Err(ProfileError::PortTaken {
@@ -272,8 +267,9 @@ fn choose_port(home: &HermesHome, wanted: Option<u16>) -> Result<u16, ProfileErr
         }
         return Ok(port);
     }
+    let taken: std::collections::HashSet<u16> = used.iter().map(|(p, _)| *p).collect();
     (BASE_PORT + 1..=u16::MAX)
-        .find(|p| !used.iter().any(|(u, _)| u == p))
+        .find(|p| !taken.contains(p))
         .ok_or(ProfileError::NoFreePort)
 }
 
