@@ -144,7 +144,8 @@ pub fn named_profiles(home: &HermesHome) -> Result<Vec<Result<ProfileName, Strin
         };
         found.push(verdict);
     }
-    found.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    // Formatted once per entry, not twice per comparison (1000 profiles: 20,000 strings).
+    found.sort_by_cached_key(|v| format!("{v:?}"));
     Ok(found)
 }
 
