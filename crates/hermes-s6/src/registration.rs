@@ -9,11 +9,30 @@ use hermes_core::fsutil::{self, FsError};
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError};
 use hermes_core::ProfileName;
 
-use crate::{cmd, is_supervised, slot, svscan, wait_until, S6Manager, Scandir, TIMEOUT_KILL_MS};
+use crate::{
+    cmd, is_supervised, slot, svscan, wait_until, S6Manager, Scandir, POLL, TIMEOUT_KILL_MS,
+};
 
 const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
 /// How long a newly published slot may take to get its s6-supervise.
 const REGISTER_WAIT: Duration = Duration::from_secs(5);
+
+/// Poll `done` until it holds or `deadline` passes: every 0.5 ms at first,
+/// doubling up to [`POLL`]. A new slot's s6-supervise is there a millisecond
+/// or two after the scan; a fixed 5 ms poll made every registration wait 5 ms.
+fn wait_soon(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    let mut pause = Duration::from_micros(500);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(POLL);
+    }
+}
 
 impl S6Manager {
     pub fn is_registered(&self, profile: &ProfileName) -> bool {
@@ -26,7 +45,7 @@ impl S6Manager {
         let real = self.slot_dir(profile);
         let status_file = real.join("supervise/status");
         let deadline = Instant::now() + REGISTER_WAIT;
-        if wait_until(deadline, || is_supervised(&real) && status_file.exists()) {
+        if wait_soon(deadline, || is_supervised(&real) && status_file.exists()) {
             Ok(())
         } else {
             Err(ServiceError::Timeout {
@@ -145,10 +164,18 @@ impl S6Manager {
         // a few hundred per second, fewer on a loaded machine.
         let waited = REGISTER_WAIT + Duration::from_millis(20) * pending.len() as u32;
         let deadline = Instant::now() + waited;
-        wait_until(deadline, || {
-            pending.retain(|(_, real)| !is_supervised(real));
-            pending.is_empty()
+        // s6-svscan starts them in the order it reads them: look at the
+        // first one not seen supervised yet, not at all of them each time
+        // (1000 FIFO opens every poll took CPU from the spawning itself).
+        let mut seen = 0;
+        wait_soon(deadline, || {
+            while seen < pending.len() && is_supervised(&pending[seen].1) {
+                seen += 1;
+            }
+            seen == pending.len()
         });
+        pending.drain(..seen);
+        pending.retain(|(_, real)| !is_supervised(real));
         for (i, _) in pending {
             results[i] = Err(ServiceError::Timeout {
                 action: "registration",
