@@ -9,6 +9,8 @@ mod notify;
 mod health;
 // Profile files, names and aliases.
 mod profiles;
+// Registration at many slots: creates one after another, boot reconciliation.
+mod registration;
 // The webhook ingress in front of supervised gateways.
 mod ingress;
 // Gateway slots under a real supervisor: start, stop, crash, policy, delete.

@@ -1,0 +1,146 @@
+//! Registration at more than a handful of slots, against a real s6-svscan:
+//! one create after another, and boot reconciliation of profiles written
+//! straight onto the volume (what the container does at every start).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use hermes_core::fifo::fifo_has_reader;
+use hermes_testkit::{free_port, slot_supervised, Env};
+
+/// Profiles as `profile create` leaves them, written without it; every
+/// other one says it was stopped, the rest have no state (both stay down).
+fn write_profiles(env: &Env, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let name = format!("p{i:02}");
+            let dir = env.profile_dir(&name);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(
+                dir.join(".hermes-profile"),
+                format!("{{\"profile\":\"{name}\",\"created_at\":0}}\n"),
+            )
+            .unwrap();
+            fs::write(
+                dir.join("config.yaml"),
+                format!("gateway:\n  host: 127.0.0.1\n  port: {}\n", free_port()),
+            )
+            .unwrap();
+            if i % 2 == 0 {
+                fs::write(
+                    dir.join("gateway_state.json"),
+                    "{\"desired_state\":\"stopped\"}\n",
+                )
+                .unwrap();
+            }
+            name
+        })
+        .collect()
+}
+
+/// The slot and its logger each have their s6-supervise.
+fn fully_supervised(env: &Env, profile: &str) -> bool {
+    slot_supervised(env, profile)
+        && fifo_has_reader(&env.slot(profile).join("log/supervise/control"))
+}
+
+/// Every file under `dir` with its size and modification time.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u64, SystemTime)> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let meta = entry.path().symlink_metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(snapshot(&entry.path()));
+        }
+        out.insert(entry.path(), (meta.len(), meta.modified().unwrap()));
+    }
+    out
+}
+
+#[test]
+fn creating_many_profiles_leaves_every_slot_supervised() {
+    let mut env = Env::new();
+    env.supervise();
+    let names: Vec<String> = (0..24).map(|i| format!("c{i:02}")).collect();
+    let mut ports = Vec::new();
+    for name in &names {
+        let out = env.ok(&["profile", "create", name, "--no-alias"]);
+        assert!(out.contains("registered (down)"), "{out}");
+        ports.push(env.port_of(name));
+    }
+    // Every port chosen is distinct, and a taken one is still refused.
+    let mut unique = ports.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ports.len(), "{ports:?}");
+    let out = env.fails(
+        &[
+            "profile",
+            "create",
+            "late",
+            "--no-alias",
+            "--port",
+            &ports[7].to_string(),
+        ],
+        1,
+    );
+    assert!(out.contains("already used by profile 'c07'"), "{out}");
+    for name in &names {
+        assert!(
+            slot_supervised(&env, name),
+            "{name} is not supervised\n{}",
+            env.dump()
+        );
+    }
+}
+
+#[test]
+fn reconcile_supervises_every_profile_and_its_logger() {
+    let mut env = Env::new();
+    env.supervise();
+    let names = write_profiles(&env, 40);
+    let out = env.ok(&["container", "reconcile"]);
+    assert!(
+        out.contains("reconcile: done in")
+            && out.contains(": 41 slots (0 started, 0 kept), 0 failed, 0 skipped"),
+        "{out}"
+    );
+    env.wait_for(
+        "every logger supervised",
+        std::time::Duration::from_secs(20),
+        || names.iter().all(|n| fully_supervised(&env, n)),
+    );
+    for name in &names {
+        // Registered down: nothing started.
+        assert!(env.slot(name).join("down").exists(), "{name}");
+    }
+    // A second run keeps them all.
+    let again = env.ok(&["container", "reconcile"]);
+    assert!(again.contains("41 slots (0 started, 41 kept)"), "{again}");
+}
+
+#[test]
+fn a_dry_run_changes_nothing() {
+    let mut env = Env::new();
+    env.supervise();
+    let names = write_profiles(&env, 12);
+    let stale = env.profile_dir(&names[1]).join("gateway.pid");
+    fs::write(&stale, "4242\n").unwrap();
+    let before = (snapshot(&env.home()), snapshot(&env.scandir()));
+    let out = env.ok(&["container", "reconcile", "--dry-run"]);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.ends_with("action=down dry_run=1"))
+            .count(),
+        13,
+        "{out}"
+    );
+    assert!(out.contains("13 slots (0 started, 0 kept)"), "{out}");
+    assert_eq!((snapshot(&env.home()), snapshot(&env.scandir())), before);
+    assert!(stale.exists());
+}
