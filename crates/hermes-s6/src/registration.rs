@@ -19,7 +19,8 @@ const REGISTER_WAIT: Duration = Duration::from_secs(5);
 
 /// Poll `done` until it holds or `deadline` passes: every 0.5 ms at first,
 /// doubling up to [`POLL`]. A new slot's s6-supervise is there a millisecond
-/// or two after the scan; a fixed 5 ms poll made every registration wait 5 ms.
+/// or two after the scan; a fixed 5 ms poll made every registration wait at
+/// least 5 ms.
 fn wait_soon(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
     let mut pause = Duration::from_micros(500);
     loop {
@@ -164,9 +165,9 @@ impl S6Manager {
         // a few hundred per second, fewer on a loaded machine.
         let waited = REGISTER_WAIT + Duration::from_millis(20) * pending.len() as u32;
         let deadline = Instant::now() + waited;
-        // s6-svscan starts them in the order it reads them: look at the
-        // first one not seen supervised yet, not at all of them each time
-        // (1000 FIFO opens every poll took CPU from the spawning itself).
+        // Every one must be supervised: check the first not seen so yet,
+        // not all of them at each poll (1000 FIFO opens every 5 ms took CPU
+        // from the spawning being waited for); the rest once at the deadline.
         let mut seen = 0;
         wait_soon(deadline, || {
             while seen < pending.len() && is_supervised(&pending[seen].1) {
