@@ -179,6 +179,9 @@ struct Exchange {
     sent: io::Result<()>,
     raw: Vec<u8>,
     result: Option<Result<Response, HttpError>>,
+    started: Instant,
+    /// From `started` until `result` was set.
+    took: Option<Duration>,
 }
 
 impl Exchange {
@@ -194,6 +197,8 @@ impl Exchange {
             sent: Ok(()),
             raw: Vec::with_capacity(512),
             result: None,
+            started: Instant::now(),
+            took: None,
         };
         let opened = Socket::new(Domain::for_address(addr), Type::STREAM, None)
             .and_then(|s| s.set_nonblocking(true).map(|()| s));
@@ -294,6 +299,13 @@ impl Exchange {
         self.socket = None;
     }
 
+    /// Stamp how long it took, once it has its result.
+    fn note_done(&mut self) {
+        if self.result.is_some() && self.took.is_none() {
+            self.took = Some(self.started.elapsed());
+        }
+    }
+
     /// Out of time: what arrived may still be a whole answer.
     fn time_out(&mut self) {
         let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timed out");
@@ -312,44 +324,71 @@ impl Exchange {
     }
 }
 
-/// [`send`] every request at once, from this thread, all within `timeout`:
-/// each connection is opened and its request written without waiting, then
-/// one `poll` loop reads the answers as they come. For many local servers
-/// (the health probe of every gateway) this costs a fraction of a thread
-/// per request: no thread start-up, and one wake-up per batch of answers.
-/// The results are in the order of `requests`.
+/// The most connections [`send_all`] holds open at once: a thousand
+/// gateways are probed without nearing the 1024 descriptors a process is
+/// commonly allowed.
+const IN_FLIGHT: usize = 256;
+
+/// [`send`] every request from this thread, each within `timeout` of its
+/// connect: up to [`IN_FLIGHT`] connections are opened and their requests
+/// written without waiting, and one `poll` loop reads the answers as they
+/// come, opening the next connection as one finishes. For many local
+/// servers (the health probe of every gateway) this costs a fraction of a
+/// thread per request: no thread start-up, and one wake-up per batch of
+/// answers. The results are in the order of `requests`, each with the time
+/// from its connect to its answer (or its failure).
 pub fn send_all(
     requests: &[(SocketAddr, Request<'_>)],
     timeout: Duration,
     limit: u64,
-) -> Vec<Result<Response, HttpError>> {
-    let deadline = Instant::now() + timeout;
-    let mut xs: Vec<Exchange> = requests
-        .iter()
-        .map(|(addr, request)| Exchange::start(*addr, request))
-        .collect();
+) -> Vec<(Result<Response, HttpError>, Duration)> {
+    let mut xs: Vec<Exchange> = Vec::with_capacity(requests.len());
     loop {
+        let open = xs.iter().filter(|x| x.result.is_none()).count();
+        for (addr, request) in requests[xs.len()..]
+            .iter()
+            .take(IN_FLIGHT.saturating_sub(open))
+        {
+            let mut x = Exchange::start(*addr, request);
+            x.note_done();
+            xs.push(x);
+        }
         let waiting: Vec<(usize, PollFlags)> = xs
             .iter()
             .enumerate()
             .filter_map(|(i, x)| x.wants().map(|w| (i, w)))
             .collect();
         if waiting.is_empty() {
-            break;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            for (i, _) in waiting {
-                xs[i].time_out();
+            if xs.len() == requests.len() {
+                break;
             }
-            break;
+            continue;
         }
+        let now = Instant::now();
+        let left = |x: &Exchange| (x.started + timeout).saturating_duration_since(now);
+        let expired: Vec<usize> = waiting
+            .iter()
+            .map(|&(i, _)| i)
+            .filter(|&i| left(&xs[i]).is_zero())
+            .collect();
+        if !expired.is_empty() {
+            for i in expired {
+                xs[i].time_out();
+                xs[i].note_done();
+            }
+            continue;
+        }
+        let soonest = waiting
+            .iter()
+            .map(|&(i, _)| left(&xs[i]))
+            .min()
+            .unwrap_or_default();
         let ready: Vec<usize> = {
             let mut fds: Vec<PollFd<'_>> = waiting
                 .iter()
                 .filter_map(|&(i, w)| xs[i].socket.as_ref().map(|s| PollFd::new(s.as_fd(), w)))
                 .collect();
-            let ms = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+            let ms = PollTimeout::try_from(soonest.as_millis().min(60_000) as i32 + 1)
                 .unwrap_or(PollTimeout::MAX);
             match poll(&mut fds, ms) {
                 Ok(_) => {}
@@ -361,8 +400,9 @@ pub fn send_all(
                             addr,
                             source: io::Error::from(e),
                         }));
+                        xs[i].note_done();
                     }
-                    break;
+                    continue;
                 }
             }
             fds.iter()
@@ -373,16 +413,19 @@ pub fn send_all(
         };
         for i in ready {
             xs[i].step(limit);
+            xs[i].note_done();
         }
     }
     xs.into_iter()
         .map(|x| {
-            x.result.unwrap_or_else(|| {
+            let took = x.took.unwrap_or_else(|| x.started.elapsed());
+            let result = x.result.unwrap_or_else(|| {
                 Err(HttpError::Io {
                     addr: x.addr,
                     source: io::Error::other("no answer"),
                 })
-            })
+            });
+            (result, took)
         })
         .collect()
 }
@@ -512,16 +555,84 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(r.len(), 4);
-        let ok = r[0].as_ref().unwrap();
+        let ok = r[0].0.as_ref().unwrap();
         assert_eq!((ok.status, ok.text()), (200, "a".to_string()));
-        assert!(matches!(r[1], Err(HttpError::Connect { .. })), "{:?}", r[1]);
-        let err = r[2].as_ref().unwrap_err();
+        assert!(
+            matches!(r[1].0, Err(HttpError::Connect { .. })),
+            "{:?}",
+            r[1]
+        );
+        let err = r[2].0.as_ref().unwrap_err();
         assert!(matches!(err, HttpError::Io { .. }), "{err}");
         assert!(err.to_string().contains("timed out"), "{err}");
+        // Each answer's time is its own: the silent one waited out the timeout.
+        assert!(r[2].1 >= Duration::from_millis(300), "{:?}", r[2].1);
+        assert!(r[0].1 < r[2].1, "{:?} {:?}", r[0].1, r[2].1);
         // The limit cuts the answer.
-        let cut = r[3].as_ref().unwrap();
+        let cut = r[3].0.as_ref().unwrap();
         assert_eq!((cut.status, cut.text()), (503, "bb".to_string()));
         assert!(send_all(&[], Duration::from_millis(10), 1).is_empty());
+    }
+
+    #[test]
+    fn send_all_holds_at_most_its_window_open() {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .unwrap();
+        listener.listen(4096).unwrap();
+        let listener: TcpListener = listener.into();
+        let addr = listener.local_addr().unwrap();
+        let n = IN_FLIGHT * 2 + 7;
+        let server = std::thread::spawn(move || {
+            let answer = |mut s: std::net::TcpStream| {
+                s.set_nonblocking(false).unwrap();
+                let mut buf = [0u8; 512];
+                let mut got = Vec::new();
+                while !got.ends_with(b"\r\n\r\n") {
+                    let k = s.read(&mut buf).unwrap();
+                    assert!(k > 0);
+                    got.extend_from_slice(&buf[..k]);
+                }
+                s.write_all(b"HTTP/1.1 200 OK\r\n\r\nok").unwrap();
+            };
+            // Answer nobody until the connections stop coming: all that
+            // came are the ones the client holds open at once.
+            listener.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            let mut last = Instant::now();
+            while last.elapsed() < Duration::from_millis(500) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        held.push(s);
+                        last = Instant::now();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let most = held.len();
+            let rest = n - most;
+            held.into_iter().for_each(answer);
+            listener.set_nonblocking(false).unwrap();
+            for _ in 0..rest {
+                answer(listener.accept().unwrap().0);
+            }
+            most
+        });
+        let requests = vec![(addr, Request::get("/")); n];
+        let r = send_all(&requests, Duration::from_secs(20), 64);
+        assert_eq!(r.len(), n);
+        for (answer, _) in &r {
+            assert_eq!(answer.as_ref().unwrap().text(), "ok");
+        }
+        let most = server.join().unwrap();
+        assert!(
+            (1..=IN_FLIGHT).contains(&most),
+            "{most} connections open at once"
+        );
     }
 
     #[test]

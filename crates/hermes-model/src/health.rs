@@ -97,13 +97,13 @@ pub fn probe_as(host: &str, port: u16, expect: Expect<'_>, timeout: Duration) ->
         let answer = http::send(addr, &Request::get(path_of(expect)), timeout, MAX_ANSWER);
         (addr, answer)
     });
-    judge(answer, expect, started)
+    judge(answer, expect, started.elapsed())
 }
 
-/// Many probes at once from this thread (`http::send_all`), all within
-/// `timeout`; in the order given. What `hermes health` asks of every
-/// gateway: the cost of a connection each, without a thread each.
-/// Each `latency_ms` is the time until all had answered.
+/// Many probes at once from this thread (`http::send_all`), each within
+/// `timeout`; in the order given. What `hermes health` and the snapshot ask
+/// of every gateway: the cost of a connection each, without a thread each.
+/// Each `latency_ms` is that probe's own, from its connect to its answer.
 pub fn probe_all(targets: &[(&str, u16, Expect<'_>)], timeout: Duration) -> Vec<Health> {
     let started = Instant::now();
     let addrs: Vec<Result<SocketAddr, String>> = targets
@@ -124,16 +124,18 @@ pub fn probe_all(targets: &[(&str, u16, Expect<'_>)], timeout: Duration) -> Vec<
         .into_iter()
         .zip(targets)
         .map(|(addr, (_, _, expect))| {
-            let answer = addr.map(|a| {
-                let answer = answers.next().unwrap_or_else(|| {
-                    Err(HttpError::BadResponse {
-                        addr: a,
-                        message: "no answer".into(),
-                    })
-                });
-                (a, answer)
+            let a = match addr {
+                Ok(a) => a,
+                Err(e) => return judge(Err(e), *expect, started.elapsed()),
+            };
+            let (answer, took) = answers.next().unwrap_or_else(|| {
+                let missing = HttpError::BadResponse {
+                    addr: a,
+                    message: "no answer".into(),
+                };
+                (Err(missing), started.elapsed())
             });
-            judge(answer, *expect, started)
+            judge(Ok((a, answer)), *expect, took)
         })
         .collect()
 }
@@ -145,16 +147,17 @@ fn path_of(expect: Expect<'_>) -> &'static str {
     }
 }
 
-/// The verdict on one answer (or on why there was none).
+/// The verdict on one answer (or on why there was none) that took `took`.
 fn judge(
     answer: Result<(SocketAddr, Result<Response, HttpError>), String>,
     expect: Expect<'_>,
-    started: Instant,
+    took: Duration,
 ) -> Health {
+    let latency_ms = Some(took.as_millis() as u64);
     let unreachable = |error: String| Health {
         state: HealthState::Unreachable,
         http_status: None,
-        latency_ms: Some(started.elapsed().as_millis() as u64),
+        latency_ms,
         error: Some(error),
         answered_as: None,
     };
@@ -167,7 +170,6 @@ fn judge(
         Ok((_, Err(e))) => return unreachable(e.to_string()),
         Err(e) => return unreachable(e),
     };
-    let latency_ms = Some(started.elapsed().as_millis() as u64);
     let code = answer.status;
     if code != 200 {
         return Health {
