@@ -214,6 +214,17 @@ pub trait ServiceManager {
     fn restart(&self, profile: &ProfileName, timeout: Duration)
         -> Result<SlotStatus, ServiceError>;
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError>;
+    /// [`status`](Self::status) of every one of `profiles`, in the order
+    /// given, when the manager reads them cheaply in this thread (s6: a few
+    /// syscalls a slot). `None` when each costs a process (`systemctl`,
+    /// `launchctl`, `schtasks`): callers then ask slot by slot, in parallel.
+    fn status_all(
+        &self,
+        profiles: &[ProfileName],
+    ) -> Option<Vec<Result<SlotStatus, ServiceError>>> {
+        let _ = profiles;
+        None
+    }
 
     /// [`start`](Self::start), [`stop`](Self::stop) or [`restart`](Self::restart), by name.
     fn act(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,12 +58,19 @@ pub struct FakeManager {
     slots: Slots,
     calls: Arc<Mutex<Vec<String>>>,
     status_calls: Arc<AtomicUsize>,
+    /// Answer no `status_all`, like a host manager (a process per slot).
+    slot_by_slot: Arc<AtomicBool>,
 }
 
 impl FakeManager {
     /// How many times one slot's status was asked for.
     pub fn status_calls(&self) -> usize {
         self.status_calls.load(Ordering::Relaxed)
+    }
+
+    /// From now on, let callers ask each slot's status on its own.
+    pub fn answer_slot_by_slot(&self) {
+        self.slot_by_slot.store(true, Ordering::Relaxed);
     }
 
     fn record(&self, call: String) {
@@ -132,6 +139,15 @@ impl ServiceManager for FakeManager {
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {
         self.status_calls.fetch_add(1, Ordering::Relaxed);
         self.slot_status(profile)
+    }
+    fn status_all(
+        &self,
+        profiles: &[ProfileName],
+    ) -> Option<Vec<Result<SlotStatus, ServiceError>>> {
+        if self.slot_by_slot.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(profiles.iter().map(|p| self.status(p)).collect())
     }
     fn all_up_and_ready(&self, profiles: &[ProfileName]) -> Option<bool> {
         let slots = self.slots.lock().unwrap();

@@ -262,21 +262,14 @@ impl Snapshot {
             .map(|name| facts(env, &name, profiles.contains(&name)))
             .collect();
 
-        // One manager per worker: a manager is cheap but not free to make
-        // (host detection), and not shareable between threads.
-        let gateways = parallel_map(
-            &facts,
-            || env.manager(),
-            |manager, f| {
-                let has_slot = registered.as_ref().map(|r| r.contains(&f.profile));
-                // Without registration support every profile may have a unit: ask.
-                let status = match has_slot {
-                    Some(false) => Ok(None),
-                    _ => slot_status(manager.as_ref(), &f.profile),
-                };
-                gateway(f, status, probe(f, health_timeout))
-            },
-        );
+        let statuses = slot_statuses(env, manager.as_ref(), &facts, registered.as_ref());
+        let healths = probe_all(&facts, health_timeout);
+        let gateways: Vec<Gateway> = facts
+            .iter()
+            .zip(statuses)
+            .zip(healths)
+            .map(|((f, status), health)| gateway(f, status, health))
+            .collect();
 
         let settings = env.dashboard_settings();
         let dashboard = dashboard_view(settings, env.dashboard_service());
@@ -310,24 +303,78 @@ impl Gateway {
     pub fn collect(env: &dyn Environment, name: &ProfileName, health_timeout: Duration) -> Gateway {
         let exists = name.is_default() || env.home().profile(name).marker().is_file();
         let f = facts(env, name, exists);
-        let status = slot_status(env.manager().as_ref(), name);
+        let status = slot_status(env.manager().status(name));
         gateway(&f, status, probe(&f, health_timeout))
     }
 }
 
+/// The manager's view of every gateway's slot, in the order of `facts`:
+/// all at once where the manager reads them cheaply, else one call each
+/// on [`WORKERS`] threads. A profile `registered` does not hold has none.
+fn slot_statuses(
+    env: &dyn Environment,
+    manager: &dyn ServiceManager,
+    facts: &[Facts],
+    registered: Option<&BTreeSet<ProfileName>>,
+) -> Vec<Result<Option<SlotStatus>, String>> {
+    // Without registration support every profile may have a unit: ask.
+    let has_slot = |p: &ProfileName| registered.is_none_or(|r| r.contains(p));
+    let asked: Vec<ProfileName> = facts
+        .iter()
+        .map(|f| &f.profile)
+        .filter(|p| has_slot(p))
+        .cloned()
+        .collect();
+    let mut answers = match manager.status_all(&asked) {
+        Some(all) => all.into_iter().map(slot_status).collect(),
+        // One manager per worker: a manager is cheap but not free to make
+        // (host detection), and not shareable between threads.
+        None => parallel_map(&asked, || env.manager(), |m, p| slot_status(m.status(p))),
+    }
+    .into_iter();
+    facts
+        .iter()
+        .map(|f| {
+            if has_slot(&f.profile) {
+                answers.next().unwrap_or(Ok(None))
+            } else {
+                Ok(None)
+            }
+        })
+        .collect()
+}
+
 /// The manager's view of one slot; `None` when it has none (no unit, or a
 /// manager that has none at all, like `none`).
-fn slot_status(
-    manager: &dyn ServiceManager,
-    profile: &ProfileName,
-) -> Result<Option<SlotStatus>, String> {
-    match manager.status(profile) {
+fn slot_status(status: Result<SlotStatus, ServiceError>) -> Result<Option<SlotStatus>, String> {
+    match status {
         Ok(s) => Ok(Some(s)),
         Err(ServiceError::NotRegistered { .. })
         | Err(ServiceError::ServiceNotInstalled { .. })
         | Err(ServiceError::Unsupported { .. }) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Every gateway's `/health` with a known port, probed at once from this
+/// thread; [`Health::unknown`] for the others.
+fn probe_all(facts: &[Facts], timeout: Duration) -> Vec<Health> {
+    let targets: Vec<_> = facts
+        .iter()
+        .filter_map(|f| {
+            let port = f.port?;
+            let host = f.host.as_deref().unwrap_or("127.0.0.1");
+            Some((host, port, health::Expect::Gateway(f.profile.as_str())))
+        })
+        .collect();
+    let mut answers = health::probe_all(&targets, timeout).into_iter();
+    facts
+        .iter()
+        .map(|f| match f.port {
+            Some(_) => answers.next().unwrap_or_else(Health::unknown),
+            None => Health::unknown(),
+        })
+        .collect()
 }
 
 pub(crate) fn probe(f: &Facts, timeout: Duration) -> Health {
@@ -750,6 +797,56 @@ mod tests {
             .filter(|g| g.health.state == HealthState::Unreachable);
         assert_eq!(silent.count(), 51, "50 silent and the closed root port");
         drop(listeners);
+    }
+
+    #[test]
+    fn slot_by_slot_and_all_at_once_give_the_same_snapshot() {
+        let env = FakeEnv::new();
+        for (name, slot) in [
+            ("a", Some(Slot::up(11))),
+            ("b", Some(Slot::down(Want::Down))),
+            ("c", None),
+            ("d", Some(Slot::down(Want::Up))),
+        ] {
+            env.add_profile(name);
+            if let Some(slot) = slot {
+                env.set_slot(name, slot);
+            }
+        }
+        env.serve_health("a");
+        env.set_slot("orphan", Slot::up(12));
+        // What may differ between two collections: when, and how long probes took.
+        let comparable = |snap: &Snapshot| {
+            let mut json = serde_json::to_value(snap).unwrap();
+            json["taken_at"] = serde_json::Value::Null;
+            for g in json["gateways"].as_array_mut().unwrap() {
+                g["health"]["latency_ms"] = serde_json::Value::Null;
+            }
+            json
+        };
+        let timeout = Duration::from_millis(200);
+        let asked = env.manager().status_calls();
+        let at_once = Snapshot::collect_with(&env, timeout);
+        // Only the slots that exist are asked for (a, b, d and the orphan).
+        assert_eq!(env.manager().status_calls() - asked, 4);
+        env.manager().answer_slot_by_slot();
+        let asked = env.manager().status_calls();
+        let one_by_one = Snapshot::collect_with(&env, timeout);
+        assert_eq!(env.manager().status_calls() - asked, 4);
+        assert_eq!(comparable(&at_once), comparable(&one_by_one));
+        let labels: Vec<_> = at_once.gateways.iter().map(|g| g.label).collect();
+        assert_eq!(
+            labels,
+            [
+                GatewayLabel::NoSlot,
+                GatewayLabel::Up,
+                GatewayLabel::Stopped,
+                GatewayLabel::NoSlot,
+                GatewayLabel::Crashing,
+                // No profile, so no port to probe.
+                GatewayLabel::Up,
+            ]
+        );
     }
 
     #[test]

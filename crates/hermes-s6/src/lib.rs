@@ -235,6 +235,14 @@ impl ServiceManager for S6Manager {
         self.status_of(profile, &self.slot_link(profile))
     }
 
+    /// Each slot's `supervise/status`, read here: microseconds a slot.
+    fn status_all(
+        &self,
+        profiles: &[ProfileName],
+    ) -> Option<Vec<Result<SlotStatus, ServiceError>>> {
+        Some(profiles.iter().map(|p| self.status(p)).collect())
+    }
+
     fn supports_registration(&self) -> bool {
         true
     }
