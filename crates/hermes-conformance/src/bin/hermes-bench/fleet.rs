@@ -235,7 +235,7 @@ fn raw(
     Ok(ms_since(t0))
 }
 
-fn create_profiles(env: &Env, n: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) fn create_profiles(env: &Env, n: usize) -> anyhow::Result<Vec<String>> {
     let mut ports = Ports::for_env(env);
     let names: Vec<String> = (0..n).map(|i| format!("f{i:04}")).collect();
     for name in &names {

@@ -11,6 +11,7 @@ mod figure;
 mod fleet;
 mod report;
 mod scale;
+mod status;
 mod supervisord;
 
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ enum Cmd {
     Report(report::Options),
     /// `gateway start|stop --all` at N profiles against raw s6 and supervisord.
     Fleet(fleet::Options),
+    /// `hermes status` and `GET /api/status` at N profiles against `s6-svstat` on every slot and supervisord.
+    Status(status::Options),
     /// Kill gateways, s6-supervise and s6-log at random under webhook load, then check invariants.
     Chaos(chaos::Options),
 }
@@ -40,6 +43,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Report(opts) => report::run(opts),
         Cmd::Chaos(opts) => chaos::run(opts),
         Cmd::Fleet(opts) => fleet::run(opts),
+        Cmd::Status(opts) => status::run(opts),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
