@@ -108,12 +108,13 @@ pub enum Want {
     Down,
 }
 
-/// The supervisor's view of one gateway service.
+/// The supervisor's view of one service: a gateway's slot, or a static
+/// one (the dashboard, the ingress).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SlotStatus {
-    pub profile: ProfileName,
-    /// The manager's name for the service (`gateway-coder`, `hermes-gateway-coder.service`, …).
-    pub service: String,
+pub struct ServiceStatus {
+    /// The manager's name for the service (`gateway-coder`, `hermes-gateway-coder.service`, `dashboard`, …).
+    #[serde(rename = "service")]
+    pub name: String,
     /// A supervisor process is watching the service.
     pub supervised: bool,
     pub up: bool,
@@ -125,6 +126,31 @@ pub struct SlotStatus {
     pub for_secs: Option<u64>,
     /// How the last run ended, when the service is down.
     pub exit_code: Option<i32>,
+}
+
+impl ServiceStatus {
+    /// A service no supervisor watches.
+    pub fn unsupervised(name: impl Into<String>) -> ServiceStatus {
+        ServiceStatus {
+            name: name.into(),
+            supervised: false,
+            up: false,
+            ready: false,
+            want: Want::Down,
+            pid: None,
+            for_secs: None,
+            exit_code: None,
+        }
+    }
+}
+
+/// The supervisor's view of one gateway service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotStatus {
+    pub profile: ProfileName,
+    #[serde(flatten)]
+    pub service: ServiceStatus,
+    /// The signal that ended the last run, when the service is down.
     pub signal: Option<String>,
 }
 

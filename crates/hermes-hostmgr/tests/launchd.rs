@@ -175,8 +175,8 @@ fn start_kickstarts_and_waits_for_running() {
             format!("launchctl print {TARGET}"),
         ]
     );
-    assert!(slot.up && slot.ready);
-    assert_eq!((slot.pid, slot.want), (Some(321), Want::Up));
+    assert!(slot.service.up && slot.service.ready);
+    assert_eq!((slot.service.pid, slot.service.want), (Some(321), Want::Up));
 }
 
 #[test]
@@ -196,7 +196,9 @@ fn stop_sends_sigterm_and_waits_for_not_running() {
             format!("launchctl print {TARGET}"),
         ]
     );
-    assert!(!slot.up && slot.exit_code == Some(0) && slot.want == Want::Down);
+    assert!(
+        !slot.service.up && slot.service.exit_code == Some(0) && slot.service.want == Want::Down
+    );
 }
 
 #[test]
@@ -221,7 +223,7 @@ fn restart_kickstarts_with_kill_and_waits_for_a_new_pid() {
             format!("launchctl print {TARGET}"),
         ]
     );
-    assert_eq!(slot.pid, Some(654));
+    assert_eq!(slot.service.pid, Some(654));
 }
 
 #[test]
@@ -235,7 +237,10 @@ fn status_reads_print() {
     );
     let slot = m.status(&profile("coder")).unwrap();
     assert_eq!(runner.call_lines(), [format!("launchctl print {TARGET}")]);
-    assert_eq!((slot.up, slot.exit_code, slot.pid), (false, Some(1), None));
+    assert_eq!(
+        (slot.service.up, slot.service.exit_code, slot.service.pid),
+        (false, Some(1), None)
+    );
 }
 
 /// launchctl exits with an error number (`launchctl error <n>` decodes it).

@@ -347,12 +347,12 @@ fn start_waits_until_active() {
             show_line(true),
         ]
     );
-    assert!(slot.up && slot.ready && slot.supervised);
+    assert!(slot.service.up && slot.service.ready && slot.service.supervised);
     assert_eq!(
-        (slot.pid, slot.want, slot.for_secs),
+        (slot.service.pid, slot.service.want, slot.service.for_secs),
         (Some(77), Want::Up, Some(60))
     );
-    assert_eq!(slot.service, UNIT);
+    assert_eq!(slot.service.name, UNIT);
 }
 
 #[test]
@@ -443,7 +443,9 @@ fn stop_waits_until_inactive() {
             show_line(false),
         ]
     );
-    assert!(!slot.up && slot.want == Want::Down && slot.exit_code == Some(0));
+    assert!(
+        !slot.service.up && slot.service.want == Want::Down && slot.service.exit_code == Some(0)
+    );
 }
 
 #[test]
@@ -467,7 +469,7 @@ fn restart_waits_for_a_new_main_process() {
             show_line(true),
         ]
     );
-    assert_eq!(slot.pid, Some(88));
+    assert_eq!(slot.service.pid, Some(88));
 }
 
 #[test]
@@ -482,7 +484,12 @@ fn status_reads_show_properties() {
     let slot = m.status(&profile("coder")).unwrap();
     assert_eq!(runner.call_lines(), [show_line(true)]);
     assert_eq!(
-        (slot.up, slot.want, slot.signal.as_deref(), slot.for_secs),
+        (
+            slot.service.up,
+            slot.service.want,
+            slot.signal.as_deref(),
+            slot.service.for_secs
+        ),
         (false, Want::Up, Some("SIGKILL"), Some(1))
     );
     runner.answer(

@@ -205,17 +205,17 @@ fn start_stop_restart_status_argv() {
         .answer(&QUERY, query("Ready", "0"))
         .answer(&QUERY, query("Running", "267009"));
     let slot = m.start(&p, Duration::from_secs(5)).unwrap();
-    assert!(slot.up && slot.want == Want::Up && slot.exit_code.is_none());
+    assert!(slot.service.up && slot.service.want == Want::Up && slot.service.exit_code.is_none());
     runner.answer(&QUERY, query("Ready", "1"));
     let slot = m.stop(&p, Duration::from_secs(5)).unwrap();
-    assert_eq!((slot.up, slot.exit_code), (false, Some(1)));
+    assert_eq!((slot.service.up, slot.service.exit_code), (false, Some(1)));
     runner
         .answer(&QUERY, query("Running", "267009"))
         .answer(&QUERY, query("Ready", "0"))
         .answer(&QUERY, query("Running", "267009"));
     m.restart(&p, Duration::from_secs(5)).unwrap();
     runner.answer(&QUERY, query("Ready", "0"));
-    assert!(!m.status(&p).unwrap().up);
+    assert!(!m.status(&p).unwrap().service.up);
     let q = QUERY.join(" ");
     assert_eq!(
         runner.call_lines(),

@@ -51,7 +51,7 @@ pub fn follow(
         errno,
     })?;
     let _ = match lifecycle::apply(manager, home, program, name, Action::Start, START_TIMEOUT) {
-        Ok(outcome) => match outcome.status.pid {
+        Ok(outcome) => match outcome.status.service.pid {
             Some(pid) => writeln!(out, "gateway run: {slot} is up (pid {pid}) and ready"),
             None => writeln!(out, "gateway run: {slot} is up"),
         },
@@ -71,7 +71,9 @@ pub fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, SlotStatus, Want};
+    use hermes_core::service::{
+        GatewaySpec, ManagerKind, ServiceError, ServiceStatus, SlotStatus, Want,
+    };
     use hermes_core::state::{self, DesiredState, Loaded};
 
     /// A manager whose start is the container's stop arriving mid-start:
@@ -131,14 +133,16 @@ mod tests {
             start: |profile| {
                 Ok(SlotStatus {
                     profile: profile.clone(),
-                    service: profile.service_name(),
-                    supervised: true,
-                    up: true,
-                    ready: true,
-                    want: Want::Up,
-                    pid: Some(42),
-                    for_secs: Some(0),
-                    exit_code: None,
+                    service: ServiceStatus {
+                        name: profile.service_name(),
+                        supervised: true,
+                        up: true,
+                        ready: true,
+                        want: Want::Up,
+                        pid: Some(42),
+                        for_secs: Some(0),
+                        exit_code: None,
+                    },
                     signal: None,
                 })
             },

@@ -172,7 +172,7 @@ fn has_slot(manager: &dyn ServiceManager, profile: &ProfileName) -> bool {
 
 /// One line for a slot's state after an action.
 pub fn describe(s: &SlotStatus) -> String {
-    match (s.up, s.ready, s.pid) {
+    match (s.service.up, s.service.ready, s.service.pid) {
         (true, true, Some(pid)) => format!("gateway '{}' is up and ready (pid {pid})", s.profile),
         (true, _, _) => format!("gateway '{}' is up, not ready yet", s.profile),
         (false, _, _) => format!("gateway '{}' is down", s.profile),
@@ -343,7 +343,7 @@ mod tests {
         let env = FakeEnv::new();
         let p = env.add_profile("coder");
         let out = lifecycle(&env, &p, Action::Start, T).unwrap();
-        assert!(out.registered && out.status.up);
+        assert!(out.registered && out.status.service.up);
         assert_eq!(
             env.calls(),
             ["start coder", "register coder", "start coder"]
@@ -354,7 +354,7 @@ mod tests {
         assert_eq!(s.desired_state, Some(DesiredState::Running));
 
         let out = lifecycle(&env, &p, Action::Stop, T).unwrap();
-        assert!(!out.status.up && !out.registered);
+        assert!(!out.status.service.up && !out.registered);
         assert_eq!(env.slot("coder").unwrap().want, Want::Down);
         let s = state::load(&Environment::home(&env).profile(&p).state())
             .unwrap()
@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(out[0].as_ref().unwrap().profile, b);
         assert!(out[1].as_ref().unwrap_err().is_not_found());
         let alpha = out[2].as_ref().unwrap();
-        assert!(alpha.registered && alpha.status.up, "{alpha:?}");
+        assert!(alpha.registered && alpha.status.service.up, "{alpha:?}");
         // The unknown profile never reaches the manager; the slotless one is registered.
         assert_eq!(
             env.calls(),
@@ -394,7 +394,7 @@ mod tests {
             assert_eq!(s.desired_state, Some(DesiredState::Running), "{p}");
         }
         let out = lifecycle_many(&env, &[a.clone(), b.clone()], Action::Stop, T);
-        assert!(out.iter().all(|r| !r.as_ref().unwrap().status.up));
+        assert!(out.iter().all(|r| !r.as_ref().unwrap().status.service.up));
     }
 
     #[test]

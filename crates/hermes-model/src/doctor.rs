@@ -658,9 +658,9 @@ fn disk_space(home: &Path) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::ServiceView;
     use crate::fake::{FakeEnv, Slot};
     use hermes_core::config::Config;
+    use hermes_core::service::ServiceStatus;
     use hermes_core::service::Want;
     use hermes_core::ProfileName;
     use std::fs;
@@ -810,8 +810,8 @@ mod tests {
         let c = check(&env);
         assert!(!c.ok && c.detail.contains("not supervised"), "{c:?}");
         assert!(c.fix.unwrap().contains("logs/ingress/current"));
-        env.ingress_service = Some(ServiceView {
-            service: "ingress".into(),
+        env.ingress_service = Some(ServiceStatus {
+            name: "ingress".into(),
             supervised: true,
             up: true,
             ready: false,

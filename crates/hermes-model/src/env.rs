@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hermes_core::service::{ManagerKind, ServiceManager, Want};
+use hermes_core::service::{ManagerKind, ServiceManager, ServiceStatus};
 use hermes_core::HermesHome;
 use serde::Serialize;
 
@@ -20,10 +20,10 @@ pub trait Environment: Send + Sync {
     fn supervisor(&self) -> SupervisorView;
     /// The static dashboard slot as the supervisor sees it; `None` when the
     /// manager has no such slot (host managers).
-    fn dashboard_service(&self) -> Option<ServiceView>;
+    fn dashboard_service(&self) -> Option<ServiceStatus>;
     fn dashboard_settings(&self) -> DashboardSettings;
     /// The static webhook ingress slot, as [`Environment::dashboard_service`].
-    fn ingress_service(&self) -> Option<ServiceView>;
+    fn ingress_service(&self) -> Option<ServiceStatus>;
     fn ingress_settings(&self) -> hermes_core::ingress::Settings;
     fn main_program(&self) -> MainProgramView;
     /// The hermes binary that gateway slots run.
@@ -49,17 +49,39 @@ pub struct SupervisorView {
     pub detail: Option<String>,
 }
 
-/// A supervised service that is not a gateway (a static slot: the dashboard, the ingress).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceView {
-    pub service: String,
-    pub supervised: bool,
-    pub up: bool,
-    pub ready: bool,
-    pub want: Want,
-    pub pid: Option<u32>,
-    pub for_secs: Option<u64>,
-    pub exit_code: Option<i32>,
+impl SupervisorView {
+    /// What supervises the gateways under `choice`. s6 is asked whether it
+    /// answers on `scandir` (`check_s6`: why not); a detection that found
+    /// no manager says its reason; host managers are taken as reachable.
+    pub fn of(
+        choice: &ManagerChoice,
+        scandir: &Path,
+        check_s6: impl FnOnce() -> Result<(), String>,
+    ) -> SupervisorView {
+        match choice.kind {
+            ManagerKind::S6 => {
+                let checked = check_s6();
+                SupervisorView {
+                    name: "s6-svscan".to_string(),
+                    scandir: Some(scandir.to_path_buf()),
+                    reachable: checked.is_ok(),
+                    detail: checked.err(),
+                }
+            }
+            ManagerKind::None => SupervisorView {
+                name: "none".to_string(),
+                scandir: Some(scandir.to_path_buf()),
+                reachable: false,
+                detail: Some(choice.reason.clone()),
+            },
+            other => SupervisorView {
+                name: other.to_string(),
+                scandir: None,
+                reachable: true,
+                detail: None,
+            },
+        }
+    }
 }
 
 /// The program the container runs as its CMD.
@@ -105,6 +127,19 @@ pub struct DashboardSettings {
 /// Tokens shorter than this are refused off loopback and flagged by doctor: guessable over a network.
 pub const MIN_TOKEN_LEN: usize = hermes_core::dashboard::MIN_TOKEN_LEN;
 
+/// The dashboard's bind and token as the environment sets them (the token itself goes no further).
+impl From<hermes_core::dashboard::Settings> for DashboardSettings {
+    fn from(s: hermes_core::dashboard::Settings) -> Self {
+        DashboardSettings {
+            enabled: s.enabled,
+            host: s.host,
+            port: s.port,
+            token_set: s.token.is_some(),
+            token_len: s.token.map_or(0, |t| t.len()),
+        }
+    }
+}
+
 impl DashboardSettings {
     /// Whether `host` only accepts connections from this machine.
     pub fn is_loopback_host(host: &str) -> bool {
@@ -137,6 +172,35 @@ mod tests {
             token_set: token.is_some(),
             token_len: token.map_or(0, str::len),
         }
+    }
+
+    #[test]
+    fn the_supervisor_by_manager() {
+        let scandir = Path::new("/run/service");
+        let choice = |kind, reason: &str| ManagerChoice {
+            kind,
+            reason: reason.into(),
+        };
+        let s6 = SupervisorView::of(&choice(ManagerKind::S6, "fifo"), scandir, || {
+            Err("no supervisor".into())
+        });
+        assert_eq!(
+            (s6.name.as_str(), s6.reachable, s6.detail.as_deref()),
+            ("s6-svscan", false, Some("no supervisor"))
+        );
+        assert_eq!(s6.scandir.as_deref(), Some(scandir));
+        let none = SupervisorView::of(&choice(ManagerKind::None, "nothing found"), scandir, || {
+            unreachable!("s6 is not asked")
+        });
+        assert_eq!(
+            (none.name.as_str(), none.reachable, none.detail.as_deref()),
+            ("none", false, Some("nothing found"))
+        );
+        let host = SupervisorView::of(&choice(ManagerKind::Systemd, "unit"), scandir, || {
+            unreachable!("s6 is not asked")
+        });
+        assert!(host.reachable && host.scandir.is_none(), "{host:?}");
+        assert_eq!(host.name, ManagerKind::Systemd.to_string());
     }
 
     #[test]

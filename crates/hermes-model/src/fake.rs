@@ -14,13 +14,11 @@ use std::time::Duration;
 use hermes_core::config::Config;
 use hermes_core::profile;
 use hermes_core::service::{
-    GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus, Want,
+    GatewaySpec, ManagerKind, ServiceError, ServiceManager, ServiceStatus, SlotStatus, Want,
 };
 use hermes_core::{HermesHome, ProfileName};
 
-use crate::env::{
-    DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView, SupervisorView,
-};
+use crate::env::{DashboardSettings, Environment, MainProgramView, ManagerChoice, SupervisorView};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
@@ -86,14 +84,16 @@ impl FakeManager {
             })?;
         Ok(SlotStatus {
             profile: profile.clone(),
-            service: profile.service_name(),
-            supervised: slot.supervised,
-            up: slot.up,
-            ready: slot.up,
-            want: slot.want,
-            pid: slot.pid,
-            for_secs: Some(3),
-            exit_code: (!slot.up).then_some(0),
+            service: ServiceStatus {
+                name: profile.service_name(),
+                supervised: slot.supervised,
+                up: slot.up,
+                ready: slot.up,
+                want: slot.want,
+                pid: slot.pid,
+                for_secs: Some(3),
+                exit_code: (!slot.up).then_some(0),
+            },
             signal: None,
         })
     }
@@ -190,7 +190,7 @@ pub struct FakeEnv {
     pub dashboard: DashboardSettings,
     pub ingress: hermes_core::ingress::Settings,
     /// What the supervisor says of the ingress slot.
-    pub ingress_service: Option<ServiceView>,
+    pub ingress_service: Option<ServiceStatus>,
 }
 
 impl Default for FakeEnv {
@@ -339,13 +339,13 @@ impl Environment for FakeEnv {
             detail: None,
         }
     }
-    fn dashboard_service(&self) -> Option<ServiceView> {
+    fn dashboard_service(&self) -> Option<ServiceStatus> {
         None
     }
     fn dashboard_settings(&self) -> DashboardSettings {
         self.dashboard.clone()
     }
-    fn ingress_service(&self) -> Option<ServiceView> {
+    fn ingress_service(&self) -> Option<ServiceStatus> {
         self.ingress_service.clone()
     }
     fn ingress_settings(&self) -> hermes_core::ingress::Settings {

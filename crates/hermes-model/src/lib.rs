@@ -21,8 +21,6 @@ pub mod snapshot;
 pub mod verdict;
 
 pub use actions::{ActionError, ActionReport};
-pub use env::{
-    DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView, SupervisorView,
-};
+pub use env::{DashboardSettings, Environment, MainProgramView, ManagerChoice, SupervisorView};
 pub use hermes_core::lifecycle::Action;
 pub use snapshot::{Gateway, GatewayLabel, IngressView, Snapshot};

@@ -11,13 +11,13 @@ use hermes_core::config::{Config, Scheme};
 use hermes_core::deliveries::{self, LastDelivery};
 use hermes_core::name::HookName;
 use hermes_core::profile;
-use hermes_core::service::{ServiceError, ServiceManager, SlotStatus, Want};
+use hermes_core::service::{ServiceError, ServiceManager, ServiceStatus, SlotStatus, Want};
 use hermes_core::state::{self, GatewayState, LastExit};
 use hermes_core::ProfileName;
 use serde::Serialize;
 
 use crate::env::SupervisorView;
-use crate::env::{DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView};
+use crate::env::{DashboardSettings, Environment, MainProgramView, ManagerChoice};
 use crate::health::{self, Health, HealthState};
 
 /// Bumped when a field changes meaning or disappears (adding fields does not).
@@ -49,7 +49,7 @@ pub struct DashboardView {
     pub port: u16,
     pub token_set: bool,
     /// The supervisor's view of the dashboard slot, where there is one.
-    pub service: Option<ServiceView>,
+    pub service: Option<ServiceStatus>,
     pub label: &'static str,
     pub tone: Tone,
 }
@@ -63,7 +63,7 @@ pub struct IngressView {
     pub port: Option<u16>,
     /// `HERMES_PUBLIC_URL`, where the outside reaches it.
     pub public_url: Option<String>,
-    pub service: Option<ServiceView>,
+    pub service: Option<ServiceStatus>,
     pub label: &'static str,
     pub tone: Tone,
 }
@@ -470,7 +470,7 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
     };
     let has_slot = slot.is_some() || status_error.is_some();
     let s = slot.as_ref();
-    let up = s.is_some_and(|s| s.up);
+    let up = s.is_some_and(|s| s.service.up);
     let desired_state = f.state.desired_state.map(|s| s.as_str().to_string());
     let label = self::label(
         has_slot,
@@ -481,16 +481,16 @@ fn gateway(f: &Facts, status: Result<Option<SlotStatus>, String>, health: Health
     );
     let mut g = Gateway {
         profile: f.profile.clone(),
-        service: s.map_or_else(|| f.profile.service_name(), |s| s.service.clone()),
+        service: s.map_or_else(|| f.profile.service_name(), |s| s.service.name.clone()),
         profile_exists: f.profile_exists,
         slot: has_slot,
-        supervised: s.is_some_and(|s| s.supervised),
+        supervised: s.is_some_and(|s| s.service.supervised),
         up,
-        ready: s.is_some_and(|s| s.ready),
-        want: s.map(|s| s.want),
-        pid: s.and_then(|s| s.pid),
-        uptime_secs: s.filter(|s| s.up).and_then(|s| s.for_secs),
-        down_secs: s.filter(|s| !s.up).and_then(|s| s.for_secs),
+        ready: s.is_some_and(|s| s.service.ready),
+        want: s.map(|s| s.service.want),
+        pid: s.and_then(|s| s.service.pid),
+        uptime_secs: s.filter(|s| s.service.up).and_then(|s| s.service.for_secs),
+        down_secs: s.filter(|s| !s.service.up).and_then(|s| s.service.for_secs),
         restarts: f.state.restarts,
         short_failures: f.state.fast_failures,
         gateway_state,
@@ -527,11 +527,11 @@ fn label(
     let Some(s) = s.filter(|_| has_slot) else {
         return GatewayLabel::NoSlot;
     };
-    if !s.supervised {
+    if !s.service.supervised {
         return GatewayLabel::Unsupervised;
     }
-    if s.up {
-        return if !s.ready {
+    if s.service.up {
+        return if !s.service.ready {
             GatewayLabel::Starting
         } else if health.state == HealthState::Ok || health.state == HealthState::Unknown {
             GatewayLabel::Up
@@ -542,7 +542,7 @@ fn label(
     if gateway_state == Some("startup_failed") {
         return GatewayLabel::Failed;
     }
-    match s.want {
+    match s.service.want {
         Want::Up => GatewayLabel::Crashing,
         // Down for good although the operator wants it running: the finish
         // policy parked it (an exit nobody asked for).
@@ -552,7 +552,7 @@ fn label(
 }
 
 /// One word for a static slot (dashboard, ingress), asked for or not.
-fn static_slot_label(enabled: bool, service: Option<&ServiceView>) -> (&'static str, Tone) {
+fn static_slot_label(enabled: bool, service: Option<&ServiceStatus>) -> (&'static str, Tone) {
     match service {
         None if enabled => ("not supervised", Tone::Bad),
         None => ("disabled", Tone::Idle),
@@ -566,7 +566,7 @@ fn static_slot_label(enabled: bool, service: Option<&ServiceView>) -> (&'static 
 
 pub(crate) fn ingress_view(
     settings: hermes_core::ingress::Settings,
-    service: Option<ServiceView>,
+    service: Option<ServiceStatus>,
 ) -> IngressView {
     let (label, tone) = static_slot_label(settings.enabled, service.as_ref());
     IngressView {
@@ -582,7 +582,7 @@ pub(crate) fn ingress_view(
 
 pub(crate) fn dashboard_view(
     settings: DashboardSettings,
-    service: Option<ServiceView>,
+    service: Option<ServiceStatus>,
 ) -> DashboardView {
     let (label, tone) = static_slot_label(settings.enabled, service.as_ref());
     DashboardView {

@@ -349,8 +349,9 @@ fn dashboard_problem(d: &DashboardView, probe: Option<&Health>) -> Option<Proble
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::{DashboardSettings, ServiceView};
+    use crate::env::DashboardSettings;
     use crate::fake::{FakeEnv, Slot};
+    use hermes_core::service::ServiceStatus;
     use hermes_core::service::Want;
 
     fn health(state: HealthState, answered_as: Option<&str>) -> Health {
@@ -564,8 +565,8 @@ mod tests {
             token_set: false,
             token_len: 0,
         };
-        let service = ServiceView {
-            service: "dashboard".into(),
+        let service = ServiceStatus {
+            name: "dashboard".into(),
             supervised: true,
             up,
             ready: false,

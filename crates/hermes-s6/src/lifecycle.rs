@@ -63,7 +63,7 @@ pub(crate) enum Verdict {
 
 /// Up and ready with a process other than the one a restart replaces.
 pub(crate) fn is_ready(status: &SlotStatus, before: &Baseline) -> bool {
-    status.ready && status.pid.is_some() && status.pid != before.pid
+    status.service.ready && status.service.pid.is_some() && status.service.pid != before.pid
 }
 
 /// Judge one look at a starting slot. `seen_want_up`: the supervisor has
@@ -77,7 +77,7 @@ pub(crate) fn classify(
     seen_want_up: bool,
     expired: bool,
 ) -> Verdict {
-    if !status.supervised {
+    if !status.service.supervised {
         return Verdict::NoSupervisor;
     }
     if is_ready(status, before) {
@@ -96,7 +96,9 @@ pub(crate) fn classify(
         || (recorded.gateway_state == Some(RunState::Stopped) && !recorded.stopped_on_request());
     let died_since = last_exit.is_some() && failed;
     // A death recorded since the command also proves s6 acted on it.
-    let parked = (seen_want_up || last_exit.is_some()) && !status.up && status.want == Want::Down;
+    let parked = (seen_want_up || last_exit.is_some())
+        && !status.service.up
+        && status.service.want == Want::Down;
     if died_since || parked {
         let retrying = recorded.gateway_state == Some(RunState::Starting) && !parked;
         if !retrying && !parked && !expired {
@@ -213,12 +215,13 @@ impl S6Manager {
             }
             Action::Start | Action::Restart => {
                 let current = self.status_of(profile, &link)?;
-                if action == Action::Start && current.up && current.ready {
+                if action == Action::Start && current.service.up && current.service.ready {
                     return Ok(Err(current));
                 }
                 let replaced = current
+                    .service
                     .pid
-                    .filter(|_| action == Action::Restart && current.up);
+                    .filter(|_| action == Action::Restart && current.service.up);
                 let before = Baseline::now(&self.recorded(profile)?, replaced);
                 self.set_down_marker(&link, false)?;
                 self.send(&link, if replaced.is_some() { b"ut" } else { b"u" })?;
@@ -246,7 +249,7 @@ impl S6Manager {
             Err(e) => return Some(Err(e)),
         };
         let Some(before) = &asked.before else {
-            return if !status.up {
+            return if !status.service.up {
                 Some(Ok(status))
             } else if expired {
                 Some(Err(ServiceError::Timeout {
@@ -258,7 +261,7 @@ impl S6Manager {
                 None
             };
         };
-        asked.seen_want_up |= status.want == Want::Up;
+        asked.seen_want_up |= status.service.want == Want::Up;
         let recorded = if is_ready(&status, before) {
             GatewayState::default()
         } else {
@@ -327,7 +330,7 @@ impl S6Manager {
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.status_of(profile, link)?;
-            if !status.up {
+            if !status.service.up {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
@@ -345,6 +348,7 @@ impl S6Manager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hermes_core::service::ServiceStatus;
 
     const AT: u64 = 1_000_000;
 
@@ -377,14 +381,16 @@ mod tests {
     ) -> SlotStatus {
         SlotStatus {
             profile: ProfileName::parse("t").unwrap(),
-            service: "gateway-t".into(),
-            supervised,
-            up,
-            ready,
-            want: if want_up { Want::Up } else { Want::Down },
-            pid,
-            for_secs: Some(0),
-            exit_code: None,
+            service: ServiceStatus {
+                name: "gateway-t".into(),
+                supervised,
+                up,
+                ready,
+                want: if want_up { Want::Up } else { Want::Down },
+                pid,
+                for_secs: Some(0),
+                exit_code: None,
+            },
             signal: None,
         }
     }

@@ -8,7 +8,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use hermes_core::dirfd::Dir;
-use hermes_core::fsutil::FsError;
+use hermes_core::fsutil::{self, FsError};
+use hermes_core::service::ServiceStatus;
 use hermes_core::ExitStatus;
 
 use crate::scandir::Scandir;
@@ -21,6 +22,15 @@ pub const NOTIFY: &str = "notify";
 
 /// The webhook ingress's slot (`HERMES_INGRESS=1`).
 pub const INGRESS: &str = "ingress";
+
+/// A static slot as s6 sees it; `None` when it is not in the scandir.
+/// `s6-svstat` failing means no supervisor answers for the slot.
+pub fn status(scandir: &Scandir, name: &str) -> Option<ServiceStatus> {
+    let dir = scandir.link(name);
+    fsutil::symlink_metadata(&dir).ok()?;
+    let stat = crate::svstat::read(&dir).ok().flatten();
+    Some(crate::svstat::to_service(name, stat.as_ref()))
+}
 
 /// Grace a static slot gets between SIGTERM and SIGKILL when brought down.
 pub const TIMEOUT_KILL_MS: u32 = 3000;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hermes_core::fsutil;
-use hermes_core::service::{ServiceError, SlotStatus, Want};
+use hermes_core::service::{ServiceError, ServiceStatus, SlotStatus, Want};
 use hermes_core::ProfileName;
 
 use crate::cmd;
@@ -198,11 +198,20 @@ pub fn read_svstat(dir: &Path) -> Result<Option<Svstat>, ServiceError> {
     }
 }
 
+/// A gateway slot's status from what `s6-svstat` said (`None`: unsupervised).
 pub fn to_status(profile: &ProfileName, service: &str, stat: Option<&Svstat>) -> SlotStatus {
+    SlotStatus {
+        profile: profile.clone(),
+        service: to_service(service, stat),
+        signal: stat.and_then(Svstat::last_signal),
+    }
+}
+
+/// Any slot's status (a gateway's or a static one) from what `s6-svstat` said.
+pub fn to_service(name: &str, stat: Option<&Svstat>) -> ServiceStatus {
     match stat {
-        Some(s) => SlotStatus {
-            profile: profile.clone(),
-            service: service.to_string(),
+        Some(s) => ServiceStatus {
+            name: name.to_string(),
             supervised: true,
             up: s.up,
             ready: s.ready_now(),
@@ -210,20 +219,8 @@ pub fn to_status(profile: &ProfileName, service: &str, stat: Option<&Svstat>) ->
             pid: s.pid,
             for_secs: s.for_secs,
             exit_code: s.last_exit_code(),
-            signal: s.last_signal(),
         },
-        None => SlotStatus {
-            profile: profile.clone(),
-            service: service.to_string(),
-            supervised: false,
-            up: false,
-            ready: false,
-            want: Want::Down,
-            pid: None,
-            for_secs: None,
-            exit_code: None,
-            signal: None,
-        },
+        None => ServiceStatus::unsupervised(name),
     }
 }
 

@@ -38,7 +38,7 @@ pub fn install(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> 
             Action::Start,
             S6_START_TIMEOUT,
         )?;
-        let up = if outcome.status.ready {
+        let up = if outcome.status.service.ready {
             "up and ready"
         } else {
             "up, not ready yet"
@@ -48,7 +48,7 @@ pub fn install(ctx: &Context, args: &ManagerArgs) -> anyhow::Result<ExitStatus> 
         } else {
             "started"
         };
-        println!("s6 slot {} {how}: {up}", outcome.status.service);
+        println!("s6 slot {} {how}: {up}", outcome.status.service.name);
         return Ok(ExitStatus::Success);
     };
     let plan = backend.plan_install(&spec)?;

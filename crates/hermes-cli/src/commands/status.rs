@@ -6,9 +6,10 @@ pub(super) mod env;
 
 use std::io::{IsTerminal, Write};
 
+use hermes_core::service::ServiceStatus;
 use hermes_core::ExitStatus;
 use hermes_model::snapshot::{Snapshot, Tone};
-use hermes_model::{format, Gateway, ServiceView};
+use hermes_model::{format, Gateway};
 
 use crate::Context;
 
@@ -169,7 +170,7 @@ pub(super) fn table(gateways: &[Gateway], paint: Paint) -> String {
 }
 
 /// `, pid N` for a static slot's running process, or nothing.
-fn pid_suffix(service: Option<&ServiceView>) -> String {
+fn pid_suffix(service: Option<&ServiceStatus>) -> String {
     service
         .and_then(|s| s.pid)
         .map(|p| format!(", pid {p}"))

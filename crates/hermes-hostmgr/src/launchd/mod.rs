@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hermes_core::name::ProfileName;
 use hermes_core::service::{
-    GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus, Want,
+    GatewaySpec, ManagerKind, ServiceError, ServiceManager, ServiceStatus, SlotStatus, Want,
 };
 
 use crate::commands::Commands;
@@ -202,15 +202,17 @@ impl<R: CommandRunner> LaunchdManager<R> {
     fn slot(&self, profile: &ProfileName, job: &JobState) -> SlotStatus {
         SlotStatus {
             profile: profile.clone(),
-            service: label(profile),
-            supervised: true,
-            up: job.running,
-            // launchd has no readiness protocol: running is as far as it can tell.
-            ready: job.running,
-            want: if job.running { Want::Up } else { Want::Down },
-            pid: job.pid.filter(|_| job.running),
-            for_secs: None,
-            exit_code: job.last_exit.filter(|_| !job.running),
+            service: ServiceStatus {
+                name: label(profile),
+                supervised: true,
+                up: job.running,
+                // launchd has no readiness protocol: running is as far as it can tell.
+                ready: job.running,
+                want: if job.running { Want::Up } else { Want::Down },
+                pid: job.pid.filter(|_| job.running),
+                for_secs: None,
+                exit_code: job.last_exit.filter(|_| !job.running),
+            },
             signal: job.last_signal.clone().filter(|_| !job.running),
         }
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use hermes_core::name::ProfileName;
-use hermes_core::service::{SlotStatus, Want};
+use hermes_core::service::{ServiceStatus, SlotStatus, Want};
 
 /// The properties `status` asks for, in one `--property=` argument.
 pub const PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,MainPID,ExecMainCode,ExecMainStatus,ExecMainStartTimestampMonotonic,StateChangeTimestampMonotonic,NRestarts";
@@ -105,19 +105,21 @@ impl UnitState {
         let killed = !up && matches!(self.exec_code, CLD_KILLED | CLD_DUMPED);
         SlotStatus {
             profile: profile.clone(),
-            service: unit.to_string(),
-            supervised: self.loaded(),
-            up,
-            ready: up && self.ready(),
-            want: if matches!(self.active.as_str(), "active" | "activating" | "reloading") {
-                Want::Up
-            } else {
-                Want::Down
+            service: ServiceStatus {
+                name: unit.to_string(),
+                supervised: self.loaded(),
+                up,
+                ready: up && self.ready(),
+                want: if matches!(self.active.as_str(), "active" | "activating" | "reloading") {
+                    Want::Up
+                } else {
+                    Want::Down
+                },
+                pid: up.then_some(self.main_pid),
+                for_secs: (self.changed_us > 0)
+                    .then(|| (now.as_micros() as u64).saturating_sub(self.changed_us) / 1_000_000),
+                exit_code: exited.then_some(self.exec_status),
             },
-            pid: up.then_some(self.main_pid),
-            for_secs: (self.changed_us > 0)
-                .then(|| (now.as_micros() as u64).saturating_sub(self.changed_us) / 1_000_000),
-            exit_code: exited.then_some(self.exec_status),
             signal: killed.then(|| signal_name(self.exec_status)),
         }
     }
@@ -139,12 +141,12 @@ mod tests {
     fn running_unit() {
         let p = ProfileName::parse("coder").unwrap();
         let s = UnitState::parse(RUNNING).to_slot(&p, "u.service", Duration::from_secs(65));
-        assert!(s.supervised && s.up && s.ready);
+        assert!(s.service.supervised && s.service.up && s.service.ready);
         assert_eq!(
-            (s.pid, s.for_secs, s.want),
+            (s.service.pid, s.service.for_secs, s.service.want),
             (Some(4242), Some(60), Want::Up)
         );
-        assert_eq!((s.exit_code, s.signal), (None, None));
+        assert_eq!((s.service.exit_code, s.signal), (None, None));
     }
 
     #[test]
@@ -153,9 +155,9 @@ mod tests {
         let u = UnitState::parse(text);
         let p = ProfileName::parse("coder").unwrap();
         let s = u.to_slot(&p, "u.service", Duration::ZERO);
-        assert!(s.supervised && !s.up && !s.ready);
+        assert!(s.service.supervised && !s.service.up && !s.service.ready);
         assert_eq!(
-            (s.exit_code, s.want, s.for_secs),
+            (s.service.exit_code, s.service.want, s.service.for_secs),
             (Some(1), Want::Down, None)
         );
         assert_eq!(
@@ -179,7 +181,7 @@ mod tests {
         let p = ProfileName::parse("coder").unwrap();
         let s = u.to_slot(&p, "u", Duration::ZERO);
         assert_eq!(s.signal.as_deref(), Some("SIGKILL"));
-        assert_eq!(s.want, Want::Up);
+        assert_eq!(s.service.want, Want::Up);
         assert!(!UnitState::parse("LoadState=not-found\n").loaded());
     }
 }

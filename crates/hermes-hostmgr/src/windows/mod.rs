@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hermes_core::name::ProfileName;
 use hermes_core::service::{
-    GatewaySpec, ManagerKind, ServiceError, ServiceManager, SlotStatus, Want,
+    GatewaySpec, ManagerKind, ServiceError, ServiceManager, ServiceStatus, SlotStatus, Want,
 };
 
 use crate::commands::Commands;
@@ -228,18 +228,20 @@ impl<R: CommandRunner> WindowsManager<R> {
         let running = task.running();
         SlotStatus {
             profile: profile.clone(),
-            service: task_name(profile),
-            supervised: true,
-            up: running,
-            // Task Scheduler has no readiness protocol, and no pid in its output.
-            ready: running,
-            want: if running { Want::Up } else { Want::Down },
-            pid: None,
-            for_secs: None,
-            exit_code: task
-                .last_result
-                .filter(|_| !running)
-                .and_then(|r| i32::try_from(r).ok()),
+            service: ServiceStatus {
+                name: task_name(profile),
+                supervised: true,
+                up: running,
+                // Task Scheduler has no readiness protocol, and no pid in its output.
+                ready: running,
+                want: if running { Want::Up } else { Want::Down },
+                pid: None,
+                for_secs: None,
+                exit_code: task
+                    .last_result
+                    .filter(|_| !running)
+                    .and_then(|r| i32::try_from(r).ok()),
+            },
             signal: None,
         }
     }

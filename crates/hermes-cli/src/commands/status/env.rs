@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use hermes_core::service::{ManagerKind, ServiceManager, Want};
+use hermes_core::service::{ManagerKind, ServiceManager, ServiceStatus};
 use hermes_core::HermesHome;
 use hermes_model::{
-    DashboardSettings, Environment, MainProgramView, ManagerChoice, ServiceView, SupervisorView,
+    DashboardSettings, Environment, MainProgramView, ManagerChoice, SupervisorView,
 };
 use hermes_s6::static_slot::{DASHBOARD, INGRESS};
 
@@ -31,39 +31,11 @@ impl CliEnv {
     }
 
     /// A static slot as s6 sees it; `None` off s6 or when it is not in the scandir.
-    fn static_service(&self, name: &str) -> Option<ServiceView> {
-        if self.choice.kind != ManagerKind::S6 {
-            return None;
-        }
-        let dir = hermes_s6::Scandir::new(&self.ctx.scandir).link(name);
-        if std::fs::symlink_metadata(&dir).is_err() {
-            return None;
-        }
-        let service = name.to_string();
-        // s6-svstat failing means no supervisor answers for the slot.
-        let stat = hermes_s6::svstat::read(&dir).ok().flatten();
-        Some(match stat {
-            Some(s) => ServiceView {
-                service,
-                supervised: true,
-                up: s.up,
-                ready: s.ready_now(),
-                want: s.want(),
-                pid: s.pid,
-                for_secs: s.for_secs,
-                exit_code: s.last_exit_code(),
-            },
-            None => ServiceView {
-                service,
-                supervised: false,
-                up: false,
-                ready: false,
-                want: Want::Down,
-                pid: None,
-                for_secs: None,
-                exit_code: None,
-            },
-        })
+    fn static_service(&self, name: &str) -> Option<ServiceStatus> {
+        let scandir = hermes_s6::Scandir::new(&self.ctx.scandir);
+        (self.choice.kind == ManagerKind::S6)
+            .then(|| hermes_s6::static_slot::status(&scandir, name))
+            .flatten()
     }
 }
 
@@ -81,40 +53,16 @@ impl Environment for CliEnv {
     }
 
     fn supervisor(&self) -> SupervisorView {
-        match self.choice.kind {
-            ManagerKind::S6 => {}
-            // Detection found nothing to supervise gateways: say so, with its reason.
-            ManagerKind::None => {
-                return SupervisorView {
-                    name: "none".to_string(),
-                    scandir: Some(self.ctx.scandir.clone()),
-                    reachable: false,
-                    detail: Some(self.choice.reason.clone()),
-                }
-            }
-            other => {
-                return SupervisorView {
-                    name: other.to_string(),
-                    scandir: None,
-                    reachable: true,
-                    detail: None,
-                }
-            }
-        }
-        let checked = self.ctx.s6().check_supervisor();
-        SupervisorView {
-            name: "s6-svscan".to_string(),
-            scandir: Some(self.ctx.scandir.clone()),
-            reachable: checked.is_ok(),
-            detail: checked.err().map(|e| e.to_string()),
-        }
+        SupervisorView::of(&self.choice, &self.ctx.scandir, || {
+            self.ctx.s6().check_supervisor().map_err(|e| e.to_string())
+        })
     }
 
-    fn dashboard_service(&self) -> Option<ServiceView> {
+    fn dashboard_service(&self) -> Option<ServiceStatus> {
         self.static_service(DASHBOARD)
     }
 
-    fn ingress_service(&self) -> Option<ServiceView> {
+    fn ingress_service(&self) -> Option<ServiceStatus> {
         self.static_service(INGRESS)
     }
 
@@ -123,7 +71,7 @@ impl Environment for CliEnv {
     }
 
     fn dashboard_settings(&self) -> DashboardSettings {
-        dashboard_settings()
+        hermes_core::dashboard::Settings::from_env().into()
     }
 
     fn main_program(&self) -> MainProgramView {
@@ -155,17 +103,5 @@ impl Environment for CliEnv {
 
     fn alias_dir(&self) -> Option<&Path> {
         Some(&self.ctx.alias_dir)
-    }
-}
-
-/// The dashboard's bind and token as the environment sets them (the token itself stays here).
-pub fn dashboard_settings() -> DashboardSettings {
-    let s = hermes_core::dashboard::Settings::from_env();
-    DashboardSettings {
-        enabled: s.enabled,
-        host: s.host,
-        port: s.port,
-        token_set: s.token.is_some(),
-        token_len: s.token.map_or(0, |t| t.len()),
     }
 }
