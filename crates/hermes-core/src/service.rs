@@ -321,6 +321,30 @@ pub trait ServiceManager {
 mod tests {
     use super::*;
 
+    /// `gateway status --json`, the dashboard's actions and `status --json`'s
+    /// static slots print these: their keys stay as they were.
+    #[test]
+    fn status_json_keeps_its_keys() {
+        let service = ServiceStatus {
+            pid: Some(7),
+            ..ServiceStatus::unsupervised("gateway-web")
+        };
+        let slot = SlotStatus {
+            profile: ProfileName::parse("web").unwrap(),
+            service: service.clone(),
+            signal: Some("SIGTERM".into()),
+        };
+        let common = r#""service":"gateway-web","supervised":false,"up":false,"ready":false,"want":"down","pid":7,"for_secs":null,"exit_code":null"#;
+        assert_eq!(
+            serde_json::to_string(&service).unwrap(),
+            format!("{{{common}}}")
+        );
+        assert_eq!(
+            serde_json::to_string(&slot).unwrap(),
+            format!(r#"{{"profile":"web",{common},"signal":"SIGTERM"}}"#)
+        );
+    }
+
     #[test]
     fn default_profile_runs_without_p() {
         let spec = |name: &str| GatewaySpec {
