@@ -108,9 +108,29 @@ fn symlink_refused(path: &Path) -> io::Error {
     ))
 }
 
-/// Write `data` to `path` so that readers see the old content or the new, never a mix:
-/// temp file in the same directory, fsync, rename, fsync of the directory.
+/// What a replaced file promises after a power loss, once the write returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The new content: the file is fsynced before the rename and its
+    /// directory after it.
+    Durable,
+    /// The old content or the new, never a mix nor an empty file (the file
+    /// is fsynced before the rename), but which one is not promised until
+    /// the directory is synced ([`sync_dir`]): for what a process reports
+    /// about itself, and for a batch whose directories are synced together
+    /// once every file is renamed.
+    Atomic,
+}
+
+/// Write `data` to `path` so that readers see the old content or the new, never a mix,
+/// and the new content is on disk when this returns: [`replace`], [`Durability::Durable`].
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> {
+    replace(path, data, mode, Durability::Durable)
+}
+
+/// Replace `path` with `data` through a temp file in the same directory:
+/// write, fsync, rename, then fsync the directory if `durability` asks.
+pub fn replace(path: &Path, data: &[u8], mode: u32, durability: Durability) -> Result<(), FsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
         .file_name()
@@ -140,7 +160,10 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> 
         let _ = fs::remove_file(&tmp);
         FsError::new("rename into", path, e)
     })?;
-    sync_dir(dir)
+    match durability {
+        Durability::Durable => sync_dir(dir),
+        Durability::Atomic => Ok(()),
+    }
 }
 
 /// Root writing into a directory that belongs to someone else (a profile of
@@ -304,6 +327,26 @@ mod tests {
         assert_eq!(mode, 0o640);
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "temp file left behind");
+    }
+
+    #[test]
+    fn an_atomic_replace_leaves_the_same_file_as_a_durable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (atomic, durable) = (dir.path().join("a"), dir.path().join("d"));
+        for (path, durability) in [
+            (&atomic, Durability::Atomic),
+            (&durable, Durability::Durable),
+        ] {
+            replace(path, b"old", 0o600, durability).unwrap();
+            replace(path, b"new", 0o644, durability).unwrap();
+            assert_eq!(fs::read(path).unwrap(), b"new");
+            assert_eq!(
+                fs::metadata(path).unwrap().permissions().mode() & 0o777,
+                0o644
+            );
+        }
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 2, "temp file left behind");
     }
 
     #[test]

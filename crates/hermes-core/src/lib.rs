@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod name;
 pub mod notify;
+pub mod pool;
 pub mod ports;
 pub mod profile;
 pub mod runtime;

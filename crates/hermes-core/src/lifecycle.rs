@@ -5,8 +5,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::home::HermesHome;
+use crate::fsutil::{self, Durability};
+use crate::home::{HermesHome, ProfilePaths};
 use crate::name::ProfileName;
+use crate::pool;
 use crate::profile::{self, ProfileError};
 use crate::service::{GatewaySpec, ServiceError, ServiceManager, SlotStatus};
 use crate::state::{self, DesiredState, StateError};
@@ -124,51 +126,57 @@ pub fn apply_many(
         .collect()
 }
 
-/// Threads recording wishes at once: each record is an atomic write with
-/// two fsyncs, which the disk overlaps across threads (one after another,
-/// 100 profiles cost ~0.7 s of fsync on an ext4 disk).
-const RECORD_THREADS: usize = 16;
+/// Threads recording wishes at once. Each file's own fsync waits on the
+/// disk; the kernel serves the ones that wait together with one journal
+/// commit, so the batch costs a few commits, not one per profile.
+const RECORD_THREADS: usize = 32;
 
-/// [`record`] for every profile, all done before any is asked for; one
-/// result per profile, in order.
+/// [`record`] for every profile, all durable before any is asked for; one
+/// result per profile, in order. Each file is replaced atomically (its
+/// content fsynced before the rename), and the directories are synced only
+/// once every file is renamed, so one journal commit can carry every rename
+/// of the batch instead of one commit per profile. One `syncfs(2)` instead
+/// was no faster here, and it waits for every dirty page of the file
+/// system, other containers' too.
 fn record_all(
     home: &HermesHome,
     profiles: &[ProfileName],
     desired: DesiredState,
 ) -> Vec<Result<(), LifecycleError>> {
-    let record_chunk = |chunk: &[ProfileName]| -> Vec<Result<(), LifecycleError>> {
-        chunk.iter().map(|p| record(home, p, desired)).collect()
-    };
-    if profiles.len() < 2 {
-        return record_chunk(profiles);
-    }
-    let per_thread = profiles.len().div_ceil(RECORD_THREADS);
-    std::thread::scope(|scope| {
-        let threads: Vec<_> = profiles
-            .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || record_chunk(chunk)))
-            .collect();
-        threads
-            .into_iter()
-            .flat_map(|t| t.join().expect("a record thread panicked"))
-            .collect()
-    })
+    let written = pool::map(profiles, RECORD_THREADS, |p| record(home, p, desired));
+    let dirs: Vec<Option<&Path>> = written
+        .iter()
+        .map(|r| r.as_ref().ok().map(|paths| paths.dir.as_path()))
+        .collect();
+    let synced = pool::map(&dirs, RECORD_THREADS, |dir| dir.map(fsutil::sync_dir));
+    written
+        .into_iter()
+        .zip(synced)
+        .map(|(written, synced)| {
+            written?;
+            synced
+                .expect("a written profile has a directory")
+                .map_err(|e| LifecycleError::State(e.into()))
+        })
+        .collect()
 }
 
+/// Record the wish in the profile's state file, replaced atomically; the
+/// caller syncs the directory.
 fn record(
     home: &HermesHome,
     profile: &ProfileName,
     desired: DesiredState,
-) -> Result<(), LifecycleError> {
+) -> Result<ProfilePaths, LifecycleError> {
     let paths = profile::existing(home, profile)?;
-    state::update(&paths, |s| {
+    state::update_with(&paths, Durability::Atomic, |s| {
         s.desired_state = Some(desired);
         if desired == DesiredState::Running {
             // An explicit start is a fresh chance after a crash loop.
             s.fast_failures = 0;
         }
     })?;
-    Ok(())
+    Ok(paths)
 }
 
 /// A profile created from outside (no slot yet) is registered, not refused;
@@ -204,4 +212,49 @@ pub fn unregister(
     }
     manager.unregister(profile)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Loaded;
+
+    #[test]
+    fn record_all_records_every_wish_and_fails_alone_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        let mut names = Vec::new();
+        for i in 0..40 {
+            let name = ProfileName::parse(&format!("p{i:02}")).unwrap();
+            let held = profile::lock(&home).unwrap();
+            profile::create(&home, &held, &name, None).unwrap();
+            names.push(name);
+        }
+        let ghost = ProfileName::parse("ghost").unwrap();
+        names.insert(7, ghost.clone());
+        state::update(&home.profile(&names[0]), |s| s.fast_failures = 4).unwrap();
+
+        for desired in [DesiredState::Running, DesiredState::Stopped] {
+            let results = record_all(&home, &names, desired);
+            assert_eq!(results.len(), names.len());
+            for (name, result) in names.iter().zip(&results) {
+                if *name == ghost {
+                    assert!(
+                        matches!(
+                            result,
+                            Err(LifecycleError::Profile(ProfileError::NotFound(_)))
+                        ),
+                        "{result:?}"
+                    );
+                    continue;
+                }
+                assert!(result.is_ok(), "{name}: {result:?}");
+                let Loaded::Found(s) = state::load(&home.profile(name).state()).unwrap() else {
+                    panic!("{name}: no state recorded");
+                };
+                assert_eq!(s.desired_state, Some(desired), "{name}");
+                assert_eq!(s.fast_failures, 0, "{name}: a start clears the failures");
+            }
+        }
+    }
 }

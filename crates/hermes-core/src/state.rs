@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::fsutil::{self, FsError};
+use crate::fsutil::{self, Durability, FsError};
 use crate::home::ProfilePaths;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,18 +192,36 @@ pub fn load(path: &Path) -> Result<Loaded, FsError> {
 }
 
 pub fn save(path: &Path, state: &GatewayState) -> Result<(), StateError> {
+    save_with(path, state, Durability::Durable)
+}
+
+fn save_with(path: &Path, state: &GatewayState, durability: Durability) -> Result<(), StateError> {
     let mut text = serde_json::to_vec_pretty(state).map_err(|source| StateError::Encode {
         path: path.to_path_buf(),
         source,
     })?;
     text.push(b'\n');
-    fsutil::atomic_write(path, &text, 0o600)?;
+    fsutil::replace(path, &text, 0o600, durability)?;
     Ok(())
 }
 
-/// Read-modify-write under the profile's state lock, stamping `updated_at`.
+/// Read-modify-write under the profile's state lock, stamping `updated_at`;
+/// the new state is on disk when this returns.
 pub fn update<T>(
     profile: &ProfilePaths,
+    change: impl FnOnce(&mut GatewayState) -> T,
+) -> Result<T, StateError> {
+    update_with(profile, Durability::Durable, change)
+}
+
+/// [`update`], with the promise after a power loss that `durability` names:
+/// [`Durability::Atomic`] for what the gateway reports about itself (the
+/// next process to start rewrites it anyway, and the wish recorded beside
+/// it is never lost to a torn file), or for a batch that syncs every
+/// profile's directory itself once all are written.
+pub fn update_with<T>(
+    profile: &ProfilePaths,
+    durability: Durability,
     change: impl FnOnce(&mut GatewayState) -> T,
 ) -> Result<T, StateError> {
     let _lock = fsutil::lock_exclusive(&profile.state_lock())?;
@@ -211,7 +229,7 @@ pub fn update<T>(
     let mut state = load(&path)?.state();
     let out = change(&mut state);
     state.updated_at = now_ms();
-    save(&path, &state)?;
+    save_with(&path, &state, durability)?;
     Ok(out)
 }
 
