@@ -54,7 +54,7 @@ impl App {
             return;
         }
         *current = new;
-        if let Err(e) = state::update(&self.paths, |s| s.gateway_state = Some(new)) {
+        if let Err(e) = crate::run::report(&self.paths, |s| s.gateway_state = Some(new)) {
             crate::log(&format!("unable to record state {}: {e}", new.as_str()));
         }
     }

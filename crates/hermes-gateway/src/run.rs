@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hermes_core::config::{Config, LimitsSection};
+use hermes_core::fsutil::{self, Durability};
 use hermes_core::home::{HermesHome, ProfilePaths};
 use hermes_core::profile::{self, SECRET_VAR};
 use hermes_core::state::{self, RunState, StopSignal};
-use hermes_core::{fsutil, ProfileName};
+use hermes_core::ProfileName;
 use hermes_inbox::{Inbox, Options};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -47,10 +48,16 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     let paths = profile::existing(&options.home, &options.profile)?;
     let _lock = lock::acquire(&paths, options.replace)?;
     let pid = std::process::id();
-    fsutil::atomic_write(&paths.pid_file(), format!("{pid}\n").as_bytes(), 0o644)?;
+    // A boot removes a stale pid file, so it need not outlive a power loss.
+    fsutil::replace(
+        &paths.pid_file(),
+        format!("{pid}\n").as_bytes(),
+        0o644,
+        Durability::Atomic,
+    )?;
     let started = Instant::now();
     let started_at_ms = state::now_ms();
-    let recorded = state::update(&paths, |s| {
+    let recorded = report(&paths, |s| {
         s.pid = Some(pid);
         s.started_at = Some(started_at_ms);
         s.gateway_state = Some(RunState::Starting);
@@ -64,7 +71,7 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
         Err(err) => {
             // The caller prints the error: one line, not two.
             let reason = err.to_string();
-            let _ = state::update(&paths, |s| {
+            let _ = report(&paths, |s| {
                 s.gateway_state = Some(RunState::StartupFailed);
                 s.exit_reason = Some(reason);
                 s.pid = None;
@@ -128,13 +135,26 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     app.deliveries.flush(&paths);
     // Every queued append is written and answered before the process ends.
     inbox.close();
-    state::update(&paths, |s| {
+    report(&paths, |s| {
         s.record_stop(reason);
         s.pid = None;
     })?;
     remove_pid_file(&paths, pid);
     crate::log(&format!("stopped ({})", reason.as_str()));
     Ok(())
+}
+
+/// Record what the gateway says about itself: atomically, not durably. A
+/// power loss ends the gateway anyway and the next one rewrites all of it;
+/// the fsync before the rename keeps the operator's wish beside it from
+/// being lost to a torn file. Waiting for the directory's sync as well
+/// would put a journal commit before readiness (twice) and before exit
+/// (twice) of every gateway that `start --all` and `stop --all` wait for.
+pub(crate) fn report<T>(
+    paths: &ProfilePaths,
+    change: impl FnOnce(&mut state::GatewayState) -> T,
+) -> Result<T, state::StateError> {
+    state::update_with(paths, Durability::Atomic, change)
 }
 
 /// Everything that can fail before serving: config, secret, inbox recovery, bind.
