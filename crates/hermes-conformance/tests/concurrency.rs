@@ -324,29 +324,22 @@ fn parallel_registrations_never_exceed_the_slot_limit() {
     }
 }
 
-/// A start that a stop overtakes fails at once with an error that says so,
-/// instead of waiting out its timeout. The gateway is held before readiness
-/// by a lock holder that ignores SIGTERM (so `--replace` needs 10 s to take
-/// over), which leaves the start waiting long enough for the stop to land.
-#[test]
-fn a_start_overtaken_by_a_stop_fails_at_once_naming_the_stop() {
+/// Hold `profile`'s gateway lock from a process group that ignores SIGTERM,
+/// so its gateway stays up and not ready (a `--replace` takes 10 s); kill
+/// the group to let it go.
+fn hold_gateway_lock(env: &Env, profile: &str) -> (std::process::Child, nix::unistd::Pid) {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
-    use std::time::Instant;
 
-    let mut env = Env::new();
-    env.supervise();
-    let port = free_port().to_string();
-    env.ok(&["profile", "create", "slow", "--no-alias", "--port", &port]);
-    let lock = env.profile_dir("slow").join("gateway.lock");
-    let mut holder = Command::new("sh")
+    let lock = env.profile_dir(profile).join("gateway.lock");
+    let holder = Command::new("sh")
         .args(["-c", "trap '' TERM; exec flock -o \"$0\" sleep 60"])
         .arg(&lock)
         .process_group(0)
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn the lock holder");
-    let holder_group = nix::unistd::Pid::from_raw(-(holder.id() as i32));
+    let group = nix::unistd::Pid::from_raw(-(holder.id() as i32));
     let held = poll(Duration::from_secs(10), Duration::from_millis(10), || {
         let Ok(f) = fs::File::open(&lock) else {
             return false;
@@ -361,6 +354,23 @@ fn a_start_overtaken_by_a_stop_fails_at_once_naming_the_stop() {
         rc != 0
     });
     assert!(held, "the lock holder never took {}", lock.display());
+    (holder, group)
+}
+
+/// A start that a stop overtakes fails at once with an error that says so,
+/// instead of waiting out its timeout. The gateway is held before readiness
+/// by a lock holder that ignores SIGTERM (so `--replace` needs 10 s to take
+/// over), which leaves the start waiting long enough for the stop to land.
+#[test]
+fn a_start_overtaken_by_a_stop_fails_at_once_naming_the_stop() {
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    let mut env = Env::new();
+    env.supervise();
+    let port = free_port().to_string();
+    env.ok(&["profile", "create", "slow", "--no-alias", "--port", &port]);
+    let (mut holder, holder_group) = hold_gateway_lock(&env, "slow");
 
     let start = env
         .command(&["-p", "slow", "gateway", "start", "--timeout", "30"])
@@ -407,4 +417,77 @@ fn a_start_overtaken_by_a_stop_fails_at_once_naming_the_stop() {
     assert!(stop_out.status.success(), "{report}");
     assert_eq!(env.state("slow")["desired_state"], "stopped", "{report}");
     assert_eq!(env.status("slow")["up"], false, "{report}");
+}
+
+/// The same inside `start --all`: the one slot a stop overtakes fails at
+/// once naming the stop, the others come up, and the batch does not wait
+/// out its timeout for it.
+#[test]
+fn a_stop_overtakes_one_slot_of_a_start_all_in_flight() {
+    use std::process::Stdio;
+    use std::time::Instant;
+
+    let mut env = Env::new();
+    env.supervise();
+    for p in ["quick", "slow"] {
+        env.create(&[p, "--no-alias"]);
+    }
+    let (mut holder, holder_group) = hold_gateway_lock(&env, "slow");
+    let start = env
+        .command(&["gateway", "start", "--all", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway start --all");
+    env.wait_for(
+        "the held gateway's process up",
+        Duration::from_secs(10),
+        || env.status("slow")["up"] == true,
+    );
+    let stopped_at = Instant::now();
+    let stop = env
+        .command(&["-p", "slow", "gateway", "stop", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway stop");
+    let mut start = start;
+    // Well before s6 kills the held gateway (`timeout-kill`, 5 s), which
+    // would end the wait without any re-read of the wish.
+    let finished = poll(Duration::from_secs(3), Duration::from_millis(10), || {
+        matches!(start.try_wait(), Ok(Some(_)))
+    });
+    let waited = stopped_at.elapsed();
+    let _ = nix::sys::signal::kill(holder_group, nix::sys::signal::Signal::SIGKILL);
+    let _ = holder.wait();
+    let start_out = start.wait_with_output().unwrap();
+    let stop = stop.wait_with_output().unwrap();
+    let report = format!(
+        "{}\n{}\n{}",
+        render_output("hermes gateway start --all", &start_out),
+        render_output("hermes -p slow gateway stop", &stop),
+        env.dump()
+    );
+    assert!(
+        finished,
+        "start --all still waited {waited:?} after the stop\n{report}"
+    );
+    assert_eq!(start_out.status.code(), Some(1), "{report}");
+    let stdout = String::from_utf8_lossy(&start_out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [format!(
+            "gateway 'quick' is up and ready (pid {})",
+            env.status("quick")["pid"]
+        )],
+        "{report}"
+    );
+    assert!(
+        text_of(&start_out).contains("start of 'slow' was overtaken by a stop"),
+        "{report}"
+    );
+    assert!(stop.status.success(), "{report}");
+    assert!(http::healthy(env.port_of("quick")), "{report}");
+    assert_eq!(env.state("slow")["desired_state"], "stopped", "{report}");
+    assert_eq!(env.state("quick")["desired_state"], "running", "{report}");
 }

@@ -143,6 +143,12 @@ impl S6Manager {
 
     pub(crate) fn require_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
         self.check_supervisor()?;
+        self.supervised_slot(profile)
+    }
+
+    /// [`Self::require_slot`] once the supervisor has been checked (a batch
+    /// checks it once for all its slots).
+    pub(crate) fn supervised_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
         let link = self.slot_link(profile);
         if !self.is_registered(profile) {
             return Err(ServiceError::NotRegistered {

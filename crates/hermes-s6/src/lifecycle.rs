@@ -25,6 +25,31 @@ struct Asked {
     /// What a start or restart is judged against; `None` for a stop.
     before: Option<Baseline>,
     seen_want_up: bool,
+    /// The state file as last read, with the slot's status then.
+    recorded: Option<Recorded>,
+}
+
+/// How often a starting slot's state file is read again while s6 shows no
+/// change: what the finish hook records during a back-off, or a wish
+/// recorded by a path that did not tell s6, is seen within this.
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// The state file of a starting slot, read once per change of its status
+/// rather than on every look: a start of many slots looks at every one
+/// every few milliseconds, and parsing each state file each time cost
+/// more CPU than the gateways' own start-up had left.
+struct Recorded {
+    state: GatewayState,
+    /// What s6 showed when it was read (everything but the time in state).
+    seen: SlotStatus,
+    at: Instant,
+}
+
+/// A status as compared between looks: the time in state always moves.
+fn status_key(s: &SlotStatus) -> SlotStatus {
+    let mut key = s.clone();
+    key.service.for_secs = None;
+    key
 }
 
 /// What a start or restart compares against to tell a new failure from an old one.
@@ -205,8 +230,13 @@ impl S6Manager {
         &self,
         profile: &ProfileName,
         action: Action,
+        supervisor_checked: bool,
     ) -> Result<Result<Asked, SlotStatus>, ServiceError> {
-        let link = self.require_slot(profile)?;
+        let link = if supervisor_checked {
+            self.supervised_slot(profile)?
+        } else {
+            self.require_slot(profile)?
+        };
         let before = match action {
             Action::Stop => {
                 self.set_down_marker(&link, true)?;
@@ -232,6 +262,7 @@ impl S6Manager {
             link,
             before,
             seen_want_up: false,
+            recorded: None,
         }))
     }
 
@@ -262,15 +293,30 @@ impl S6Manager {
             };
         };
         asked.seen_want_up |= status.service.want == Want::Up;
+        let ready = GatewayState::default();
         let recorded = if is_ready(&status, before) {
-            GatewayState::default()
+            &ready
         } else {
-            match self.recorded(profile) {
-                Ok(recorded) => recorded,
-                Err(e) => return Some(Err(e)),
+            let seen = status_key(&status);
+            let fresh = asked
+                .recorded
+                .as_ref()
+                .is_some_and(|r| r.seen == seen && r.at.elapsed() < RECHECK);
+            if !fresh || expired {
+                match self.recorded(profile) {
+                    Ok(state) => {
+                        asked.recorded = Some(Recorded {
+                            state,
+                            seen,
+                            at: Instant::now(),
+                        })
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
             }
+            &asked.recorded.as_ref().expect("read above").state
         };
-        classify(&status, &recorded, before, asked.seen_want_up, expired).settle(
+        classify(&status, recorded, before, asked.seen_want_up, expired).settle(
             self,
             profile,
             status,
@@ -292,8 +338,10 @@ impl S6Manager {
         let mut results: Vec<Option<Result<SlotStatus, ServiceError>>> =
             profiles.iter().map(|_| None).collect();
         let mut pending = Vec::with_capacity(profiles.len());
+        // Checked once for the batch; when it fails, each slot says why.
+        let supervisor_checked = self.check_supervisor().is_ok();
         for (i, profile) in profiles.iter().enumerate() {
-            match self.ask(profile, action) {
+            match self.ask(profile, action, supervisor_checked) {
                 Ok(Ok(asked)) => pending.push((i, asked)),
                 Ok(Err(settled)) => results[i] = Some(Ok(settled)),
                 Err(e) => results[i] = Some(Err(e)),
