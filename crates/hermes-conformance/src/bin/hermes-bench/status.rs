@@ -14,7 +14,7 @@ use hermes_testkit::{free_port, hermes_bin, http, poll, text_of, Env};
 
 use crate::control::{wait_healthy, POLL};
 use crate::figure::{ms_since, Measured};
-use crate::fleet::create_profiles;
+use crate::fleet::{create_profiles, PortRange};
 use crate::supervisord::Supervisord;
 use crate::work_parent;
 
@@ -188,7 +188,7 @@ fn s6_tree(
     env.vars
         .push(("HERMES_DASHBOARD_TOKEN".to_string(), TOKEN.to_string()));
     env.supervise();
-    let names = create_profiles(&env, n)?;
+    let names = create_profiles(&env, n, &mut PortRange::new())?;
     env.try_ok(&["gateway", "start", "--all", "--timeout", "300"])
         .map_err(anyhow::Error::msg)?;
     for name in &names {
@@ -348,7 +348,7 @@ fn bearer() -> String {
 /// `supervisorctl status` over `n` running gateways (every program listed).
 fn supervisord_status(n: usize, runs: usize, bin: &Path) -> anyhow::Result<Measured> {
     let sd = Supervisord::start(&work_parent(), bin.to_path_buf())?;
-    let names = create_profiles(&sd.env, n)?;
+    let names = create_profiles(&sd.env, n, &mut PortRange::new())?;
     for name in &names {
         sd.write_program(name, true)?;
     }

@@ -30,6 +30,14 @@ pub fn version() -> Option<String> {
 
 impl Supervisord {
     pub fn start(parent: &Path, bin: PathBuf) -> anyhow::Result<Self> {
+        Self::start_for(parent, bin, 0)
+    }
+
+    /// A supervisord with room for `programs` programs: it raises its own
+    /// limits to `minfds` descriptors (default 1024; it keeps about three per
+    /// program: the log file and the pipes) and `minprocs`, and refuses to
+    /// start when it cannot.
+    pub fn start_for(parent: &Path, bin: PathBuf, programs: usize) -> anyhow::Result<Self> {
         let env = Env::in_dir(parent, bin);
         let root = env.root().to_path_buf();
         fs::create_dir_all(root.join("conf.d"))?;
@@ -37,11 +45,14 @@ impl Supervisord {
         let conf = format!(
             "[unix_http_server]\nfile={r}/supervisor.sock\n\n\
              [supervisord]\nlogfile={r}/supervisord.log\npidfile={r}/supervisord.pid\n\
-             childlogdir={r}/childlogs\nnodaemon=true\nloglevel=warn\n\n\
+             childlogdir={r}/childlogs\nnodaemon=true\nloglevel=warn\n\
+             minfds={fds}\nminprocs={procs}\n\n\
              [rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n\
              [supervisorctl]\nserverurl=unix://{r}/supervisor.sock\n\n\
              [include]\nfiles = {r}/conf.d/*.conf\n",
-            r = root.display()
+            r = root.display(),
+            fds = 1024.max(4 * programs + 256),
+            procs = 200.max(2 * programs + 64),
         );
         fs::write(root.join("supervisord.conf"), conf)?;
         let child = Command::new("supervisord")
