@@ -349,7 +349,8 @@ impl S6Manager {
         }
         let deadline = Instant::now() + timeout;
         while !pending.is_empty() {
-            let expired = Instant::now() >= deadline;
+            let pass = Instant::now();
+            let expired = pass >= deadline;
             pending.retain_mut(|(i, asked)| {
                 match self.look(&profiles[*i], asked, action, expired, timeout) {
                     Some(done) => {
@@ -360,7 +361,9 @@ impl S6Manager {
                 }
             });
             if !pending.is_empty() {
-                thread::sleep(POLL);
+                // A look at a thousand slots costs CPU that the gateways
+                // starting or stopping need: rest at least as long as it took.
+                thread::sleep(POLL.max(pass.elapsed()));
             }
         }
         results
