@@ -50,6 +50,10 @@ const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
 /// with the graces above.
 const NOTIFY_GRACE: Duration = Duration::from_millis(500);
 
+/// How long the boot reconciler may take to end once the main program that
+/// ran beside it has ended (it only publishes slots: SIGTERM ends it at once).
+const RECONCILER_GRACE: Duration = Duration::from_secs(1);
+
 /// The container's exit code when s6-svscan ended on its own: the gateways
 /// were no longer supervised, so the container stops rather than go on.
 pub const SUPERVISOR_LOST_CODE: u8 = 1;
@@ -184,7 +188,14 @@ struct Init {
 impl Init {
     /// Reap every child that ended (orphans included); returns the code of `pid` if it did.
     fn reap(&mut self, pid: Option<Pid>) -> Option<u8> {
-        let mut found = None;
+        let watched: Vec<Pid> = pid.into_iter().collect();
+        self.reap_watched(&watched).first().map(|(_, code)| *code)
+    }
+
+    /// Reap every child that ended (orphans included); returns those of
+    /// `watched` that did, with their codes.
+    fn reap_watched(&mut self, watched: &[Pid]) -> Vec<(Pid, u8)> {
+        let mut found = Vec::new();
         for (dead, code) in pid1::reap_all() {
             if dead == self.svscan {
                 self.svscan_ended = Some(code);
@@ -196,8 +207,8 @@ impl Init {
                     );
                 }
             }
-            if Some(dead) == pid {
-                found = Some(code);
+            if watched.contains(&dead) {
+                found.push((dead, code));
             }
         }
         found
@@ -290,9 +301,23 @@ impl Init {
         (pid1::euid() == 0).then(|| self.user.credentials())
     }
 
-    /// Run the boot reconciler as the service user. Its report goes to the
-    /// boot log, and to stderr only when notes do (never to stdout).
+    /// Run the boot reconciler as the service user and wait for it.
     fn reconcile(&mut self, program: &Path, quiet_out: &File) -> Ended {
+        match self.spawn_reconciler(program, quiet_out) {
+            Ok(pid) => self.wait_child(pid, false),
+            Err(e) => {
+                say!("{e}");
+                Ended {
+                    code: 127,
+                    stop: None,
+                }
+            }
+        }
+    }
+
+    /// Start the boot reconciler as the service user. Its report goes to the
+    /// boot log, and to stderr only when notes do (never to stdout).
+    fn spawn_reconciler(&self, program: &Path, quiet_out: &File) -> Result<Pid, String> {
         let mut args: Vec<OsString> = vec!["container".into(), "reconcile".into()];
         for line in notes::take() {
             args.push("--note".into());
@@ -304,17 +329,92 @@ impl Init {
         } else {
             quiet_out.as_raw_fd()
         };
-        let spawned = Command::new(program, &argv, &user_environment(&self.user))
+        Command::new(program, &argv, &user_environment(&self.user))
             .map(|c| c.credentials(self.drop_to()).stdout(stdout))
-            .and_then(|c| c.spawn());
-        match spawned {
-            Ok(pid) => self.wait_child(pid, false),
-            Err(e) => {
-                say!("{e}");
-                Ended {
-                    code: 127,
-                    stop: None,
+            .and_then(|c| c.spawn())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Wait for the main program `main` while the boot reconciler runs
+    /// beside it, as [`Init::wait_child`] does for one child; a stop signal
+    /// goes to both. Once the main program has ended, a reconciler still at
+    /// work is ended too (SIGTERM, SIGKILL after `RECONCILER_GRACE`): the
+    /// container is stopping, and the next boot publishes every slot again.
+    fn wait_main_beside(&mut self, main: Pid, reconciler: Option<Pid>, boot_log: &Path) -> Ended {
+        let mut reconciler = reconciler;
+        let mut stop = None;
+        let mut kill_at: Option<Instant> = None;
+        let ended = loop {
+            match self.events.next(kill_at) {
+                Event::ChildExited => {
+                    let lost_before = self.supervisor_lost();
+                    let watched: Vec<Pid> = std::iter::once(main).chain(reconciler).collect();
+                    let mut main_code = None;
+                    for (pid, code) in self.reap_watched(&watched) {
+                        if pid == main {
+                            main_code = Some(code);
+                        } else {
+                            reconciler = None;
+                            if code != 0 && stop.is_none() {
+                                say!(
+                                    "warning: boot reconciliation failed ({}; see {})",
+                                    describe(code),
+                                    boot_log.display()
+                                );
+                            }
+                        }
+                    }
+                    if let Some(code) = main_code {
+                        break Ended { code, stop };
+                    }
+                    if self.supervisor_lost() && !lost_before {
+                        pid1::send(main, Signal::SIGTERM);
+                        kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
+                    }
                 }
+                Event::Signal(sig) => {
+                    pid1::send(main, sig);
+                    if is_stop(sig) {
+                        if let Some(pid) = reconciler {
+                            pid1::send(pid, Signal::SIGTERM);
+                        }
+                        stop.get_or_insert(sig);
+                        kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
+                    }
+                }
+                Event::Timeout => {
+                    say!("pid {main} still running {MAIN_GRACE:?} after SIGTERM: killing it");
+                    pid1::send(Pid::from_raw(-main.as_raw()), Signal::SIGKILL);
+                    pid1::send(main, Signal::SIGKILL);
+                    kill_at = None;
+                }
+                Event::Ready => {}
+            }
+        };
+        if let Some(pid) = reconciler {
+            self.end_child(pid, RECONCILER_GRACE);
+        }
+        ended
+    }
+
+    /// SIGTERM `pid`, wait up to `grace` for it, then SIGKILL it (the
+    /// teardown reaps it). Signals that arrive meanwhile change nothing:
+    /// the container is already stopping.
+    fn end_child(&mut self, pid: Pid, grace: Duration) {
+        pid1::send(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        loop {
+            match self.events.next(Some(deadline)) {
+                Event::ChildExited => {
+                    if self.reap(Some(pid)).is_some() {
+                        return;
+                    }
+                }
+                Event::Timeout => {
+                    pid1::send(pid, Signal::SIGKILL);
+                    return;
+                }
+                Event::Signal(_) | Event::Ready => {}
             }
         }
     }
@@ -478,6 +578,55 @@ fn hermes_argv(program: &Path, args: &[OsString]) -> Vec<OsString> {
     argv
 }
 
+/// For `hermes status`, the dashboard and the TUI (readable by the service user).
+fn record_main_pid(layout: &Layout, pid: Pid) {
+    if let Err(e) = write_run_file(layout, MAIN_PID_FILE, &format!("{pid}\n")) {
+        say!("unable to record the main program's pid: {e}");
+    }
+}
+
+/// A main program that is not hermes starts as soon as the supervisor
+/// accepts commands, with the boot reconciler beside it: it needs the
+/// volume, not the gateways (which come up beside it, as the dashboard
+/// does). Returns the container's exit code.
+fn run_beside_reconciler(
+    mut init: Init,
+    decision: MainProgram,
+    tty: bool,
+    program: &Path,
+    quiet_out: &File,
+    boot_log: &Path,
+) -> u8 {
+    let reconciler = match init.spawn_reconciler(program, quiet_out) {
+        Ok(pid) => Some(pid),
+        Err(e) => {
+            say!("{e}");
+            None
+        }
+    };
+    let code = match init.start_main(decision, tty) {
+        Ok(Some(pid)) => {
+            record_main_pid(&init.layout, pid);
+            let ended = init.wait_main_beside(pid, reconciler, boot_log);
+            if init.supervisor_lost() {
+                SUPERVISOR_LOST_CODE
+            } else {
+                ended.code
+            }
+        }
+        // Server mode waits for the reconciler (`reads_reconciled_slots`).
+        Ok(None) => init.serve(),
+        Err(e) => {
+            say!("{e}");
+            if let Some(pid) = reconciler {
+                init.end_child(pid, RECONCILER_GRACE);
+            }
+            127
+        }
+    };
+    init.shutdown(code)
+}
+
 /// Run the container's life; returns its exit code.
 pub fn run(boot: Boot) -> u8 {
     let Boot {
@@ -542,6 +691,9 @@ pub fn run(boot: Boot) -> u8 {
         }
     };
     let program = init.layout.program.clone();
+    if !decision.reads_reconciled_slots() {
+        return run_beside_reconciler(init, decision, tty, &program, &quiet_out, &boot_log);
+    }
     let reconciled = init.reconcile(&program, &quiet_out);
     if let Some(sig) = reconciled.stop {
         let code = boot_stop(sig, &decision);
@@ -559,10 +711,7 @@ pub fn run(boot: Boot) -> u8 {
     }
     let code = match init.start_main(decision, tty) {
         Ok(Some(pid)) => {
-            // For `hermes status`, the dashboard and the TUI (readable by the service user).
-            if let Err(e) = write_run_file(&init.layout, MAIN_PID_FILE, &format!("{pid}\n")) {
-                say!("unable to record the main program's pid: {e}");
-            }
+            record_main_pid(&init.layout, pid);
             let ended = init.wait_child(pid, true);
             if init.supervisor_lost() {
                 SUPERVISOR_LOST_CODE

@@ -17,6 +17,15 @@ pub enum MainProgram {
     Program { path: PathBuf, argv: Vec<OsString> },
 }
 
+impl MainProgram {
+    /// Whether it must start only once boot reconciliation has published the
+    /// slots: hermes reads them (`hermes status`, the TUI), and server mode
+    /// has nothing else to do. Any other program starts beside it.
+    pub fn reads_reconciled_slots(&self) -> bool {
+        !matches!(self, MainProgram::Program { .. })
+    }
+}
+
 /// Decide what to run for `cmd`. `lookup` resolves a bare name on PATH;
 /// `is_hermes` tells whether a resolved path is this hermes binary.
 pub fn route(
@@ -168,6 +177,20 @@ mod tests {
                 argv: args(&["./script.sh"])
             }
         );
+    }
+
+    #[test]
+    fn only_other_programs_start_beside_the_reconciler() {
+        for (cmd, tty, waits) in [
+            (&[][..], false, true),
+            (&[][..], true, true),
+            (&["status"][..], false, true),
+            (&["hermes", "gateway", "run"][..], false, true),
+            (&["sleep", "1"][..], false, false),
+            (&["sh", "-c", "hermes status"][..], false, false),
+        ] {
+            assert_eq!(decide(cmd, tty).reads_reconciled_slots(), waits, "{cmd:?}");
+        }
     }
 
     #[test]
