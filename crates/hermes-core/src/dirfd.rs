@@ -310,6 +310,23 @@ impl Dir {
             .map_err(|e| FsError::new("sync directory", &self.path, io_err(e)))
     }
 
+    /// Create `name` with `data` (mode exactly `mode`), exclusively (never
+    /// an existing file or link) and unsynced: for a directory that was just
+    /// emptied and that nothing reads before it is whole (a scandir before
+    /// its supervisor starts), rebuilt at every boot, so nothing to sync.
+    pub fn create_new_file(&self, name: &OsStr, data: &[u8], mode: u32) -> Result<(), FsError> {
+        check_name(&self.path, name)?;
+        let path = self.path.join(name);
+        let mut file = self
+            .create_file(name, mode)
+            .map_err(|e| FsError::new("create", &path, e))?;
+        file.write_all(data)
+            .and_then(|()| {
+                stat::fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(io_err)
+            })
+            .map_err(|e| FsError::new("write", &path, e))
+    }
+
     /// A new file `name`, created here exclusively and opened for writing.
     pub fn create_file(&self, name: &OsStr, mode: u32) -> io::Result<File> {
         let fd = fcntl::openat(

@@ -303,7 +303,7 @@ fn prepare_scandir(stage: &Stage1, dir: &Dir, user: &ServiceUser) -> Result<(), 
         std::env::var(k).ok()
     });
     static_slot::install(dir, &slots)?;
-    dir.write_file(
+    dir.create_new_file(
         OsStr::new(svscan::LIMIT_FILE),
         format!("{}\n", stage.max_slots).as_bytes(),
         0o644,

@@ -91,17 +91,29 @@ pub fn render(slot: &StaticSlot) -> SlotFiles {
     SlotFiles { files }
 }
 
-/// Write every slot under `.slots/` of the scandir open as `dir` and
-/// publish its link.
+/// Write every slot under `.slots/` of the scandir open as `dir`, which
+/// was just emptied and has no supervisor yet, and publish its link. Files
+/// are created, not replaced, and not synced: the scandir is rebuilt at
+/// every boot, and on a fuse-overlayfs `/run` each sync costs milliseconds.
 pub fn install(dir: &Dir, slots: &[StaticSlot]) -> Result<(), FsError> {
     for slot in slots {
         let base = Scandir::link_target(slot.name);
+        let mut opened: Vec<(PathBuf, Dir)> = Vec::new();
         for (rel, content, mode) in render(slot).files {
             let rel = base.join(rel);
             let name = rel.file_name().unwrap_or_default();
-            let parent = rel.parent().unwrap_or(Path::new(""));
-            dir.create_beneath(parent, 0o755)?
-                .write_file(name, content.as_bytes(), mode)?;
+            let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+            let at = match opened.iter().position(|(p, _)| *p == parent) {
+                Some(i) => i,
+                None => {
+                    let d = dir.create_beneath(&parent, 0o755)?;
+                    opened.push((parent, d));
+                    opened.len() - 1
+                }
+            };
+            opened[at]
+                .1
+                .create_new_file(name, content.as_bytes(), mode)?;
         }
         dir.symlink(&base, OsStr::new(slot.name))
             .map_err(|e| FsError::new("publish", &dir.path().join(slot.name), e.source))?;
