@@ -8,7 +8,7 @@ use hermes_core::config::{Config, LimitsSection};
 use hermes_core::fsutil::{self, Durability};
 use hermes_core::home::{HermesHome, ProfilePaths};
 use hermes_core::profile::{self, SECRET_VAR};
-use hermes_core::state::{self, RunState, StopSignal};
+use hermes_core::state::{self, LastExit, RunState, StopSignal};
 use hermes_core::ProfileName;
 use hermes_inbox::{Inbox, Options};
 use tokio::net::TcpListener;
@@ -135,9 +135,16 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     app.deliveries.flush(&paths);
     // Every queued append is written and answered before the process ends.
     inbox.close();
+    // The exit 0 that follows is recorded here too, so the finish hook has
+    // nothing left to write for a requested stop (`finish::already_recorded`).
     report(&paths, |s| {
         s.record_stop(reason);
         s.pid = None;
+        s.last_exit = Some(LastExit {
+            code: Some(0),
+            signal: None,
+            at: state::now_ms(),
+        });
     })?;
     remove_pid_file(&paths, pid);
     crate::log(&format!("stopped ({})", reason.as_str()));
