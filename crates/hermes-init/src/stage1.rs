@@ -211,7 +211,7 @@ fn prepare_volume(
         }
         return Ok(());
     }
-    let repair = volume::chown_tree(home_dir, user.uid, user.gid)?;
+    let repair = volume::repair_volume(home_dir, user.uid, user.gid, pid1::euid())?;
     if repair.changed > 0 {
         note!(
             "gave {} entries of {} to {}:{}",

@@ -9,6 +9,21 @@
 //! by its device or, for a bind mount from the same device, by
 //! `/proc/self/mountinfo`. A read-only file system met anyway is skipped,
 //! never a reason to stop the boot.
+//!
+//! A complete walk leaves [`MARKER`] in the volume's root: "repaired for
+//! uid:gid", a file of root's. The next boot for the same ids trusts it and
+//! walks nothing (a warm boot of a volume with thousands of files looks at
+//! two entries). Only a marker the service user cannot have made counts: a
+//! regular file owned by the one who repairs (root), writable by nobody
+//! else, with one link, on the volume's device. The service user owns the
+//! volume's directories, so it can remove the marker (the next boot walks
+//! everything) or rename it, but it cannot make a file of root's, and the
+//! walk gives every other entry of the volume to it, an old marker moved
+//! aside included: after a walk, the only file of root's in the volume is
+//! the marker just written. What the marker cannot see is a file another
+//! user puts in the volume later (`docker cp`, a root shell, the host
+//! writing into a bind-mounted directory): removing the marker asks the
+//! next boot for a complete repair.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -18,9 +33,14 @@ use std::path::{Path, PathBuf};
 use hermes_core::dirfd::{Dir, Kind};
 use hermes_core::fsutil::{self, FsError};
 
+/// In the volume's root: the ids a complete repair gave the volume to.
+pub const MARKER: &str = ".hermes-owner";
+
 /// What a repair did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Repair {
+    /// Entries looked at (the root included).
+    pub examined: usize,
     pub changed: usize,
     /// Hard-linked files that were not changed.
     pub skipped_links: Vec<PathBuf>,
@@ -69,13 +89,60 @@ fn real_path(dir: &Dir) -> PathBuf {
         .unwrap_or_else(|_| dir.path().to_path_buf())
 }
 
+/// Give the volume open as `root` to `uid:gid`, unless a complete repair
+/// for those ids already did and left its marker (see the module
+/// documentation); `trusted` owns markers that count (root, the caller).
+pub fn repair_volume(root: &Dir, uid: u32, gid: u32, trusted: u32) -> Result<Repair, FsError> {
+    let meta = root.stat_self()?;
+    if meta.st_uid == uid && meta.st_gid == gid && marked(root, meta.st_dev, uid, gid, trusted) {
+        return Ok(Repair {
+            examined: 2,
+            ..Repair::default()
+        });
+    }
+    let repair = chown_tree(root, uid, gid)?;
+    if repair.read_only.is_empty() {
+        // A read-only root is a warning already; without a marker the next boot walks again.
+        match root.write_file(OsStr::new(MARKER), marker_text(uid, gid).as_bytes(), 0o644) {
+            Ok(()) => {}
+            Err(e) if e.source.raw_os_error() == Some(libc::EROFS) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(repair)
+}
+
+fn marker_text(uid: u32, gid: u32) -> String {
+    format!("{uid}:{gid}\n")
+}
+
+/// Whether the volume holds a marker of `trusted`'s for `uid:gid`. Judged
+/// on the open file, so what was checked is what was read.
+fn marked(root: &Dir, dev: u64, uid: u32, gid: u32, trusted: u32) -> bool {
+    use std::io::Read;
+    let Ok(file) = root.open_file(OsStr::new(MARKER), nix::fcntl::OFlag::O_RDONLY, 0) else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(file.as_raw_fd()) else {
+        return false;
+    };
+    if st.st_uid != trusted || st.st_nlink != 1 || st.st_mode & 0o022 != 0 || st.st_dev != dev {
+        return false;
+    }
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text).is_ok() && text == marker_text(uid, gid)
+}
+
 pub fn chown_tree(root: &Dir, uid: u32, gid: u32) -> Result<Repair, FsError> {
     let mountinfo = fsutil::read_to_string(Path::new("/proc/self/mountinfo")).unwrap_or_default();
     let real_root = real_path(root);
     let mounts = mounts_below(&mountinfo, &real_root);
     let meta = root.stat_self()?;
     let root_dev = meta.st_dev;
-    let mut repair = Repair::default();
+    let mut repair = Repair {
+        examined: 1,
+        ..Repair::default()
+    };
     if meta.st_uid != uid || meta.st_gid != gid {
         match root.chown(uid, gid) {
             Ok(()) => repair.changed += 1,
@@ -89,6 +156,7 @@ pub fn chown_tree(root: &Dir, uid: u32, gid: u32) -> Result<Repair, FsError> {
     while let Some((dir, real)) = stack.pop() {
         for name in dir.names()? {
             let Some(st) = dir.stat(&name)? else { continue };
+            repair.examined += 1;
             let path = dir.path().join(&name);
             if st.st_dev != root_dev || mounts.contains(&real.join(&name)) {
                 repair.skipped_mounts.push(path);
@@ -179,7 +247,12 @@ mod tests {
             nix::unistd::getgid().as_raw(),
         );
         let vol = Dir::open(&root).unwrap();
-        assert_eq!(chown_tree(&vol, me.0, me.1).unwrap(), Repair::default());
+        let nothing = chown_tree(&vol, me.0, me.1).unwrap();
+        assert_eq!(
+            (nothing.changed, nothing.skipped_links, nothing.examined),
+            (0, vec![], 8),
+            "vol, profiles, profiles/a, config.yaml, the three links and the hard link"
+        );
         std::os::unix::fs::symlink(&root, dir.path().join("vol-link")).unwrap();
         assert!(Dir::open(&dir.path().join("vol-link")).is_err());
         if me.0 != 0 {
@@ -199,6 +272,108 @@ mod tests {
         for p in ["", "sub", "sub/f"] {
             assert_eq!(owner(&outside.join(p)), me, "followed a link to {p}");
         }
+    }
+
+    fn me() -> (u32, u32) {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    }
+
+    /// A volume of `profiles` profiles with three files each.
+    fn volume_of(profiles: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..profiles {
+            let p = dir.path().join(format!("profiles/p{i}"));
+            fs::create_dir_all(&p).unwrap();
+            for f in ["config.yaml", "gateway_state.json", ".hermes-profile"] {
+                fs::write(p.join(f), "x").unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn a_warm_repair_looks_at_two_entries_whatever_the_volume_holds() {
+        let (uid, gid) = me();
+        for profiles in [10, 1000] {
+            let dir = volume_of(profiles);
+            let vol = Dir::open(dir.path()).unwrap();
+            let cold = repair_volume(&vol, uid, gid, uid).unwrap();
+            // The root, profiles/, and each profile with its three files.
+            assert_eq!(cold.examined, 2 + 4 * profiles);
+            let warm = repair_volume(&vol, uid, gid, uid).unwrap();
+            assert_eq!(warm.examined, 2, "{profiles} profiles");
+            assert_eq!(warm.changed, 0);
+            // Other ids: everything again (and the marker).
+            if uid == 0 && profiles == 10 {
+                let other = repair_volume(&vol, uid, gid + 1, uid).unwrap();
+                assert_eq!(other.examined, 2 + 4 * profiles + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_marker_the_service_user_cannot_make_counts() {
+        let (uid, gid) = me();
+        let dir = volume_of(3);
+        let vol = Dir::open(dir.path()).unwrap();
+        let full = 2 + 4 * 3 + 1; // and the marker
+        repair_volume(&vol, uid, gid, uid).unwrap();
+        let marker = dir.path().join(MARKER);
+        let walked = |trusted: u32| repair_volume(&vol, uid, gid, trusted).unwrap().examined;
+        // Not the trusted owner's.
+        assert_eq!(walked(uid.wrapping_add(1)), full);
+        // Writable by others, then hard-linked, then a link to a good one.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&marker, fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(walked(uid), full);
+        assert_eq!(walked(uid), 2, "the walk wrote a good marker again");
+        fs::hard_link(&marker, dir.path().join("second-name")).unwrap();
+        assert_eq!(walked(uid), full + 1);
+        fs::remove_file(dir.path().join("second-name")).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        fs::rename(&marker, elsewhere.path().join(MARKER)).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path().join(MARKER), &marker).unwrap();
+        assert_eq!(walked(uid), full);
+        // Another text.
+        fs::write(&marker, "1:1\n").unwrap();
+        assert_eq!(walked(uid), full);
+        assert_eq!(
+            fs::read_to_string(&marker).unwrap(),
+            format!("{uid}:{gid}\n")
+        );
+    }
+
+    #[test]
+    fn an_old_marker_moved_aside_is_given_away_by_the_next_walk() {
+        if me().0 != 0 {
+            // Owners other than our own need root; the Docker suite runs as root too.
+            return;
+        }
+        let dir = volume_of(2);
+        let vol = Dir::open(dir.path()).unwrap();
+        let marker = dir.path().join(MARKER);
+        let stash = dir.path().join("profiles/p0/stash");
+        repair_volume(&vol, 4321, 4322, 0).unwrap();
+        assert_eq!(fs::symlink_metadata(&marker).unwrap().uid(), 0);
+        // The service user keeps the marker, then the ids change.
+        fs::rename(&marker, &stash).unwrap();
+        repair_volume(&vol, 5000, 5000, 0).unwrap();
+        assert_eq!(fs::symlink_metadata(&stash).unwrap().uid(), 5000);
+        // Put back, it no longer counts: the walk gives the volume back.
+        fs::rename(&stash, &marker).unwrap();
+        let back = repair_volume(&vol, 4321, 4322, 0).unwrap();
+        assert!(back.examined > 2 && back.changed > 0, "{back:?}");
+        let owner = fs::metadata(dir.path().join("profiles/p1/config.yaml")).unwrap();
+        assert_eq!((owner.uid(), owner.gid()), (4321, 4322));
+        // A marker of the service user's, right text and all: ignored.
+        fs::remove_file(&marker).unwrap();
+        fs::write(&marker, marker_text(4321, 4322)).unwrap();
+        std::os::unix::fs::chown(&marker, Some(4321), Some(4322)).unwrap();
+        assert!(repair_volume(&vol, 4321, 4322, 0).unwrap().examined > 2);
+        assert_eq!(repair_volume(&vol, 4321, 4322, 0).unwrap().examined, 2);
     }
 
     #[test]
