@@ -18,6 +18,9 @@ use crate::fsutil::{self, FsError};
 pub const POINTER_FILE: &str = ".hermes-runtime";
 /// Per-container runtime directories on the volume, by host name.
 pub const VOLUME_RUN_DIR: &str = ".hermes-run";
+/// In the run directory once the init is bringing the tree down (it is
+/// emptied at every boot): a gateway's finish script reads it.
+pub const STOPPING_FILE: &str = "stopping";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Places {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use hermes_core::dirfd::Dir;
 use hermes_core::fsutil::{self, FsError};
+use hermes_core::runtime;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -513,6 +514,10 @@ impl Init {
         }
         self.teardown_asked = true;
         if self.svscan_ended.is_none() {
+            // Read by each gateway's finish script: a clean exit now needs no hook.
+            if let Err(e) = write_run_file(&self.layout, runtime::STOPPING_FILE, "") {
+                say!("warning: {e}; every gateway's finish hook runs");
+            }
             pid1::send(self.svscan, Signal::SIGTERM);
             let deadline = Instant::now() + TEARDOWN_GRACE;
             while self.svscan_ended.is_none() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hermes_core::fsutil::{self, FsError};
 use hermes_core::profile::sh_quote;
+use hermes_core::runtime;
 use hermes_core::service::GatewaySpec;
 
 /// File descriptor the gateway writes its readiness newline to.
@@ -69,15 +70,33 @@ pub fn render_run(spec: &GatewaySpec) -> String {
 /// the Rust hook records them and applies the crash-loop policy. Its line
 /// about the exit goes to the logger like the gateway's own (s6-supervise
 /// gives finish the same stdout as run), so it is timestamped and kept.
+///
+/// While the container's init brings the tree down (`STOPPING_FILE` in
+/// `$HERMES_RUN_DIR`), an exit 0 is the gateway's answer to s6's SIGTERM,
+/// and the gateway recorded that stop and exit itself
+/// (`finish::already_recorded`): the script says so and ends without
+/// starting hermes, once per gateway in every container stop. Any other
+/// exit goes to the hook.
 pub fn render_finish(spec: &GatewaySpec) -> String {
     let mut argv = vec![spec.program.to_string_lossy().into_owned()];
     if !spec.profile.is_default() {
         argv.extend(["-p".to_string(), spec.profile.to_string()]);
     }
     argv.extend(["gateway".to_string(), "finish-hook".to_string()]);
+    let line = format!(
+        "hermes: gateway '{}' ended with exit code 0: the container is stopping",
+        spec.profile
+    );
     format!(
-        "{}exec 2>&1\n{}exec {} \"$1\" \"$2\"\n",
+        "{}exec 2>&1\n\
+         if [ \"$1\" = 0 ] && [ -n \"${{HERMES_RUN_DIR:-}}\" ] && [ -e \"$HERMES_RUN_DIR/{}\" ]; then\n\
+         \x20   echo {}\n\
+         \x20   exit 0\n\
+         fi\n\
+         {}exec {} \"$1\" \"$2\"\n",
         header(spec, "finish script"),
+        runtime::STOPPING_FILE,
+        sh_quote(&line),
         env_lines(&spec.env),
         quoted(&argv)
     )
@@ -211,6 +230,10 @@ exec '/usr/local/bin/hermes' '-p' 'coder' 'gateway' 'run' '--replace' '--notify-
             "#!/bin/sh\n\
 # hermes: finish script of the gateway slot for profile 'default'. Generated; edits are overwritten.\n\
 exec 2>&1\n\
+if [ \"$1\" = 0 ] && [ -n \"${HERMES_RUN_DIR:-}\" ] && [ -e \"$HERMES_RUN_DIR/stopping\" ]; then\n    \
+echo 'hermes: gateway '\\''default'\\'' ended with exit code 0: the container is stopping'\n    \
+exit 0\n\
+fi\n\
 export HERMES_HOME='/da'\\''ta'\n\
 export HERMES_SUPERVISED_CHILD='1'\n\
 exec '/opt/my bin/hermes' 'gateway' 'finish-hook' \"$1\" \"$2\"\n"
@@ -222,6 +245,38 @@ exec '/opt/my bin/hermes' 'gateway' 'finish-hook' \"$1\" \"$2\"\n"
 exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
         );
         assert!(render_log_run(&s, false).ends_with("'s1000000' 'T' '/data/logs/gateways/x'\n"));
+    }
+
+    #[test]
+    fn finish_leaves_hermes_out_only_for_a_clean_exit_in_a_container_stop() {
+        let run_dir = tempfile::tempdir().unwrap();
+        let script = render_finish(&spec("web", "/nonexistent/hermes"));
+        let finish = |code: &str, run_dir: Option<&Path>| {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c").arg(&script).arg("finish").arg(code).arg("0");
+            match run_dir {
+                Some(d) => cmd.env("HERMES_RUN_DIR", d),
+                None => cmd.env_remove("HERMES_RUN_DIR"),
+            };
+            let out = cmd.output().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        // The hook (a program that is not there: 127) while nothing is stopping.
+        assert_eq!(finish("0", Some(run_dir.path())).0, Some(127));
+        assert_eq!(finish("0", None).0, Some(127));
+        fs::write(run_dir.path().join(runtime::STOPPING_FILE), "").unwrap();
+        let (code, out) = finish("0", Some(run_dir.path()));
+        assert_eq!(code, Some(0));
+        assert_eq!(
+            out,
+            "hermes: gateway 'web' ended with exit code 0: the container is stopping\n"
+        );
+        // Any other exit is the hook's, stopping or not.
+        assert_eq!(finish("1", Some(run_dir.path())).0, Some(127));
+        assert_eq!(finish("256", Some(run_dir.path())).0, Some(127));
     }
 
     /// Fails when `shellcheck` finds anything in `path`, or is not installed
