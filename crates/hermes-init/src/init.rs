@@ -339,8 +339,9 @@ impl Init {
     /// Wait for the main program `main` while the boot reconciler runs
     /// beside it, as [`Init::wait_child`] does for one child; a stop signal
     /// goes to both. Once the main program has ended, a reconciler still at
-    /// work is ended too (SIGTERM, SIGKILL after `RECONCILER_GRACE`): the
-    /// container is stopping, and the next boot publishes every slot again.
+    /// work is ended too (SIGTERM, SIGKILL after `RECONCILER_GRACE`; at once
+    /// after a stop): the container is stopping, and the next boot
+    /// publishes every slot again.
     fn wait_main_beside(&mut self, main: Pid, reconciler: Option<Pid>, boot_log: &Path) -> Ended {
         let mut reconciler = reconciler;
         let mut stop = None;
@@ -392,8 +393,11 @@ impl Init {
                 Event::Ready => {}
             }
         };
-        if let Some(pid) = reconciler {
-            self.end_child(pid, RECONCILER_GRACE);
+        match reconciler {
+            // It has had its SIGTERM since the stop: Docker's 10 s leave no more.
+            Some(pid) if ended.stop.is_some() => pid1::send(pid, Signal::SIGKILL),
+            Some(pid) => self.end_child(pid, RECONCILER_GRACE),
+            None => {}
         }
         ended
     }
