@@ -12,19 +12,30 @@ pub mod procs;
 pub mod tmpfs;
 pub mod wait;
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 pub use env::{hermes_bin, render_output, slot_supervised, text_of, Env};
 pub use procs::alive;
 pub use wait::{poll, wait_for};
 
-/// A port nobody listens on right now (the OS picks it, so parallel tests do not clash).
+/// A port nobody listens on right now (the OS picks it, so parallel tests do
+/// not clash), and never one this process was given before: a profile's port
+/// is not bound until its gateway runs, so the OS may hand it out again.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port");
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// `tool` on PATH, or a failure naming the Debian package: the tools the
