@@ -145,7 +145,12 @@ impl Terminal {
 
     pub fn clear(&mut self) -> Result<(), TuiError> {
         self.inner.autoresize().map_err(TuiError::Draw)?;
-        self.inner.clear().map_err(TuiError::Draw)
+        // ratatui's clear first asks the terminal where the cursor is and
+        // fails when the answer takes over 2 s (a loaded machine): that is no
+        // reason to end the console, which autoresize has already laid out
+        // for the new size. A terminal that is gone fails the next draw.
+        let _ = self.inner.clear();
+        Ok(())
     }
 }
 
