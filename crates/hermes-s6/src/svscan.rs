@@ -28,6 +28,35 @@ pub enum CapFlag {
     UpperC,
 }
 
+/// The cap flag of the s6-svscan at `program`, read from the binary itself
+/// (see [`cap_flag_in`]): a boot spawns no process to learn it, and it is
+/// the binary about to run, whatever image or package put it there. A
+/// binary whose options cannot be read that way is probed.
+pub fn cap_flag(program: &Path) -> Result<CapFlag, ServiceError> {
+    match fsutil::read(program).ok().and_then(|b| cap_flag_in(&b)) {
+        Some(flag) => Ok(flag),
+        None => probe_cap_flag(),
+    }
+}
+
+/// The cap flag an s6-svscan binary takes, from the option string it hands
+/// its option parser, kept verbatim among its constants: `c:C:L:t:d:X:`
+/// since 2.12, `c:t:d:X:` before. `None` when no such string is there.
+pub fn cap_flag_in(binary: &[u8]) -> Option<CapFlag> {
+    let options = binary.split(|&b| b == 0).find(|s| {
+        s.len() <= 32
+            && s.iter().all(|b| b.is_ascii_alphabetic() || *b == b':')
+            && [&b"c:"[..], b"t:", b"d:", b"X:"]
+                .iter()
+                .all(|o| s.windows(2).any(|w| w == *o))
+    })?;
+    Some(if options.windows(2).any(|w| w == b"C:") {
+        CapFlag::UpperC
+    } else {
+        CapFlag::LowerC
+    })
+}
+
 /// s6-svscan ≤ 2.11 rejects `-C` as a usage error (exit 100); newer ones
 /// accept it and then fail on the missing directory (exit 111).
 pub fn probe_cap_flag() -> Result<CapFlag, ServiceError> {
@@ -101,6 +130,30 @@ mod tests {
         assert_eq!(read_limit(dir.path()), UNKNOWN_LIMIT);
         write_limit(dir.path(), 7).unwrap();
         assert_eq!(read_limit(dir.path()), 7);
+    }
+
+    #[test]
+    fn the_flag_is_read_from_the_option_string() {
+        let with = |opts: &[u8]| {
+            let mut b = b"\x7fELF\0\0s6-svscan\0".to_vec();
+            b.extend_from_slice(opts);
+            b.extend_from_slice(b"\0usage: s6-svscan\0");
+            cap_flag_in(&b)
+        };
+        assert_eq!(with(b"c:C:L:t:d:X:"), Some(CapFlag::UpperC), "2.13");
+        assert_eq!(with(b"c:t:d:X:"), Some(CapFlag::LowerC), "2.11");
+        assert_eq!(with(b"no options here"), None);
+        assert_eq!(cap_flag_in(b""), None);
+    }
+
+    #[test]
+    fn the_binary_and_the_probe_agree_on_the_installed_s6() {
+        let path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("s6-svscan"))
+            .find(|p| p.is_file())
+            .expect("s6-svscan on PATH");
+        let read = cap_flag_in(&std::fs::read(&path).unwrap());
+        assert_eq!(read, Some(probe_cap_flag().unwrap()), "{}", path.display());
     }
 
     #[test]
