@@ -64,8 +64,10 @@ pub fn host_name() -> String {
 }
 
 /// Record `places` in the volume (through the home's handle: never a link).
+/// Not synced: it speaks of this boot alone, and after a crash no client
+/// believes it (the volume lock is no longer held).
 pub fn record(home: &Dir, places: &Places) -> Result<(), FsError> {
-    home.write_file(OsStr::new(POINTER_FILE), places.render().as_bytes(), 0o644)
+    home.replace_file(OsStr::new(POINTER_FILE), places.render().as_bytes(), 0o644)
 }
 
 /// The places recorded in `home`, if they are this container's and alive.

@@ -102,8 +102,17 @@ pub fn repair_volume(root: &Dir, uid: u32, gid: u32, trusted: u32) -> Result<Rep
     }
     let repair = chown_tree(root, uid, gid)?;
     if repair.read_only.is_empty() {
+        // Synced after changes, so it never outlives them on disk. After a
+        // walk that changed nothing there is nothing for it to outlive: a
+        // marker lost in a crash only makes the next boot walk again.
+        let text = marker_text(uid, gid);
+        let written = if repair.changed > 0 {
+            root.write_file(OsStr::new(MARKER), text.as_bytes(), 0o644)
+        } else {
+            root.replace_file(OsStr::new(MARKER), text.as_bytes(), 0o644)
+        };
         // A read-only root is a warning already; without a marker the next boot walks again.
-        match root.write_file(OsStr::new(MARKER), marker_text(uid, gid).as_bytes(), 0o644) {
+        match written {
             Ok(()) => {}
             Err(e) if e.source.raw_os_error() == Some(libc::EROFS) => {}
             Err(e) => return Err(e),
