@@ -432,6 +432,43 @@ fn container_reconcile_registers_every_profile_and_keeps_its_numbers() {
     );
 }
 
+/// The init ends the boot reconciler when a program CMD ends first (or the
+/// container stops): a SIGTERM at any moment, even before its `main`, still
+/// leaves the init's notes and why it stopped in the boot log.
+#[test]
+fn container_reconcile_stopped_at_once_still_logs_the_init_notes() {
+    let mut env = Env::new();
+    env.supervise();
+    let mut cmd = env.command(&["container", "reconcile", "--note", "booted"]);
+    cmd.stdout(std::process::Stdio::null());
+    // As the init starts it (`Command::stop_signals_blocked`): a SIGTERM
+    // sent the instant `spawn` returns cannot land before its first instruction.
+    // SAFETY: the hook only makes one async-signal-safe system call.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let mut set = nix::sys::signal::SigSet::empty();
+            set.add(nix::sys::signal::Signal::SIGTERM);
+            set.thread_block().map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(env.home().join("logs/container-boot.log"))
+        .unwrap_or_else(|e| panic!("no boot log ({e}); the reconciler ended {status:?}"));
+    assert!(log.contains(" init: booted\n"), "{log}");
+    assert!(log.contains(" reconcile: stopped by SIGTERM "), "{log}");
+    assert_eq!(status.code(), Some(143), "{log}");
+    assert!(
+        !env.home().join("logs/container-boot.json").exists(),
+        "a stopped reconcile saved its numbers"
+    );
+}
+
 #[test]
 fn install_flag_combinations_are_usage_errors_before_anything_is_written() {
     let env = Env::new();

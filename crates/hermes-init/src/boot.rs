@@ -9,6 +9,7 @@ use hermes_core::fsutil::FsError;
 use hermes_core::service::{GatewaySpec, ServiceError, ServiceManager};
 use hermes_core::{state, HermesHome};
 use hermes_s6::S6Manager;
+use nix::sys::signal::Signal;
 
 use crate::reconcile::{self, Action, ReconcileError, ReportLine};
 
@@ -54,56 +55,116 @@ pub fn summary_line(report: &BootReport, elapsed_ms: u128) -> String {
     )
 }
 
+/// How a reconcile ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Every profile was looked at; `failed` counts the ones that failed.
+    Done(BootReport),
+    /// A stop signal came before the slots were published: none was, and
+    /// the next boot reconciles every profile. The lines so far are logged.
+    Stopped(Signal),
+}
+
 /// Reconcile every profile into `manager`'s scandir. `notes` (the init's boot
-/// notes) are logged before this boot's decisions; `print` gets every line
-/// of the report. A dry run writes nothing. Returns the numbers; the
-/// reconcile failed for some profile when `failed` is not zero.
+/// notes) are logged before this boot's decisions, whatever happens after;
+/// `print` gets every line of the report. `stop` says whether a stop signal
+/// is waiting: it is looked at before anything and before the slots are
+/// published. A dry run writes nothing.
 pub fn reconcile(
     home: &HermesHome,
     manager: &S6Manager,
     dry_run: bool,
     notes: Vec<String>,
+    stop: impl Fn() -> Option<Signal>,
     mut print: impl FnMut(&str),
-) -> Result<BootReport, BootError> {
+) -> Result<Reconciled, BootError> {
     let started = Instant::now();
-    let registered = manager.list()?;
     let mut lines: Vec<String> = notes.into_iter().map(|n| format!("init: {n}")).collect();
-    let outcomes = reconcile::run(
-        home,
-        &registered,
-        dry_run,
-        |batch| {
-            let specs: Vec<(GatewaySpec, bool)> = batch
-                .iter()
-                .map(|(p, start)| (manager.spec(p), *start))
-                .collect();
-            match manager.register_many(&specs) {
-                Ok(results) => results
-                    .into_iter()
-                    .map(|r| r.map_err(|e| e.to_string()))
-                    .collect(),
-                Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
-            }
-        },
-        |outcome| {
-            let line = outcome.line(dry_run);
+    let log = |lines: &[String]| match dry_run {
+        true => Ok(()),
+        false => reconcile::append_boot_log(&home.boot_log(), lines).map_err(BootError::Log),
+    };
+    if let Some(sig) = stop() {
+        let line = format!(
+            "reconcile: stopped by {sig} before it began; the next boot reconciles every profile"
+        );
+        print(&line);
+        lines.push(line);
+        log(&lines)?;
+        return Ok(Reconciled::Stopped(sig));
+    }
+    let mut stopped = None;
+    let outcomes = manager
+        .list()
+        .map_err(BootError::from)
+        .and_then(|registered| {
+            reconcile::run(
+                home,
+                &registered,
+                dry_run,
+                |batch| {
+                    if let Some(sig) = stop() {
+                        stopped = Some(sig);
+                        return batch
+                            .iter()
+                            .map(|_| Err(format!("not published: stopped by {sig}")))
+                            .collect();
+                    }
+                    let specs: Vec<(GatewaySpec, bool)> = batch
+                        .iter()
+                        .map(|(p, start)| (manager.spec(p), *start))
+                        .collect();
+                    match manager.register_many(&specs) {
+                        Ok(results) => results
+                            .into_iter()
+                            .map(|r| r.map_err(|e| e.to_string()))
+                            .collect(),
+                        Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
+                    }
+                },
+                |outcome| {
+                    let line = outcome.line(dry_run);
+                    print(&line);
+                    lines.push(line);
+                },
+            )
+            .map_err(BootError::from)
+        });
+    let outcomes = match outcomes {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            // The notes and what was decided still go to the log, with why it ended.
+            let line = format!("reconcile: failed: {e}");
             print(&line);
             lines.push(line);
-        },
-    )?;
+            let _ = log(&lines);
+            return Err(e);
+        }
+    };
     let mut report = tally(&outcomes);
-    let summary = summary_line(&report, started.elapsed().as_millis());
+    let elapsed = started.elapsed().as_millis();
+    if let Some(sig) = stopped {
+        let line = format!(
+            "reconcile: stopped by {sig} after {elapsed} ms: {} slots not published; the next boot publishes them",
+            report.failed
+        );
+        print(&line);
+        lines.push(line);
+        log(&lines)?;
+        return Ok(Reconciled::Stopped(sig));
+    }
+    let summary = summary_line(&report, elapsed);
     print(&summary);
     lines.push(summary);
     if !dry_run {
-        reconcile::append_boot_log(&home.boot_log(), &lines).map_err(BootError::Log)?;
+        log(&lines)?;
         report.at_ms = state::now_ms();
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
             .save(&home.boot_report())
             .map_err(BootError::Report)?;
     }
-    Ok(report)
+    Ok(Reconciled::Done(report))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use hermes_core::dirfd::Dir;
 use hermes_core::fsutil::{self, FsError};
-use hermes_core::runtime;
+use hermes_core::{runtime, HermesHome};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -33,7 +33,7 @@ use crate::pid1::{self, Command, Credentials};
 use crate::route::{self, MainProgram};
 use crate::stage1::{environment, user_environment};
 use crate::user::ServiceUser;
-use crate::{notes, say, Layout};
+use crate::{notes, say, stopping, Layout};
 
 /// How long s6-svscan may take to accept commands.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,8 +74,7 @@ pub struct Boot {
     pub ready_write: OwnedFd,
     pub decision: MainProgram,
     pub tty: bool,
-    /// `logs/container-boot.log`, named when the reconciler fails.
-    pub boot_log: PathBuf,
+    pub home: HermesHome,
 }
 
 /// What the CMD asks for (see `route`).
@@ -171,13 +170,16 @@ impl Events {
 /// How a child the init waited for ended.
 struct Ended {
     code: u8,
-    /// The first stop signal that arrived while it ran (it was passed on to it).
+    /// The first stop signal that arrived while it ran (it was passed on to
+    /// it), and when.
     stop: Option<Signal>,
+    stopped_at: Option<Instant>,
 }
 
 struct Init {
     layout: Layout,
     user: ServiceUser,
+    home: HermesHome,
     events: Events,
     svscan: Pid,
     /// s6-svscan's exit code once it has ended.
@@ -244,37 +246,72 @@ impl Init {
         }
     }
 
-    /// Wait for `pid`, passing signals on. A stop signal gives it `MAIN_GRACE`
-    /// before SIGKILL (of its process group when `group`); so does the loss
-    /// of s6-svscan, which is stopping the container too.
+    /// Wait for `pid`, passing signals on (see [`Init::wait_children`]).
     fn wait_child(&mut self, pid: Pid, group: bool) -> Ended {
+        self.wait_children(pid, group, Vec::new(), |_, _| {}).0
+    }
+
+    /// Wait for `main`, passing signals on to it, while the children of
+    /// `beside` run too (the boot reconciler beside a program CMD): a stop
+    /// signal sends them SIGTERM as well, and `ended_beside` hears of each
+    /// one that ends (its code, and the stop if one came). A stop signal
+    /// gives `main` `MAIN_GRACE` before SIGKILL (of its process group when
+    /// `group`); so does the loss of s6-svscan, which is stopping the
+    /// container too. Returns how `main` ended and what of `beside` still runs.
+    fn wait_children(
+        &mut self,
+        main: Pid,
+        group: bool,
+        mut beside: Vec<Pid>,
+        mut ended_beside: impl FnMut(u8, Option<Signal>),
+    ) -> (Ended, Vec<Pid>) {
         let mut stop = None;
+        let mut stopped_at = None;
         let mut kill_at: Option<Instant> = None;
         loop {
             match self.events.next(kill_at) {
                 Event::ChildExited => {
                     let lost_before = self.supervisor_lost();
-                    if let Some(code) = self.reap(Some(pid)) {
-                        return Ended { code, stop };
+                    let watched: Vec<Pid> = std::iter::once(main).chain(beside.clone()).collect();
+                    let mut main_code = None;
+                    for (pid, code) in self.reap_watched(&watched) {
+                        if pid == main {
+                            main_code = Some(code);
+                        } else {
+                            beside.retain(|p| *p != pid);
+                            ended_beside(code, stop);
+                        }
+                    }
+                    if let Some(code) = main_code {
+                        let ended = Ended {
+                            code,
+                            stop,
+                            stopped_at,
+                        };
+                        return (ended, beside);
                     }
                     if self.supervisor_lost() && !lost_before {
-                        pid1::send(pid, Signal::SIGTERM);
+                        pid1::send(main, Signal::SIGTERM);
                         kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
                     }
                 }
                 Event::Signal(sig) => {
-                    pid1::send(pid, sig);
+                    pid1::send(main, sig);
                     if is_stop(sig) {
+                        for &pid in &beside {
+                            pid1::send(pid, Signal::SIGTERM);
+                        }
                         stop.get_or_insert(sig);
+                        stopped_at.get_or_insert_with(Instant::now);
                         kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
                     }
                 }
                 Event::Timeout => {
-                    say!("pid {pid} still running {MAIN_GRACE:?} after SIGTERM: killing it");
+                    say!("pid {main} still running {MAIN_GRACE:?} after SIGTERM: killing it");
                     if group {
-                        pid1::send(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+                        pid1::send(Pid::from_raw(-main.as_raw()), Signal::SIGKILL);
                     }
-                    pid1::send(pid, Signal::SIGKILL);
+                    pid1::send(main, Signal::SIGKILL);
                     kill_at = None;
                 }
                 Event::Ready => {}
@@ -311,6 +348,7 @@ impl Init {
                 Ended {
                     code: 127,
                     stop: None,
+                    stopped_at: None,
                 }
             }
         }
@@ -331,83 +369,48 @@ impl Init {
             quiet_out.as_raw_fd()
         };
         Command::new(program, &argv, &user_environment(&self.user))
-            .map(|c| c.credentials(self.drop_to()).stdout(stdout))
+            .map(|c| {
+                c.credentials(self.drop_to())
+                    .stdout(stdout)
+                    .stop_signals_blocked()
+            })
             .and_then(|c| c.spawn())
             .map_err(|e| e.to_string())
     }
 
     /// Wait for the main program `main` while the boot reconciler runs
-    /// beside it, as [`Init::wait_child`] does for one child; a stop signal
-    /// goes to both. Once the main program has ended, a reconciler still at
-    /// work is ended too (SIGTERM, SIGKILL after `RECONCILER_GRACE`; at once
-    /// after a stop): the container is stopping, and the next boot
-    /// publishes every slot again.
+    /// beside it. Once the main program has ended, a reconciler still at
+    /// work is ended too: SIGTERM, on which it logs what it did (the init's
+    /// notes first) and exits, and SIGKILL if it has not within
+    /// `RECONCILER_GRACE` of the first SIGTERM (a stop sent it one already).
+    /// The container is stopping; the next boot publishes every slot again.
     fn wait_main_beside(&mut self, main: Pid, reconciler: Option<Pid>, boot_log: &Path) -> Ended {
-        let mut reconciler = reconciler;
-        let mut stop = None;
-        let mut kill_at: Option<Instant> = None;
-        let ended = loop {
-            match self.events.next(kill_at) {
-                Event::ChildExited => {
-                    let lost_before = self.supervisor_lost();
-                    let watched: Vec<Pid> = std::iter::once(main).chain(reconciler).collect();
-                    let mut main_code = None;
-                    for (pid, code) in self.reap_watched(&watched) {
-                        if pid == main {
-                            main_code = Some(code);
-                        } else {
-                            reconciler = None;
-                            if code != 0 && stop.is_none() {
-                                say!(
-                                    "warning: boot reconciliation failed ({}; see {})",
-                                    describe(code),
-                                    boot_log.display()
-                                );
-                            }
-                        }
-                    }
-                    if let Some(code) = main_code {
-                        break Ended { code, stop };
-                    }
-                    if self.supervisor_lost() && !lost_before {
-                        pid1::send(main, Signal::SIGTERM);
-                        kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
-                    }
+        let (ended, left) = self.wait_children(
+            main,
+            true,
+            reconciler.into_iter().collect(),
+            |code, stop| {
+                if code != 0 && stop.is_none() {
+                    say!(
+                        "warning: boot reconciliation failed ({}; see {})",
+                        describe(code),
+                        boot_log.display()
+                    );
                 }
-                Event::Signal(sig) => {
-                    pid1::send(main, sig);
-                    if is_stop(sig) {
-                        if let Some(pid) = reconciler {
-                            pid1::send(pid, Signal::SIGTERM);
-                        }
-                        stop.get_or_insert(sig);
-                        kill_at.get_or_insert(Instant::now() + MAIN_GRACE);
-                    }
-                }
-                Event::Timeout => {
-                    say!("pid {main} still running {MAIN_GRACE:?} after SIGTERM: killing it");
-                    pid1::send(Pid::from_raw(-main.as_raw()), Signal::SIGKILL);
-                    pid1::send(main, Signal::SIGKILL);
-                    kill_at = None;
-                }
-                Event::Ready => {}
-            }
-        };
-        match reconciler {
-            // It has had its SIGTERM since the stop: Docker's 10 s leave no more.
-            Some(pid) if ended.stop.is_some() => pid1::send(pid, Signal::SIGKILL),
-            Some(pid) => self.end_child(pid, RECONCILER_GRACE),
-            None => {}
+            },
+        );
+        let since = ended.stopped_at.unwrap_or_else(Instant::now);
+        for pid in left {
+            self.end_child(pid, since + RECONCILER_GRACE);
         }
         ended
     }
 
-    /// SIGTERM `pid`, wait up to `grace` for it, then SIGKILL it (the
+    /// SIGTERM `pid`, wait for it until `deadline`, then SIGKILL it (the
     /// teardown reaps it). Signals that arrive meanwhile change nothing:
     /// the container is already stopping.
-    fn end_child(&mut self, pid: Pid, grace: Duration) {
+    fn end_child(&mut self, pid: Pid, deadline: Instant) {
         pid1::send(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + grace;
         loop {
             match self.events.next(Some(deadline)) {
                 Event::ChildExited => {
@@ -429,7 +432,11 @@ impl Init {
     /// the notify slot delivers it on its way down. Here and not in the
     /// sender: only the init knows the container is stopping, not just that
     /// slot. Bounded by `NOTIFY_GRACE`; a failure is one line and no more.
+    /// Not started at all when no gateway can be up (`stopping`).
     fn notify_stopping(&mut self) {
+        if !stopping::maybe_gateways_up(&self.home) {
+            return;
+        }
         let program = self.layout.program.clone();
         let argv = hermes_argv(&program, &["container".into(), "notify-stopping".into()]);
         let spawned = Command::new(&program, &argv, &user_environment(&self.user))
@@ -576,9 +583,10 @@ fn safe_for_root(path: &Path) -> bool {
 
 /// Write `name` in the run directory as root. It may be on the volume,
 /// below directories the service user can replace: it is reached without
-/// following a link at any component.
+/// following a link at any component. Unsynced: the run directory is
+/// rebuilt at every boot.
 fn write_run_file(layout: &Layout, name: &str, text: &str) -> Result<(), FsError> {
-    Dir::open_no_links(&layout.run_dir)?.write_file(OsStr::new(name), text.as_bytes(), 0o644)
+    Dir::open_no_links(&layout.run_dir)?.replace_file(OsStr::new(name), text.as_bytes(), 0o644)
 }
 
 fn hermes_argv(program: &Path, args: &[OsString]) -> Vec<OsString> {
@@ -628,7 +636,7 @@ fn run_beside_reconciler(
         Err(e) => {
             say!("{e}");
             if let Some(pid) = reconciler {
-                init.end_child(pid, RECONCILER_GRACE);
+                init.end_child(pid, Instant::now() + RECONCILER_GRACE);
             }
             127
         }
@@ -646,8 +654,9 @@ pub fn run(boot: Boot) -> u8 {
         ready_write,
         decision,
         tty,
-        boot_log,
+        home,
     } = boot;
+    let boot_log = home.boot_log();
     if let Err(e) = pid1::ignore_job_control() {
         say!("{e}");
     }
@@ -669,6 +678,7 @@ pub fn run(boot: Boot) -> u8 {
     let mut init = Init {
         layout,
         user,
+        home,
         events,
         svscan: svscan_pid,
         svscan_ended: None,

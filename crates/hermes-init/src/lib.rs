@@ -26,6 +26,7 @@ pub mod reconcile;
 pub mod route;
 pub mod scandir;
 pub mod stage1;
+pub mod stopping;
 pub mod user;
 pub mod volume;
 

@@ -80,6 +80,8 @@ pub struct Command {
     foreground_tty: Option<RawFd>,
     keep_fds: Vec<RawFd>,
     stdout: Option<RawFd>,
+    /// The signal mask the program starts with (empty unless asked).
+    start_mask: libc::sigset_t,
 }
 
 fn cstring(what: &'static str, value: &OsStr) -> Result<CString, Pid1Error> {
@@ -113,6 +115,10 @@ impl Command {
         argv_ptrs.push(std::ptr::null());
         let mut envp_ptrs: Vec<_> = c_env.iter().map(|c| c.as_ptr()).collect();
         envp_ptrs.push(std::ptr::null());
+        // SAFETY: sigemptyset initialises the set it is given.
+        let mut start_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `start_mask` is a live sigset_t.
+        unsafe { libc::sigemptyset(&mut start_mask) };
         Ok(Command {
             display: argv
                 .iter()
@@ -129,7 +135,20 @@ impl Command {
             foreground_tty: None,
             keep_fds: Vec::new(),
             stdout: None,
+            start_mask,
         })
+    }
+
+    /// Start the program with the stop signals blocked, for a hermes helper
+    /// that looks for them itself between its steps (`pending_stop`): one
+    /// sent the instant it starts waits for it instead of killing it on its
+    /// way out of `execve`, before its first instruction could block it.
+    pub fn stop_signals_blocked(mut self) -> Self {
+        for sig in STOP_SIGNALS {
+            // SAFETY: sigaddset adds a valid signal number to a live set.
+            unsafe { libc::sigaddset(&mut self.start_mask, sig as libc::c_int) };
+        }
+        self
     }
 
     /// Run the child as this user and group.
@@ -224,10 +243,9 @@ impl Command {
             libc::_exit(127)
         };
         // The parent blocks the signals it reads from a signalfd; a program
-        // must start with an empty mask and default dispositions.
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // starts with an empty mask (unless it asked for the stop signals)
+        // and default dispositions.
+        libc::sigprocmask(libc::SIG_SETMASK, &self.start_mask, std::ptr::null_mut());
         if self.own_group {
             libc::setpgid(0, 0);
             if let Some(tty) = self.foreground_tty {
@@ -462,6 +480,23 @@ static SIGNALS_BLOCKED_AT_NS: AtomicI64 = AtomicI64::new(0);
 
 pub fn signals_blocked_at_ns() -> Option<i64> {
     Some(SIGNALS_BLOCKED_AT_NS.load(Ordering::Relaxed)).filter(|&ns| ns > 0)
+}
+
+/// The first stop signal (TERM, INT, HUP, QUIT) waiting, blocked, for
+/// this process: for one started with them blocked
+/// ([`Command::stop_signals_blocked`]: the boot reconciler) to look at
+/// between its steps.
+pub fn pending_stop() -> Option<Signal> {
+    // SAFETY: sigpending fills the set it is given; zeroed is a valid empty set.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live sigset_t.
+    if unsafe { libc::sigpending(&mut set) } != 0 {
+        return None;
+    }
+    STOP_SIGNALS
+        .into_iter()
+        // SAFETY: sigismember reads the set filled above.
+        .find(|&sig| unsafe { libc::sigismember(&set, sig as libc::c_int) } == 1)
 }
 
 /// Block `set` so its signals queue for a signalfd.

@@ -479,7 +479,7 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         ready_write,
         decision,
         tty,
-        boot_log: stage.home.boot_log(),
+        home: stage.home.clone(),
     });
     // Only now, with the tree and everything else ended, is the volume free.
     drop(lock);

@@ -111,8 +111,27 @@ test_docker_logs_lines_name_their_source() {
     expect_no_out '^hermes-gateway|^hermes dashboard|^hermes: gateway' || return 1
 }
 
+# A program CMD that ends before boot reconciliation does still leaves that
+# boot's lines in the boot log, the init's notes first: the init ends the
+# reconciler, which logs what it did and why it stopped before it exits.
+test_short_cmd_keeps_boot_lines() {
+    local vol n
+    vol=$(volume)
+    for n in 1 2 3; do
+        run_fg -v "$vol:/opt/data" -- true
+        expect_rc 0 || return 1
+    done
+    run_fg -v "$vol:/opt/data" --entrypoint cat -- /opt/data/logs/container-boot.log
+    expect_rc 0 || return 1
+    n=$(grep -c 'init: stop signals blocked at' <<<"$out")
+    [ "$n" = 3 ] || { report "the init's notes of $n boots of 3 in the boot log"; return 1; }
+    n=$(grep -Ec 'reconcile: (done in|stopped by SIGTERM)' <<<"$out")
+    [ "$n" = 3 ] || { report "how $n reconciles of 3 ended in the boot log"; return 1; }
+}
+
 all_tests+=(
     test_docker_logs_lines_name_their_source
+    test_short_cmd_keeps_boot_lines
     test_cmd_owns_output
     test_server_mode_boot_lines_on_stderr
     test_init_is_pid1_and_svscan_its_child

@@ -7,6 +7,7 @@ use std::os::unix::process::CommandExt;
 use anyhow::{anyhow, Context as _};
 use hermes_core::dashboard;
 use hermes_core::{profile, state, ExitStatus};
+use hermes_init::boot::Reconciled;
 use hermes_init::stage1::Stage1;
 use hermes_init::{pid1, stage1, Layout};
 use hermes_s6::svscan;
@@ -42,7 +43,7 @@ fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<Exi
     let profiles = profile::named_profiles(&ctx.home).map_or(0, |p| p.len());
     let max_slots = svscan::max_slots_from_env().max(profiles + 1);
     let code = stage1::run(Stage1 {
-        cap_flag: svscan::probe_cap_flag()?,
+        cap_flag: svscan::cap_flag(&svscan_path)?,
         max_slots,
         layout,
         home: ctx.home.clone(),
@@ -57,14 +58,21 @@ fn init(ctx: &Context, layout: Layout, cmd: Vec<OsString>) -> anyhow::Result<Exi
 }
 
 /// `notes`: the init's boot notes, logged before this boot's decisions.
+/// A stop signal waiting (kept blocked, see `block_init_signals`) ends it
+/// with 128+n, its lines logged.
 fn reconcile(ctx: &Context, dry_run: bool, notes: Vec<String>) -> anyhow::Result<ExitStatus> {
-    let report = hermes_init::boot::reconcile(&ctx.home, &ctx.s6(), dry_run, notes, |line| {
-        println!("{line}")
-    })?;
-    Ok(if report.failed > 0 {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
+    let reconciled = hermes_init::boot::reconcile(
+        &ctx.home,
+        &ctx.s6(),
+        dry_run,
+        notes,
+        pid1::pending_stop,
+        |line| println!("{line}"),
+    )?;
+    Ok(match reconciled {
+        Reconciled::Done(report) if report.failed > 0 => ExitStatus::Failure,
+        Reconciled::Done(_) => ExitStatus::Success,
+        Reconciled::Stopped(sig) => ExitStatus::External(128 + sig as u8),
     })
 }
 
