@@ -183,7 +183,7 @@ fn prepare_volume(
         home.logs_dir().join("gateways"),
     ] {
         let rel = dir.strip_prefix(home.root()).unwrap_or(&dir);
-        home_dir.create_beneath(rel, 0o755).map_err(|e| {
+        let created = home_dir.create_beneath(rel, 0o755).map_err(|e| {
             let logs = home.logs_dir();
             if fsutil::symlink_metadata(&logs).is_ok_and(|m| m.file_type().is_symlink()) {
                 InitError::Repair(format!(
@@ -197,6 +197,16 @@ fn prepare_volume(
                 InitError::Fs(e)
             }
         })?;
+        if root {
+            give(&created, user)?;
+        }
+    }
+    if root {
+        let logs = home.logs_dir();
+        give(
+            &home_dir.open_beneath(logs.strip_prefix(home.root()).unwrap_or(&logs))?,
+            user,
+        )?;
     }
     remove_stale_temp_files(home_dir, home);
     if !root {
@@ -237,6 +247,17 @@ fn prepare_volume(
         note!("left {} as it is: read-only file system", path.display());
     }
     Ok(())
+}
+
+/// Give a directory stage 1 made to the service user at once: on a fresh
+/// volume the repair then finds nothing to change, and its marker needs no
+/// sync (`volume::repair_volume`).
+fn give(dir: &Dir, user: &ServiceUser) -> Result<(), FsError> {
+    let st = dir.stat_self()?;
+    if (st.st_uid, st.st_gid) == (user.uid, user.gid) {
+        return Ok(());
+    }
+    dir.chown(user.uid, user.gid)
 }
 
 /// `.<file>.tmp.<pid>` files that a write killed mid-way left in the home

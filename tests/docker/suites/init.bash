@@ -24,7 +24,7 @@ test_cmd_owns_output() {
     run_fg -- sh -c 'log=/opt/data/logs/container-boot.log; i=0
         until grep -q "reconcile: done" "$log" 2>/dev/null || [ "$i" -ge 200 ]; do sleep 0.1; i=$((i + 1)); done
         cat "$log"'
-    expect_out 'reconcile: done' && expect_out 'init: gave [0-9]+ entries' || return 1
+    expect_out 'reconcile: done' && expect_out 'init: stop signals blocked at [0-9]+ ns' || return 1
     # HERMES_VERBOSE=1 shows them, on stderr only.
     o=$(timeout -k 5 60 docker run --rm --label "$label" -e HERMES_VERBOSE=1 "$image" bash -c 'echo ok' 2>/dev/null)
     out=$o
