@@ -216,8 +216,34 @@ impl Exchange {
         }
         if x.connected {
             x.write();
+        } else if x.result.is_none() {
+            x.write_early();
         }
         x
+    }
+
+    /// The request written at once if the handshake is already done, as it
+    /// mostly is on loopback: the server then finds it with the connection
+    /// it accepts and answers in one wake-up, not one for the connection and
+    /// another for the request.
+    fn write_early(&mut self) {
+        let Some(mut socket) = self.socket.as_ref() else {
+            return;
+        };
+        match socket.write(&self.out) {
+            Ok(n) => {
+                self.connected = true;
+                self.written = n;
+                self.write();
+            }
+            // Still connecting: the poll loop waits for it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // Unsent, so the connect is what failed (refused, unreachable).
+            Err(source) => {
+                let addr = self.addr;
+                self.result = Some(Err(HttpError::Connect { addr, source }));
+            }
+        }
     }
 
     /// What to wait for, or `None` when done.

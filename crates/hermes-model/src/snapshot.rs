@@ -256,14 +256,46 @@ impl Snapshot {
         names.extend(registered.iter().flatten().cloned());
         // The root profile first, like `profile list`; then by name.
         let (root, named): (Vec<_>, Vec<_>) = names.into_iter().partition(|n| n.is_default());
-        let facts: Vec<Facts> = root
+        let names: Vec<(ProfileName, bool)> = root
             .into_iter()
             .chain(named)
-            .map(|name| facts(env, &name, profiles.contains(&name)))
+            .map(|name| {
+                let exists = profiles.contains(&name);
+                (name, exists)
+            })
             .collect();
 
-        let statuses = slot_statuses(env, manager.as_ref(), &facts, registered.as_ref());
-        let healths = probe_all(&facts, health_timeout);
+        // The probes wait on every gateway process; what this process reads
+        // meanwhile (slot statuses, state files, hooks) costs no wall time.
+        // Only the configs (where each gateway listens) come first.
+        let (statuses, facts, healths) = std::thread::scope(|scope| {
+            let (configs_tx, configs_rx) = std::sync::mpsc::channel();
+            let names = &names;
+            let probes = scope.spawn(move || {
+                let confs: Vec<Conf> = names
+                    .iter()
+                    .map(|(name, exists)| conf(env, name, *exists))
+                    .collect();
+                let targets: Vec<_> = names
+                    .iter()
+                    .zip(&confs)
+                    .map(|((n, _), c)| c.target(n))
+                    .collect();
+                let _ = configs_tx.send(confs);
+                probe_all(&targets, health_timeout)
+            });
+            let statuses = slot_statuses(env, manager.as_ref(), names, registered.as_ref());
+            let confs: Vec<Conf> = configs_rx.recv().unwrap_or_default();
+            let facts: Vec<Facts> = names
+                .iter()
+                .zip(confs)
+                .map(|((name, exists), c)| facts_from(env, name, *exists, c, true))
+                .collect();
+            let healths = probes
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (statuses, facts, healths)
+        });
         let gateways: Vec<Gateway> = facts
             .iter()
             .zip(statuses)
@@ -308,20 +340,20 @@ impl Gateway {
     }
 }
 
-/// The manager's view of every gateway's slot, in the order of `facts`:
+/// The manager's view of every gateway's slot, in the order of `names`:
 /// all at once where the manager reads them cheaply, else one call each
 /// on [`WORKERS`] threads. A profile `registered` does not hold has none.
 fn slot_statuses(
     env: &dyn Environment,
     manager: &dyn ServiceManager,
-    facts: &[Facts],
+    names: &[(ProfileName, bool)],
     registered: Option<&BTreeSet<ProfileName>>,
 ) -> Vec<Result<Option<SlotStatus>, String>> {
     // Without registration support every profile may have a unit: ask.
     let has_slot = |p: &ProfileName| registered.is_none_or(|r| r.contains(p));
-    let asked: Vec<ProfileName> = facts
+    let asked: Vec<ProfileName> = names
         .iter()
-        .map(|f| &f.profile)
+        .map(|(name, _)| name)
         .filter(|p| has_slot(p))
         .cloned()
         .collect();
@@ -332,10 +364,10 @@ fn slot_statuses(
         None => parallel_map(&asked, || env.manager(), |m, p| slot_status(m.status(p))),
     }
     .into_iter();
-    facts
+    names
         .iter()
-        .map(|f| {
-            if has_slot(&f.profile) {
+        .map(|(name, _)| {
+            if has_slot(name) {
                 answers.next().unwrap_or(Ok(None))
             } else {
                 Ok(None)
@@ -356,21 +388,26 @@ fn slot_status(status: Result<SlotStatus, ServiceError>) -> Result<Option<SlotSt
     }
 }
 
+/// Where one gateway is probed: its profile, host and port, when known.
+type Target<'a> = (&'a ProfileName, Option<String>, Option<u16>);
+
 /// Every gateway's `/health` with a known port, probed at once from this
 /// thread; [`Health::unknown`] for the others.
-fn probe_all(facts: &[Facts], timeout: Duration) -> Vec<Health> {
-    let targets: Vec<_> = facts
+fn probe_all(targets: &[Target<'_>], timeout: Duration) -> Vec<Health> {
+    let known: Vec<_> = targets
         .iter()
-        .filter_map(|f| {
-            let port = f.port?;
-            let host = f.host.as_deref().unwrap_or("127.0.0.1");
-            Some((host, port, health::Expect::Gateway(f.profile.as_str())))
+        .filter_map(|(profile, host, port)| {
+            Some((
+                host.as_deref().unwrap_or("127.0.0.1"),
+                (*port)?,
+                health::Expect::Gateway(profile.as_str()),
+            ))
         })
         .collect();
-    let mut answers = health::probe_all(&targets, timeout).into_iter();
-    facts
+    let mut answers = health::probe_all(&known, timeout).into_iter();
+    targets
         .iter()
-        .map(|f| match f.port {
+        .map(|(_, _, port)| match port {
             Some(_) => answers.next().unwrap_or_else(Health::unknown),
             None => Health::unknown(),
         })
@@ -399,32 +436,83 @@ fn facts_without_hooks(env: &dyn Environment, name: &ProfileName) -> Facts {
     facts_of(env, name, true, false)
 }
 
+/// A profile's `config.yaml`, as far as it could be read.
+#[derive(Default)]
+enum Conf {
+    /// No profile directory: nothing to read.
+    #[default]
+    Missing,
+    Loaded(Box<Config>),
+    /// Unreadable or invalid; the port, if it can still be made out.
+    Broken {
+        port: Option<u16>,
+        error: String,
+    },
+}
+
+impl Conf {
+    fn host(&self) -> Option<&str> {
+        match self {
+            Conf::Loaded(c) => Some(&c.gateway.host),
+            _ => None,
+        }
+    }
+
+    fn port(&self) -> Option<u16> {
+        match self {
+            Conf::Loaded(c) => Some(c.gateway.port),
+            Conf::Broken { port, .. } => *port,
+            Conf::Missing => None,
+        }
+    }
+
+    fn target<'a>(&self, profile: &'a ProfileName) -> Target<'a> {
+        (profile, self.host().map(str::to_string), self.port())
+    }
+}
+
+fn conf(env: &dyn Environment, name: &ProfileName, exists: bool) -> Conf {
+    if !exists {
+        return Conf::Missing;
+    }
+    let path = env.home().profile(name).config();
+    match Config::load(&path) {
+        Ok(c) => Conf::Loaded(Box::new(c)),
+        Err(e) => Conf::Broken {
+            port: Config::read_port(&path),
+            error: e.to_string(),
+        },
+    }
+}
+
 fn facts_of(env: &dyn Environment, name: &ProfileName, exists: bool, with_hooks: bool) -> Facts {
+    facts_from(env, name, exists, conf(env, name, exists), with_hooks)
+}
+
+fn facts_from(
+    env: &dyn Environment,
+    name: &ProfileName,
+    exists: bool,
+    conf: Conf,
+    with_hooks: bool,
+) -> Facts {
     let paths = env.home().profile(name);
     let state = state::load(&paths.state())
         .map(|l| l.state())
         .unwrap_or_default();
-    let (host, port, config_error, hooks) = if !exists {
-        (None, None, None, Vec::new())
-    } else {
-        match Config::load(&paths.config()) {
-            Ok(c) => (
-                Some(c.gateway.host.clone()),
-                Some(c.gateway.port),
-                None,
-                if with_hooks {
-                    hooks(&paths, &c)
-                } else {
-                    Vec::new()
-                },
-            ),
-            Err(e) => (
-                None,
-                Config::read_port(&paths.config()),
-                Some(e.to_string()),
-                Vec::new(),
-            ),
-        }
+    let (host, port, config_error, hooks) = match conf {
+        Conf::Missing => (None, None, None, Vec::new()),
+        Conf::Loaded(c) => (
+            Some(c.gateway.host.clone()),
+            Some(c.gateway.port),
+            None,
+            if with_hooks {
+                hooks(&paths, &c)
+            } else {
+                Vec::new()
+            },
+        ),
+        Conf::Broken { port, error } => (None, port, Some(error), Vec::new()),
     };
     Facts {
         profile: name.clone(),
