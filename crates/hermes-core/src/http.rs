@@ -601,6 +601,24 @@ mod tests {
     }
 
     #[test]
+    fn a_request_goes_out_with_its_connection_when_the_handshake_is_done() {
+        // On loopback the handshake completes within the connect call, so
+        // the server finds the request with the connection it accepts.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let request = Request::get("/health");
+        let x = Exchange::start(addr, &request);
+        assert!(x.result.is_none(), "{:?}", x.result);
+        assert!(x.connected);
+        assert_eq!(x.written, x.out.len());
+        let (s, _) = listener.accept().unwrap();
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 512];
+        let n = (&s).read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"GET /health HTTP/1.1\r\n"));
+    }
+
+    #[test]
     fn send_all_holds_at_most_its_window_open() {
         let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         listener

@@ -58,7 +58,11 @@ pub struct FakeManager {
     status_calls: Arc<AtomicUsize>,
     /// Answer no `status_all`, like a host manager (a process per slot).
     slot_by_slot: Arc<AtomicBool>,
+    /// Run before each status is answered (a slow manager, a test's probe).
+    before_status: Arc<Mutex<Option<StatusHook>>>,
 }
+
+type StatusHook = Box<dyn Fn() + Send + Sync>;
 
 impl FakeManager {
     /// How many times one slot's status was asked for.
@@ -69,6 +73,11 @@ impl FakeManager {
     /// From now on, let callers ask each slot's status on its own.
     pub fn answer_slot_by_slot(&self) {
         self.slot_by_slot.store(true, Ordering::Relaxed);
+    }
+
+    /// From now on, run `hook` before answering each slot's status.
+    pub fn before_status(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.before_status.lock().unwrap() = Some(Box::new(hook));
     }
 
     fn record(&self, call: String) {
@@ -138,6 +147,9 @@ impl ServiceManager for FakeManager {
     }
     fn status(&self, profile: &ProfileName) -> Result<SlotStatus, ServiceError> {
         self.status_calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = self.before_status.lock().unwrap().as_ref() {
+            hook();
+        }
         self.slot_status(profile)
     }
     fn status_all(

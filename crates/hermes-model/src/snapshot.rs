@@ -745,6 +745,8 @@ mod tests {
     use super::*;
     use crate::env::Environment;
     use crate::fake::{FakeEnv, Slot};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
 
     #[test]
     fn every_profile_and_slot_appears_with_its_label() {
@@ -934,6 +936,103 @@ mod tests {
                 // No profile, so no port to probe.
                 GatewayLabel::Up,
             ]
+        );
+    }
+
+    #[test]
+    fn slots_are_read_while_the_gateways_are_probed() {
+        let env = FakeEnv::new();
+        let name = env.add_profile("web");
+        env.set_slot("web", Slot::up(1));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let paths = Environment::home(&env).profile(&name);
+        hermes_core::config::Config::new(port)
+            .save(&paths.config())
+            .unwrap();
+        // The gateway and the slot's status each wait (up to a deadline) for
+        // the other to have begun: only if both are under way at once does
+        // each see the other.
+        let wait_for = |flag: &AtomicBool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            hermes_core::wait::until(deadline, Duration::from_millis(2), || {
+                flag.load(Ordering::SeqCst)
+            })
+        };
+        let probed = Arc::new(AtomicBool::new(false));
+        let asked = Arc::new(AtomicBool::new(false));
+        let gateway_saw_status = Arc::new(AtomicBool::new(false));
+        let status_saw_probe = Arc::new(AtomicBool::new(false));
+        let (probed_, asked_, saw) = (probed.clone(), asked.clone(), gateway_saw_status.clone());
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let mut buf = [0u8; 512];
+                let _ = std::io::Read::read(&mut s, &mut buf);
+                probed_.store(true, Ordering::SeqCst);
+                saw.fetch_or(wait_for(&asked_), Ordering::SeqCst);
+                let body = r#"{"status":"ok","profile":"web"}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = std::io::Write::write_all(&mut s, answer.as_bytes());
+            }
+        });
+        let (probed_, asked_, saw) = (probed.clone(), asked.clone(), status_saw_probe.clone());
+        env.manager().before_status(move || {
+            asked_.store(true, Ordering::SeqCst);
+            saw.fetch_or(wait_for(&probed_), Ordering::SeqCst);
+        });
+        let snap = Snapshot::collect_with(&env, Duration::from_secs(5));
+        assert!(
+            status_saw_probe.load(Ordering::SeqCst),
+            "the slot's status was read before the probe was sent"
+        );
+        assert!(
+            gateway_saw_status.load(Ordering::SeqCst),
+            "the probe was answered before the slot's status was asked"
+        );
+        let g = snap.gateway(&name).unwrap();
+        assert_eq!(
+            (g.label, g.health.state),
+            (GatewayLabel::Up, HealthState::Ok)
+        );
+    }
+
+    /// The document `status --json` and `GET /api/status` serve: its keys
+    /// are pinned, and collecting at once or slot by slot gives the same.
+    #[test]
+    fn the_document_keeps_its_keys() {
+        let env = FakeEnv::new();
+        env.add_profile("web");
+        env.serve_health("web");
+        env.set_slot("web", Slot::up(3));
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k.join(" ")
+        };
+        let snap = serde_json::to_value(Snapshot::collect(&env)).unwrap();
+        assert_eq!(
+            keys(&snap),
+            "dashboard errors gateways home ingress main manager summary supervisor taken_at version"
+        );
+        let web = &snap["gateways"][1];
+        assert_eq!(
+            keys(web),
+            "config_error desired_state down_secs exit_reason gateway_state health health_text \
+             hooks hooks_summary host label last_exit pid port profile profile_exists ready \
+             reason restarts service short_failures slot status_error supervised tone up \
+             uptime_secs want"
+        );
+        assert_eq!(keys(&web["health"]), "error http_status latency_ms state");
+        assert_eq!(
+            keys(&snap["summary"]),
+            "failing gateways healthy stopped up without_slot"
+        );
+        assert_eq!(
+            (web["label"].as_str(), web["health"]["state"].as_str()),
+            (Some("up"), Some("ok"))
         );
     }
 
