@@ -120,6 +120,11 @@ pub enum Durability {
     /// about itself, and for a batch whose directories are synced together
     /// once every file is renamed.
     Atomic,
+    /// Nothing after a power loss (the old content, the new, an empty file
+    /// or none): no fsync at all. Readers still see the old content or the
+    /// new, never a mix. Only for a file whose loss is harmless and whose
+    /// content a crash makes stale anyway (`gateway.pid`).
+    Volatile,
 }
 
 /// Write `data` to `path` so that readers see the old content or the new, never a mix,
@@ -129,7 +134,8 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> 
 }
 
 /// Replace `path` with `data` through a temp file in the same directory:
-/// write, fsync, rename, then fsync the directory if `durability` asks.
+/// write, fsync unless [`Durability::Volatile`], rename, then fsync the
+/// directory if `durability` asks.
 pub fn replace(path: &Path, data: &[u8], mode: u32, durability: Durability) -> Result<(), FsError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path
@@ -149,7 +155,10 @@ pub fn replace(path: &Path, data: &[u8], mode: u32, durability: Durability) -> R
         // The mode argument is filtered by the umask; the file must end up exactly `mode`.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         give_to_directory_owner(&file, dir)?;
-        file.sync_all()
+        match durability {
+            Durability::Volatile => Ok(()),
+            Durability::Durable | Durability::Atomic => file.sync_all(),
+        }
     };
     if let Err(err) = write() {
         let _ = fs::remove_file(&tmp);
@@ -162,7 +171,7 @@ pub fn replace(path: &Path, data: &[u8], mode: u32, durability: Durability) -> R
     })?;
     match durability {
         Durability::Durable => sync_dir(dir),
-        Durability::Atomic => Ok(()),
+        Durability::Atomic | Durability::Volatile => Ok(()),
     }
 }
 
@@ -330,12 +339,14 @@ mod tests {
     }
 
     #[test]
-    fn an_atomic_replace_leaves_the_same_file_as_a_durable_one() {
+    fn every_durability_leaves_the_same_file() {
         let dir = tempfile::tempdir().unwrap();
         let (atomic, durable) = (dir.path().join("a"), dir.path().join("d"));
+        let volatile = dir.path().join("v");
         for (path, durability) in [
             (&atomic, Durability::Atomic),
             (&durable, Durability::Durable),
+            (&volatile, Durability::Volatile),
         ] {
             replace(path, b"old", 0o600, durability).unwrap();
             replace(path, b"new", 0o644, durability).unwrap();
@@ -346,7 +357,7 @@ mod tests {
             );
         }
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 2, "temp file left behind");
+        assert_eq!(left.len(), 3, "temp file left behind");
     }
 
     #[test]

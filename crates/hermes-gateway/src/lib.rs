@@ -5,13 +5,15 @@
 //! 1. Exclusive `flock` on `gateway.lock`; a second instance exits 75 naming
 //!    the holder's pid; `--replace` sends it SIGTERM, waits up to 10 s, then
 //!    SIGKILL, then takes the lock.
-//! 2. `gateway.pid`, then `gateway_state.json`: `pid`, `started_at`,
-//!    `gateway_state: starting` (`desired_state` is never touched here).
+//! 2. `gateway.pid` (replaced atomically, not synced).
 //! 3. `config.yaml` and the `.env` secret: a problem is fatal (exit 78,
 //!    `startup_failed` with the reason). Inbox recovery, then bind
 //!    `gateway.host:gateway.port`: failure is `startup_failed`, exit 1.
-//! 4. `running`; readiness: a newline on `--notify-fd` (then closed) and
-//!    `READY=1` to `$NOTIFY_SOCKET`.
+//! 4. `gateway_state.json`, written once (its only write before readiness):
+//!    `pid`, `started_at`, `gateway_state: running` (`desired_state` is
+//!    never touched here); until then s6 shows the slot up and not ready.
+//!    Readiness: a newline on `--notify-fd` (then closed) and `READY=1` to
+//!    `$NOTIFY_SOCKET`.
 //! 5. SIGTERM/SIGINT: `draining` (stop accepting, finish in-flight requests
 //!    for at most 3 s), then `stopped` with `exit_reason` `sigterm`/`sigint`,
 //!    exit 0. A full disk turns `running` into `degraded` until a write succeeds.

@@ -48,30 +48,35 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     let paths = profile::existing(&options.home, &options.profile)?;
     let _lock = lock::acquire(&paths, options.replace)?;
     let pid = std::process::id();
-    // A boot removes a stale pid file, so it need not outlive a power loss.
+    // Not synced: the lock, not this file, says who runs, a boot removes a
+    // stale one, and one a power loss leaves empty reads as no pid.
     fsutil::replace(
         &paths.pid_file(),
         format!("{pid}\n").as_bytes(),
         0o644,
-        Durability::Atomic,
+        Durability::Volatile,
     )?;
     let started = Instant::now();
     let started_at_ms = state::now_ms();
-    let recorded = report(&paths, |s| {
-        s.pid = Some(pid);
-        s.started_at = Some(started_at_ms);
-        s.gateway_state = Some(RunState::Starting);
-        s.exit_reason = None;
+    // The state is written once before readiness, when start-up has
+    // succeeded or failed: meanwhile s6 says "up, not ready", which is what
+    // every front end shows as starting.
+    let outcome = runtime.block_on(start(&paths)).and_then(|parts| {
+        report(&paths, |s| {
+            s.pid = Some(pid);
+            s.started_at = Some(started_at_ms);
+            s.gateway_state = Some(RunState::Running);
+            s.exit_reason = None;
+        })?;
+        Ok(parts)
     });
-    let outcome = recorded
-        .map_err(GatewayError::from)
-        .and_then(|()| runtime.block_on(start(&paths)));
     let (listener, inbox, secret, limits, hooks) = match outcome {
         Ok(parts) => parts,
         Err(err) => {
             // The caller prints the error: one line, not two.
             let reason = err.to_string();
             let _ = report(&paths, |s| {
+                s.started_at = Some(started_at_ms);
                 s.gateway_state = Some(RunState::StartupFailed);
                 s.exit_reason = Some(reason);
                 s.pid = None;
@@ -92,7 +97,7 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
         listen: listen.clone(),
         secret,
         inbox: inbox.clone(),
-        state: Mutex::new(RunState::Starting),
+        state: Mutex::new(RunState::Running),
         admission: Admission::new(
             limits.max_connections as usize,
             limits.max_inflight_body_bytes,
@@ -115,7 +120,6 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
             }
         })
     };
-    app.set_state(RunState::Running);
     crate::log(&format!(
         "profile {} serving on {listen} (pid {pid}, ready in {} ms)",
         paths.name,

@@ -300,6 +300,68 @@ fn readiness_comes_only_once_the_port_accepts() {
     );
 }
 
+/// The names renamed to in the directory `watch` watches with `IN_MOVE`, in
+/// order: every atomic replace ends with one. (Watching `IN_MOVED_FROM` too
+/// keeps the kernel from merging two renames to one name into one event.)
+fn renamed_into(watch: &std::os::fd::OwnedFd) -> Vec<String> {
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: read(2) into a buffer we own, of its length; the descriptor is non-blocking.
+    let n = unsafe { libc::read(watch.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).unwrap_or(0);
+    let (mut names, mut at) = (Vec::new(), 0);
+    let head = std::mem::size_of::<libc::inotify_event>();
+    while at + head <= n {
+        // SAFETY: the kernel wrote whole events; read_unaligned copes with the byte buffer.
+        let event: libc::inotify_event =
+            unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
+        let name = &buf[at + head..at + head + event.len as usize];
+        let name = name.split(|b| *b == 0).next().unwrap_or_default();
+        if event.mask & libc::IN_MOVED_TO != 0 {
+            names.push(String::from_utf8_lossy(name).into_owned());
+        }
+        at += head + event.len as usize;
+    }
+    names
+}
+
+/// Each write before readiness is an fsync the wait of `start --all` waits
+/// for, per gateway: the state is written once (running), and not before.
+#[test]
+fn the_state_is_written_once_before_readiness() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let home = Home::new();
+    // SAFETY: inotify_init1 makes a new descriptor, owned from here on.
+    let watch = unsafe {
+        std::os::fd::OwnedFd::from_raw_fd(libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC))
+    };
+    let dir = std::ffi::CString::new(home.paths.state().parent().unwrap().as_os_str().as_bytes())
+        .unwrap();
+    // SAFETY: a valid descriptor and a NUL-terminated path.
+    let wd = unsafe { libc::inotify_add_watch(watch.as_raw_fd(), dir.as_ptr(), libc::IN_MOVE) };
+    assert!(wd >= 0, "{}", std::io::Error::last_os_error());
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let state_file = home.paths.state();
+    let state_name = state_file.file_name().unwrap().to_string_lossy();
+    let writes = renamed_into(&watch)
+        .into_iter()
+        .filter(|n| *n == state_name)
+        .count();
+    assert_eq!(
+        writes,
+        1,
+        "writes of {} before readiness",
+        state_file.display()
+    );
+    let running = home.state();
+    assert_eq!(running.gateway_state, Some(RunState::Running));
+    assert_eq!(running.pid, Some(gw.pid() as u32));
+    gw.signal(libc::SIGTERM);
+    let (code, stderr, _) = gw.wait_exit();
+    assert_eq!(code, 0, "{stderr}");
+}
+
 #[test]
 fn a_second_instance_exits_75_naming_the_holder() {
     let home = Home::new();
