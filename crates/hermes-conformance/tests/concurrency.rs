@@ -357,64 +357,99 @@ fn hold_gateway_lock(env: &Env, profile: &str) -> (std::process::Child, nix::uni
     (holder, group)
 }
 
-/// A start that a stop overtakes fails at once with an error that says so,
-/// instead of waiting out its timeout. The gateway is held before readiness
-/// by a lock holder that ignores SIGTERM (so `--replace` needs 10 s to take
-/// over), which leaves the start waiting long enough for the stop to land.
-#[test]
-fn a_start_overtaken_by_a_stop_fails_at_once_naming_the_stop() {
+/// What happened when a stop overtook a start held before readiness.
+struct Overtaken {
+    /// Whether the start ended within `within` of the stop.
+    finished: bool,
+    waited: Duration,
+    start: Output,
+    stop: Output,
+    report: String,
+}
+
+/// Hold `held`'s gateway before readiness (its lock taken by a holder that
+/// ignores SIGTERM, so `--replace` needs 10 s), run `start_args` until that
+/// gateway's process is up, then `hermes -p <held> gateway stop`, and give
+/// the start `within` to end; then let the gateway go and collect both.
+fn stop_overtaking_a_start(
+    env: &Env,
+    held: &str,
+    start_args: &[&str],
+    within: Duration,
+) -> Overtaken {
     use std::process::Stdio;
     use std::time::Instant;
 
-    let mut env = Env::new();
-    env.supervise();
-    let port = free_port().to_string();
-    env.ok(&["profile", "create", "slow", "--no-alias", "--port", &port]);
-    let (mut holder, holder_group) = hold_gateway_lock(&env, "slow");
-
-    let start = env
-        .command(&["-p", "slow", "gateway", "start", "--timeout", "30"])
+    let (mut holder, holder_group) = hold_gateway_lock(env, held);
+    let mut start = env
+        .command(start_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn gateway start");
+        .expect("spawn the start");
     // The gateway process is up (waiting for the lock), not ready.
-    env.wait_for("the gateway process up", Duration::from_secs(10), || {
-        env.status("slow")["up"] == true
-    });
+    env.wait_for(
+        "the held gateway's process up",
+        Duration::from_secs(10),
+        || env.status(held)["up"] == true,
+    );
     let stopped_at = Instant::now();
     let stop = env
-        .command(&["-p", "slow", "gateway", "stop", "--timeout", "30"])
+        .command(&["-p", held, "gateway", "stop", "--timeout", "30"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway stop");
-    let mut start = start;
-    let finished = poll(Duration::from_secs(8), Duration::from_millis(10), || {
+    let finished = poll(within, Duration::from_millis(10), || {
         matches!(start.try_wait(), Ok(Some(_)))
     });
     let waited = stopped_at.elapsed();
     // Let the gateway take the lock, see its SIGTERM and stop.
     let _ = nix::sys::signal::kill(holder_group, nix::sys::signal::Signal::SIGKILL);
     let _ = holder.wait();
-    let start_out = start.wait_with_output().unwrap();
-    let stop_out = stop.wait_with_output().unwrap();
+    let start = start.wait_with_output().unwrap();
+    let stop = stop.wait_with_output().unwrap();
     let report = format!(
         "{}\n{}\n{}",
-        render_output("hermes -p slow gateway start", &start_out),
-        render_output("hermes -p slow gateway stop", &stop_out),
+        render_output(&format!("hermes {}", start_args.join(" ")), &start),
+        render_output(&format!("hermes -p {held} gateway stop"), &stop),
         env.dump()
     );
-    assert!(
+    Overtaken {
         finished,
-        "the start still waited {waited:?} after the stop\n{report}"
+        waited,
+        start,
+        stop,
+        report,
+    }
+}
+
+/// A start that a stop overtakes fails at once with an error that says so,
+/// instead of waiting out its timeout.
+#[test]
+fn a_start_overtaken_by_a_stop_fails_at_once_naming_the_stop() {
+    let mut env = Env::new();
+    env.supervise();
+    let port = free_port().to_string();
+    env.ok(&["profile", "create", "slow", "--no-alias", "--port", &port]);
+    let o = stop_overtaking_a_start(
+        &env,
+        "slow",
+        &["-p", "slow", "gateway", "start", "--timeout", "30"],
+        Duration::from_secs(8),
     );
-    assert!(!start_out.status.success(), "{report}");
+    let report = &o.report;
     assert!(
-        text_of(&start_out).contains("start of 'slow' was overtaken by a stop"),
+        o.finished,
+        "the start still waited {:?} after the stop\n{report}",
+        o.waited
+    );
+    assert!(!o.start.status.success(), "{report}");
+    assert!(
+        text_of(&o.start).contains("start of 'slow' was overtaken by a stop"),
         "{report}"
     );
-    assert!(stop_out.status.success(), "{report}");
+    assert!(o.stop.status.success(), "{report}");
     assert_eq!(env.state("slow")["desired_state"], "stopped", "{report}");
     assert_eq!(env.status("slow")["up"], false, "{report}");
 }
@@ -424,56 +459,27 @@ fn a_start_overtaken_by_a_stop_fails_at_once_naming_the_stop() {
 /// out its timeout for it.
 #[test]
 fn a_stop_overtakes_one_slot_of_a_start_all_in_flight() {
-    use std::process::Stdio;
-    use std::time::Instant;
-
     let mut env = Env::new();
     env.supervise();
     for p in ["quick", "slow"] {
         env.create(&[p, "--no-alias"]);
     }
-    let (mut holder, holder_group) = hold_gateway_lock(&env, "slow");
-    let start = env
-        .command(&["gateway", "start", "--all", "--timeout", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway start --all");
-    env.wait_for(
-        "the held gateway's process up",
-        Duration::from_secs(10),
-        || env.status("slow")["up"] == true,
-    );
-    let stopped_at = Instant::now();
-    let stop = env
-        .command(&["-p", "slow", "gateway", "stop", "--timeout", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gateway stop");
-    let mut start = start;
     // Well before s6 kills the held gateway (`timeout-kill`, 5 s), which
     // would end the wait without any re-read of the wish.
-    let finished = poll(Duration::from_secs(3), Duration::from_millis(10), || {
-        matches!(start.try_wait(), Ok(Some(_)))
-    });
-    let waited = stopped_at.elapsed();
-    let _ = nix::sys::signal::kill(holder_group, nix::sys::signal::Signal::SIGKILL);
-    let _ = holder.wait();
-    let start_out = start.wait_with_output().unwrap();
-    let stop = stop.wait_with_output().unwrap();
-    let report = format!(
-        "{}\n{}\n{}",
-        render_output("hermes gateway start --all", &start_out),
-        render_output("hermes -p slow gateway stop", &stop),
-        env.dump()
+    let o = stop_overtaking_a_start(
+        &env,
+        "slow",
+        &["gateway", "start", "--all", "--timeout", "30"],
+        Duration::from_secs(3),
     );
+    let report = &o.report;
     assert!(
-        finished,
-        "start --all still waited {waited:?} after the stop\n{report}"
+        o.finished,
+        "start --all still waited {:?} after the stop\n{report}",
+        o.waited
     );
-    assert_eq!(start_out.status.code(), Some(1), "{report}");
-    let stdout = String::from_utf8_lossy(&start_out.stdout);
+    assert_eq!(o.start.status.code(), Some(1), "{report}");
+    let stdout = String::from_utf8_lossy(&o.start.stdout);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         [format!(
@@ -483,10 +489,10 @@ fn a_stop_overtakes_one_slot_of_a_start_all_in_flight() {
         "{report}"
     );
     assert!(
-        text_of(&start_out).contains("start of 'slow' was overtaken by a stop"),
+        text_of(&o.start).contains("start of 'slow' was overtaken by a stop"),
         "{report}"
     );
-    assert!(stop.status.success(), "{report}");
+    assert!(o.stop.status.success(), "{report}");
     assert!(http::healthy(env.port_of("quick")), "{report}");
     assert_eq!(env.state("slow")["desired_state"], "stopped", "{report}");
     assert_eq!(env.state("quick")["desired_state"], "running", "{report}");
