@@ -5,6 +5,7 @@
 //! `run` applies it to every profile (`default` first, then sorted names),
 //! through any `ServiceManager` that supports registration.
 
+use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -166,20 +167,25 @@ pub fn run(
             }
         }
     }
-    // (profile, decision, kept, error so far)
+    // (profile, decision, kept, in the batch, error so far)
     let mut plan = Vec::with_capacity(names.len());
     let mut batch = Vec::new();
+    let registered: HashSet<&ProfileName> = registered.iter().collect();
     for name in names {
         let decision = decide(&state::load(&home.profile(&name).state())?);
         let kept = registered.contains(&name);
         let mut error = None;
+        let mut batched = false;
         if !dry_run && !kept {
             match remove_stale(home, &name) {
-                Ok(()) => batch.push((name.clone(), decision.action == Action::Start)),
+                Ok(()) => {
+                    batch.push((name.clone(), decision.action == Action::Start));
+                    batched = true;
+                }
                 Err(e) => error = Some(e.to_string()),
             }
         }
-        plan.push((name, decision, kept, error));
+        plan.push((name, decision, kept, batched, error));
     }
     let mut results = if batch.is_empty() {
         Vec::new()
@@ -187,8 +193,8 @@ pub fn run(
         register(&batch)
     }
     .into_iter();
-    for (name, decision, kept, mut error) in plan {
-        if batch.iter().any(|(n, _)| *n == name) {
+    for (name, decision, kept, batched, mut error) in plan {
+        if batched {
             if let Some(Err(e)) = results.next() {
                 error = Some(e);
             }
