@@ -13,6 +13,7 @@
 //! next boot; the service user's own `~/.local/bin` wrappers (on its `PATH`
 //! in processes the init starts, and in its login shells) have them at once.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -57,7 +58,9 @@ pub fn root_only(path: &Path) -> Result<(), AliasError> {
 /// Make `dir` hold exactly one symlink per name in `names`, each to
 /// `program`. `dir`'s parent must be root's alone; `dir` is made root's
 /// 0755 and emptied of anything else first (it lives in /run, which Docker
-/// keeps across restarts). Returns how many aliases were written.
+/// keeps across restarts). A link a previous boot left that is already
+/// right stays: a warm boot with 1000 profiles reads 1000 links instead of
+/// removing and writing them again. Returns how many links were written.
 pub fn publish(dir: &Path, program: &Path, names: &[ProfileName]) -> Result<usize, AliasError> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
     root_only(parent)?;
@@ -76,16 +79,29 @@ pub fn publish(dir: &Path, program: &Path, names: &[ProfileName]) -> Result<usiz
     std::os::unix::fs::chown(dir, Some(0), Some(0)).map_err(|e| FsError::new("chown", dir, e))?;
     fsutil::set_mode(dir, 0o755)?;
     root_only(dir)?;
+    let mut missing: HashSet<&str> = names
+        .iter()
+        .filter(|n| !n.is_default())
+        .map(|n| n.as_str())
+        .collect();
     for entry in fsutil::read_dir(dir)? {
-        let path = entry.map_err(|e| FsError::new("list", dir, e))?.path();
+        let entry = entry.map_err(|e| FsError::new("list", dir, e))?;
+        let path = entry.path();
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        let name = entry.file_name();
+        let wanted = name.to_str().is_some_and(|n| missing.contains(n));
+        if is_link && wanted && fsutil::read_link(&path).is_ok_and(|t| t == program) {
+            missing.remove(name.to_str().unwrap_or_default());
+            continue;
+        }
         match fsutil::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => fsutil::remove_dir_all(&path)?,
             _ => fsutil::remove_file(&path)?,
         }
     }
     let mut written = 0;
-    for name in names.iter().filter(|n| !n.is_default()) {
-        let link = dir.join(name.as_str());
+    for name in missing {
+        let link = dir.join(name);
         std::os::unix::fs::symlink(program, &link)
             .map_err(|e| FsError::new("create the link", &link, e))?;
         written += 1;
@@ -179,6 +195,34 @@ mod tests {
             0o755
         );
         root_only(&dir).unwrap();
+
+        // The next boot: links already right stay, one to another program
+        // and one for a profile gone are replaced or removed.
+        fs::remove_file(dir.join("web")).unwrap();
+        std::os::unix::fs::symlink("/bin/false", dir.join("web")).unwrap();
+        let n = publish(
+            &dir,
+            Path::new("/bin/true"),
+            &names(&["coder", "web", "new"]),
+        )
+        .unwrap();
+        assert_eq!(n, 2, "only web and new are written");
+        let mut entries: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        entries.sort();
+        assert_eq!(entries, ["coder", "new", "web"]);
+        for name in ["coder", "new", "web"] {
+            assert_eq!(
+                fs::read_link(dir.join(name)).unwrap(),
+                Path::new("/bin/true")
+            );
+        }
+        let n = publish(&dir, Path::new("/bin/true"), &names(&["web"])).unwrap();
+        assert_eq!(n, 0);
+        let entries: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(entries.len(), 1);
 
         // A parent others can write is refused, and nothing is written.
         fs::set_permissions(base.path(), fs::Permissions::from_mode(0o777)).unwrap();
