@@ -15,7 +15,7 @@ use hermes_testkit::{free_port, slot_supervised, Env};
 fn write_profiles(env: &Env, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| {
-            let name = format!("p{i:02}");
+            let name = format!("p{i:03}");
             let dir = env.profile_dir(&name);
             fs::create_dir_all(&dir).unwrap();
             fs::write(
@@ -103,11 +103,12 @@ fn creating_many_profiles_leaves_every_slot_supervised() {
 fn reconcile_supervises_every_profile_and_its_logger() {
     let mut env = Env::new();
     env.supervise();
-    let names = write_profiles(&env, 40);
+    // More than one announcement's worth (128): the last ones are scanned too.
+    let names = write_profiles(&env, 140);
     let out = env.ok(&["container", "reconcile"]);
     assert!(
         out.contains("reconcile: done in")
-            && out.contains(": 41 slots (0 started, 0 kept), 0 failed, 0 skipped"),
+            && out.contains(": 141 slots (0 started, 0 kept), 0 failed, 0 skipped"),
         "{out}"
     );
     env.wait_for(
@@ -121,7 +122,7 @@ fn reconcile_supervises_every_profile_and_its_logger() {
     }
     // A second run keeps them all.
     let again = env.ok(&["container", "reconcile"]);
-    assert!(again.contains("41 slots (0 started, 41 kept)"), "{again}");
+    assert!(again.contains("141 slots (0 started, 141 kept)"), "{again}");
 }
 
 #[test]
