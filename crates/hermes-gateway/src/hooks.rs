@@ -108,19 +108,30 @@ impl Hooks {
 /// by [`Recorder::flush`] only when something changed.
 pub struct Recorder {
     state: Mutex<(Deliveries, bool)>,
+    /// Woken by [`Recorder::note`], so an idle gateway has nothing to flush
+    /// and no timer to wake it.
+    noted: tokio::sync::Notify,
 }
 
 impl Recorder {
     pub fn new(paths: &ProfilePaths) -> Recorder {
         Recorder {
             state: Mutex::new((deliveries::read(paths), false)),
+            noted: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves once a delivery was noted since the last call (a note made
+    /// before the call counts: `Notify` keeps one permit).
+    pub async fn noted(&self) {
+        self.noted.notified().await
     }
 
     pub fn note(&self, hook: &HookName, last: LastDelivery) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.0.hooks.insert(hook.to_string(), last);
         state.1 = true;
+        self.noted.notify_one();
     }
 
     pub fn snapshot(&self) -> Deliveries {
@@ -148,6 +159,36 @@ impl Recorder {
 mod tests {
     use super::*;
     use hermes_core::name::ProfileName;
+
+    #[test]
+    fn only_a_noted_delivery_wakes_the_flusher() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ProfilePaths {
+            name: ProfileName::parse("p").unwrap(),
+            dir: dir.path().to_path_buf(),
+        };
+        let recorder = Recorder::new(&paths);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let wait = |ms| {
+            runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_millis(ms), recorder.noted()).await
+            })
+        };
+        assert!(wait(50).is_err(), "woken with nothing noted");
+        let last = LastDelivery {
+            at_ms: 1,
+            status: 202,
+            code: "accepted".into(),
+        };
+        recorder.note(&HookName::parse("gh").unwrap(), last.clone());
+        assert!(wait(5_000).is_ok(), "a note must wake the flusher");
+        assert!(wait(50).is_err(), "one note wakes it once");
+        recorder.flush(&paths);
+        assert_eq!(deliveries::read(&paths).hooks["gh"], last);
+    }
 
     #[test]
     fn each_hook_gets_its_scheme_and_secret() {
