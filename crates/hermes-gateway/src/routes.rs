@@ -49,13 +49,24 @@ pub struct App {
 impl App {
     /// Record a transition in memory and in `gateway_state.json` (only when it changes).
     pub fn set_state(&self, new: RunState) {
-        let mut current = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if *current == new {
-            return;
+        if self.enter_state(new) {
+            self.record_state(new);
         }
+    }
+
+    /// A transition in memory only (what `/health/detailed` answers);
+    /// whether it changed anything.
+    pub fn enter_state(&self, new: RunState) -> bool {
+        let mut current = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *current != new;
         *current = new;
-        if let Err(e) = crate::run::report(&self.paths, |s| s.gateway_state = Some(new)) {
-            crate::log(&format!("unable to record state {}: {e}", new.as_str()));
+        changed
+    }
+
+    /// Write `state` into `gateway_state.json`; a failure is logged.
+    pub fn record_state(&self, state: RunState) {
+        if let Err(e) = crate::run::report(&self.paths, |s| s.gateway_state = Some(state)) {
+            crate::log(&format!("unable to record state {}: {e}", state.as_str()));
         }
     }
 

@@ -283,6 +283,104 @@ fn serves_health_records_states_and_stops_cleanly_on_sigterm() {
     assert!(!home.paths.pid_file().exists());
 }
 
+/// Counts the renames onto `gateway_state.json` in a profile directory
+/// (every state write ends in one), from the moment it is made. The
+/// renames' other half is watched too: inotify merges an event into the one
+/// queued before it when both are alike, cookie aside.
+struct StateWrites {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl StateWrites {
+    fn watch(paths: &ProfilePaths) -> StateWrites {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: inotify_init1 takes flags only; the descriptor it returns is owned below.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(raw >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: `raw` is a new descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let dir = paths.state();
+        let dir = std::ffi::CString::new(dir.parent().unwrap().as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path and an inotify descriptor.
+        let wd = unsafe {
+            libc::inotify_add_watch(raw, dir.as_ptr(), libc::IN_MOVED_FROM | libc::IN_MOVED_TO)
+        };
+        assert!(wd >= 0, "{}", std::io::Error::last_os_error());
+        StateWrites { fd }
+    }
+
+    /// The renames onto `gateway_state.json` queued since `watch` (or the last count).
+    fn count(&self) -> usize {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n = 0;
+        loop {
+            // SAFETY: reads into a buffer of the length given.
+            let got =
+                unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if got <= 0 {
+                return n;
+            }
+            let mut at = 0;
+            while at < got as usize {
+                // struct inotify_event: wd, mask, cookie, len (4 bytes each), then the name.
+                let mask = u32::from_ne_bytes(buf[at + 4..at + 8].try_into().unwrap());
+                let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+                let name = &buf[at + 16..at + 16 + len];
+                let name = name.split(|b| *b == 0).next().unwrap_or_default();
+                if mask & libc::IN_MOVED_TO != 0 && name == b"gateway_state.json" {
+                    n += 1;
+                }
+                at += 16 + len;
+            }
+        }
+    }
+}
+
+#[test]
+fn an_idle_gateway_records_its_way_down_with_one_state_write() {
+    let home = Home::new();
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let writes = StateWrites::watch(&home.paths);
+    gw.signal(libc::SIGTERM);
+    let (code, stderr, _) = gw.wait_exit();
+    assert_eq!(code, 0, "{stderr}");
+    let stopped = home.state();
+    assert!(stopped.stopped_on_request(), "{stopped:?}");
+    assert_eq!(stopped.last_exit.map(|e| e.code), Some(Some(0)));
+    // "draining" and "stopped" were two fsyncs and renames per gateway, and
+    // with a whole container stopping they queue on the same journal.
+    assert_eq!(writes.count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_drain_that_lasts_is_recorded_and_its_request_answered() {
+    use std::io::Write;
+    let home = Home::new();
+    let gw = Gateway::spawn(&home, false);
+    gw.wait_ready();
+    let body = b"in flight at the stop";
+    let mut headers = signed(&home.secret(), body, now_secs());
+    headers.push(("Expect", "100-continue".to_string()));
+    let mut conn = hostile(&home.addr(), &post_head("ci", body.len(), &headers), b"");
+    // hyper answers 100 once the handler reads the body: the request is in flight.
+    let go_on = answer_within(&mut conn, DEADLINE).expect("no 100 Continue");
+    assert!(go_on.starts_with("HTTP/1.1 100"), "{go_on}");
+    gw.signal(libc::SIGTERM);
+    let start = Instant::now();
+    while home.state().gateway_state != Some(RunState::Draining) {
+        assert!(start.elapsed() < DEADLINE, "draining never recorded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    conn.write_all(body).unwrap();
+    let answer = answer_within(&mut conn, DEADLINE).expect("no answer");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let (code, stderr, _) = gw.wait_exit();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(home.state().stopped_on_request(), "{stderr}");
+}
+
 #[test]
 fn readiness_comes_only_once_the_port_accepts() {
     let home = Home::new();
