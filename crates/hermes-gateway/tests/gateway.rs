@@ -340,6 +340,9 @@ impl StateWrites {
 #[test]
 fn an_idle_gateway_records_its_way_down_with_one_state_write() {
     let home = Home::new();
+    // Two short failures before this run: a requested stop clears them, as
+    // the finish hook would (its script no longer starts it for this exit).
+    state::update(&home.paths, |s| s.fast_failures = 2).unwrap();
     let gw = Gateway::spawn(&home, false);
     gw.wait_ready();
     let writes = StateWrites::watch(&home.paths);
@@ -349,6 +352,7 @@ fn an_idle_gateway_records_its_way_down_with_one_state_write() {
     let stopped = home.state();
     assert!(stopped.stopped_on_request(), "{stopped:?}");
     assert_eq!(stopped.last_exit.map(|e| e.code), Some(Some(0)));
+    assert_eq!(stopped.fast_failures, 0);
     // "draining" and "stopped" were two fsyncs and renames per gateway, and
     // with a whole container stopping they queue on the same journal.
     assert_eq!(writes.count(), 1, "{stderr}");

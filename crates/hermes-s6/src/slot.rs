@@ -71,32 +71,43 @@ pub fn render_run(spec: &GatewaySpec) -> String {
 /// about the exit goes to the logger like the gateway's own (s6-supervise
 /// gives finish the same stdout as run), so it is timestamped and kept.
 ///
-/// While the container's init brings the tree down (`STOPPING_FILE` in
-/// `$HERMES_RUN_DIR`), an exit 0 is the gateway's answer to s6's SIGTERM,
-/// and the gateway recorded that stop and exit itself
-/// (`finish::already_recorded`): the script says so and ends without
-/// starting hermes, once per gateway in every container stop. Any other
-/// exit goes to the hook.
+/// An exit 0 while the slot is wanted down (its `down` file: `gateway stop`,
+/// `stop --all`) or while the container's init brings the tree down
+/// (`STOPPING_FILE` in `$HERMES_RUN_DIR`) is the gateway's answer to s6's
+/// SIGTERM, and the gateway recorded that stop, its exit and the cleared
+/// failure count itself (`finish::already_recorded`); s6 does not restart
+/// it either way. The script says so and ends without starting hermes: one
+/// process start fewer per gateway in every stop. Any other exit, and an
+/// exit 0 of a slot wanted up, goes to the hook.
 pub fn render_finish(spec: &GatewaySpec) -> String {
     let mut argv = vec![spec.program.to_string_lossy().into_owned()];
     if !spec.profile.is_default() {
         argv.extend(["-p".to_string(), spec.profile.to_string()]);
     }
     argv.extend(["gateway".to_string(), "finish-hook".to_string()]);
-    let line = format!(
-        "hermes: gateway '{}' ended with exit code 0: the container is stopping",
-        spec.profile
-    );
+    let line = |why: &str| {
+        sh_quote(&format!(
+            "hermes: gateway '{}' ended with exit code 0: {why}",
+            spec.profile
+        ))
+    };
     format!(
         "{}exec 2>&1\n\
-         if [ \"$1\" = 0 ] && [ -n \"${{HERMES_RUN_DIR:-}}\" ] && [ -e \"$HERMES_RUN_DIR/{}\" ]; then\n\
-         \x20   echo {}\n\
-         \x20   exit 0\n\
+         if [ \"$1\" = 0 ]; then\n\
+         \x20   if [ -n \"${{HERMES_RUN_DIR:-}}\" ] && [ -e \"$HERMES_RUN_DIR/{}\" ]; then\n\
+         \x20       echo {}\n\
+         \x20       exit 0\n\
+         \x20   fi\n\
+         \x20   if [ -e down ]; then\n\
+         \x20       echo {}\n\
+         \x20       exit 0\n\
+         \x20   fi\n\
          fi\n\
          {}exec {} \"$1\" \"$2\"\n",
         header(spec, "finish script"),
         runtime::STOPPING_FILE,
-        sh_quote(&line),
+        line("the container is stopping"),
+        line("stopped on request"),
         env_lines(&spec.env),
         quoted(&argv)
     )
@@ -230,9 +241,15 @@ exec '/usr/local/bin/hermes' '-p' 'coder' 'gateway' 'run' '--replace' '--notify-
             "#!/bin/sh\n\
 # hermes: finish script of the gateway slot for profile 'default'. Generated; edits are overwritten.\n\
 exec 2>&1\n\
-if [ \"$1\" = 0 ] && [ -n \"${HERMES_RUN_DIR:-}\" ] && [ -e \"$HERMES_RUN_DIR/stopping\" ]; then\n    \
-echo 'hermes: gateway '\\''default'\\'' ended with exit code 0: the container is stopping'\n    \
-exit 0\n\
+if [ \"$1\" = 0 ]; then\n    \
+if [ -n \"${HERMES_RUN_DIR:-}\" ] && [ -e \"$HERMES_RUN_DIR/stopping\" ]; then\n        \
+echo 'hermes: gateway '\\''default'\\'' ended with exit code 0: the container is stopping'\n        \
+exit 0\n    \
+fi\n    \
+if [ -e down ]; then\n        \
+echo 'hermes: gateway '\\''default'\\'' ended with exit code 0: stopped on request'\n        \
+exit 0\n    \
+fi\n\
 fi\n\
 export HERMES_HOME='/da'\\''ta'\n\
 export HERMES_SUPERVISED_CHILD='1'\n\
@@ -250,9 +267,12 @@ exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
     #[test]
     fn finish_leaves_hermes_out_only_for_a_clean_exit_in_a_container_stop() {
         let run_dir = tempfile::tempdir().unwrap();
+        let slot = tempfile::tempdir().unwrap();
         let script = render_finish(&spec("web", "/nonexistent/hermes"));
         let finish = |code: &str, run_dir: Option<&Path>| {
             let mut cmd = std::process::Command::new("sh");
+            // s6-supervise runs finish in the service directory.
+            cmd.current_dir(slot.path());
             cmd.arg("-c").arg(&script).arg("finish").arg(code).arg("0");
             match run_dir {
                 Some(d) => cmd.env("HERMES_RUN_DIR", d),
@@ -277,6 +297,40 @@ exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
         // Any other exit is the hook's, stopping or not.
         assert_eq!(finish("1", Some(run_dir.path())).0, Some(127));
         assert_eq!(finish("256", Some(run_dir.path())).0, Some(127));
+    }
+
+    #[test]
+    fn finish_leaves_hermes_out_for_a_clean_exit_of_a_slot_wanted_down() {
+        let slot = tempfile::tempdir().unwrap();
+        let script = render_finish(&spec("web", "/nonexistent/hermes"));
+        let finish = |code: &str| {
+            let out = std::process::Command::new("sh")
+                .current_dir(slot.path())
+                .env_remove("HERMES_RUN_DIR")
+                .arg("-c")
+                .arg(&script)
+                .arg("finish")
+                .arg(code)
+                .arg("0")
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        // Wanted up: an exit 0 nobody asked for is the hook's to judge.
+        assert_eq!(finish("0").0, Some(127));
+        fs::write(slot.path().join("down"), "").unwrap();
+        assert_eq!(
+            finish("0"),
+            (
+                Some(0),
+                "hermes: gateway 'web' ended with exit code 0: stopped on request\n".to_string()
+            )
+        );
+        assert_eq!(finish("1").0, Some(127));
+        assert_eq!(finish("256").0, Some(127));
     }
 
     /// Fails when `shellcheck` finds anything in `path`, or is not installed
