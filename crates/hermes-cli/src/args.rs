@@ -88,14 +88,16 @@ pub struct HealthArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
-    /// Create a profile with its own gateway port, webhook secret and alias.
+    /// Create profiles, each with its own gateway port, webhook secret and
+    /// alias. Many at once register their slots together: one scan of the
+    /// supervision tree for every 128, not one each.
     Create {
-        #[arg(value_parser = parse_profile)]
-        name: ProfileName,
+        #[arg(value_parser = parse_profile, required = true, num_args = 1..)]
+        names: Vec<ProfileName>,
         /// Do not write the `NAME` alias wrapper.
         #[arg(long)]
         no_alias: bool,
-        /// Gateway port (default: the next free one).
+        /// Gateway port (default: the next free one); one profile only.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: Option<u16>,
     },

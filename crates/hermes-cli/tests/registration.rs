@@ -100,6 +100,41 @@ fn creating_many_profiles_leaves_every_slot_supervised() {
 }
 
 #[test]
+fn one_create_of_many_profiles_registers_each_and_reports_each() {
+    let mut env = Env::new();
+    env.supervise();
+    env.ok(&["profile", "create", "taken", "--no-alias"]);
+    let mut args = vec!["profile", "create", "--no-alias"];
+    let names: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
+    args.extend(names.iter().map(String::as_str));
+    args.push("taken");
+    // One name already a profile: the others are still created, and it fails the call.
+    let out = env.fails(&args, 1);
+    assert!(out.contains("profile 'taken' not created"), "{out}");
+    let mut ports = vec![env.port_of("taken")];
+    for name in &names {
+        assert!(
+            out.contains(&format!("created profile '{name}'")),
+            "{name}: {out}"
+        );
+        assert!(
+            slot_supervised(&env, name),
+            "{name} is not supervised\n{}",
+            env.dump()
+        );
+        assert!(env.slot(name).join("down").exists(), "{name} registered up");
+        ports.push(env.port_of(name));
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), names.len() + 1, "{ports:?}");
+    // A port names one profile only.
+    let out = env.fails(&["profile", "create", "x", "y", "--port", "20000"], 2);
+    assert!(out.contains("--port takes one profile"), "{out}");
+    assert!(!env.profile_dir("x").exists());
+}
+
+#[test]
 fn reconcile_supervises_every_profile_and_its_logger() {
     let mut env = Env::new();
     env.supervise();

@@ -290,6 +290,19 @@ pub trait ServiceManager {
         let _ = (spec, start_now);
         Err(self.registration_unsupported("register"))
     }
+    /// [`register`](Self::register) many slots: one result per slot, in the
+    /// order given; `Err` only when none could be tried. One after another
+    /// here; a manager whose every registration costs a scan of all its
+    /// slots (s6) overrides it to share the scans.
+    fn register_many(
+        &self,
+        slots: &[(GatewaySpec, bool)],
+    ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {
+        Ok(slots
+            .iter()
+            .map(|(spec, start_now)| self.register(spec, *start_now))
+            .collect())
+    }
     /// Stop the slot, wait for it to be down, and remove it.
     fn unregister(&self, profile: &ProfileName) -> Result<(), ServiceError> {
         let _ = profile;

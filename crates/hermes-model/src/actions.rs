@@ -200,40 +200,76 @@ pub fn create(
     port: Option<u16>,
     alias: bool,
 ) -> Result<Created, ActionError> {
+    let mut created = create_many(env, &[(name.clone(), port)], alias)?;
+    created.remove(0)
+}
+
+/// [`create`] for many profiles under one hold of the profiles lock, their
+/// slots registered together ([`ServiceManager::register_many`]: with s6,
+/// one scan of the tree for every 128 slots instead of one per profile).
+/// One result per profile, in the order given; a profile that cannot be
+/// created does not stop the others. `Err` only when none could be tried.
+pub fn create_many(
+    env: &dyn Environment,
+    profiles: &[(ProfileName, Option<u16>)],
+    alias: bool,
+) -> Result<Vec<Result<Created, ActionError>>, ActionError> {
     let home = env.home();
-    // Held until the slot is registered: a delete racing this create finds
-    // the profile and its slot together, or neither.
+    // Held until the slots are registered: a delete racing this create finds
+    // a profile and its slot together, or neither.
     let held = profile::lock(home)?;
-    let paths = profile::create(home, &held, name, port)?;
-    let spec = GatewaySpec::for_profile(home, name, env.program());
-    let alias = match env.alias_dir().filter(|_| alias) {
-        Some(dir) => {
-            let path_var = std::env::var("PATH").ok();
-            match profile::write_alias(dir, &spec.program, name, path_var.as_deref()) {
-                Ok(AliasOutcome::Written(p)) => Some(format!("wrote {}", p.display())),
-                Ok(AliasOutcome::Skipped { reason, .. }) => Some(format!("no alias: {reason}")),
-                Err(e) => Some(format!("no alias: {e}")),
+    let mut results: Vec<Result<Created, ActionError>> = Vec::with_capacity(profiles.len());
+    let mut specs = Vec::new();
+    for (name, port) in profiles {
+        let paths = match profile::create(home, &held, name, *port) {
+            Ok(paths) => paths,
+            Err(e) => {
+                results.push(Err(e.into()));
+                continue;
+            }
+        };
+        let spec = GatewaySpec::for_profile(home, name, env.program());
+        let alias = match env.alias_dir().filter(|_| alias) {
+            Some(dir) => {
+                let path_var = std::env::var("PATH").ok();
+                match profile::write_alias(dir, &spec.program, name, path_var.as_deref()) {
+                    Ok(AliasOutcome::Written(p)) => Some(format!("wrote {}", p.display())),
+                    Ok(AliasOutcome::Skipped { reason, .. }) => Some(format!("no alias: {reason}")),
+                    Err(e) => Some(format!("no alias: {e}")),
+                }
+            }
+            None => None,
+        };
+        specs.push((results.len(), (spec, false)));
+        results.push(Ok(Created {
+            profile: name.clone(),
+            port: hermes_core::config::Config::read_port(&paths.config()),
+            dir: paths.dir,
+            alias,
+            slot: false,
+            slot_error: None,
+        }));
+    }
+    let manager = env.manager();
+    if manager.supports_registration() && !specs.is_empty() {
+        let slots: Vec<(GatewaySpec, bool)> = specs.iter().map(|(_, s)| s.clone()).collect();
+        let registered: Vec<Result<(), String>> = match manager.register_many(&slots) {
+            Ok(each) => each
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect(),
+            Err(e) => slots.iter().map(|_| Err(e.to_string())).collect(),
+        };
+        for ((i, _), outcome) in specs.iter().zip(registered) {
+            if let Ok(created) = &mut results[*i] {
+                match outcome {
+                    Ok(()) => created.slot = true,
+                    Err(why) => created.slot_error = Some(why),
+                }
             }
         }
-        None => None,
-    };
-    let manager = env.manager();
-    let (slot, slot_error) = if manager.supports_registration() {
-        match manager.register(&spec, false) {
-            Ok(()) => (true, None),
-            Err(e) => (false, Some(e.to_string())),
-        }
-    } else {
-        (false, None)
-    };
-    Ok(Created {
-        profile: name.clone(),
-        port: hermes_core::config::Config::read_port(&paths.config()),
-        dir: paths.dir,
-        alias,
-        slot,
-        slot_error,
-    })
+    }
+    Ok(results)
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -257,6 +257,13 @@ impl ServiceManager for S6Manager {
         self.register_slot(spec, start_now)
     }
 
+    fn register_many(
+        &self,
+        slots: &[(GatewaySpec, bool)],
+    ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {
+        self.register_batch(slots)
+    }
+
     fn unregister(&self, profile: &ProfileName) -> Result<(), ServiceError> {
         self.unregister_slot(profile)
     }

@@ -162,7 +162,7 @@ impl S6Manager {
     /// supervisors while the rest are still being written (on ext4 the
     /// writing took a tenth of the reconcile, before any spawn). One result
     /// per slot.
-    pub fn register_many(
+    pub(crate) fn register_batch(
         &self,
         slots: &[(GatewaySpec, bool)],
     ) -> Result<Vec<Result<(), ServiceError>>, ServiceError> {

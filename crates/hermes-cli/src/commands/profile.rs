@@ -14,10 +14,10 @@ use crate::{CodedError, Context};
 pub fn run(ctx: &Context, cmd: ProfileCommand) -> anyhow::Result<ExitStatus> {
     match cmd {
         ProfileCommand::Create {
-            name,
+            names,
             no_alias,
             port,
-        } => create(ctx, &name, no_alias, port),
+        } => create(ctx, &names, no_alias, port),
         ProfileCommand::Delete { name, yes } => delete(ctx, &name, yes),
         ProfileCommand::List(flag) => list(ctx, flag.json),
         ProfileCommand::Show { name, json } => show(ctx, &name, json),
@@ -45,21 +45,53 @@ fn action_error(err: ActionError) -> anyhow::Error {
 
 fn create(
     ctx: &Context,
-    name: &ProfileName,
+    names: &[ProfileName],
     no_alias: bool,
     port: Option<u16>,
 ) -> anyhow::Result<ExitStatus> {
-    let created =
-        actions::create(&CliEnv::new(ctx), name, port, !no_alias).map_err(action_error)?;
+    if port.is_some() && names.len() > 1 {
+        return Err(CodedError {
+            message: "--port takes one profile: create the others without it".to_string(),
+            status: ExitStatus::Usage,
+        }
+        .into());
+    }
+    let wanted: Vec<(ProfileName, Option<u16>)> = names.iter().map(|n| (n.clone(), port)).collect();
+    let mut results =
+        actions::create_many(&CliEnv::new(ctx), &wanted, !no_alias).map_err(action_error)?;
+    if results.len() == 1 {
+        // One profile: its error is the command's, with its exit code.
+        print_created(&results.remove(0).map_err(action_error)?);
+        return Ok(ExitStatus::Success);
+    }
+    let mut failed = false;
+    for (name, result) in names.iter().zip(results) {
+        match result {
+            Ok(created) => print_created(&created),
+            Err(e) => {
+                failed = true;
+                eprintln!("hermes: profile '{name}' not created: {}", action_error(e));
+            }
+        }
+    }
+    Ok(if failed {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn print_created(created: &actions::Created) {
+    let name = &created.profile;
     println!(
         "created profile '{name}' at {} (gateway port {})",
         created.dir.display(),
         created.port.map_or("?".to_string(), |p| p.to_string())
     );
-    if let Some(alias) = created.alias {
+    if let Some(alias) = &created.alias {
         println!("alias: {alias}");
     }
-    match (created.slot, created.slot_error) {
+    match (created.slot, &created.slot_error) {
         (true, _) => println!(
             "slot {} registered (down): start it with `hermes -p {name} gateway start`",
             name.service_name()
@@ -71,7 +103,6 @@ fn create(
         }
         (false, None) => {}
     }
-    Ok(ExitStatus::Success)
 }
 
 fn confirm(name: &ProfileName) -> anyhow::Result<bool> {
