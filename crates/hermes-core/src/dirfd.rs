@@ -17,7 +17,7 @@ use nix::fcntl::{self, AtFlags, OFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, Gid, Uid, UnlinkatFlags};
 
-use crate::fsutil::FsError;
+use crate::fsutil::{Durability, FsError};
 
 /// An open directory and the path it was reached by (for messages only).
 #[derive(Debug)]
@@ -280,20 +280,17 @@ impl Dir {
     }
 
     /// Replace `name` with `data` (mode exactly `mode`): a temporary file
-    /// created exclusively (never an existing file or link), synced, renamed.
-    pub fn write_file(&self, name: &OsStr, data: &[u8], mode: u32) -> Result<(), FsError> {
-        self.replace(name, data, mode, true)
-    }
-
-    /// [`Dir::write_file`] without its two syncs: readers see the old file
-    /// or the new, but a crash may lose the new one. For files about this
-    /// boot alone (the run directory, where the tree lives): on Docker's
-    /// disk each sync costs milliseconds before the main program starts.
-    pub fn replace_file(&self, name: &OsStr, data: &[u8], mode: u32) -> Result<(), FsError> {
-        self.replace(name, data, mode, false)
-    }
-
-    fn replace(&self, name: &OsStr, data: &[u8], mode: u32, sync: bool) -> Result<(), FsError> {
+    /// created exclusively (never an existing file or link), renamed; synced
+    /// as `durability` asks ([`Durability::Volatile`] for files about this
+    /// boot alone, such as the run directory's: on Docker's disk each sync
+    /// costs milliseconds before the main program starts).
+    pub fn write_file(
+        &self,
+        name: &OsStr,
+        data: &[u8],
+        mode: u32,
+        durability: Durability,
+    ) -> Result<(), FsError> {
         check_name(&self.path, name)?;
         let tmp = temp_name(name);
         let tmp_path = self.path.join(&tmp);
@@ -302,10 +299,10 @@ impl Dir {
             let mut file = self.create_file(tmp.as_os_str(), mode)?;
             file.write_all(data)?;
             stat::fchmod(file.as_raw_fd(), Mode::from_bits_truncate(mode)).map_err(io_err)?;
-            if sync {
-                file.sync_all()?;
+            match durability {
+                Durability::Durable | Durability::Atomic => file.sync_all(),
+                Durability::Volatile => Ok(()),
             }
-            Ok(())
         };
         if let Err(e) = write() {
             let _ = self.unlink(tmp.as_os_str(), false);
@@ -321,7 +318,7 @@ impl Dir {
             let _ = self.unlink(tmp.as_os_str(), false);
             FsError::new("rename into", &self.path.join(name), io_err(e))
         })?;
-        if !sync {
+        if durability != Durability::Durable {
             return Ok(());
         }
         nix::unistd::fsync(self.fd.as_raw_fd())
@@ -550,7 +547,8 @@ mod tests {
             root.join(temp_name(OsStr::new("file"))),
         )
         .unwrap();
-        vol.write_file(OsStr::new("file"), b"new", 0o640).unwrap();
+        vol.write_file(OsStr::new("file"), b"new", 0o640, Durability::Durable)
+            .unwrap();
         assert_eq!(fs::read(outside.join("keep")).unwrap(), b"x");
         assert_eq!(fs::read(root.join("file")).unwrap(), b"new");
         use std::os::unix::fs::PermissionsExt;

@@ -123,7 +123,8 @@ pub enum Durability {
     /// Nothing after a power loss (the old content, the new, an empty file
     /// or none): no fsync at all. Readers still see the old content or the
     /// new, never a mix. Only for a file whose loss is harmless and whose
-    /// content a crash makes stale anyway (`gateway.pid`).
+    /// content a crash makes stale anyway (`gateway.pid`, what the init
+    /// writes about this boot alone).
     Volatile,
 }
 

@@ -12,7 +12,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use crate::dirfd::Dir;
-use crate::fsutil::{self, FsError};
+use crate::fsutil::{self, Durability, FsError};
 
 /// The pointer's name in `HERMES_HOME`.
 pub const POINTER_FILE: &str = ".hermes-runtime";
@@ -67,7 +67,12 @@ pub fn host_name() -> String {
 /// Not synced: it speaks of this boot alone, and after a crash no client
 /// believes it (the volume lock is no longer held).
 pub fn record(home: &Dir, places: &Places) -> Result<(), FsError> {
-    home.replace_file(OsStr::new(POINTER_FILE), places.render().as_bytes(), 0o644)
+    home.write_file(
+        OsStr::new(POINTER_FILE),
+        places.render().as_bytes(),
+        0o644,
+        Durability::Volatile,
+    )
 }
 
 /// The places recorded in `home`, if they are this container's and alive.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hermes_core::dirfd::Dir;
-use hermes_core::fsutil::{self, FsError};
+use hermes_core::fsutil::{self, Durability, FsError};
 use hermes_core::{runtime, HermesHome};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -586,7 +586,12 @@ fn safe_for_root(path: &Path) -> bool {
 /// following a link at any component. Unsynced: the run directory is
 /// rebuilt at every boot.
 fn write_run_file(layout: &Layout, name: &str, text: &str) -> Result<(), FsError> {
-    Dir::open_no_links(&layout.run_dir)?.replace_file(OsStr::new(name), text.as_bytes(), 0o644)
+    Dir::open_no_links(&layout.run_dir)?.write_file(
+        OsStr::new(name),
+        text.as_bytes(),
+        0o644,
+        Durability::Volatile,
+    )
 }
 
 fn hermes_argv(program: &Path, args: &[OsString]) -> Vec<OsString> {

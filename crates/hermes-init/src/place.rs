@@ -97,6 +97,7 @@ pub fn first_or_volume<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hermes_core::fsutil::Durability;
     use std::fs;
 
     #[test]
@@ -114,7 +115,12 @@ mod tests {
         let service = own_dir(&own, OsStr::new("service"), 0o755).unwrap();
         service.empty().unwrap();
         service
-            .write_file(OsStr::new("run"), b"#!/bin/sh\n", 0o755)
+            .write_file(
+                OsStr::new("run"),
+                b"#!/bin/sh\n",
+                0o755,
+                Durability::Durable,
+            )
             .unwrap();
         assert!(fs::symlink_metadata(home.join(".hermes-run/h1"))
             .unwrap()
@@ -130,7 +136,8 @@ mod tests {
         // And a link at the last level.
         std::os::unix::fs::symlink(&outside, home.join(".hermes-run/service/x")).unwrap();
         let svc = own_dir(&own, OsStr::new("x"), 0o755).unwrap();
-        svc.write_file(OsStr::new("f"), b"", 0o644).unwrap();
+        svc.write_file(OsStr::new("f"), b"", 0o644, Durability::Durable)
+            .unwrap();
         assert!(!outside.join("f").exists());
     }
 
@@ -143,7 +150,8 @@ mod tests {
         fs::create_dir(tmp.path().join("run")).unwrap();
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let dir = open_in_run(&link).unwrap();
-        dir.write_file(OsStr::new("f"), b"", 0o644).unwrap();
+        dir.write_file(OsStr::new("f"), b"", 0o644, Durability::Durable)
+            .unwrap();
         assert!(fs::symlink_metadata(&link).unwrap().is_dir());
         assert!(!target.join("f").exists());
         link_from_run(&link, &target);

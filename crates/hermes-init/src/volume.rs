@@ -31,7 +31,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use hermes_core::dirfd::{Dir, Kind};
-use hermes_core::fsutil::{self, FsError};
+use hermes_core::fsutil::{self, Durability, FsError};
 
 /// In the volume's root: the ids a complete repair gave the volume to.
 pub const MARKER: &str = ".hermes-owner";
@@ -106,11 +106,12 @@ pub fn repair_volume(root: &Dir, uid: u32, gid: u32, trusted: u32) -> Result<Rep
         // walk that changed nothing there is nothing for it to outlive: a
         // marker lost in a crash only makes the next boot walk again.
         let text = marker_text(uid, gid);
-        let written = if repair.changed > 0 {
-            root.write_file(OsStr::new(MARKER), text.as_bytes(), 0o644)
+        let durability = if repair.changed > 0 {
+            Durability::Durable
         } else {
-            root.replace_file(OsStr::new(MARKER), text.as_bytes(), 0o644)
+            Durability::Volatile
         };
+        let written = root.write_file(OsStr::new(MARKER), text.as_bytes(), 0o644, durability);
         // A read-only root is a warning already; without a marker the next boot walks again.
         match written {
             Ok(()) => {}
