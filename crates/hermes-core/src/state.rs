@@ -108,9 +108,15 @@ pub struct GatewayState {
 
 impl GatewayState {
     /// Record a clean stop on `signal`.
+    /// A stop on `signal`. SIGTERM is a requested stop, not a failure: the
+    /// crash-loop count starts again (the finish hook's policy, and what the
+    /// gateway records itself so the hook has nothing left to write).
     pub fn record_stop(&mut self, signal: StopSignal) {
         self.gateway_state = Some(RunState::Stopped);
         self.exit_reason = Some(signal.as_str().to_string());
+        if signal == StopSignal::Term {
+            self.fast_failures = 0;
+        }
     }
 
     /// Stopped on SIGTERM, the way s6 and `hermes gateway stop` end a gateway:

@@ -141,15 +141,12 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     app.deliveries.flush(&paths);
     // Every queued append is written and answered before the process ends.
     inbox.close();
-    // The exit 0 that follows is recorded here too, and for a requested stop
-    // (SIGTERM) the failure count is cleared as the hook's policy would
-    // (`finish::decide`), so the finish hook has nothing left to write
-    // (`finish::already_recorded`) and the slot's finish script skips it.
+    // The exit 0 that follows is recorded here too, and `record_stop` clears
+    // the failure count of a requested stop as the hook's policy does, so
+    // the finish hook has nothing left to write (`finish::already_recorded`)
+    // and the slot's finish script skips it.
     report(&paths, |s| {
         s.record_stop(reason);
-        if reason == StopSignal::Term {
-            s.fast_failures = 0;
-        }
         s.pid = None;
         s.last_exit = Some(LastExit {
             code: Some(0),

@@ -167,7 +167,8 @@ pub fn run(
             }
         }
     }
-    // (profile, decision, kept, in the batch, error so far)
+    // (profile, decision, kept, error so far); in the batch when neither
+    // kept nor failed (not in a dry run).
     let mut plan = Vec::with_capacity(names.len());
     let mut batch = Vec::new();
     let registered: HashSet<&ProfileName> = registered.iter().collect();
@@ -175,17 +176,13 @@ pub fn run(
         let decision = decide(&state::load(&home.profile(&name).state())?);
         let kept = registered.contains(&name);
         let mut error = None;
-        let mut batched = false;
         if !dry_run && !kept {
             match remove_stale(home, &name) {
-                Ok(()) => {
-                    batch.push((name.clone(), decision.action == Action::Start));
-                    batched = true;
-                }
+                Ok(()) => batch.push((name.clone(), decision.action == Action::Start)),
                 Err(e) => error = Some(e.to_string()),
             }
         }
-        plan.push((name, decision, kept, batched, error));
+        plan.push((name, decision, kept, error));
     }
     let mut results = if batch.is_empty() {
         Vec::new()
@@ -193,8 +190,8 @@ pub fn run(
         register(&batch)
     }
     .into_iter();
-    for (name, decision, kept, batched, mut error) in plan {
-        if batched {
+    for (name, decision, kept, mut error) in plan {
+        if !dry_run && !kept && error.is_none() {
             if let Some(Err(e)) = results.next() {
                 error = Some(e);
             }

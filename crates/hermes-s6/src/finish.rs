@@ -150,7 +150,6 @@ pub fn decide(state: &mut GatewayState, profile: &ProfileName, death: Death) -> 
     }
     if (death.code == Some(0) && stopped_on_request) || death.signal == Some(SIGTERM) {
         state.record_stop(StopSignal::Term);
-        state.fast_failures = 0;
         return Verdict::Restart(Duration::ZERO);
     }
     if death.code == Some(0) {

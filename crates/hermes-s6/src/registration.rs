@@ -79,7 +79,6 @@ impl S6Manager {
     /// do not count their subdirectories (btrfs, a merged overlay directory:
     /// link count 1) is listed.
     fn slot_count(&self, limit: usize) -> Result<usize, ServiceError> {
-        use hermes_core::service::ServiceManager;
         use std::os::unix::fs::MetadataExt;
         let links = match fsutil::metadata(&self.layout().slots()) {
             Ok(meta) => meta.nlink(),
@@ -88,8 +87,14 @@ impl S6Manager {
         };
         match usize::try_from(links).ok().and_then(|n| n.checked_sub(2)) {
             Some(dirs) if dirs < limit => Ok(dirs),
-            _ => Ok(self.list()?.len()),
+            _ => self.listed_slot_count(),
         }
+    }
+
+    /// The published gateway slots, counted by listing the scandir.
+    fn listed_slot_count(&self) -> Result<usize, ServiceError> {
+        use hermes_core::service::ServiceManager;
+        Ok(self.list()?.len())
     }
 
     /// Build a slot under a dot name and publish its link; no scan yet.
@@ -170,10 +175,7 @@ impl S6Manager {
         let limit = svscan::read_limit(&self.cfg.scandir);
         // Counted exactly: the batch adds to it, and listing once is no
         // cost next to the batch.
-        let mut count = {
-            use hermes_core::service::ServiceManager;
-            self.list()?.len()
-        };
+        let mut count = self.listed_slot_count()?;
         let mut results = Vec::with_capacity(slots.len());
         let mut pending = Vec::new();
         let mut announced = 0;
