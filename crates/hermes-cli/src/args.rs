@@ -89,8 +89,8 @@ pub struct HealthArgs {
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
     /// Create profiles, each with its own gateway port, webhook secret and
-    /// alias. Many at once register their slots together: one scan of the
-    /// supervision tree for every 128, not one each.
+    /// alias. Many at once register their slots together: a scan of the
+    /// supervision tree after 16, 32 and 64, then every 128, not one each.
     Create {
         #[arg(value_parser = parse_profile, required = true, num_args = 1..)]
         names: Vec<ProfileName>,

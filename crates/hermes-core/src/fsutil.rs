@@ -96,6 +96,11 @@ pub fn rename(from: &Path, to: &Path) -> Result<(), FsError> {
     fs::rename(from, to).map_err(|e| FsError::new("rename into", to, e))
 }
 
+/// A second name for `from`, the file itself if `from` is a link (never followed).
+pub fn hard_link(from: &Path, to: &Path) -> Result<(), FsError> {
+    fs::hard_link(from, to).map_err(|e| FsError::new("link", to, e))
+}
+
 pub fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| FsError::new("chmod", path, e))

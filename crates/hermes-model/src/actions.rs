@@ -206,7 +206,8 @@ pub fn create(
 
 /// [`create`] for many profiles under one hold of the profiles lock, their
 /// slots registered together ([`ServiceManager::register_many`]: with s6,
-/// one scan of the tree for every 128 slots instead of one per profile).
+/// a scan of the tree after 16, 32 and 64 slots, then every 128, instead
+/// of one per profile).
 /// One result per profile, in the order given; a profile that cannot be
 /// created does not stop the others. `Err` only when none could be tried.
 pub fn create_many(

@@ -160,6 +160,30 @@ impl S6Manager {
         Ok(link)
     }
 
+    /// Write s6's one-byte commands to a control FIFO, as `s6-svc`
+    /// (`supervise/control`) and `s6-svscanctl` (`.s6-svscan/control`) do:
+    /// the same bytes from s6 2.11 to 2.13, and no process spawned for them.
+    pub(crate) fn write_control(
+        &self,
+        control: &Path,
+        commands: &[u8],
+    ) -> Result<(), ServiceError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(control)
+            .and_then(|mut fifo| fifo.write_all(commands));
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Err(ServiceError::NoSupervisor {
+                scandir: self.cfg.scandir.clone(),
+            }),
+            Err(e) => Err(fsutil::FsError::new("write to", control, e).into()),
+        }
+    }
+
     pub(crate) fn svc(&self, flag: &str, dir: &Path) -> Result<(), ServiceError> {
         cmd::run("s6-svc", [flag.as_ref(), dir.as_os_str()])?.checked()?;
         Ok(())

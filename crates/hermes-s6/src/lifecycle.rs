@@ -4,14 +4,11 @@
 //! ([`classify`]), from what s6 says of the slot and what the finish hook
 //! recorded.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hermes_core::fsutil::{self, FsError};
+use hermes_core::fsutil;
 use hermes_core::lifecycle::Action;
 use hermes_core::service::{ServiceError, SlotStatus, Want};
 use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
@@ -206,22 +203,9 @@ impl S6Manager {
     }
 
     /// Send `s6-svc`'s one-byte commands straight to the slot's control
-    /// FIFO, as `s6-svc` itself does (the same bytes in s6 2.11 to 2.13),
-    /// without a process per slot.
+    /// FIFO, without a process per slot.
     fn send(&self, link: &Path, commands: &[u8]) -> Result<(), ServiceError> {
-        let control = link.join("supervise/control");
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&control)
-            .and_then(|mut fifo| fifo.write_all(commands));
-        match written {
-            Ok(()) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Err(ServiceError::NoSupervisor {
-                scandir: self.cfg.scandir.clone(),
-            }),
-            Err(e) => Err(FsError::new("write to", &control, e).into()),
-        }
+        self.write_control(&link.join("supervise/control"), commands)
     }
 
     /// Ask s6 to act on one slot; `Ok(Err(status))` when there is nothing

@@ -9,17 +9,19 @@ use hermes_core::fsutil::{self, FsError};
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError};
 use hermes_core::ProfileName;
 
-use crate::{
-    cmd, is_supervised, slot, svscan, wait_until, S6Manager, Scandir, POLL, TIMEOUT_KILL_MS,
-};
+use crate::{is_supervised, slot, svscan, wait_until, S6Manager, Scandir, POLL, TIMEOUT_KILL_MS};
 
 const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
 /// How long a newly published slot may take to get its s6-supervise.
 const REGISTER_WAIT: Duration = Duration::from_secs(5);
-/// A batch asks s6-svscan to scan once this many slots are published: each
-/// scan `stat`s every entry (3 ms of its CPU at 1000 slots), so a few scans
-/// cost little next to the spawning they let start early.
-const ANNOUNCE_EVERY: usize = 128;
+/// A batch asks s6-svscan to scan once this many slots are published, then
+/// after twice as many more each time, up to [`ANNOUNCE_AT_MOST`]: the first
+/// supervisors spawn on the other CPU while the rest are written (with one
+/// scan per 128, a boot of 100 profiles wrote every slot before s6-svscan
+/// spawned anything), and each scan `stat`s every entry (3 ms of its CPU at
+/// 1000 slots), so a batch of 1000 still costs only 11 scans.
+const ANNOUNCE_FIRST: usize = 16;
+const ANNOUNCE_AT_MOST: usize = 128;
 
 /// Poll `done` until it holds or `deadline` passes: every 0.5 ms at first,
 /// doubling up to [`POLL`]. A new slot's s6-supervise is there a millisecond
@@ -61,13 +63,10 @@ impl S6Manager {
         }
     }
 
-    fn svscanctl(&self, flag: &str) -> Result<(), ServiceError> {
-        cmd::run(
-            "s6-svscanctl",
-            [flag.as_ref(), self.cfg.scandir.as_os_str()],
-        )?
-        .checked()?;
-        Ok(())
+    /// Ask s6-svscan to act (`a`: scan now; `n`: and drop what is gone),
+    /// as `s6-svscanctl` would, without starting it.
+    fn svscanctl(&self, commands: &[u8]) -> Result<(), ServiceError> {
+        self.write_control(&self.layout().control(), commands)
     }
 
     /// How many gateway slots exist, exactly once it matters: while
@@ -106,6 +105,7 @@ impl S6Manager {
         start_now: bool,
         count: usize,
         limit: usize,
+        shared: Option<&slot::SharedFiles>,
     ) -> Result<Option<PathBuf>, ServiceError> {
         if let Some(bad) = spec.env.keys().find(|k| !slot::valid_env_key(k)) {
             return Err(ServiceError::Unsupported {
@@ -142,7 +142,7 @@ impl S6Manager {
             format!("{TIMEOUT_KILL_MS}\n"),
             0o644,
         ));
-        slot::write_dir(&staging, &files).inspect_err(|_| {
+        slot::write_dir(&staging, &files, shared).inspect_err(|_| {
             let _ = slot::remove_tree(&staging);
         })?;
         fsutil::rename(&staging, &real)?;
@@ -160,12 +160,11 @@ impl S6Manager {
         Ok(Some(real))
     }
 
-    /// Register many slots, announced by one scan for every
-    /// [`ANNOUNCE_EVERY`] published, then wait for all of them to be
-    /// supervised: boot reconciliation of 1000 profiles costs 8
-    /// `s6-svscanctl -a` instead of 1000, and s6-svscan spawns the first
-    /// supervisors while the rest are still being written (on ext4 the
-    /// writing took a tenth of the reconcile, before any spawn). One result
+    /// Register many slots, announced by a scan after the first
+    /// [`ANNOUNCE_FIRST`] published and then at growing intervals, then
+    /// wait for all of them to be supervised: boot reconciliation of 1000
+    /// profiles asks for 11 scans instead of 1000, and s6-svscan spawns the
+    /// first supervisors while the rest are still being written. One result
     /// per slot.
     pub(crate) fn register_batch(
         &self,
@@ -176,18 +175,21 @@ impl S6Manager {
         // Counted exactly: the batch adds to it, and listing once is no
         // cost next to the batch.
         let mut count = self.listed_slot_count()?;
+        let shared = slot::SharedFiles::prepare(&self.cfg.scandir);
         let mut results = Vec::with_capacity(slots.len());
         let mut pending = Vec::new();
         let mut announced = 0;
+        let mut interval = ANNOUNCE_FIRST;
         for (i, (spec, start_now)) in slots.iter().enumerate() {
-            match self.publish(spec, *start_now, count, limit) {
+            match self.publish(spec, *start_now, count, limit, shared.as_ref()) {
                 Ok(Some(real)) => {
                     count += 1;
                     pending.push((i, real));
                     results.push(Ok(()));
-                    if pending.len() - announced == ANNOUNCE_EVERY {
-                        self.svscanctl("-a")?;
+                    if pending.len() - announced == interval {
+                        self.svscanctl(b"a")?;
                         announced = pending.len();
+                        interval = (interval * 2).min(ANNOUNCE_AT_MOST);
                     }
                 }
                 Ok(None) => results.push(Ok(())),
@@ -198,7 +200,7 @@ impl S6Manager {
             return Ok(results);
         }
         if announced < pending.len() {
-            self.svscanctl("-a")?;
+            self.svscanctl(b"a")?;
         }
         // Each slot costs s6-svscan two supervisors and a logger to spawn:
         // a few hundred per second, fewer on a loaded machine.
@@ -236,10 +238,11 @@ impl S6Manager {
         let limit = svscan::read_limit(&self.cfg.scandir);
         let count = self.slot_count(limit)?;
         // Already published (maybe by a concurrent call): done once supervised.
-        let Some(real) = self.publish(spec, start_now, count, limit)? else {
+        let shared = slot::SharedFiles::prepare(&self.cfg.scandir);
+        let Some(real) = self.publish(spec, start_now, count, limit, shared.as_ref())? else {
             return self.wait_supervised(&spec.profile);
         };
-        if let Err(e) = self.svscanctl("-a") {
+        if let Err(e) = self.svscanctl(b"a") {
             let _ = fsutil::remove_file(&self.slot_link(&spec.profile));
             let _ = slot::remove_tree(&real);
             return Err(e);
@@ -263,7 +266,7 @@ impl S6Manager {
         self.svc("-d", &link)?;
         self.wait_down(profile, &link, UNREGISTER_WAIT)?;
         fsutil::remove_file(&link)?;
-        self.svscanctl("-an")?;
+        self.svscanctl(b"an")?;
         let deadline = Instant::now() + UNREGISTER_WAIT;
         let gone = wait_until(deadline, || {
             !is_supervised(&real) && !is_supervised(&real.join("log"))
