@@ -442,6 +442,16 @@ impl Dir {
         .map_err(|e| FsError::new("change the mode of", &path, io_err(e)))
     }
 
+    /// Rename the entry `from` to `to`, both in this directory (a link is
+    /// renamed, not followed).
+    pub fn rename(&self, from: &OsStr, to: &OsStr) -> Result<(), FsError> {
+        check_name(&self.path, from)?;
+        check_name(&self.path, to)?;
+        let fd = Some(self.fd.as_raw_fd());
+        fcntl::renameat(fd, from, fd, to)
+            .map_err(|e| FsError::new("rename into", &self.path.join(to), io_err(e)))
+    }
+
     /// Create the symbolic link `name` pointing at `target`.
     pub fn symlink(&self, target: &Path, name: &OsStr) -> Result<(), FsError> {
         check_name(&self.path, name)?;

@@ -22,6 +22,13 @@ pub const VOLUME_RUN_DIR: &str = ".hermes-run";
 /// emptied at every boot): a gateway's finish script reads it.
 pub const STOPPING_FILE: &str = "stopping";
 
+/// Whether the container's init is bringing the tree down: the
+/// [`STOPPING_FILE`] in the run directory of this process's environment.
+pub fn container_stopping() -> bool {
+    std::env::var_os("HERMES_RUN_DIR")
+        .is_some_and(|dir| fsutil::symlink_metadata(&Path::new(&dir).join(STOPPING_FILE)).is_ok())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Places {
     pub host: String,

@@ -29,6 +29,8 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
+use hermes_s6::teardown::{self, DeferredFinish};
+
 use crate::pid1::{self, Command, Credentials};
 use crate::route::{self, MainProgram};
 use crate::stage1::{environment, user_environment};
@@ -50,6 +52,10 @@ const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
 /// profile's state and appends a line: milliseconds); within Docker's 10 s
 /// with the graces above.
 const NOTIFY_GRACE: Duration = Duration::from_millis(500);
+/// How long the deferred finish hooks of the gateways that did not stop
+/// cleanly may take (each records one death: milliseconds), taken from
+/// what is left of `TEARDOWN_GRACE`.
+const FINISH_GRACE: Duration = Duration::from_millis(500);
 
 /// How long the boot reconciler may take to end once the main program that
 /// ran beside it has ended (it only publishes slots: SIGTERM ends it at once).
@@ -450,34 +456,82 @@ impl Init {
                 return;
             }
         };
-        let mut deadline = Instant::now() + NOTIFY_GRACE;
+        let (ended, _) = self.wait_bounded(vec![pid], NOTIFY_GRACE);
+        match ended.first() {
+            Some((_, 0)) => {}
+            Some((_, code)) => say!(
+                "queueing the stopping notification failed ({})",
+                describe(*code)
+            ),
+            None => {
+                say!("queueing the stopping notification took over {NOTIFY_GRACE:?}: killed it")
+            }
+        }
+    }
+
+    /// Wait for `pids` (children of ours) to end, at most `grace`; then
+    /// SIGKILL the rest and wait up to `grace` again. Returns those that
+    /// ended by themselves, with their codes, and whether any was killed.
+    fn wait_bounded(&mut self, mut pids: Vec<Pid>, grace: Duration) -> (Vec<(Pid, u8)>, bool) {
+        let mut ended = Vec::new();
+        let mut deadline = Instant::now() + grace;
         let mut killed = false;
-        loop {
+        while !pids.is_empty() {
             match self.events.next(Some(deadline)) {
                 Event::ChildExited => {
-                    if let Some(code) = self.reap(Some(pid)) {
-                        if code != 0 && !killed {
-                            say!(
-                                "queueing the stopping notification failed ({})",
-                                describe(code)
-                            );
+                    for (pid, code) in self.reap_watched(&pids) {
+                        pids.retain(|p| *p != pid);
+                        if !killed {
+                            ended.push((pid, code));
                         }
-                        return;
                     }
                 }
                 Event::Timeout if !killed => {
-                    say!(
-                        "queueing the stopping notification took over {NOTIFY_GRACE:?}: killing it"
-                    );
-                    pid1::send(pid, Signal::SIGKILL);
+                    for &pid in &pids {
+                        pid1::send(pid, Signal::SIGKILL);
+                    }
                     killed = true;
-                    deadline = Instant::now() + NOTIFY_GRACE;
+                    deadline = Instant::now() + grace;
                 }
-                // Killed and still not reaped: go on with the teardown, which reaps everyone.
-                Event::Timeout => return,
+                // Killed and still not reaped: the teardown reaps everyone.
+                Event::Timeout => break,
                 // Already stopping: further signals change nothing.
                 Event::Signal(_) | Event::Ready => {}
             }
+        }
+        (ended, killed)
+    }
+
+    /// Run, as the service user, the finish scripts s6-supervise would have
+    /// run during the stop for the gateways that did not end cleanly (see
+    /// `hermes_s6::teardown`): the hook records each crash or kill. Their
+    /// lines go to the init's stderr, the loggers being gone.
+    fn run_deferred_finishes(&mut self, deferred: &DeferredFinish, grace: Duration) {
+        let mut running = Vec::new();
+        for run in deferred.unclean_deaths() {
+            let mut argv = vec![run.script.clone().into_os_string()];
+            argv.extend(run.args().map(OsString::from));
+            let spawned = Command::new(&run.script, &argv, &user_environment(&self.user))
+                .map(|c| c.credentials(self.drop_to()).stdout(libc::STDERR_FILENO))
+                .and_then(|c| c.spawn());
+            match spawned {
+                Ok(pid) => running.push(pid),
+                Err(e) => say!(
+                    "unable to record how {} ended: {e}",
+                    run.slot.to_string_lossy()
+                ),
+            }
+        }
+        if running.is_empty() {
+            return;
+        }
+        let count = running.len();
+        let (ended, killed) = self.wait_bounded(running, grace);
+        if killed {
+            say!(
+                "recording how {} gateway(s) ended took over {grace:?}: killed the hooks",
+                count - ended.len()
+            );
         }
     }
 
@@ -529,6 +583,10 @@ impl Init {
             if let Err(e) = write_run_file(&self.layout, runtime::STOPPING_FILE, "") {
                 say!("warning: {e}; every gateway's finish hook runs");
             }
+            let (deferred, error) = teardown::defer_finish(&self.layout.scandir);
+            if let Some(e) = error {
+                say!("warning: {e}; s6 runs the finish script of some gateways");
+            }
             pid1::send(self.svscan, Signal::SIGTERM);
             let deadline = Instant::now() + TEARDOWN_GRACE;
             while self.svscan_ended.is_none() {
@@ -547,6 +605,9 @@ impl Init {
                     _ => {}
                 }
             }
+            // Within the teardown's own grace, so the worst case stays under Docker's 10 s.
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.run_deferred_finishes(&deferred, left.min(FINISH_GRACE));
         }
         if pid1::terminate_everyone(STRAGGLER_GRACE) {
             say!("killed processes still running {STRAGGLER_GRACE:?} after SIGTERM");

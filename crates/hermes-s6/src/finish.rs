@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use hermes_core::home::HermesHome;
 use hermes_core::notify::{self, Event, EventKind};
+use hermes_core::runtime;
 use hermes_core::state::{self, GatewayState, LastExit, RunState, StateError, StopSignal};
 use hermes_core::ProfileName;
 
@@ -228,7 +229,9 @@ pub fn events_of(
 
 /// The finish hook: record the death, queue its notifications, print one
 /// line for the operator (every exit has one: a kill from outside, a requested
-/// stop), sleep the back-off, and return the exit code for s6.
+/// stop), sleep the back-off, and return the exit code for s6. No back-off
+/// while the container stops: nothing will be restarted, and the init
+/// waits for the hook.
 pub fn run_hook(
     home: &HermesHome,
     profile: &ProfileName,
@@ -267,7 +270,7 @@ pub fn run_hook(
     }
     match &verdict {
         Verdict::PermanentlyDown => eprintln!("{summary}; not restarting"),
-        Verdict::Restart(delay) if !delay.is_zero() => {
+        Verdict::Restart(delay) if !delay.is_zero() && !runtime::container_stopping() => {
             eprintln!("{summary}; restarting in {:.1}s", delay.as_secs_f32());
             std::thread::sleep(*delay);
         }

@@ -18,6 +18,7 @@ pub mod static_slot;
 pub mod supervise;
 pub mod svscan;
 pub mod svstat;
+pub mod teardown;
 
 pub use hermes_core::fifo::fifo_has_reader;
 

@@ -121,31 +121,20 @@ pub fn read_direct(dir: &Path, now: SystemTime) -> Direct {
         }
         Err(_) => return Direct::Unknown,
     }
-    let mut pack = Vec::with_capacity(64);
-    let Ok(file) = fsutil::open(&dir.join("supervise/status")) else {
+    let Some(status) = StatusFile::read(dir) else {
         return Direct::Unknown;
-    };
-    if file.take(64).read_to_end(&mut pack).is_err() {
-        return Direct::Unknown;
-    }
-    let (wstat_at, flags_at) = match pack.len() {
-        35 => (32, 34),
-        43 => (40, 42),
-        _ => return Direct::Unknown,
     };
     let normally_up = match fsutil::symlink_metadata(&dir.join("down")) {
         Ok(_) => false,
         Err(e) if e.is_not_found() => true,
         Err(_) => return Direct::Unknown,
     };
-    let be = |at: usize, n: usize| {
-        pack[at..at + n]
-            .iter()
-            .fold(0u64, |a, b| a << 8 | u64::from(*b))
-    };
-    let pid = be(24, 8);
-    let wstat = be(wstat_at, 2) as i32;
-    let flags = pack[flags_at];
+    let StatusFile {
+        stamp,
+        pid,
+        wstat,
+        flags,
+    } = status;
     let finishing = flags & 2 != 0;
     let up = pid != 0 && !finishing;
     let termsig = wstat & 0x7f;
@@ -164,8 +153,64 @@ pub fn read_direct(dir: &Path, now: SystemTime) -> Direct {
         pid: u32::try_from(pid).ok().filter(|p| up && *p > 0),
         exit_code: (!up && exited).then_some((wstat >> 8) & 0xff),
         signal: (!up && signalled).then(|| signal_name(termsig)),
-        for_secs: Some(now_tai.saturating_sub(be(0, 8))),
+        for_secs: Some(now_tai.saturating_sub(stamp.0)),
     }))
+}
+
+/// The fields of `supervise/status` we use, in either layout (35 bytes up
+/// to s6 2.13, 43 from 2.14). s6-supervise writes it on every change and
+/// leaves it behind when it exits: the last death stays readable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusFile {
+    /// When the state last changed: TAI64N seconds and nanoseconds.
+    pub stamp: (u64, u32),
+    /// The service's pid, 0 while down.
+    pub pid: u64,
+    /// The last death's wait status.
+    pub wstat: i32,
+    /// 2: finish running; 4: wanted up; 8: ready.
+    pub flags: u8,
+}
+
+impl StatusFile {
+    pub fn parse(pack: &[u8]) -> Option<StatusFile> {
+        let (wstat_at, flags_at) = match pack.len() {
+            35 => (32, 34),
+            43 => (40, 42),
+            _ => return None,
+        };
+        let be = |at: usize, n: usize| {
+            pack[at..at + n]
+                .iter()
+                .fold(0u64, |a, b| a << 8 | u64::from(*b))
+        };
+        Some(StatusFile {
+            stamp: (be(0, 8), be(8, 4) as u32),
+            pid: be(24, 8),
+            wstat: be(wstat_at, 2) as i32,
+            flags: pack[flags_at],
+        })
+    }
+
+    /// `dir`'s `supervise/status`; `None` if missing, unreadable or of a
+    /// layout we do not know.
+    pub fn read(dir: &Path) -> Option<StatusFile> {
+        let mut pack = Vec::with_capacity(64);
+        let file = fsutil::open(&dir.join("supervise/status")).ok()?;
+        file.take(64).read_to_end(&mut pack).ok()?;
+        StatusFile::parse(&pack)
+    }
+
+    /// The last death as s6 passes it to `finish`: the exit code and 0, or
+    /// 256 and the signal.
+    pub fn finish_args(&self) -> (i32, i32) {
+        let termsig = self.wstat & 0x7f;
+        if termsig == 0 {
+            ((self.wstat >> 8) & 0xff, 0)
+        } else {
+            (256, termsig)
+        }
+    }
 }
 
 /// `SIGTERM` for 15, as `s6-svstat` names them.
