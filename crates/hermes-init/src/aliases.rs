@@ -20,7 +20,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hermes_core::fsutil::{self, FsError};
-use hermes_core::ProfileName;
+use hermes_core::{HermesHome, ProfileName};
+
+use crate::say;
 
 /// On the image's `PATH`, after every system directory.
 pub const ALIAS_DIR: &str = "/run/hermes-aliases";
@@ -32,6 +34,52 @@ pub enum AliasError {
     Fs(#[from] FsError),
     #[error("{path} is not root's alone (owner uid {uid}, mode {mode:o}): no aliases for root's PATH there")]
     Untrusted { path: PathBuf, uid: u32, mode: u32 },
+}
+
+/// The aliases of one boot, published by a thread of the init once the
+/// boot's reconcile has ended: neither the main program nor the gateways
+/// need them, and at 1000 profiles on a fuse-overlayfs `/run` writing them
+/// took 700 ms, all before s6-svscan started, and then, beside the
+/// reconciler, slowed every request it made of the same file system. A
+/// container stopped before its reconcile ended never writes them. The
+/// thread only creates files; the init runs no Rust code between fork and
+/// exec, so a thread is safe beside them.
+pub struct Pending {
+    home: HermesHome,
+    program: PathBuf,
+}
+
+impl Pending {
+    pub fn new(home: HermesHome, program: PathBuf) -> Pending {
+        Pending { home, program }
+    }
+
+    pub fn publish_beside(self) {
+        let spawned = std::thread::Builder::new()
+            .name("aliases".into())
+            .spawn(move || self.publish());
+        if let Err(e) = spawned {
+            say!("no profile aliases for docker exec: unable to start a thread: {e}");
+        }
+    }
+
+    /// One link per profile in [`ALIAS_DIR`]. Costs only the aliases when
+    /// it fails; a read-only /run (`--read-only` without a tmpfs) is
+    /// expected, not reported.
+    fn publish(&self) {
+        let names = match hermes_core::profile::list(&self.home) {
+            Ok(names) => names,
+            Err(e) => {
+                say!("no profile aliases for docker exec: {e}");
+                return;
+            }
+        };
+        match publish(Path::new(ALIAS_DIR), &self.program, &names) {
+            Ok(_) => {}
+            Err(AliasError::Fs(e)) if e.source.raw_os_error() == Some(libc::EROFS) => {}
+            Err(e) => say!("no profile aliases for docker exec: {e}"),
+        }
+    }
 }
 
 /// Root owns `path` and everything above it, and none of them is writable

@@ -102,6 +102,7 @@ pub fn reconcile(
                 home,
                 &registered,
                 dry_run,
+                || stop().is_some(),
                 |batch| {
                     if let Some(sig) = stop() {
                         stopped = Some(sig);
@@ -131,7 +132,18 @@ pub fn reconcile(
             .map_err(BootError::from)
         });
     let outcomes = match outcomes {
-        Ok(outcomes) => outcomes,
+        Ok(Some(outcomes)) => outcomes,
+        Ok(None) => {
+            let sig = stop().unwrap_or(Signal::SIGTERM);
+            let line = format!(
+                "reconcile: stopped by {sig} after {} ms, before any slot was published; the next boot reconciles every profile",
+                started.elapsed().as_millis()
+            );
+            print(&line);
+            lines.push(line);
+            log(&lines)?;
+            return Ok(Reconciled::Stopped(sig));
+        }
         Err(e) => {
             // The notes and what was decided still go to the log, with why it ended.
             let line = format!("reconcile: failed: {e}");

@@ -35,7 +35,7 @@ use crate::pid1::{self, Command, Credentials};
 use crate::route::{self, MainProgram};
 use crate::stage1::{environment, user_environment};
 use crate::user::ServiceUser;
-use crate::{notes, say, stopping, Layout};
+use crate::{aliases, notes, say, stopping, Layout};
 
 /// How long s6-svscan may take to accept commands.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,6 +81,8 @@ pub struct Boot {
     pub decision: MainProgram,
     pub tty: bool,
     pub home: HermesHome,
+    /// Root's profile aliases, for once the boot's reconcile has ended.
+    pub aliases: Option<aliases::Pending>,
 }
 
 /// What the CMD asks for (see `route`).
@@ -192,6 +194,8 @@ struct Init {
     svscan_ended: Option<u8>,
     /// Whether the shutdown asked s6-svscan to end (so its end is expected).
     teardown_asked: bool,
+    /// Published once the reconcile has ended (see `aliases::Pending`).
+    aliases: Option<aliases::Pending>,
 }
 
 impl Init {
@@ -341,6 +345,13 @@ impl Init {
         }
     }
 
+    /// The boot's reconcile is over (not stopped): the aliases' turn.
+    fn reconcile_ended(&mut self) {
+        if let Some(pending) = self.aliases.take() {
+            pending.publish_beside();
+        }
+    }
+
     fn drop_to(&self) -> Option<Credentials> {
         (pid1::euid() == 0).then(|| self.user.credentials())
     }
@@ -391,6 +402,7 @@ impl Init {
     /// `RECONCILER_GRACE` of the first SIGTERM (a stop sent it one already).
     /// The container is stopping; the next boot publishes every slot again.
     fn wait_main_beside(&mut self, main: Pid, reconciler: Option<Pid>, boot_log: &Path) -> Ended {
+        let mut aliases = self.aliases.take();
         let (ended, left) = self.wait_children(
             main,
             true,
@@ -402,6 +414,9 @@ impl Init {
                         describe(code),
                         boot_log.display()
                     );
+                }
+                if let Some(pending) = aliases.take().filter(|_| stop.is_none()) {
+                    pending.publish_beside();
                 }
             },
         );
@@ -684,6 +699,7 @@ fn run_beside_reconciler(
         Ok(pid) => Some(pid),
         Err(e) => {
             say!("{e}");
+            init.reconcile_ended();
             None
         }
     };
@@ -721,6 +737,7 @@ pub fn run(boot: Boot) -> u8 {
         decision,
         tty,
         home,
+        aliases,
     } = boot;
     let boot_log = home.boot_log();
     if let Err(e) = pid1::ignore_job_control() {
@@ -749,6 +766,7 @@ pub fn run(boot: Boot) -> u8 {
         svscan: svscan_pid,
         svscan_ended: None,
         teardown_asked: false,
+        aliases,
     };
     let boot_stop = |sig: Signal, decision: &MainProgram| {
         // Stopped while booting: the main program never starts. Server mode
@@ -784,6 +802,7 @@ pub fn run(boot: Boot) -> u8 {
         let code = boot_stop(sig, &decision);
         return init.shutdown(code);
     }
+    init.reconcile_ended();
     if init.supervisor_lost() {
         return init.shutdown(SUPERVISOR_LOST_CODE);
     }

@@ -83,25 +83,6 @@ pub fn user_environment(user: &ServiceUser) -> Vec<(OsString, OsString)> {
     ])
 }
 
-/// One link per profile in [`aliases::ALIAS_DIR`], for root's and
-/// `docker exec`'s `PATH`. Costs only the aliases when it fails; a
-/// read-only /run (`--read-only` without a tmpfs) is expected, not reported.
-fn publish_aliases(stage: &Stage1) {
-    let names = match hermes_core::profile::list(&stage.home) {
-        Ok(names) => names,
-        Err(e) => {
-            say!("no profile aliases for docker exec: {e}");
-            return;
-        }
-    };
-    let dir = Path::new(aliases::ALIAS_DIR);
-    match aliases::publish(dir, &stage.layout.program, &names) {
-        Ok(_) => {}
-        Err(aliases::AliasError::Fs(e)) if e.source.raw_os_error() == Some(libc::EROFS) => {}
-        Err(e) => say!("no profile aliases for docker exec: {e}"),
-    }
-}
-
 /// Who the tree runs as. As root: `hermes` from /etc/passwd, remapped by the
 /// environment (and the remap recorded in /etc when it is writable).
 fn service_user(home: &HermesHome) -> Result<ServiceUser, UserError> {
@@ -461,9 +442,6 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
     };
     prepare_volume(&home_dir, &stage.home, &user, root)?;
     place_runtime(&mut stage, &home_dir, &user, root)?;
-    if root {
-        publish_aliases(&stage);
-    }
 
     // s6-svscan writes a newline here once it accepts commands (-d).
     let (ready_read, ready_write) = pid1::pipe()?;
@@ -492,6 +470,8 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         // a gateway's lines) goes to stderr, which `docker logs` shows too.
         svscan = svscan.stdout(libc::STDERR_FILENO);
     }
+    let aliases =
+        root.then(|| aliases::Pending::new(stage.home.clone(), stage.layout.program.clone()));
     let code = init::run(Boot {
         layout: stage.layout,
         user,
@@ -501,6 +481,7 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         decision,
         tty,
         home: stage.home.clone(),
+        aliases,
     });
     // Only now, with the tree and everything else ended, is the volume free.
     drop(lock);

@@ -124,6 +124,8 @@ test_planted_commands_not_run_as_root() {
     as_root sh -c 'ps; coder gateway status; true'
     capture docker restart -t 5 "$c"
     wait_until 20 "second boot" docker exec "$c" sh -c '[ "$(grep -c profile=default /opt/data/logs/container-boot.log)" -ge 2 ]' || return 1
+    # The init writes the aliases beside the boot, not before it.
+    wait_until 10 "the coder alias" docker exec "$c" test -L /run/hermes-aliases/coder || return 1
     as_root ps
     as_root coder gateway status
     as_root sh -c 'cat /tmp/planted-* 2>/dev/null'
