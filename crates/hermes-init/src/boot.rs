@@ -65,32 +65,46 @@ pub enum Reconciled {
     Stopped(Signal),
 }
 
+/// The report's lines: printed as they come, kept for the boot log.
+struct Lines<P: FnMut(&str)> {
+    kept: Vec<String>,
+    print: P,
+}
+
+impl<P: FnMut(&str)> Lines<P> {
+    fn push(&mut self, line: String) {
+        (self.print)(&line);
+        self.kept.push(line);
+    }
+}
+
 /// Reconcile every profile into `manager`'s scandir. `notes` (the init's boot
 /// notes) are logged before this boot's decisions, whatever happens after;
 /// `print` gets every line of the report. `stop` says whether a stop signal
-/// is waiting: it is looked at before anything and before the slots are
-/// published. A dry run writes nothing.
+/// is waiting: it is looked at before anything, before each profile and
+/// before the slots are published. A dry run writes nothing.
 pub fn reconcile(
     home: &HermesHome,
     manager: &S6Manager,
     dry_run: bool,
     notes: Vec<String>,
     stop: impl Fn() -> Option<Signal>,
-    mut print: impl FnMut(&str),
+    print: impl FnMut(&str),
 ) -> Result<Reconciled, BootError> {
     let started = Instant::now();
-    let mut lines: Vec<String> = notes.into_iter().map(|n| format!("init: {n}")).collect();
+    let mut lines = Lines {
+        kept: notes.into_iter().map(|n| format!("init: {n}")).collect(),
+        print,
+    };
     let log = |lines: &[String]| match dry_run {
         true => Ok(()),
         false => reconcile::append_boot_log(&home.boot_log(), lines).map_err(BootError::Log),
     };
     if let Some(sig) = stop() {
-        let line = format!(
+        lines.push(format!(
             "reconcile: stopped by {sig} before it began; the next boot reconciles every profile"
-        );
-        print(&line);
-        lines.push(line);
-        log(&lines)?;
+        ));
+        log(&lines.kept)?;
         return Ok(Reconciled::Stopped(sig));
     }
     let mut stopped = None;
@@ -123,53 +137,42 @@ pub fn reconcile(
                         Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
                     }
                 },
-                |outcome| {
-                    let line = outcome.line(dry_run);
-                    print(&line);
-                    lines.push(line);
-                },
+                |outcome| lines.push(outcome.line(dry_run)),
             )
             .map_err(BootError::from)
         });
+    let elapsed = || started.elapsed().as_millis();
     let outcomes = match outcomes {
         Ok(Some(outcomes)) => outcomes,
         Ok(None) => {
             let sig = stop().unwrap_or(Signal::SIGTERM);
-            let line = format!(
+            lines.push(format!(
                 "reconcile: stopped by {sig} after {} ms, before any slot was published; the next boot reconciles every profile",
-                started.elapsed().as_millis()
-            );
-            print(&line);
-            lines.push(line);
-            log(&lines)?;
+                elapsed()
+            ));
+            log(&lines.kept)?;
             return Ok(Reconciled::Stopped(sig));
         }
         Err(e) => {
             // The notes and what was decided still go to the log, with why it ended.
-            let line = format!("reconcile: failed: {e}");
-            print(&line);
-            lines.push(line);
-            let _ = log(&lines);
+            lines.push(format!("reconcile: failed: {e}"));
+            let _ = log(&lines.kept);
             return Err(e);
         }
     };
     let mut report = tally(&outcomes);
-    let elapsed = started.elapsed().as_millis();
     if let Some(sig) = stopped {
-        let line = format!(
-            "reconcile: stopped by {sig} after {elapsed} ms: {} slots not published; the next boot publishes them",
+        lines.push(format!(
+            "reconcile: stopped by {sig} after {} ms: {} slots not published; the next boot publishes them",
+            elapsed(),
             report.failed
-        );
-        print(&line);
-        lines.push(line);
-        log(&lines)?;
+        ));
+        log(&lines.kept)?;
         return Ok(Reconciled::Stopped(sig));
     }
-    let summary = summary_line(&report, elapsed);
-    print(&summary);
-    lines.push(summary);
+    lines.push(summary_line(&report, elapsed()));
     if !dry_run {
-        log(&lines)?;
+        log(&lines.kept)?;
         report.at_ms = state::now_ms();
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
