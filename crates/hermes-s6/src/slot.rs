@@ -482,25 +482,21 @@ exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
     #[test]
     fn a_changed_shared_copy_is_replaced_without_touching_linked_slots() {
         let scandir = tempfile::tempdir().unwrap();
-        let shared = SharedFiles::prepare(scandir.path()).unwrap();
+        let write = |dir: &Path, shared: &SharedFiles| {
+            write_dir(
+                dir,
+                &render(&spec("coder", "/h"), true, false),
+                Some(shared),
+            )
+            .unwrap()
+        };
         let old = scandir.path().join("old");
-        write_dir(
-            &old,
-            &render(&spec("coder", "/h"), true, false),
-            Some(&shared),
-        )
-        .unwrap();
+        write(&old, &SharedFiles::prepare(scandir.path()).unwrap());
         let copy = scandir.path().join(SHARED_DIR).join("timeout-finish");
         // An older version's value, written in place (as an edit would be).
         fs::write(&copy, "1\n").unwrap();
-        let shared = SharedFiles::prepare(scandir.path()).unwrap();
         let new = scandir.path().join("new");
-        write_dir(
-            &new,
-            &render(&spec("coder", "/h"), true, false),
-            Some(&shared),
-        )
-        .unwrap();
+        write(&new, &SharedFiles::prepare(scandir.path()).unwrap());
         let expected = format!("{TIMEOUT_FINISH_MS}\n");
         assert_eq!(fs::read_to_string(&copy).unwrap(), expected);
         assert_eq!(
