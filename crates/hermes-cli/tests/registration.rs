@@ -135,6 +135,22 @@ fn one_create_of_many_profiles_registers_each_and_reports_each() {
 }
 
 #[test]
+fn a_create_of_many_stops_registering_at_the_slot_limit() {
+    let mut env = Env::new();
+    env.vars.push(("HERMES_MAX_SLOTS".into(), "6".into()));
+    env.supervise();
+    env.ok(&["profile", "create", "first", "--no-alias"]);
+    let names: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
+    let mut args = vec!["profile", "create", "--no-alias"];
+    args.extend(names.iter().map(String::as_str));
+    // Every profile is created; only the slots up to the limit are registered.
+    let out = env.ok(&args);
+    let supervised: Vec<&String> = names.iter().filter(|n| slot_supervised(&env, n)).collect();
+    assert_eq!(supervised.len(), 5, "{supervised:?}\n{out}\n{}", env.dump());
+    assert_eq!(out.matches("slot not registered yet").count(), 3, "{out}");
+}
+
+#[test]
 fn reconcile_supervises_every_profile_and_its_logger() {
     let mut env = Env::new();
     env.supervise();
