@@ -192,8 +192,12 @@ impl S6Manager {
         if down {
             // s6-supervise only checks that it exists, within this boot; a
             // boot reconciles from the durable desired_state. So no fsync:
-            // two per slot would dominate `stop --all` on a disk.
-            fsutil::write(&marker, b"")?;
+            // two per slot would dominate `stop --all` on a disk. One that
+            // exists is left as it is: it may be a link to the scandir's
+            // shared copy (`slot::SharedFiles`), never to be written through.
+            if fsutil::symlink_metadata(&marker).is_err() {
+                fsutil::write(&marker, b"")?;
+            }
         } else if let Err(e) = fsutil::remove_file(&marker) {
             if !e.is_not_found() {
                 return Err(e.into());

@@ -185,8 +185,8 @@ pub fn shared_files() -> Vec<(&'static str, String, u32)> {
 /// where a file is an inode and a data block. On this project's ext4 test
 /// disk, creating 3000 small files took 0.7-3.2 s and linking them 0.2-0.8 s;
 /// each slot has four such files. Nothing ever writes into a slot's copy
-/// (the `down` marker is removed and created, never written), so sharing
-/// the inode changes nothing a reader sees.
+/// (the `down` marker is created when missing and removed, never written
+/// through), so sharing the inode changes nothing a reader sees.
 #[derive(Debug, Clone)]
 pub struct SharedFiles {
     dir: PathBuf,
