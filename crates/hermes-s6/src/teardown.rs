@@ -112,14 +112,6 @@ pub fn defer_finish(scandir: &Path) -> (DeferredFinish, Option<FsError>) {
 }
 
 impl DeferredFinish {
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// The finish runs s6-supervise would have started during the stop:
     /// every slot down now whose status changed since [`defer_finish`] with
     /// a death other than exit 0, in slot order.
@@ -188,7 +180,7 @@ mod tests {
         let static_slot = slot(scan, "dashboard", up(10));
         let (deferred, error) = defer_finish(scan);
         assert!(error.is_none());
-        assert_eq!(deferred.len(), 5);
+        assert_eq!(deferred.slots.len(), 5);
         assert!(
             static_slot.join("finish").exists(),
             "static slots keep theirs"
@@ -231,7 +223,7 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, scan.join(SLOTS_DIR).join("gateway-x")).unwrap();
         std::os::unix::fs::symlink(".slots/gateway-x", scan.join("gateway-x")).unwrap();
         let (deferred, error) = defer_finish(&scan);
-        assert!(deferred.is_empty());
+        assert!(deferred.slots.is_empty());
         assert!(error.is_some_and(|e| e.to_string().contains("gateway-x")));
         assert!(elsewhere.join("finish").exists());
     }
