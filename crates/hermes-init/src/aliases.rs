@@ -3,7 +3,7 @@
 //! `docker exec` takes its `PATH` from the image, the same for root and for
 //! `-u hermes`, so a directory the service user can write must never be on
 //! it: root would run whatever that user put there under a name like `ps`.
-//! Instead, stage 1 (root) publishes one symlink per profile,
+//! Instead, the init (root) publishes one symlink per profile,
 //! `/run/hermes-aliases/<name>` → the hermes binary, in a directory root owns
 //! from `/` down; hermes called by a profile's name acts as `hermes -p
 //! <name>` (and, as root, drops to the service user like any other command).
