@@ -160,13 +160,19 @@ mod tests {
     use super::*;
     use hermes_core::name::ProfileName;
 
-    #[test]
-    fn only_a_noted_delivery_wakes_the_flusher() {
+    /// Profile `p`'s paths in a temporary directory (kept while the guard lives).
+    fn profile_in_temp() -> (tempfile::TempDir, ProfilePaths) {
         let dir = tempfile::tempdir().unwrap();
         let paths = ProfilePaths {
             name: ProfileName::parse("p").unwrap(),
             dir: dir.path().to_path_buf(),
         };
+        (dir, paths)
+    }
+
+    #[test]
+    fn only_a_noted_delivery_wakes_the_flusher() {
+        let (_dir, paths) = profile_in_temp();
         let recorder = Recorder::new(&paths);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -192,11 +198,7 @@ mod tests {
 
     #[test]
     fn each_hook_gets_its_scheme_and_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = ProfilePaths {
-            name: ProfileName::parse("p").unwrap(),
-            dir: dir.path().to_path_buf(),
-        };
+        let (_dir, paths) = profile_in_temp();
         let config: WebhookSection = serde_yaml::from_str(
             "hooks:\n  gh: {scheme: github}\n  st: {scheme: stripe}\n  sw: {scheme: standard}\n",
         )

@@ -185,9 +185,10 @@ impl S6Manager {
         }
     }
 
-    pub(crate) fn svc(&self, flag: &str, dir: &Path) -> Result<(), ServiceError> {
-        cmd::run("s6-svc", [flag.as_ref(), dir.as_os_str()])?.checked()?;
-        Ok(())
+    /// Send `s6-svc`'s one-byte commands straight to the slot's control
+    /// FIFO, without a process per slot.
+    pub(crate) fn svc(&self, link: &Path, commands: &[u8]) -> Result<(), ServiceError> {
+        self.write_control(&link.join("supervise/control"), commands)
     }
 
     pub(crate) fn status_of(

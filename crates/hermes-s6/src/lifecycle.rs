@@ -206,12 +206,6 @@ impl S6Manager {
         Ok(())
     }
 
-    /// Send `s6-svc`'s one-byte commands straight to the slot's control
-    /// FIFO, without a process per slot.
-    fn send(&self, link: &Path, commands: &[u8]) -> Result<(), ServiceError> {
-        self.write_control(&link.join("supervise/control"), commands)
-    }
-
     /// Ask s6 to act on one slot; `Ok(Err(status))` when there is nothing
     /// to wait for (a start of a gateway already up and ready).
     fn ask(
@@ -228,7 +222,7 @@ impl S6Manager {
         let before = match action {
             Action::Stop => {
                 self.set_down_marker(&link, true)?;
-                self.send(&link, b"d")?;
+                self.svc(&link, b"d")?;
                 None
             }
             Action::Start | Action::Restart => {
@@ -242,7 +236,7 @@ impl S6Manager {
                     .filter(|_| action == Action::Restart && current.service.up);
                 let before = Baseline::now(&self.recorded(profile)?, replaced);
                 self.set_down_marker(&link, false)?;
-                self.send(&link, if replaced.is_some() { b"ut" } else { b"u" })?;
+                self.svc(&link, if replaced.is_some() { b"ut" } else { b"u" })?;
                 Some(before)
             }
         };

@@ -264,7 +264,7 @@ impl S6Manager {
         }
         self.check_supervisor()?;
         self.set_down_marker(&link, true)?;
-        self.svc("-d", &link)?;
+        self.svc(&link, b"d")?;
         self.wait_down(profile, &link, UNREGISTER_WAIT)?;
         fsutil::remove_file(&link)?;
         self.svscanctl(b"an")?;

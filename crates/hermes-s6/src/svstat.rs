@@ -5,15 +5,18 @@
 //! spawning `s6-svstat` costs a process per slot, and `hermes health` (a
 //! container's HEALTHCHECK, every few seconds) and `status` read every slot.
 
-use std::fs;
+use std::ffi::OsStr;
+use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hermes_core::dirfd::Dir;
 use hermes_core::fsutil;
 use hermes_core::service::{ServiceError, ServiceStatus, SlotStatus, Want};
 use hermes_core::ProfileName;
+use nix::fcntl::OFlag;
 
 use crate::cmd;
 
@@ -195,8 +198,22 @@ impl StatusFile {
     /// `dir`'s `supervise/status`; `None` if missing, unreadable or of a
     /// layout we do not know.
     pub fn read(dir: &Path) -> Option<StatusFile> {
+        StatusFile::read_from(fsutil::open(&dir.join("supervise/status")).ok()?)
+    }
+
+    /// The same, from the slot directory `slot`, without following a link
+    /// (for root reading a slot the service user can write).
+    pub fn read_in(slot: &Dir) -> Option<StatusFile> {
+        let supervise = slot.open_dir(OsStr::new("supervise")).ok()?;
+        StatusFile::read_from(
+            supervise
+                .open_file(OsStr::new("status"), OFlag::O_RDONLY, 0)
+                .ok()?,
+        )
+    }
+
+    fn read_from(file: File) -> Option<StatusFile> {
         let mut pack = Vec::with_capacity(64);
-        let file = fsutil::open(&dir.join("supervise/status")).ok()?;
         file.take(64).read_to_end(&mut pack).ok()?;
         StatusFile::parse(&pack)
     }

@@ -17,12 +17,10 @@
 //! through a link, and the scripts are run as the service user.
 
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use hermes_core::dirfd::Dir;
 use hermes_core::fsutil::FsError;
-use nix::fcntl::OFlag;
 
 use crate::scandir::SLOTS_DIR;
 use crate::svstat::StatusFile;
@@ -53,24 +51,13 @@ impl FinishRun {
     }
 }
 
-/// A slot's `supervise/status`, reached from the slot without following a link.
-fn status_in(slot: &Dir) -> Option<StatusFile> {
-    let supervise = slot.open_dir(OsStr::new("supervise")).ok()?;
-    let file = supervise
-        .open_file(OsStr::new("status"), OFlag::O_RDONLY, 0)
-        .ok()?;
-    let mut pack = Vec::with_capacity(64);
-    file.take(64).read_to_end(&mut pack).ok()?;
-    StatusFile::parse(&pack)
-}
-
 /// Move `name`'s `finish` aside; `None` when it has none. Its status is
 /// read once the script is out of s6's way, so a death a moment before is
 /// in it (with the script already started by s6, or counted after the stop).
 fn defer_one(slots: &Dir, name: &OsStr) -> Result<Option<Option<StatusFile>>, FsError> {
     let slot = slots.open_dir(name)?;
     match slot.rename(OsStr::new("finish"), OsStr::new(DEFERRED_FINISH)) {
-        Ok(()) => Ok(Some(status_in(&slot))),
+        Ok(()) => Ok(Some(StatusFile::read_in(&slot))),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
@@ -123,7 +110,7 @@ impl DeferredFinish {
             .slots
             .iter()
             .filter_map(|(name, before)| {
-                let now = status_in(&slots.open_dir(name).ok()?)?;
+                let now = StatusFile::read_in(&slots.open_dir(name).ok()?)?;
                 let changed = before.is_none_or(|b| b.stamp != now.stamp);
                 let (code, signal) = now.finish_args();
                 (changed && now.pid == 0 && (code, signal) != (0, 0)).then(|| FinishRun {
