@@ -4,17 +4,21 @@
 //! - names: anything accepted matches the grammar and stays one path component;
 //! - config.yaml and gateway_state.json: parse, and a parsed state re-serialises
 //!   to the same value (unknown fields kept);
-//! - the s6 run script: tokenised the way sh would, it yields exactly the
-//!   spec's working directory, environment and argv, whatever the values hold.
+//! - the s6 run script: tokenised the way sh would, and read by hermes's own
+//!   reader (`run_script::parse`), it yields exactly the spec's working
+//!   directory, environment and argv, whatever the values hold;
+//! - any text given to that reader: refused or read, never a panic.
 #![no_main]
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 use hermes_core::config::Config;
 use hermes_core::name::{HookName, ProfileName};
 use hermes_core::service::GatewaySpec;
 use hermes_core::state::GatewayState;
+use hermes_s6::run_script::{self, Script, Step};
 use libfuzzer_sys::fuzz_target;
 
 fn grammatical(s: &str) -> bool {
@@ -105,8 +109,12 @@ fn check_run_script(data: &[u8]) {
         env: env.clone(),
     };
     let script = hermes_s6::slot::render_run(&spec);
-    // Two comment lines (shebang and the generated-file note) precede the commands.
-    let body: String = script.splitn(3, '\n').nth(2).unwrap_or("").to_string();
+    // Comment lines (the shebang, shellcheck's and the generated-file note)
+    // precede the commands.
+    let body: String = script
+        .split_inclusive('\n')
+        .skip_while(|l| l.starts_with('#'))
+        .collect();
     let mut want = words(&["exec", "2>&1"]);
     want.push(Tok::Newline);
     want.extend(words(&["cd", &workdir, "||", "exit", "111"]));
@@ -123,12 +131,18 @@ fn check_run_script(data: &[u8]) {
     want.extend(words(&["--notify-fd", "3"]));
     want.push(Tok::Newline);
     assert_eq!(tokenize(&body), want, "script:\n{script}");
-    assert!(!script.lines().next().unwrap_or("").contains(['\n', '\'']));
+    let mut steps = vec![Step::MergeStderr, Step::Cd(PathBuf::from(&workdir))];
+    steps.extend(env.iter().map(|(k, v)| Step::Export(k.clone(), v.clone())));
+    let mut exec = vec![OsString::from(&program)];
+    exec.extend(spec.args().into_iter().map(OsString::from));
+    exec.extend(["--notify-fd", "3"].map(OsString::from));
+    assert_eq!(run_script::parse(&script), Ok(Script { steps, exec }), "script:\n{script}");
+    assert!(script.starts_with("#!"));
 }
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else { return };
-    match which % 5 {
+    match which % 6 {
         0 => {
             let raw = String::from_utf8_lossy(rest);
             if let Ok(name) = ProfileName::parse(&raw) {
@@ -160,6 +174,11 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(again, state);
             }
         }
-        _ => check_run_script(rest),
+        4 => check_run_script(rest),
+        _ => {
+            if let Ok(script) = run_script::parse(&String::from_utf8_lossy(rest)) {
+                assert!(!script.exec.is_empty());
+            }
+        }
     }
 });

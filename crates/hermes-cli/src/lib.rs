@@ -7,6 +7,7 @@
 pub mod args;
 mod commands;
 mod context;
+pub mod slot_script;
 
 use hermes_core::ExitStatus;
 

@@ -19,7 +19,14 @@ static BLOCK_INIT_SIGNALS_AT_START: unsafe extern "C" fn(
 
 fn main() -> ExitCode {
     hermes_cli::block_init_signals();
-    let cli = hermes_cli::args::Cli::parse_from(hermes_cli::expand_alias(std::env::args_os()));
+    let args = match hermes_cli::slot_script::enter(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("hermes: {err}");
+            return ExitCode::from(err.exit_code());
+        }
+    };
+    let cli = hermes_cli::args::Cli::parse_from(hermes_cli::expand_alias(args));
     match hermes_cli::run(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {

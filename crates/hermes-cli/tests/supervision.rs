@@ -1,8 +1,9 @@
+use std::ffi::OsStr;
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
 use hermes_s6::Scandir;
-use hermes_testkit::{alive, free_port, http, Env};
+use hermes_testkit::{alive, free_port, http, procs, Env};
 
 const UP: Duration = Duration::from_secs(10);
 
@@ -69,6 +70,42 @@ fn kill_9_is_restarted_with_a_new_pid() {
     });
     let st = env.status("k");
     assert_eq!(st["restarts"], 1, "{st}");
+}
+
+/// The slot's `run` names hermes on its `#!` line: s6-supervise's exec
+/// starts hermes directly, not a shell that then execs it, and the process
+/// is still called hermes. A run script edited by hand is refused with the
+/// line at fault, on stdout (the slot's logger), and sh's code for a failed
+/// command.
+#[test]
+fn the_gateway_starts_without_a_shell_and_an_edited_run_script_is_refused() {
+    let env = Env::with_gateway_up("r");
+    let pid = pid_of(&env, "r").expect("pid");
+    let gateway = procs::read(pid).expect("the gateway's /proc entry");
+    let parent = procs::read(gateway.ppid).expect("its parent's /proc entry");
+    assert_eq!(
+        (gateway.comm.as_str(), parent.comm.as_str()),
+        ("hermes", "s6-supervise"),
+        "gateway {gateway:?}, parent {parent:?}"
+    );
+    assert_eq!(gateway.argv.get(1).map(String::as_str), Some("slot-script"));
+
+    let run = std::fs::read_to_string(env.slot("r").join("run")).unwrap();
+    let edited = env.dir.path().join("run");
+    let text = run.replacen("exec 2>&1\n", "exec 2>&1\necho edited\n", 1);
+    let line = 1 + text.lines().position(|l| l == "echo edited").unwrap();
+    std::fs::write(&edited, text).unwrap();
+    let out = std::process::Command::new(hermes_testkit::env::hermes_bin())
+        .args([OsStr::new("slot-script"), edited.as_os_str()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(111), "{said}");
+    assert!(
+        said.contains(&format!("line {line}: not a command a run script has"))
+            && !said.contains("edited\n"),
+        "{said}"
+    );
 }
 
 #[test]

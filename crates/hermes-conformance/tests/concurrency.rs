@@ -70,7 +70,7 @@ fn slots_and_leftovers(env: &Env) -> (Vec<String>, Vec<String>) {
 fn gateway_processes(env: &Env, profile: &str) -> Vec<u32> {
     procs::belonging_to(env.root())
         .into_iter()
-        .filter(|p| p.argv.iter().any(|a| a == "run") && p.argv.iter().any(|a| a == profile))
+        .filter(|p| p.is_gateway_of(profile))
         .map(|p| p.pid)
         .collect()
 }

@@ -236,11 +236,20 @@ fn execute(
     path_prefix: Option<&Path>,
     out: &Path,
 ) -> Result<Record, String> {
-    let mut cmd = Command::new("sh");
-    cmd.arg(script)
-        .args(args)
-        .env("FAKE_OUT", out)
-        .current_dir("/");
+    let mut sh = Command::new("sh");
+    sh.arg(script);
+    execute_by(sh, args, path_prefix, out, script)
+}
+
+/// `script` carried out by `runner` (`sh script`, or hermes reading it).
+fn execute_by(
+    mut cmd: Command,
+    args: &[&str],
+    path_prefix: Option<&Path>,
+    out: &Path,
+    script: &Path,
+) -> Result<Record, String> {
+    cmd.args(args).env("FAKE_OUT", out).current_dir("/");
     if let Some(dir) = path_prefix {
         cmd.env("PATH", format!("{}:/usr/bin:/bin", dir.display()));
     }
@@ -328,6 +337,15 @@ proptest! {
         let mut want = vec![prog.clone()];
         want.extend(prefix.iter().cloned());
         want.extend(["gateway", "run", "--replace", "--notify-fd", "3"].map(String::from));
+        prop_assert_eq!(&rec.argv, &want);
+        prop_assert_eq!(PathBuf::from(&rec.pwd), workdir.clone());
+        prop_assert_eq!(&rec.env, &env);
+        // hermes as the interpreter (what the kernel runs for the `#!` line,
+        // here with s6's service-name argument): the same program, argv,
+        // directory and environment.
+        let mut by_hermes = Command::new(hermes_testkit::env::hermes_bin());
+        by_hermes.arg(hermes_s6::run_script::INTERPRETER_ARG).arg(&run);
+        let rec = execute_by(by_hermes, &["gateway-x"], None, &out, &run).map_err(TestCaseError::fail)?;
         prop_assert_eq!(&rec.argv, &want);
         prop_assert_eq!(PathBuf::from(&rec.pwd), workdir.clone());
         prop_assert_eq!(&rec.env, &env);

@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod finish;
 mod lifecycle;
 mod registration;
+pub mod run_script;
 pub mod scandir;
 pub mod slot;
 pub mod static_slot;

@@ -10,6 +10,8 @@ use hermes_core::profile::sh_quote;
 use hermes_core::runtime;
 use hermes_core::service::GatewaySpec;
 
+use crate::run_script;
+
 /// File descriptor the gateway writes its readiness newline to.
 pub const NOTIFICATION_FD: u32 = 3;
 /// Long enough for the finish hook's longest back-off sleep (see `finish`).
@@ -38,8 +40,12 @@ pub(crate) fn quoted(words: &[String]) -> String {
 }
 
 fn header(spec: &GatewaySpec, what: &str) -> String {
+    header_after("#!/bin/sh", spec, what)
+}
+
+fn header_after(shebang: &str, spec: &GatewaySpec, what: &str) -> String {
     format!(
-        "#!/bin/sh\n# hermes: {what} of the gateway slot for profile '{}'. Generated; edits are overwritten.\n",
+        "{shebang}\n# hermes: {what} of the gateway slot for profile '{}'. Generated; edits are overwritten.\n",
         spec.profile
     )
 }
@@ -53,13 +59,15 @@ pub fn valid_env_key(key: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Run by hermes itself where a `#!` line can name it (see `run_script`),
+/// else by `/bin/sh`; the same commands either way.
 pub fn render_run(spec: &GatewaySpec) -> String {
     let mut argv = vec![spec.program.to_string_lossy().into_owned()];
     argv.extend(spec.args());
     argv.extend(["--notify-fd".to_string(), NOTIFICATION_FD.to_string()]);
     format!(
         "{}exec 2>&1\ncd {} || exit 111\n{}exec {}\n",
-        header(spec, "run script"),
+        header_after(&run_script::shebang(&spec.program), spec, "run script"),
         sh_quote(&spec.workdir.to_string_lossy()),
         env_lines(&spec.env),
         quoted(&argv)
@@ -306,7 +314,8 @@ pub(crate) mod tests {
     fn run_script_snapshot() {
         assert_eq!(
             render_run(&spec("coder", "/usr/local/bin/hermes")),
-            "#!/bin/sh\n\
+            "#!/usr/local/bin/hermes slot-script\n\
+# shellcheck shell=sh\n\
 # hermes: run script of the gateway slot for profile 'coder'. Generated; edits are overwritten.\n\
 exec 2>&1\n\
 cd '/data/profiles/x y' || exit 111\n\
@@ -314,6 +323,9 @@ export HERMES_HOME='/da'\\''ta'\n\
 export HERMES_SUPERVISED_CHILD='1'\n\
 exec '/usr/local/bin/hermes' '-p' 'coder' 'gateway' 'run' '--replace' '--notify-fd' '3'\n"
         );
+        // A path a `#!` line cannot hold: the same commands, run by sh.
+        assert!(render_run(&spec("coder", "/opt/my bin/hermes"))
+            .starts_with("#!/bin/sh\n# hermes: run script"));
     }
 
     #[test]

@@ -18,6 +18,32 @@ impl Proc {
     pub fn is_zombie(&self) -> bool {
         self.state == 'Z'
     }
+
+    /// A gateway process of `profile`: started from its slot (hermes
+    /// reading the run script, named by s6's service-name argument), or by
+    /// hand (`hermes [-p P] gateway run`).
+    pub fn is_gateway_of(&self, profile: &str) -> bool {
+        match self
+            .argv
+            .iter()
+            .position(|a| a == hermes_s6::run_script::INTERPRETER_ARG)
+        {
+            Some(i) => {
+                self.argv.get(i + 2).map(String::as_str) == Some(&format!("gateway-{profile}"))
+            }
+            None => {
+                let named = match self.argv.iter().position(|a| a == "-p") {
+                    Some(i) => self.argv.get(i + 1).map(String::as_str) == Some(profile),
+                    None => profile == "default",
+                };
+                named
+                    && self
+                        .argv
+                        .windows(2)
+                        .any(|w| w[0] == "gateway" && w[1] == "run")
+            }
+        }
+    }
 }
 
 pub fn read(pid: u32) -> Option<Proc> {

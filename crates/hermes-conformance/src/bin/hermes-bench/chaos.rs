@@ -497,7 +497,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     for p in profiles.iter() {
         let gws: Vec<procs::Proc> = procs::belonging_to(env.root())
             .into_iter()
-            .filter(|q| q.argv.iter().any(|a| a == "run") && q.argv.iter().any(|a| *a == p.name))
+            .filter(|q| q.is_gateway_of(&p.name))
             .collect();
         if gws.len() != 1 {
             violations.push(format!(

@@ -105,7 +105,8 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
                 m.log += 1;
                 m.add_tree(Some(p));
             }
-            "hermes" if p.argv.iter().any(|a| a == "run") => {
+            // `hermes -p P gateway run`, or its slot's run script read by hermes.
+            "hermes" if p.argv.iter().any(|a| a == "run" || a == "slot-script") => {
                 m.gateways += 1;
                 m.gw_rss += procs::rss_kb(p.pid).unwrap_or(0);
                 m.gw_pss += procs::pss_kb(p.pid).unwrap_or(0);
