@@ -66,15 +66,19 @@ pub use server::{http1_builder, serve_admitted};
 static PROFILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// One line to stderr, which s6-log (or the terminal) timestamps and keeps:
-/// `hermes-gateway[coder]: …`.
+/// `hermes-gateway[coder]: …`. One `write`, newline included: `eprintln!`
+/// writes the newline apart, so two threads' lines could interleave, and
+/// the logger woke twice per line.
 pub(crate) fn log(message: &str) {
-    eprintln!("{}", log_line(PROFILE.get().map(String::as_str), message));
+    use std::io::Write;
+    let line = log_line(PROFILE.get().map(String::as_str), message);
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn log_line(profile: Option<&str>, message: &str) -> String {
     match profile {
-        Some(p) => format!("hermes-gateway[{p}]: {message}"),
-        None => format!("hermes-gateway: {message}"),
+        Some(p) => format!("hermes-gateway[{p}]: {message}\n"),
+        None => format!("hermes-gateway: {message}\n"),
     }
 }
 
@@ -84,7 +88,7 @@ mod tests {
     fn log_lines_name_the_profile() {
         assert_eq!(
             super::log_line(Some("coder"), "stopped (sigterm)"),
-            "hermes-gateway[coder]: stopped (sigterm)"
+            "hermes-gateway[coder]: stopped (sigterm)\n"
         );
     }
 }
