@@ -61,8 +61,10 @@ pub struct ParseError {
     pub what: &'static str,
 }
 
-/// A word as the script spells it: an unquoted part (only characters `sh`
-/// takes literally), then a single-quoted part, either possibly empty.
+/// A word as the script spells it: an unquoted part (letters, digits and
+/// `_=|&>./-`: enough for the keywords `||` and `2>&1` and an export's
+/// `NAME=`, each only accepted whole), then a single-quoted part, either
+/// possibly empty.
 #[derive(Debug)]
 struct Word {
     bare: String,
@@ -180,11 +182,16 @@ impl Lexer<'_> {
     }
 }
 
-/// A command: a step, or the final `exec`'s argv.
-fn command(words: &[Word]) -> Result<Result<Step, Vec<OsString>>, &'static str> {
+/// One command line of a run script.
+enum Command {
+    Step(Step),
+    Exec(Vec<OsString>),
+}
+
+fn command(words: &[Word]) -> Result<Command, &'static str> {
     match words {
         [exec, redirect] if exec.keyword("exec") && redirect.keyword("2>&1") => {
-            Ok(Ok(Step::MergeStderr))
+            Ok(Command::Step(Step::MergeStderr))
         }
         [cd, dir, or, exit, code]
             if cd.keyword("cd")
@@ -193,7 +200,7 @@ fn command(words: &[Word]) -> Result<Result<Step, Vec<OsString>>, &'static str> 
                 && code.keyword("111") =>
         {
             dir.literal()
-                .map(|d| Ok(Step::Cd(PathBuf::from(d))))
+                .map(|d| Command::Step(Step::Cd(PathBuf::from(d))))
                 .ok_or("cd's directory is not quoted")
         }
         [export, assignment] if export.keyword("export") => {
@@ -204,7 +211,7 @@ fn command(words: &[Word]) -> Result<Result<Step, Vec<OsString>>, &'static str> 
                 .ok_or("export names no variable")?;
             match &assignment.quoted {
                 Some(value) if unquoted.is_empty() => {
-                    Ok(Ok(Step::Export(name.to_string(), value.clone())))
+                    Ok(Command::Step(Step::Export(name.to_string(), value.clone())))
                 }
                 _ => Err("export's value is not quoted"),
             }
@@ -213,7 +220,7 @@ fn command(words: &[Word]) -> Result<Result<Step, Vec<OsString>>, &'static str> 
             .iter()
             .map(|w| w.literal().map(OsString::from))
             .collect::<Option<Vec<_>>>()
-            .map(Err)
+            .map(Command::Exec)
             .ok_or("exec's arguments are not all quoted"),
         _ => Err("not a command a run script has"),
     }
@@ -236,8 +243,8 @@ pub fn parse(text: &str) -> Result<Script, ParseError> {
             });
         }
         match command(&words).map_err(|what| ParseError { line, what })? {
-            Ok(step) => steps.push(step),
-            Err(argv) => exec = Some(argv),
+            Command::Step(step) => steps.push(step),
+            Command::Exec(argv) => exec = Some(argv),
         }
     }
     let exec = exec.ok_or(ParseError {
