@@ -62,14 +62,15 @@ pub fn enter(args: Vec<OsString>) -> Result<Vec<OsString>, SlotScriptError> {
         return Ok(args);
     }
     let path = PathBuf::from(path);
-    // Every slot script begins with `exec 2>&1`: done first, so that a
-    // script hermes refuses is reported in the slot's log like the rest.
-    merge_stderr(&path)?;
-    let text = hermes_core::fsutil::read_to_string(&path)?;
-    let script = run_script::parse(&text).map_err(|source| SlotScriptError::Parse {
-        path: path.clone(),
-        source,
-    })?;
+    let script = match read(&path) {
+        Ok(script) => script,
+        Err(refused) => {
+            // What the script's own `exec 2>&1` would have done: a script
+            // hermes cannot read is reported in the slot's log like the rest.
+            merge_stderr(&path)?;
+            return Err(refused);
+        }
+    };
     for step in script.steps {
         match step {
             Step::MergeStderr => merge_stderr(&path)?,
@@ -95,6 +96,14 @@ pub fn enter(args: Vec<OsString>) -> Result<Vec<OsString>, SlotScriptError> {
     } else {
         Err(exec(&path, &script.exec))
     }
+}
+
+fn read(path: &Path) -> Result<run_script::Script, SlotScriptError> {
+    let text = hermes_core::fsutil::read_to_string(path)?;
+    run_script::parse(&text).map_err(|source| SlotScriptError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn merge_stderr(path: &Path) -> Result<(), SlotScriptError> {

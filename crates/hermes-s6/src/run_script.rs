@@ -21,11 +21,11 @@ pub const INTERPRETER_ARG: &str = "slot-script";
 /// Shortest `#!` line buffer of the kernels s6 runs on (Linux before 5.1).
 const SHEBANG_MAX: usize = 127;
 
-/// The first line of a run script for `program`: hermes itself when the
+/// The first lines of a run script for `program`: hermes itself when the
 /// kernel can take its path from a `#!` line (absolute, no blank or control
 /// character, short enough for every kernel), then a line telling
 /// shellcheck (and a reader) that the rest is `sh`; else `/bin/sh`.
-pub fn shebang(program: &Path) -> String {
+pub fn interpreter_lines(program: &Path) -> String {
     let direct = program.to_str().and_then(|p| {
         let line = format!("#!{p} {INTERPRETER_ARG}");
         let plain = !p.chars().any(|c| c.is_whitespace() || c.is_control());
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn hermes_is_the_interpreter_only_where_a_shebang_can_name_it() {
         assert_eq!(
-            shebang(Path::new("/usr/local/bin/hermes")),
+            interpreter_lines(Path::new("/usr/local/bin/hermes")),
             "#!/usr/local/bin/hermes slot-script\n# shellcheck shell=sh"
         );
         for program in [
@@ -322,10 +322,14 @@ mod tests {
             "relative/hermes",
             "/tab\there",
         ] {
-            assert_eq!(shebang(Path::new(program)), "#!/bin/sh", "{program}");
+            assert_eq!(
+                interpreter_lines(Path::new(program)),
+                "#!/bin/sh",
+                "{program}"
+            );
         }
         let long = format!("/{}", "d/".repeat(60));
-        assert_eq!(shebang(Path::new(&long)), "#!/bin/sh");
+        assert_eq!(interpreter_lines(Path::new(&long)), "#!/bin/sh");
     }
 
     #[test]

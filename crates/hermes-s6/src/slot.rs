@@ -39,13 +39,10 @@ pub(crate) fn quoted(words: &[String]) -> String {
         .join(" ")
 }
 
-fn header(spec: &GatewaySpec, what: &str) -> String {
-    header_after("#!/bin/sh", spec, what)
-}
-
-fn header_after(shebang: &str, spec: &GatewaySpec, what: &str) -> String {
+/// `first`: the `#!` line (and what goes with it), then the note.
+fn header(first: &str, spec: &GatewaySpec, what: &str) -> String {
     format!(
-        "{shebang}\n# hermes: {what} of the gateway slot for profile '{}'. Generated; edits are overwritten.\n",
+        "{first}\n# hermes: {what} of the gateway slot for profile '{}'. Generated; edits are overwritten.\n",
         spec.profile
     )
 }
@@ -67,7 +64,11 @@ pub fn render_run(spec: &GatewaySpec) -> String {
     argv.extend(["--notify-fd".to_string(), NOTIFICATION_FD.to_string()]);
     format!(
         "{}exec 2>&1\ncd {} || exit 111\n{}exec {}\n",
-        header_after(&run_script::shebang(&spec.program), spec, "run script"),
+        header(
+            &run_script::interpreter_lines(&spec.program),
+            spec,
+            "run script"
+        ),
         sh_quote(&spec.workdir.to_string_lossy()),
         env_lines(&spec.env),
         quoted(&argv)
@@ -112,7 +113,7 @@ pub fn render_finish(spec: &GatewaySpec) -> String {
          \x20   fi\n\
          fi\n\
          {}exec {} \"$1\" \"$2\"\n",
-        header(spec, "finish script"),
+        header("#!/bin/sh", spec, "finish script"),
         runtime::STOPPING_FILE,
         line("the container is stopping"),
         line("stopped on request"),
@@ -138,7 +139,7 @@ pub(crate) fn log_argv(log_dir: &Path, echo_to_stdout: bool) -> Vec<String> {
 pub fn render_log_run(spec: &GatewaySpec, echo_to_stdout: bool) -> String {
     format!(
         "{}exec {}\n",
-        header(spec, "logger"),
+        header("#!/bin/sh", spec, "logger"),
         quoted(&log_argv(&spec.log_dir, echo_to_stdout))
     )
 }

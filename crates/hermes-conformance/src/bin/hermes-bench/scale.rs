@@ -106,7 +106,11 @@ pub fn run(parent: &Path, bin: PathBuf, n: usize, restarts: usize) -> anyhow::Re
                 m.add_tree(Some(p));
             }
             // `hermes -p P gateway run`, or its slot's run script read by hermes.
-            "hermes" if p.argv.iter().any(|a| a == "run" || a == "slot-script") => {
+            "hermes"
+                if p.argv
+                    .iter()
+                    .any(|a| a == "run" || a == hermes_s6::run_script::INTERPRETER_ARG) =>
+            {
                 m.gateways += 1;
                 m.gw_rss += procs::rss_kb(p.pid).unwrap_or(0);
                 m.gw_pss += procs::pss_kb(p.pid).unwrap_or(0);
