@@ -23,6 +23,7 @@ pub mod pid1;
 pub mod place;
 pub mod privilege;
 pub mod reconcile;
+pub mod rootdir;
 pub mod route;
 pub mod scandir;
 pub mod stage1;

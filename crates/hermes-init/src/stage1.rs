@@ -24,7 +24,7 @@ use crate::user::{self, ServiceUser, UserError};
 use hermes_s6::static_slot;
 use hermes_s6::svscan::{self, CapFlag};
 
-use crate::{aliases, note, notes, place, route, say, scandir, volume, Layout};
+use crate::{aliases, note, notes, place, rootdir, route, say, scandir, volume, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -241,6 +241,30 @@ fn give(dir: &Dir, user: &ServiceUser) -> Result<(), FsError> {
     dir.chown(user.uid, user.gid)
 }
 
+/// See `rootdir`. What fails only costs speed: a note, not a warning.
+fn speed_up_root_lookups(user: &ServiceUser) {
+    let mut groups = vec![user.gid, nix::unistd::getgid().as_raw()];
+    groups.extend(
+        nix::unistd::getgroups()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g.as_raw()),
+    );
+    match fsutil::read_to_string(Path::new("/etc/group")) {
+        Ok(text) => groups.extend(rootdir::group_file_ids(&text)),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            note!("/ left as it is: {e}");
+            return;
+        }
+    }
+    match rootdir::prepare(&groups) {
+        Ok(Some(line)) => note!("{line}"),
+        Ok(None) => {}
+        Err(e) => note!("/ left as it is: {e}"),
+    }
+}
+
 /// `.<file>.tmp.<pid>` files that a write killed mid-way left in the home
 /// and in every profile directory (never through a link).
 fn remove_stale_temp_files(home_dir: &Dir, home: &HermesHome) {
@@ -432,6 +456,9 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         ));
     }
     let user = service_user(&stage.home)?;
+    if root {
+        speed_up_root_lookups(&user);
+    }
     let home_dir = Dir::open_or_create(stage.home.root(), 0o755)?;
     // Before anything is written to the volume. Held by this process (PID 1)
     // until it returns; the descriptor is close-on-exec and a record lock is
