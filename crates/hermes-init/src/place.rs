@@ -2,7 +2,8 @@
 //! it cannot hold them (read-only, not writable by the user the container
 //! runs as, or noexec for the scandir that s6 executes from) a directory of
 //! this container's own on the volume, `HERMES_HOME/.hermes-run/<host>/`,
-//! never shared with another container. Everything is done through
+//! never shared with another container. The scandir also goes there when
+//! `/run` is FUSE and the volume is not (see [`is_fuse`]). Everything is done through
 //! directory handles: the volume is the service user's, and a link it
 //! planted there is removed, never followed.
 
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use hermes_core::dirfd::{Dir, Kind};
 use hermes_core::fsutil::FsError;
 use hermes_core::runtime::VOLUME_RUN_DIR;
+use nix::sys::statfs::{fstatfs, FUSE_SUPER_MAGIC};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
 
 use crate::{note, say};
@@ -19,6 +21,16 @@ use crate::{note, say};
 /// Whether programs on the file system holding `dir` may be executed.
 pub fn exec_allowed(dir: &Dir) -> bool {
     fstatvfs(dir).map_or(true, |v| !v.flags().contains(FsFlags::ST_NOEXEC))
+}
+
+/// Whether `dir` is on a FUSE file system: a container's own layer where
+/// Docker stores containers with fuse-overlayfs. Each of s6's file
+/// operations there (a status write is a create, a write and a rename) is a
+/// round trip to one user-space daemon: with 50 profiles, `gateway start
+/// --all` took 476 ms with the scandir there and 226 ms with it on the
+/// volume.
+pub fn is_fuse(dir: &Dir) -> bool {
+    fstatfs(dir).is_ok_and(|s| s.filesystem_type() == FUSE_SUPER_MAGIC)
 }
 
 /// `name` in `parent` as a real directory of ours: anything else found there

@@ -77,11 +77,8 @@ pub fn prepare(groups_in_use: &[u32]) -> Result<Option<String>, FsError> {
     let path = Path::new("/");
     let dir = Dir::open(path)?;
     let st = dir.stat_self()?;
-    let fuse = nix::sys::statfs::fstatfs(&dir)
-        .map(|s| s.filesystem_type() == nix::sys::statfs::FUSE_SUPER_MAGIC)
-        .map_err(|e| FsError::new("statfs", path, e.into()))?;
     let root = RootDir {
-        fuse,
+        fuse: crate::place::is_fuse(&dir),
         mode: st.st_mode,
         gid: st.st_gid,
     };

@@ -241,7 +241,8 @@ fn give(dir: &Dir, user: &ServiceUser) -> Result<(), FsError> {
     dir.chown(user.uid, user.gid)
 }
 
-/// See `rootdir`. What fails only costs speed: a note, not a warning.
+/// See `rootdir`. What fails only costs speed, and none of it is news for
+/// the operator (the README says what is done): boot log lines, not notes.
 fn speed_up_root_lookups(user: &ServiceUser) {
     let mut groups = vec![user.gid, nix::unistd::getgid().as_raw()];
     groups.extend(
@@ -254,14 +255,14 @@ fn speed_up_root_lookups(user: &ServiceUser) {
         Ok(text) => groups.extend(rootdir::group_file_ids(&text)),
         Err(e) if e.is_not_found() => {}
         Err(e) => {
-            note!("/ left as it is: {e}");
+            notes::record_for_boot_log(format!("/ left as it is: {e}"));
             return;
         }
     }
     match rootdir::prepare(&groups) {
-        Ok(Some(line)) => note!("{line}"),
+        Ok(Some(line)) => notes::record_for_boot_log(line),
         Ok(None) => {}
-        Err(e) => note!("/ left as it is: {e}"),
+        Err(e) => notes::record_for_boot_log(format!("/ left as it is: {e}")),
     }
 }
 
@@ -355,10 +356,7 @@ fn place_runtime(
     let in_run = place::open_in_run(&run_path)
         .and_then(|d| prepare_run_dir(&d, user, root, false).map(|()| d));
     let (run_dir, moved) = place::first_or_volume("run directory", in_run, || {
-        let own = place::volume_dir(home_dir, &host)?;
-        if root {
-            own.chown(user.uid, user.gid)?;
-        }
+        let own = volume_dir(home_dir, &host, user, root)?;
         let d = place::own_dir(&own, OsStr::new("run"), 0o700)?;
         prepare_run_dir(&d, user, root, true)?;
         Ok(d)
@@ -366,13 +364,21 @@ fn place_runtime(
     if moved.is_some() {
         stage.layout.run_dir = run_dir.path().to_path_buf();
     }
-    let in_run =
-        place::open_in_run(&scan_path).and_then(|d| prepare_scandir(stage, &d, user).map(|()| d));
-    let (scan_dir, moved) = place::first_or_volume("supervision tree", in_run, || {
-        let own = place::volume_dir(home_dir, &host)?;
-        if root {
-            own.chown(user.uid, user.gid)?;
+    let in_run = place::open_in_run(&scan_path).and_then(|d| {
+        if place::is_fuse(&d) && !place::is_fuse(home_dir) {
+            return Err(FsError::new(
+                "use",
+                d.path(),
+                io::Error::other(
+                    "it is on FUSE (fuse-overlayfs), where each of s6's file operations \
+                     waits for the daemon",
+                ),
+            ));
         }
+        prepare_scandir(stage, &d, user).map(|()| d)
+    });
+    let (scan_dir, moved) = place::first_or_volume("supervision tree", in_run, || {
+        let own = volume_dir(home_dir, &host, user, root)?;
         let d = place::own_dir(&own, OsStr::new("service"), 0o755)?;
         prepare_scandir(stage, &d, user)?;
         Ok(d)
@@ -396,6 +402,17 @@ fn place_runtime(
     std::env::set_var("HERMES_SCANDIR", &stage.layout.scandir);
     std::env::set_var("HERMES_RUN_DIR", &stage.layout.run_dir);
     Ok(())
+}
+
+/// This container's directory on the volume (`place::volume_dir`), it and
+/// `.hermes-run` the service user's like the rest of the volume.
+fn volume_dir(home_dir: &Dir, host: &str, user: &ServiceUser, root: bool) -> Result<Dir, FsError> {
+    let own = place::volume_dir(home_dir, host)?;
+    if root {
+        home_dir.chown_entry(OsStr::new(runtime::VOLUME_RUN_DIR), user.uid, user.gid)?;
+        own.chown(user.uid, user.gid)?;
+    }
+    Ok(own)
 }
 
 /// Take the volume, or say who has it. A read-only one-shot command
@@ -456,9 +473,6 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         ));
     }
     let user = service_user(&stage.home)?;
-    if root {
-        speed_up_root_lookups(&user);
-    }
     let home_dir = Dir::open_or_create(stage.home.root(), 0o755)?;
     // Before anything is written to the volume. Held by this process (PID 1)
     // until it returns; the descriptor is close-on-exec and a record lock is
@@ -467,6 +481,9 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         Ok(lock) => lock,
         Err(ran) => return ran,
     };
+    if root {
+        speed_up_root_lookups(&user);
+    }
     prepare_volume(&home_dir, &stage.home, &user, root)?;
     place_runtime(&mut stage, &home_dir, &user, root)?;
 
