@@ -1,7 +1,8 @@
 //! Where the container's supervision tree lives this boot. The init puts the
 //! scandir and its run directory in `/run` when it can, and on the volume
 //! when `/run` is read-only, not writable by the user the container runs as,
-//! or noexec (and the scandir when `/run` is FUSE). Processes the init starts learn the places from
+//! or noexec (the scandir also when `/run` is FUSE). Processes the init
+//! starts learn the places from
 //! `HERMES_SCANDIR`/`HERMES_RUN_DIR`; a `docker exec` does not inherit them,
 //! so the init also records them in `HERMES_HOME/.hermes-runtime`. A client
 //! believes that pointer only when it was written in this container (same

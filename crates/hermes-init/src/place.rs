@@ -3,9 +3,9 @@
 //! runs as, or noexec for the scandir that s6 executes from) a directory of
 //! this container's own on the volume, `HERMES_HOME/.hermes-run/<host>/`,
 //! never shared with another container. The scandir also goes there when
-//! `/run` is FUSE and the volume is not (see [`is_fuse`]). Everything is done through
-//! directory handles: the volume is the service user's, and a link it
-//! planted there is removed, never followed.
+//! `/run` is FUSE and the volume is not ([`refuse_fuse`]). Everything is
+//! done through directory handles: the volume is the service user's, and a
+//! link it planted there is removed, never followed.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,22 @@ pub fn exec_allowed(dir: &Dir) -> bool {
 /// volume.
 pub fn is_fuse(dir: &Dir) -> bool {
     fstatfs(dir).is_ok_and(|s| s.filesystem_type() == FUSE_SUPER_MAGIC)
+}
+
+/// An error when `dir` (the scandir's place in `/run`) is FUSE and
+/// `volume` is not: the tree is better off on the volume.
+pub fn refuse_fuse(dir: &Dir, volume: &Dir) -> Result<(), FsError> {
+    if is_fuse(dir) && !is_fuse(volume) {
+        return Err(FsError::new(
+            "use",
+            dir.path(),
+            std::io::Error::other(
+                "it is on FUSE (fuse-overlayfs), where each of s6's file operations waits \
+                 for the daemon",
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `name` in `parent` as a real directory of ours: anything else found there

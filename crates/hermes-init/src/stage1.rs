@@ -243,7 +243,7 @@ fn give(dir: &Dir, user: &ServiceUser) -> Result<(), FsError> {
 
 /// See `rootdir`. What fails only costs speed, and none of it is news for
 /// the operator (the README says what is done): boot log lines, not notes.
-fn speed_up_root_lookups(user: &ServiceUser) {
+fn prepare_root_dir(user: &ServiceUser) {
     let mut groups = vec![user.gid, nix::unistd::getgid().as_raw()];
     groups.extend(
         nix::unistd::getgroups()
@@ -365,16 +365,7 @@ fn place_runtime(
         stage.layout.run_dir = run_dir.path().to_path_buf();
     }
     let in_run = place::open_in_run(&scan_path).and_then(|d| {
-        if place::is_fuse(&d) && !place::is_fuse(home_dir) {
-            return Err(FsError::new(
-                "use",
-                d.path(),
-                io::Error::other(
-                    "it is on FUSE (fuse-overlayfs), where each of s6's file operations \
-                     waits for the daemon",
-                ),
-            ));
-        }
+        place::refuse_fuse(&d, home_dir)?;
         prepare_scandir(stage, &d, user).map(|()| d)
     });
     let (scan_dir, moved) = place::first_or_volume("supervision tree", in_run, || {
@@ -482,7 +473,7 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         Err(ran) => return ran,
     };
     if root {
-        speed_up_root_lookups(&user);
+        prepare_root_dir(&user);
     }
     prepare_volume(&home_dir, &stage.home, &user, root)?;
     place_runtime(&mut stage, &home_dir, &user, root)?;
