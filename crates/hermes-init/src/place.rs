@@ -66,10 +66,17 @@ pub fn own_dir(parent: &Dir, name: &OsStr, mode: u32) -> Result<Dir, FsError> {
     parent.open_dir(name)
 }
 
-/// This container's directory on the volume, `.hermes-run/<host>`.
-pub fn volume_dir(home: &Dir, host: &str) -> Result<Dir, FsError> {
+/// This container's directory on the volume, `.hermes-run/<host>`; both
+/// given to `owner` (uid, gid), like the rest of the volume, when stage 1
+/// runs as root.
+pub fn volume_dir(home: &Dir, host: &str, owner: Option<(u32, u32)>) -> Result<Dir, FsError> {
     let runs = own_dir(home, OsStr::new(VOLUME_RUN_DIR), 0o755)?;
-    own_dir(&runs, OsStr::new(host), 0o755)
+    let own = own_dir(&runs, OsStr::new(host), 0o755)?;
+    if let Some((uid, gid)) = owner {
+        runs.chown(uid, gid)?;
+        own.chown(uid, gid)?;
+    }
+    Ok(own)
 }
 
 /// `path` in `/run` (or wherever the administrator put it), created when
@@ -139,7 +146,7 @@ mod tests {
         let home_dir = Dir::open(&home).unwrap();
         // The attack of issue 17: <host> replaced by a link.
         std::os::unix::fs::symlink(&outside, home.join(".hermes-run/h1")).unwrap();
-        let own = volume_dir(&home_dir, "h1").unwrap();
+        let own = volume_dir(&home_dir, "h1", None).unwrap();
         let service = own_dir(&own, OsStr::new("service"), 0o755).unwrap();
         service.empty().unwrap();
         service
@@ -158,7 +165,7 @@ mod tests {
         // .hermes-run itself replaced by a link.
         fs::remove_dir_all(home.join(".hermes-run")).unwrap();
         std::os::unix::fs::symlink(&outside, home.join(".hermes-run")).unwrap();
-        let own = volume_dir(&home_dir, "service").unwrap();
+        let own = volume_dir(&home_dir, "service", None).unwrap();
         own.empty().unwrap();
         assert!(outside.join("service/keep").exists());
         // And a link at the last level.

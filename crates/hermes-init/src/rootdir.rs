@@ -50,18 +50,22 @@ pub enum Plan {
 }
 
 /// `groups_in_use`: the service user's and this process's groups, and every
-/// group `/etc/group` names.
-pub fn plan(root: &RootDir, groups_in_use: &[u32]) -> Plan {
+/// group `/etc/group` names; asked for only when `/` would change, so a
+/// root that is not FUSE costs a boot no read of `/etc/group`.
+pub fn plan(
+    root: &RootDir,
+    groups_in_use: impl FnOnce() -> Result<Vec<u32>, FsError>,
+) -> Result<Plan, FsError> {
     if !root.fuse || root.mode & GROUP_BITS == 0 {
-        return Plan::Nothing;
+        return Ok(Plan::Nothing);
     }
-    if groups_in_use.contains(&GROUP) {
-        return Plan::GroupInUse;
+    if groups_in_use()?.contains(&GROUP) {
+        return Ok(Plan::GroupInUse);
     }
-    Plan::Change {
+    Ok(Plan::Change {
         gid: GROUP,
         mode: root.mode & 0o7777 & !GROUP_BITS,
-    }
+    })
 }
 
 /// The gids `/etc/group`-format text names.
@@ -73,7 +77,9 @@ pub fn group_file_ids(text: &str) -> Vec<u32> {
 
 /// Look at `/` and change it if [`plan`] says so; the line to note, if any.
 /// Root only: the caller checks.
-pub fn prepare(groups_in_use: &[u32]) -> Result<Option<String>, FsError> {
+pub fn prepare(
+    groups_in_use: impl FnOnce() -> Result<Vec<u32>, FsError>,
+) -> Result<Option<String>, FsError> {
     let path = Path::new("/");
     let dir = Dir::open(path)?;
     let st = dir.stat_self()?;
@@ -82,7 +88,7 @@ pub fn prepare(groups_in_use: &[u32]) -> Result<Option<String>, FsError> {
         mode: st.st_mode,
         gid: st.st_gid,
     };
-    Ok(match plan(&root, groups_in_use) {
+    Ok(match plan(&root, groups_in_use)? {
         Plan::Nothing => None,
         Plan::GroupInUse => Some(format!(
             "/ is on FUSE, where every lookup in it by the service user asks the file system \
@@ -105,6 +111,10 @@ pub fn prepare(groups_in_use: &[u32]) -> Result<Option<String>, FsError> {
 mod tests {
     use super::*;
 
+    fn none() -> Result<Vec<u32>, FsError> {
+        Ok(Vec::new())
+    }
+
     fn root(fuse: bool, mode: u32) -> RootDir {
         RootDir {
             fuse,
@@ -116,7 +126,7 @@ mod tests {
     #[test]
     fn only_a_fuse_root_with_group_bits_changes() {
         assert_eq!(
-            plan(&root(true, 0o755), &[0, 10000]),
+            plan(&root(true, 0o755), || Ok(vec![0, 10000])).unwrap(),
             Plan::Change {
                 gid: GROUP,
                 mode: 0o705
@@ -124,19 +134,26 @@ mod tests {
         );
         // The special bits stay; only the group's go.
         assert_eq!(
-            plan(&root(true, 0o1775), &[]),
+            plan(&root(true, 0o1775), none).unwrap(),
             Plan::Change {
                 gid: GROUP,
                 mode: 0o1705
             }
         );
-        assert_eq!(plan(&root(false, 0o755), &[]), Plan::Nothing);
-        assert_eq!(plan(&root(true, 0o705), &[]), Plan::Nothing, "done");
+        assert_eq!(plan(&root(false, 0o755), none).unwrap(), Plan::Nothing);
+        assert_eq!(
+            plan(&root(true, 0o705), none).unwrap(),
+            Plan::Nothing,
+            "done"
+        );
     }
 
     #[test]
     fn a_group_in_use_is_never_locked_out() {
-        assert_eq!(plan(&root(true, 0o755), &[10000, GROUP]), Plan::GroupInUse);
+        assert_eq!(
+            plan(&root(true, 0o755), || Ok(vec![10000, GROUP])).unwrap(),
+            Plan::GroupInUse
+        );
     }
 
     #[test]

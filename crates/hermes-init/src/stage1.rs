@@ -244,22 +244,22 @@ fn give(dir: &Dir, user: &ServiceUser) -> Result<(), FsError> {
 /// See `rootdir`. What fails only costs speed, and none of it is news for
 /// the operator (the README says what is done): boot log lines, not notes.
 fn prepare_root_dir(user: &ServiceUser) {
-    let mut groups = vec![user.gid, nix::unistd::getgid().as_raw()];
-    groups.extend(
-        nix::unistd::getgroups()
-            .unwrap_or_default()
-            .iter()
-            .map(|g| g.as_raw()),
-    );
-    match fsutil::read_to_string(Path::new("/etc/group")) {
-        Ok(text) => groups.extend(rootdir::group_file_ids(&text)),
-        Err(e) if e.is_not_found() => {}
-        Err(e) => {
-            notes::record_for_boot_log(format!("/ left as it is: {e}"));
-            return;
+    let groups_in_use = || {
+        let mut groups = vec![user.gid, nix::unistd::getgid().as_raw()];
+        groups.extend(
+            nix::unistd::getgroups()
+                .unwrap_or_default()
+                .iter()
+                .map(|g| g.as_raw()),
+        );
+        match fsutil::read_to_string(Path::new("/etc/group")) {
+            Ok(text) => groups.extend(rootdir::group_file_ids(&text)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
         }
-    }
-    match rootdir::prepare(&groups) {
+        Ok(groups)
+    };
+    match rootdir::prepare(groups_in_use) {
         Ok(Some(line)) => notes::record_for_boot_log(line),
         Ok(None) => {}
         Err(e) => notes::record_for_boot_log(format!("/ left as it is: {e}")),
@@ -351,12 +351,13 @@ fn place_runtime(
     root: bool,
 ) -> Result<(), InitError> {
     let host = runtime::host_name();
+    let owner = root.then_some((user.uid, user.gid));
     let run_path = stage.layout.run_dir.clone();
     let scan_path = stage.layout.scandir.clone();
     let in_run = place::open_in_run(&run_path)
         .and_then(|d| prepare_run_dir(&d, user, root, false).map(|()| d));
     let (run_dir, moved) = place::first_or_volume("run directory", in_run, || {
-        let own = volume_dir(home_dir, &host, user, root)?;
+        let own = place::volume_dir(home_dir, &host, owner)?;
         let d = place::own_dir(&own, OsStr::new("run"), 0o700)?;
         prepare_run_dir(&d, user, root, true)?;
         Ok(d)
@@ -369,7 +370,7 @@ fn place_runtime(
         prepare_scandir(stage, &d, user).map(|()| d)
     });
     let (scan_dir, moved) = place::first_or_volume("supervision tree", in_run, || {
-        let own = volume_dir(home_dir, &host, user, root)?;
+        let own = place::volume_dir(home_dir, &host, owner)?;
         let d = place::own_dir(&own, OsStr::new("service"), 0o755)?;
         prepare_scandir(stage, &d, user)?;
         Ok(d)
@@ -393,17 +394,6 @@ fn place_runtime(
     std::env::set_var("HERMES_SCANDIR", &stage.layout.scandir);
     std::env::set_var("HERMES_RUN_DIR", &stage.layout.run_dir);
     Ok(())
-}
-
-/// This container's directory on the volume (`place::volume_dir`), it and
-/// `.hermes-run` the service user's like the rest of the volume.
-fn volume_dir(home_dir: &Dir, host: &str, user: &ServiceUser, root: bool) -> Result<Dir, FsError> {
-    let own = place::volume_dir(home_dir, host)?;
-    if root {
-        home_dir.chown_entry(OsStr::new(runtime::VOLUME_RUN_DIR), user.uid, user.gid)?;
-        own.chown(user.uid, user.gid)?;
-    }
-    Ok(own)
 }
 
 /// Take the volume, or say who has it. A read-only one-shot command
