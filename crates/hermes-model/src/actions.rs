@@ -221,8 +221,9 @@ pub fn create_many(
     let held = profile::lock(home)?;
     let mut results: Vec<Result<Created, ActionError>> = Vec::with_capacity(profiles.len());
     let mut specs = Vec::new();
+    let mut creator = profile::Creator::new(home, &held);
     for (name, port) in profiles {
-        let paths = match profile::create(home, &held, name, *port) {
+        let paths = match creator.create(name, *port) {
             Ok(paths) => paths,
             Err(e) => {
                 results.push(Err(e.into()));
