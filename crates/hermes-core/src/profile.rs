@@ -211,9 +211,10 @@ pub fn create(
 /// Creates profiles under one hold of the profiles lock, reading the ports
 /// the existing profiles claim once for all of them (on the first create
 /// that gets that far) and adding each new profile's port as it is made.
-/// Nothing else creates a profile while the lock is held, so the list stays
-/// true; reading it for every name made a create of 100 names into 1000
-/// profiles read the 1000 configs' identities 100 times.
+/// Nothing else creates a profile while the lock is held (the creator
+/// borrows it, so it cannot outlive it), so the list stays true; reading it
+/// for every name made a create of 100 names into 1000 profiles read the
+/// 1000 configs' identities 100 times.
 pub struct Creator<'a> {
     home: &'a HermesHome,
     claimed: Option<Vec<(u16, ProfileName)>>,
