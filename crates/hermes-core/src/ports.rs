@@ -92,7 +92,7 @@ fn claimed_at(home: &HermesHome, now: SystemTime) -> Result<Vec<(u16, ProfileNam
         seen: vec![false; known.len()],
         known,
         added: Vec::new(),
-        dropped: false,
+        changed: false,
         settled: epoch(now - SETTLE),
         rel: String::new(),
         claims: Vec::new(),
@@ -100,7 +100,8 @@ fn claimed_at(home: &HermesHome, now: SystemTime) -> Result<Vec<(u16, ProfileNam
     let default = ProfileName::default_profile();
     let root = fsutil::open(home.root())?;
     if let Some(st) = stat_at(&root, Path::new(CONFIG), || home.profile(&default).config())? {
-        scan.take(home, default, &st);
+        let at = scan.position(default.as_str());
+        scan.take(home, default, &st, at);
     }
     let dir = home.profiles_dir();
     match fsutil::read_dir(&dir) {
@@ -133,7 +134,7 @@ struct Scan<'t> {
     /// Profiles the index did not know, settled enough to keep.
     added: Vec<(String, Entry)>,
     /// Whether an entry of `known` changed or must go.
-    dropped: bool,
+    changed: bool,
     /// Configs changed before this are trusted by their identity.
     settled: (i64, i64),
     /// `<name>/<file>`, reused for every profile's `stat`.
@@ -166,16 +167,15 @@ impl Scan<'_> {
         let Some(st) = stat_at(profiles, self.rel_path(raw, CONFIG), config)? else {
             return Ok(());
         };
-        let known = self
-            .position(raw)
-            .is_some_and(|i| self.known[i].1.id == Identity::of(&st));
+        let at = self.position(raw);
+        let known = at.is_some_and(|i| self.known[i].1.id == Identity::of(&st));
         if !known {
             let marker = || home.profile(&name).marker();
             if stat_at(profiles, self.rel_path(raw, PROFILE_MARKER), marker)?.is_none() {
                 return Ok(());
             }
         }
-        self.take(home, name, &st);
+        self.take(home, name, &st, at);
         Ok(())
     }
 
@@ -191,22 +191,23 @@ impl Scan<'_> {
         self.known.binary_search_by(|(n, _)| (*n).cmp(name)).ok()
     }
 
-    /// Claim the profile's port: the index's when the config's identity is
-    /// unchanged, else read anew and noted for the index.
-    fn take(&mut self, home: &HermesHome, name: ProfileName, st: &FileStat) {
+    /// Claim the profile's port: the index's (its entry `at`, when it has
+    /// one) when the config's identity is unchanged, else read anew and
+    /// noted for the index.
+    fn take(&mut self, home: &HermesHome, name: ProfileName, st: &FileStat, at: Option<usize>) {
         let id = Identity::of(st);
         let read = || Entry {
             id,
             port: Config::read_port(&home.profile(&name).config()),
         };
         let keep = !id.changed_since(self.settled);
-        let entry = match self.position(name.as_str()) {
+        let entry = match at {
             Some(i) => {
                 let held = self.known[i].1;
                 let entry = if held.id == id { held } else { read() };
                 self.seen[i] = keep;
                 self.known[i].1 = entry;
-                self.dropped |= entry != held || !keep;
+                self.changed |= entry != held || !keep;
                 entry
             }
             None => {
@@ -224,7 +225,7 @@ impl Scan<'_> {
 
     /// The index to write back, when it differs from the one read.
     fn changed_index(self) -> Option<Vec<(String, Entry)>> {
-        if !self.dropped && self.added.is_empty() && !self.seen.contains(&false) {
+        if !self.changed && self.added.is_empty() && !self.seen.contains(&false) {
             return None;
         }
         let mut kept: Vec<(String, Entry)> = self
