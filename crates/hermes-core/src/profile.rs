@@ -205,7 +205,16 @@ pub fn create(
     name: &ProfileName,
     port: Option<u16>,
 ) -> Result<ProfilePaths, ProfileError> {
-    Creator::new(home, held).create(name, port)
+    Creator::new(home, held)
+        .create(name, port)
+        .map(|made| made.paths)
+}
+
+/// A profile a [`Creator`] made, with the port it chose.
+#[derive(Debug)]
+pub struct NewProfile {
+    pub paths: ProfilePaths,
+    pub port: u16,
 }
 
 /// Creates profiles under one hold of the profiles lock, reading the ports
@@ -233,7 +242,7 @@ impl<'a> Creator<'a> {
         &mut self,
         name: &ProfileName,
         port: Option<u16>,
-    ) -> Result<ProfilePaths, ProfileError> {
+    ) -> Result<NewProfile, ProfileError> {
         let home = self.home;
         if name.is_default() {
             return Err(ProfileError::Default(home.root().to_path_buf(), "created"));
@@ -272,7 +281,7 @@ impl<'a> Creator<'a> {
         fsutil::rename(&staging, &paths.dir)?;
         claimed.push((port, name.clone()));
         fsutil::sync_dir(&home.profiles_dir())?;
-        Ok(paths)
+        Ok(NewProfile { paths, port })
     }
 }
 
@@ -491,10 +500,12 @@ mod tests {
         let mut ports = vec![taken];
         for n in ["a", "b", "c"] {
             let made = creator.create(&name(n), None).unwrap();
-            ports.push(Config::read_port(&made.config()).unwrap());
+            assert_eq!(Config::read_port(&made.paths.config()), Some(made.port));
+            ports.push(made.port);
         }
         let fixed = creator.create(&name("fixed"), Some(40_000)).unwrap();
-        assert_eq!(Config::read_port(&fixed.config()), Some(40_000));
+        assert_eq!(fixed.port, 40_000);
+        assert_eq!(Config::read_port(&fixed.paths.config()), Some(40_000));
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(

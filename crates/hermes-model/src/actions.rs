@@ -183,7 +183,8 @@ pub fn describe(s: &SlotStatus) -> String {
 pub struct Created {
     pub profile: ProfileName,
     pub dir: PathBuf,
-    pub port: Option<u16>,
+    /// The port the creator chose (or was given).
+    pub port: u16,
     /// The alias wrapper written, or why none was.
     pub alias: Option<String>,
     /// A down slot was registered for the gateway.
@@ -223,8 +224,8 @@ pub fn create_many(
     let mut specs = Vec::new();
     let mut creator = profile::Creator::new(home, &held);
     for (name, port) in profiles {
-        let paths = match creator.create(name, *port) {
-            Ok(paths) => paths,
+        let made = match creator.create(name, *port) {
+            Ok(made) => made,
             Err(e) => {
                 results.push(Err(e.into()));
                 continue;
@@ -245,8 +246,8 @@ pub fn create_many(
         specs.push((results.len(), (spec, false)));
         results.push(Ok(Created {
             profile: name.clone(),
-            port: hermes_core::config::Config::read_port(&paths.config()),
-            dir: paths.dir,
+            port: made.port,
+            dir: made.paths.dir,
             alias,
             slot: false,
             slot_error: None,
@@ -450,7 +451,11 @@ mod tests {
         let env = FakeEnv::new();
         let p = ProfileName::parse("newbie").unwrap();
         let created = create(&env, &p, None, true).unwrap();
-        assert!(created.slot && created.port.is_some());
+        assert!(created.slot);
+        assert_eq!(
+            hermes_core::config::Config::read_port(&created.dir.join("config.yaml")),
+            Some(created.port)
+        );
         assert_eq!(env.slot("newbie").unwrap().want, Want::Down);
         assert!(create(&env, &p, None, true).unwrap_err().is_conflict());
         let deleted = delete(&env, &p).unwrap();

@@ -73,10 +73,9 @@ fn perform(env: &dyn Environment, request: Request) -> Result<String, String> {
                 None => e.to_string(),
             }),
         Request::Create(name) => actions::create(env, &name, None, true)
-            .map(|c| match (c.port, c.slot_error) {
-                (_, Some(err)) => format!("created profile {name}; no slot yet: {err}"),
-                (Some(port), None) => format!("created profile {name} (gateway port {port})"),
-                (None, None) => format!("created profile {name}"),
+            .map(|c| match c.slot_error {
+                Some(err) => format!("created profile {name}; no slot yet: {err}"),
+                None => format!("created profile {name} (gateway port {})", c.port),
             })
             .map_err(|e| e.to_string()),
         Request::All(verb) => all(env, verb),

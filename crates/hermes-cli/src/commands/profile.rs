@@ -86,7 +86,7 @@ fn print_created(created: &actions::Created) {
     println!(
         "created profile '{name}' at {} (gateway port {})",
         created.dir.display(),
-        created.port.map_or("?".to_string(), |p| p.to_string())
+        created.port
     );
     if let Some(alias) = &created.alias {
         println!("alias: {alias}");
