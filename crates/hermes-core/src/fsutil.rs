@@ -291,7 +291,21 @@ pub fn ensure_dir_under(root: &Path, dir: &Path, mode: u32) -> Result<(), FsErro
 
 /// An exclusive advisory lock held until dropped.
 pub struct FileLock {
-    _lock: Flock<File>,
+    file: Flock<File>,
+}
+
+impl FileLock {
+    /// Set the lock file's times to now and return its device with the
+    /// change time it got: the file system's own clock, at its own
+    /// granularity, as every file written there from now on is stamped.
+    pub fn stamp_now(&self) -> Result<(u64, (i64, i64)), nix::errno::Errno> {
+        use nix::sys::time::TimeSpec;
+        use std::os::fd::AsRawFd;
+        let fd = (*self.file).as_raw_fd();
+        nix::sys::stat::futimens(fd, &TimeSpec::UTIME_NOW, &TimeSpec::UTIME_NOW)?;
+        let st = nix::sys::stat::fstat(fd)?;
+        Ok((st.st_dev, (st.st_ctime, st.st_ctime_nsec)))
+    }
 }
 
 fn open_lock_file(path: &Path) -> Result<File, FsError> {
@@ -313,7 +327,7 @@ fn open_lock_file(path: &Path) -> Result<File, FsError> {
 pub fn lock_exclusive(path: &Path) -> Result<FileLock, FsError> {
     let file = open_lock_file(path)?;
     Flock::lock(file, FlockArg::LockExclusive)
-        .map(|lock| FileLock { _lock: lock })
+        .map(|lock| FileLock { file: lock })
         .map_err(|(_, errno)| FsError::new("lock", path, io::Error::from(errno)))
 }
 
@@ -321,7 +335,7 @@ pub fn lock_exclusive(path: &Path) -> Result<FileLock, FsError> {
 pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>, FsError> {
     let file = open_lock_file(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(FileLock { _lock: lock })),
+        Ok(lock) => Ok(Some(FileLock { file: lock })),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, errno)) => Err(FsError::new("lock", path, io::Error::from(errno))),
     }

@@ -31,7 +31,8 @@ use crate::name::ProfileName;
 const HEADER: &str = "hermes profile ports 1";
 const TRAILER: &str = "end";
 const CONFIG: &str = "config.yaml";
-/// A config changed this recently is read again next time instead of being
+/// Without the file system's own time (see [`claimed`]), a config changed
+/// this recently by the wall clock is read again next time instead of being
 /// trusted by its identity: a second write within one tick of the file
 /// system's clock (a jiffy; a whole second on some) can leave its size and
 /// times as they were.
@@ -75,13 +76,29 @@ type Known<'t> = Vec<(&'t str, Entry)>;
 /// profiles' (directories with a valid name and a marker) in directory
 /// order. A profile the index knows is not checked for its marker again
 /// until its config changes.
-pub fn claimed(home: &HermesHome) -> Result<Vec<(u16, ProfileName)>, FsError> {
-    claimed_at(home, SystemTime::now())
+///
+/// `fs_now` is a file system's device and its own time before the scan
+/// (the change time of a file just stamped there): a config on it that last
+/// changed before that time is kept in the index, since any later change
+/// gives it a newer change time. With only the wall clock, a config is kept
+/// once [`SETTLE`] old, and a loop of single creates read each of the
+/// configs made in its last two seconds again every time (about 200 at the
+/// pace of a create every 10 ms).
+pub fn claimed(
+    home: &HermesHome,
+    fs_now: Option<(u64, (i64, i64))>,
+) -> Result<Vec<(u16, ProfileName)>, FsError> {
+    claimed_at(home, fs_now, SystemTime::now())
 }
 
-/// [`claimed`] with the clock given: configs changed within [`SETTLE`] of
-/// `now` are read but not kept in the index.
-fn claimed_at(home: &HermesHome, now: SystemTime) -> Result<Vec<(u16, ProfileName)>, FsError> {
+/// [`claimed`] with the wall clock given: configs on another file system
+/// than `fs_now`'s that changed within [`SETTLE`] of `now` are read but
+/// not kept in the index.
+fn claimed_at(
+    home: &HermesHome,
+    fs_now: Option<(u64, (i64, i64))>,
+    now: SystemTime,
+) -> Result<Vec<(u16, ProfileName)>, FsError> {
     let path = home.port_index();
     let text = fsutil::read(&path)
         .ok()
@@ -93,6 +110,7 @@ fn claimed_at(home: &HermesHome, now: SystemTime) -> Result<Vec<(u16, ProfileNam
         known,
         added: Vec::new(),
         changed: false,
+        fs_now,
         settled: epoch(now - SETTLE),
         rel: String::new(),
         claims: Vec::new(),
@@ -135,7 +153,10 @@ struct Scan<'t> {
     added: Vec<(String, Entry)>,
     /// Whether an entry of `known` changed or must go.
     changed: bool,
-    /// Configs changed before this are trusted by their identity.
+    /// A file system's device and its time before the scan: configs there
+    /// changed before it are trusted by their identity.
+    fs_now: Option<(u64, (i64, i64))>,
+    /// Elsewhere, configs changed before this wall-clock time are.
     settled: (i64, i64),
     /// `<name>/<file>`, reused for every profile's `stat`.
     rel: String,
@@ -200,7 +221,11 @@ impl Scan<'_> {
             id,
             port: Config::read_port(&home.profile(&name).config()),
         };
-        let keep = !id.changed_since(self.settled);
+        let since = match self.fs_now {
+            Some((dev, at)) if dev == st.st_dev => at,
+            _ => self.settled,
+        };
+        let keep = !id.changed_since(since);
         let entry = match at {
             Some(i) => {
                 let held = self.known[i].1;
@@ -373,9 +398,9 @@ mod tests {
             (9001, "a".into()),
             (9002, "b".into()),
         ];
-        assert_eq!(ports(&claimed_at(&home, later()).unwrap()), want);
+        assert_eq!(ports(&claimed_at(&home, None, later()).unwrap()), want);
         // The second time from the index: the same answer.
-        assert_eq!(ports(&claimed_at(&home, later()).unwrap()), want);
+        assert_eq!(ports(&claimed_at(&home, None, later()).unwrap()), want);
     }
 
     #[test]
@@ -383,9 +408,9 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let (_dir, home) = home_with(&[("b", 9002), ("a", 9001)]);
         let inode = || fs::metadata(home.port_index()).unwrap().ino();
-        claimed_at(&home, later()).unwrap();
+        claimed_at(&home, None, later()).unwrap();
         let written = inode();
-        claimed_at(&home, later()).unwrap();
+        claimed_at(&home, None, later()).unwrap();
         assert_eq!(inode(), written, "an unchanged index was written again");
         // Out of order and with a name twice (edited by hand): still used.
         let text = fs::read_to_string(home.port_index()).unwrap();
@@ -400,11 +425,11 @@ mod tests {
             (9001, "a".into()),
             (9002, "b".into()),
         ];
-        assert_eq!(ports(&claimed_at(&home, later()).unwrap()), want);
+        assert_eq!(ports(&claimed_at(&home, None, later()).unwrap()), want);
         // A profile gone: the index is written without it.
         let before = inode();
         fs::remove_dir_all(home.profiles_dir().join("b")).unwrap();
-        claimed_at(&home, later()).unwrap();
+        claimed_at(&home, None, later()).unwrap();
         assert_ne!(inode(), before);
         assert!(!fs::read_to_string(home.port_index())
             .unwrap()
@@ -414,7 +439,7 @@ mod tests {
     #[test]
     fn a_known_config_is_not_read_again_and_a_changed_one_is() {
         let (_dir, home) = home_with(&[("a", 9001)]);
-        claimed_at(&home, later()).unwrap();
+        claimed_at(&home, None, later()).unwrap();
         let index = fs::read_to_string(home.port_index()).unwrap();
         assert!(
             index
@@ -424,7 +449,7 @@ mod tests {
         );
         // An index saying 9555 for the same identity is believed: no re-read.
         fs::write(home.port_index(), index.replace(" 9001\n", " 9555\n")).unwrap();
-        assert!(ports(&claimed_at(&home, later()).unwrap()).contains(&(9555, "a".into())));
+        assert!(ports(&claimed_at(&home, None, later()).unwrap()).contains(&(9555, "a".into())));
         // Rewritten in place, same size, only the times differ: read again.
         let config = home.profiles_dir().join("a/config.yaml");
         let text = fs::read_to_string(&config).unwrap().replace("9001", "9011");
@@ -438,13 +463,13 @@ mod tests {
             nix::sys::stat::UtimensatFlags::NoFollowSymlink,
         )
         .unwrap();
-        assert!(ports(&claimed_at(&home, later()).unwrap()).contains(&(9011, "a".into())));
+        assert!(ports(&claimed_at(&home, None, later()).unwrap()).contains(&(9011, "a".into())));
     }
 
     #[test]
     fn a_config_changed_within_the_settle_time_is_not_kept() {
         let (_dir, home) = home_with(&[("a", 9001)]);
-        let claims = claimed_at(&home, SystemTime::now()).unwrap();
+        let claims = claimed_at(&home, None, SystemTime::now()).unwrap();
         assert!(ports(&claims).contains(&(9001, "a".into())));
         let index = fs::read_to_string(home.port_index()).unwrap_or_default();
         assert!(
@@ -454,20 +479,41 @@ mod tests {
     }
 
     #[test]
+    fn the_file_systems_own_time_settles_a_config_the_wall_clock_calls_fresh() {
+        use std::os::unix::fs::MetadataExt;
+        let (_dir, home) = home_with(&[("a", 9001)]);
+        let config = fs::metadata(home.profiles_dir().join("a/config.yaml")).unwrap();
+        let (dev, changed) = (config.dev(), (config.ctime(), config.ctime_nsec()));
+        let kept = |fs_now| {
+            let _ = fs::remove_file(home.port_index());
+            let claims = claimed_at(&home, Some(fs_now), SystemTime::now()).unwrap();
+            assert!(ports(&claims).contains(&(9001, "a".into())));
+            let index = fs::read_to_string(home.port_index()).unwrap_or_default();
+            index.contains("\na ")
+        };
+        // A tick after its change on the same file system: kept at once.
+        assert!(kept((dev, (changed.0 + 1, 0))));
+        // In the tick of its change: a second write may follow unseen.
+        assert!(!kept((dev, changed)));
+        // On another file system, the wall clock decides: too fresh.
+        assert!(!kept((dev + 1, (changed.0 + 1, 0))));
+    }
+
+    #[test]
     fn a_damaged_or_missing_index_is_rebuilt() {
         let (_dir, home) = home_with(&[("a", 9001)]);
-        claimed_at(&home, later()).unwrap();
+        claimed_at(&home, None, later()).unwrap();
         let whole = fs::read_to_string(home.port_index()).unwrap();
         // Cut short (no trailer), with a port that would be wrong if believed.
         let cut = &whole[..whole.find(" 9001\n").unwrap() + 3];
         fs::write(home.port_index(), cut).unwrap();
-        assert!(ports(&claimed_at(&home, later()).unwrap()).contains(&(9001, "a".into())));
+        assert!(ports(&claimed_at(&home, None, later()).unwrap()).contains(&(9001, "a".into())));
         assert_eq!(fs::read_to_string(home.port_index()).unwrap(), whole);
         fs::remove_file(home.port_index()).unwrap();
-        assert!(ports(&claimed_at(&home, later()).unwrap()).contains(&(9001, "a".into())));
+        assert!(ports(&claimed_at(&home, None, later()).unwrap()).contains(&(9001, "a".into())));
         // A deleted profile leaves the index.
         fs::remove_dir_all(home.profiles_dir().join("a")).unwrap();
-        claimed_at(&home, later()).unwrap();
+        claimed_at(&home, None, later()).unwrap();
         assert!(!fs::read_to_string(home.port_index())
             .unwrap()
             .contains("\na "));

@@ -96,13 +96,21 @@ fn restrict_home(root: &Path) -> Result<(), FsError> {
 /// Held while profiles are created or deleted (and while their slots are
 /// registered or unregistered), so names, ports and slots never race.
 pub struct ProfilesLock {
-    _lock: fsutil::FileLock,
+    lock: fsutil::FileLock,
+}
+
+impl ProfilesLock {
+    /// The file system's time now, read off the lock file (see
+    /// `ports::claimed`); `None` when it cannot be stamped.
+    fn file_system_now(&self) -> Option<(u64, (i64, i64))> {
+        self.lock.stamp_now().ok()
+    }
 }
 
 pub fn lock(home: &HermesHome) -> Result<ProfilesLock, ProfileError> {
     ensure_root(home)?;
     Ok(ProfilesLock {
-        _lock: fsutil::lock_exclusive(&home.profiles_lock())?,
+        lock: fsutil::lock_exclusive(&home.profiles_lock())?,
     })
 }
 
@@ -226,13 +234,15 @@ pub struct NewProfile {
 /// 1000 configs' identities 100 times.
 pub struct Creator<'a> {
     home: &'a HermesHome,
+    held: &'a ProfilesLock,
     claimed: Option<Vec<(u16, ProfileName)>>,
 }
 
 impl<'a> Creator<'a> {
-    pub fn new(home: &'a HermesHome, _held: &'a ProfilesLock) -> Creator<'a> {
+    pub fn new(home: &'a HermesHome, held: &'a ProfilesLock) -> Creator<'a> {
         Creator {
             home,
+            held,
             claimed: None,
         }
     }
@@ -258,7 +268,7 @@ impl<'a> Creator<'a> {
         }
         let claimed = match &mut self.claimed {
             Some(claimed) => claimed,
-            unread => unread.insert(crate::ports::claimed(home)?),
+            unread => unread.insert(crate::ports::claimed(home, self.held.file_system_now())?),
         };
         let port = choose_port(claimed, port)?;
         let staging = home.profiles_dir().join(format!(".{name}.creating"));
@@ -487,6 +497,19 @@ mod tests {
             create(&home, &lock(&home).unwrap(), &name("c"), Some(port)),
             Err(ProfileError::PortTaken { profile, .. }) if profile.as_str() == "broken"
         ));
+    }
+
+    #[test]
+    fn the_lock_gives_the_file_systems_time_after_what_was_written_before() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        let held = lock(&home).unwrap();
+        std::fs::write(dir.path().join("before"), "x").unwrap();
+        let before = std::fs::metadata(dir.path().join("before")).unwrap();
+        let (dev, at) = held.file_system_now().unwrap();
+        assert_eq!(dev, before.dev());
+        assert!(at >= (before.ctime(), before.ctime_nsec()), "{at:?}");
     }
 
     #[test]
