@@ -294,17 +294,28 @@ pub struct FileLock {
     file: Flock<File>,
 }
 
+/// A file system's own time: what it stamped a file with, at its own
+/// granularity, and which file system (device) that was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsTime {
+    pub dev: u64,
+    /// Seconds and nanoseconds since the epoch.
+    pub at: (i64, i64),
+}
+
 impl FileLock {
-    /// Set the lock file's times to now and return its device with the
-    /// change time it got: the file system's own clock, at its own
-    /// granularity, as every file written there from now on is stamped.
-    pub fn stamp_now(&self) -> Result<(u64, (i64, i64)), nix::errno::Errno> {
+    /// Set the lock file's times to now and return the change time it got:
+    /// every file written on that file system from now on gets a later one.
+    pub fn stamp_now(&self) -> Result<FsTime, nix::errno::Errno> {
         use nix::sys::time::TimeSpec;
         use std::os::fd::AsRawFd;
         let fd = (*self.file).as_raw_fd();
         nix::sys::stat::futimens(fd, &TimeSpec::UTIME_NOW, &TimeSpec::UTIME_NOW)?;
         let st = nix::sys::stat::fstat(fd)?;
-        Ok((st.st_dev, (st.st_ctime, st.st_ctime_nsec)))
+        Ok(FsTime {
+            dev: st.st_dev,
+            at: (st.st_ctime, st.st_ctime_nsec),
+        })
     }
 }
 

@@ -24,7 +24,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{self, FileStat};
 
 use crate::config::Config;
-use crate::fsutil::{self, FsError};
+use crate::fsutil::{self, FsError, FsTime};
 use crate::home::{HermesHome, PROFILE_MARKER};
 use crate::name::ProfileName;
 
@@ -86,7 +86,7 @@ type Known<'t> = Vec<(&'t str, Entry)>;
 /// pace of a create every 10 ms).
 pub fn claimed(
     home: &HermesHome,
-    fs_now: Option<(u64, (i64, i64))>,
+    fs_now: Option<FsTime>,
 ) -> Result<Vec<(u16, ProfileName)>, FsError> {
     claimed_at(home, fs_now, SystemTime::now())
 }
@@ -96,7 +96,7 @@ pub fn claimed(
 /// not kept in the index.
 fn claimed_at(
     home: &HermesHome,
-    fs_now: Option<(u64, (i64, i64))>,
+    fs_now: Option<FsTime>,
     now: SystemTime,
 ) -> Result<Vec<(u16, ProfileName)>, FsError> {
     let path = home.port_index();
@@ -155,7 +155,7 @@ struct Scan<'t> {
     changed: bool,
     /// A file system's device and its time before the scan: configs there
     /// changed before it are trusted by their identity.
-    fs_now: Option<(u64, (i64, i64))>,
+    fs_now: Option<FsTime>,
     /// Elsewhere, configs changed before this wall-clock time are.
     settled: (i64, i64),
     /// `<name>/<file>`, reused for every profile's `stat`.
@@ -222,7 +222,7 @@ impl Scan<'_> {
             port: Config::read_port(&home.profile(&name).config()),
         };
         let since = match self.fs_now {
-            Some((dev, at)) if dev == st.st_dev => at,
+            Some(now) if now.dev == st.st_dev => now.at,
             _ => self.settled,
         };
         let keep = !id.changed_since(since);
@@ -484,19 +484,19 @@ mod tests {
         let (_dir, home) = home_with(&[("a", 9001)]);
         let config = fs::metadata(home.profiles_dir().join("a/config.yaml")).unwrap();
         let (dev, changed) = (config.dev(), (config.ctime(), config.ctime_nsec()));
-        let kept = |fs_now| {
+        let kept = |dev, at| {
             let _ = fs::remove_file(home.port_index());
-            let claims = claimed_at(&home, Some(fs_now), SystemTime::now()).unwrap();
+            let claims = claimed_at(&home, Some(FsTime { dev, at }), SystemTime::now()).unwrap();
             assert!(ports(&claims).contains(&(9001, "a".into())));
             let index = fs::read_to_string(home.port_index()).unwrap_or_default();
             index.contains("\na ")
         };
         // A tick after its change on the same file system: kept at once.
-        assert!(kept((dev, (changed.0 + 1, 0))));
+        assert!(kept(dev, (changed.0 + 1, 0)));
         // In the tick of its change: a second write may follow unseen.
-        assert!(!kept((dev, changed)));
+        assert!(!kept(dev, changed));
         // On another file system, the wall clock decides: too fresh.
-        assert!(!kept((dev + 1, (changed.0 + 1, 0))));
+        assert!(!kept(dev + 1, (changed.0 + 1, 0)));
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub struct ProfilesLock {
 impl ProfilesLock {
     /// The file system's time now, read off the lock file (see
     /// `ports::claimed`); `None` when it cannot be stamped.
-    fn file_system_now(&self) -> Option<(u64, (i64, i64))> {
+    fn file_system_now(&self) -> Option<fsutil::FsTime> {
         self.lock.stamp_now().ok()
     }
 }
@@ -507,9 +507,9 @@ mod tests {
         let held = lock(&home).unwrap();
         std::fs::write(dir.path().join("before"), "x").unwrap();
         let before = std::fs::metadata(dir.path().join("before")).unwrap();
-        let (dev, at) = held.file_system_now().unwrap();
-        assert_eq!(dev, before.dev());
-        assert!(at >= (before.ctime(), before.ctime_nsec()), "{at:?}");
+        let now = held.file_system_now().unwrap();
+        assert_eq!(now.dev, before.dev());
+        assert!(now.at >= (before.ctime(), before.ctime_nsec()), "{now:?}");
     }
 
     #[test]
