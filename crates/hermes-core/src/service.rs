@@ -203,6 +203,9 @@ pub enum ServiceError {
     TooManySlots { limit: usize },
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// Recording a gateway's death in its state file failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// The host manager (systemd, launchd, Task Scheduler) has no service for the profile.
     #[error("{service} is not installed in {manager}: run `{fix}`")]
     ServiceNotInstalled {

@@ -227,28 +227,33 @@ pub fn events_of(
     Vec::new()
 }
 
-/// The finish hook: record the death, queue its notifications, print one
-/// line for the operator (every exit has one: a kill from outside, a requested
-/// stop), sleep the back-off, and return the exit code for s6. No back-off
-/// while the container stops: nothing will be restarted, and the init
-/// waits for the hook.
-pub fn run_hook(
+/// One death as the hook recorded it: what s6 should do, and the
+/// operator's line about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub verdict: Verdict,
+    pub summary: String,
+}
+
+/// Record one death (`code` and `signal` as s6 passes them to `finish`):
+/// apply the crash-loop policy to the state file and queue its
+/// notifications. Nothing is written for a stop the gateway recorded itself.
+pub fn record(
     home: &HermesHome,
     profile: &ProfileName,
     code: i32,
     signal: i32,
-) -> Result<i32, StateError> {
+) -> Result<Recorded, StateError> {
     let paths = home.profile(profile);
     let death = Death::from_finish_args(code, signal, state::now_ms());
     // Read without the lock: if the gateway recorded its stop, nothing here
     // writes, so there is no update to lose.
     let current = state::load(&paths.state())?.state();
     if already_recorded(&current, &death) {
-        eprintln!(
-            "{}",
-            summary(&paths.name, &death, current.exit_reason.as_deref())
-        );
-        return Ok(Verdict::Restart(Duration::ZERO).exit_code());
+        return Ok(Recorded {
+            verdict: Verdict::Restart(Duration::ZERO),
+            summary: summary(&paths.name, &death, current.exit_reason.as_deref()),
+        });
     }
     let (verdict, summary, events) = state::update(&paths, |s| {
         let failures_before = s.fast_failures;
@@ -268,6 +273,21 @@ pub fn run_hook(
             eprintln!("hermes: unable to queue a notification for '{profile}': {e}");
         }
     }
+    Ok(Recorded { verdict, summary })
+}
+
+/// The finish hook: [`record`] the death, print one line for the operator
+/// (every exit has one: a kill from outside, a requested stop), sleep the
+/// back-off, and return the exit code for s6. No back-off while the
+/// container stops: nothing will be restarted, and the init waits for the
+/// hook.
+pub fn run_hook(
+    home: &HermesHome,
+    profile: &ProfileName,
+    code: i32,
+    signal: i32,
+) -> Result<i32, StateError> {
+    let Recorded { verdict, summary } = record(home, profile, code, signal)?;
     match &verdict {
         Verdict::PermanentlyDown => eprintln!("{summary}; not restarting"),
         Verdict::Restart(delay) if !delay.is_zero() && !runtime::container_stopping() => {

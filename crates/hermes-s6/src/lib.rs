@@ -10,6 +10,7 @@
 
 pub mod cmd;
 pub mod finish;
+pub mod finish_aside;
 mod lifecycle;
 mod registration;
 pub mod run_script;

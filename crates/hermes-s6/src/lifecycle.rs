@@ -14,13 +14,17 @@ use hermes_core::service::{ServiceError, SlotStatus, Want};
 use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
 use hermes_core::ProfileName;
 
-use crate::{S6Manager, POLL};
+use crate::finish_aside::{self, Aside};
+use crate::svstat::StatusFile;
+use crate::{finish, S6Manager, POLL};
 
 /// A slot s6 was asked to act on, while its answer is awaited.
 struct Asked {
     link: PathBuf,
     /// What a start or restart is judged against; `None` for a stop.
     before: Option<Baseline>,
+    /// A stop's slot whose `finish` it moved aside (`finish_aside`).
+    aside: Option<Aside>,
     seen_want_up: bool,
     /// The state file as last read, with the slot's status then.
     recorded: Option<Recorded>,
@@ -219,10 +223,14 @@ impl S6Manager {
         } else {
             self.require_slot(profile)?
         };
+        let mut aside = None;
         let before = match action {
             Action::Stop => {
                 self.set_down_marker(&link, true)?;
                 self.svc(&link, b"d")?;
+                // Once s6 was asked, so that a death before is s6's to
+                // finish. A script that cannot be moved stays: s6 runs it.
+                aside = finish_aside::defer(link.as_path()).ok().flatten();
                 None
             }
             Action::Start | Action::Restart => {
@@ -235,6 +243,8 @@ impl S6Manager {
                     .pid
                     .filter(|_| action == Action::Restart && current.service.up);
                 let before = Baseline::now(&self.recorded(profile)?, replaced);
+                // A stop that was killed before it put the script back.
+                finish_aside::restore(link.as_path())?;
                 self.set_down_marker(&link, false)?;
                 self.svc(&link, if replaced.is_some() { b"ut" } else { b"u" })?;
                 Some(before)
@@ -243,6 +253,7 @@ impl S6Manager {
         Ok(Ok(Asked {
             link,
             before,
+            aside,
             seen_want_up: false,
             recorded: None,
         }))
@@ -262,7 +273,7 @@ impl S6Manager {
             Err(e) => return Some(Err(e)),
         };
         let Some(before) = &asked.before else {
-            return if !status.service.up {
+            let mut settled = if !status.service.up {
                 Some(Ok(status))
             } else if expired {
                 Some(Err(ServiceError::Timeout {
@@ -273,6 +284,15 @@ impl S6Manager {
             } else {
                 None
             };
+            if let Some(result) = &mut settled {
+                let finished = asked.aside.take().map_or(Ok(()), |aside| {
+                    self.finish_stop(profile, &asked.link, aside)
+                });
+                if let Err(e) = finished {
+                    *result = Err(e);
+                }
+            }
+            return settled;
         };
         asked.seen_want_up |= status.service.want == Want::Up;
         let ready = GatewayState::default();
@@ -352,6 +372,26 @@ impl S6Manager {
             .into_iter()
             .map(|r| r.expect("every slot was answered"))
             .collect()
+    }
+
+    /// A stop's slot has settled with its `finish` aside: record a death
+    /// other than exit 0 as the hook would have (`hermes status` shows it),
+    /// and put the script back. A gateway still up (the stop timed out)
+    /// gets its script back before s6 kills it. A script that cannot be put
+    /// back is left to the next start, which fails saying why if it cannot
+    /// either.
+    fn finish_stop(
+        &self,
+        profile: &ProfileName,
+        link: &Path,
+        aside: Aside,
+    ) -> Result<(), ServiceError> {
+        let death = StatusFile::read(link).and_then(|now| aside.unclean_death(&now));
+        let _ = finish_aside::restore(link);
+        if let Some((code, signal)) = death {
+            finish::record(&self.cfg.home, profile, code, signal)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn wait_down(

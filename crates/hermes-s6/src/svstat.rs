@@ -138,8 +138,7 @@ pub fn read_direct(dir: &Path, now: SystemTime) -> Direct {
         wstat,
         flags,
     } = status;
-    let finishing = flags & 2 != 0;
-    let up = pid != 0 && !finishing;
+    let up = pid != 0 && !status.finishing();
     let termsig = wstat & 0x7f;
     let exited = termsig == 0;
     let signalled = termsig != 0 && termsig != 0x7f;
@@ -216,6 +215,11 @@ impl StatusFile {
         let mut pack = Vec::with_capacity(64);
         file.take(64).read_to_end(&mut pack).ok()?;
         StatusFile::parse(&pack)
+    }
+
+    /// s6-supervise is running the slot's `finish` (`pid` is the script's).
+    pub fn finishing(&self) -> bool {
+        self.flags & 2 != 0
     }
 
     /// The last death as s6 passes it to `finish`: the exit code and 0, or

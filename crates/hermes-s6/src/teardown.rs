@@ -3,14 +3,13 @@
 //! the exit 0 of a gateway answering the stop, only prints a line (the
 //! gateway recorded its own stop). Those 50 shells were a third of the
 //! CPU of a 50-gateway `docker stop`. So the init moves each gateway
-//! slot's `finish` aside before it signals the tree, and once the tree is
-//! down runs the script itself, as s6-supervise would have, only for the
-//! gateways whose last death was not that clean exit: a crash or a kill
-//! during the stop is still recorded by the hook.
+//! slot's `finish` aside ([`crate::finish_aside`]) before it signals the
+//! tree, and once the tree is down runs the script itself, as s6-supervise
+//! would have, only for the gateways whose last death was not that clean
+//! exit: a crash or a kill during the stop is still recorded by the hook.
 //!
 //! Which deaths happened during the stop comes from `supervise/status`,
-//! which s6-supervise rewrites on every change and leaves behind: its
-//! stamp moved since the snapshot taken here, and the service is down.
+//! which s6-supervise rewrites on every change and leaves behind.
 //!
 //! The init is root and the slots are the service user's (s6-supervise
 //! writes in them): everything here goes through directory handles, never
@@ -22,18 +21,16 @@ use std::path::{Path, PathBuf};
 use hermes_core::dirfd::Dir;
 use hermes_core::fsutil::FsError;
 
+use crate::finish_aside::{self, Aside, DEFERRED_FINISH};
 use crate::scandir::SLOTS_DIR;
 use crate::svstat::StatusFile;
-
-/// Where a slot's `finish` goes while the tree stops.
-pub const DEFERRED_FINISH: &str = "finish.deferred";
 
 /// The gateway slots whose `finish` was moved aside, with their status
 /// before the stop.
 #[derive(Debug, Default)]
 pub struct DeferredFinish {
     scandir: PathBuf,
-    slots: Vec<(OsString, Option<StatusFile>)>,
+    slots: Vec<(OsString, Aside)>,
 }
 
 /// One `finish` to run now: the script and s6's two arguments.
@@ -48,18 +45,6 @@ pub struct FinishRun {
 impl FinishRun {
     pub fn args(&self) -> [String; 2] {
         [self.code.to_string(), self.signal.to_string()]
-    }
-}
-
-/// Move `name`'s `finish` aside; `None` when it has none. Its status is
-/// read once the script is out of s6's way, so a death a moment before is
-/// in it (with the script already started by s6, or counted after the stop).
-fn defer_one(slots: &Dir, name: &OsStr) -> Result<Option<Option<StatusFile>>, FsError> {
-    let slot = slots.open_dir(name)?;
-    match slot.rename(OsStr::new("finish"), OsStr::new(DEFERRED_FINISH)) {
-        Ok(()) => Ok(Some(StatusFile::read_in(&slot))),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
     }
 }
 
@@ -87,8 +72,11 @@ pub fn defer_finish(scandir: &Path) -> (DeferredFinish, Option<FsError>) {
         if !name.to_str().is_some_and(|n| n.starts_with("gateway-")) {
             continue;
         }
-        match defer_one(&slots, &name) {
-            Ok(Some(before)) => deferred.slots.push((name, before)),
+        match slots
+            .open_dir(&name)
+            .and_then(|slot| finish_aside::defer(&slot))
+        {
+            Ok(Some(aside)) => deferred.slots.push((name, aside)),
             Ok(None) => {}
             Err(e) => {
                 first_error.get_or_insert(e);
@@ -100,8 +88,7 @@ pub fn defer_finish(scandir: &Path) -> (DeferredFinish, Option<FsError>) {
 
 impl DeferredFinish {
     /// The finish runs s6-supervise would have started during the stop:
-    /// every slot down now whose status changed since [`defer_finish`] with
-    /// a death other than exit 0, in slot order.
+    /// every slot with an [`Aside::unclean_death`], in slot order.
     pub fn unclean_deaths(&self) -> Vec<FinishRun> {
         let Ok(slots) = Dir::open_no_links(&self.scandir.join(SLOTS_DIR)) else {
             return Vec::new();
@@ -109,11 +96,10 @@ impl DeferredFinish {
         let mut runs: Vec<FinishRun> = self
             .slots
             .iter()
-            .filter_map(|(name, before)| {
+            .filter_map(|(name, aside)| {
                 let now = StatusFile::read_in(&slots.open_dir(name).ok()?)?;
-                let changed = before.is_none_or(|b| b.stamp != now.stamp);
-                let (code, signal) = now.finish_args();
-                (changed && now.pid == 0 && (code, signal) != (0, 0)).then(|| FinishRun {
+                let (code, signal) = aside.unclean_death(&now)?;
+                Some(FinishRun {
                     slot: name.clone(),
                     script: slots.path().join(name).join(DEFERRED_FINISH),
                     code,

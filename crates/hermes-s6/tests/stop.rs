@@ -1,0 +1,217 @@
+//! Stops on a real `s6-svscan` with the gateway slots' `finish` moved aside
+//! (`hermes_s6::finish_aside`): s6 runs none of them, and what s6 records
+//! tells which slots did not end cleanly and how. The container's stop
+//! (`teardown`) and `gateway stop` of one slot or many.
+#![allow(clippy::disallowed_methods)] // tests
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hermes_core::lifecycle::Action;
+use hermes_core::service::ServiceManager;
+use hermes_core::state::{self, RunState};
+use hermes_core::{HermesHome, ProfileName};
+use hermes_s6::finish_aside::DEFERRED_FINISH;
+use hermes_s6::scandir::SLOTS_DIR;
+use hermes_s6::teardown::{self, FinishRun};
+use hermes_s6::{svstat, S6Config, S6Manager};
+
+/// A published slot: its directory in `.slots/` and the link s6 scans.
+/// Its `finish` leaves a mark, which a stop without finish scripts must not.
+fn slot(scan: &Path, name: &str, on_term: &str, down: bool) {
+    let dir = scan.join(SLOTS_DIR).join(name);
+    fs::create_dir_all(&dir).unwrap();
+    let script = |file: &str, body: String| {
+        fs::write(dir.join(file), format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(dir.join(file), fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(
+        "run",
+        format!("trap '{on_term}' TERM\necho >&3\nwhile :; do sleep 0.02; done"),
+    );
+    script(
+        "finish",
+        format!("touch {}", scan.join(format!("{name}.finished")).display()),
+    );
+    fs::write(dir.join("timeout-kill"), "200\n").unwrap();
+    fs::write(dir.join("notification-fd"), "3\n").unwrap();
+    if down {
+        fs::write(dir.join("down"), "").unwrap();
+    }
+    symlink(Path::new(SLOTS_DIR).join(name), scan.join(name)).unwrap();
+}
+
+fn poll(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "never {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A scandir with four gateway slots under a running `s6-svscan`: `clean`
+/// exits 0 on SIGTERM, `crashed` exits 3, `hung` ignores it (s6-supervise
+/// kills it after timeout-kill), and `parked` is down.
+fn four_slots(scan: &Path) -> std::process::Child {
+    fs::create_dir(scan.join(SLOTS_DIR)).unwrap();
+    slot(scan, "gateway-clean", "exit 0", false);
+    slot(scan, "gateway-crashed", "exit 3", false);
+    slot(scan, "gateway-hung", "", false);
+    slot(scan, "gateway-parked", "exit 0", true);
+    let svscan = Command::new("s6-svscan")
+        .arg(scan)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s6-svscan (apt-get install s6)");
+    for name in ["gateway-clean", "gateway-crashed", "gateway-hung"] {
+        let link = scan.join(name);
+        poll(&format!("{name} up"), || {
+            svstat::read_svstat(&link)
+                .ok()
+                .flatten()
+                .is_some_and(|s| s.up)
+        });
+    }
+    let parked = scan.join("gateway-parked");
+    poll("gateway-parked supervised", || {
+        svstat::read_svstat(&parked).ok().flatten().is_some()
+    });
+    svscan
+}
+
+/// The marks left by finish scripts that ran.
+fn finish_marks(scan: &Path) -> Vec<String> {
+    fs::read_dir(scan)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".finished"))
+        .collect()
+}
+
+#[test]
+fn a_container_stop_runs_no_finish_and_reports_only_the_unclean_deaths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path();
+    let mut svscan = four_slots(scan);
+
+    let (deferred, error) = teardown::defer_finish(scan);
+    assert!(error.is_none(), "{error:?}");
+    for name in [
+        "gateway-clean",
+        "gateway-crashed",
+        "gateway-hung",
+        "gateway-parked",
+    ] {
+        let slot = scan.join(SLOTS_DIR).join(name);
+        assert!(
+            !slot.join("finish").exists() && slot.join(DEFERRED_FINISH).exists(),
+            "{name}"
+        );
+    }
+    Command::new("kill")
+        .arg(svscan.id().to_string())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while svscan.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "s6-svscan did not end on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let marks = finish_marks(scan);
+    assert!(marks.is_empty(), "s6 ran finish scripts: {marks:?}");
+    let slots = scan.join(SLOTS_DIR);
+    assert_eq!(
+        deferred.unclean_deaths(),
+        [
+            FinishRun {
+                slot: "gateway-crashed".into(),
+                script: slots.join("gateway-crashed").join(DEFERRED_FINISH),
+                code: 3,
+                signal: 0,
+            },
+            FinishRun {
+                slot: "gateway-hung".into(),
+                script: slots.join("gateway-hung").join(DEFERRED_FINISH),
+                code: 256,
+                signal: 9,
+            },
+        ]
+    );
+}
+
+/// `gateway stop --all`: s6 runs no `finish`; the stop records the crash and
+/// the kill as the hook would have, leaves the clean exit and the slot that
+/// was already down alone, and puts every script back. A start puts back a
+/// script that a stop killed half-way left aside.
+#[test]
+fn a_stop_of_many_runs_no_finish_records_the_unclean_deaths_and_puts_the_scripts_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path().join("scan");
+    fs::create_dir(&scan).unwrap();
+    let home = HermesHome::new(tmp.path().join("home"));
+    let names = ["clean", "crashed", "hung", "parked"];
+    let profiles: Vec<ProfileName> = names
+        .iter()
+        .map(|n| ProfileName::parse(n).unwrap())
+        .collect();
+    for p in &profiles {
+        fs::create_dir_all(home.profile(p).dir).unwrap();
+    }
+    let mut svscan = four_slots(&scan);
+    let manager = S6Manager::new(S6Config {
+        scandir: scan.clone(),
+        home: home.clone(),
+        program: "/bin/false".into(),
+        echo_to_stdout: false,
+    });
+
+    let results = manager.act_many(&profiles, Action::Stop, Duration::from_secs(20));
+    for (name, result) in names.iter().zip(&results) {
+        let status = result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!status.service.up, "{name}: {status:?}");
+    }
+    let marks = finish_marks(&scan);
+    assert!(marks.is_empty(), "s6 ran finish scripts: {marks:?}");
+    for name in names {
+        let slot = scan.join(SLOTS_DIR).join(format!("gateway-{name}"));
+        assert!(
+            slot.join("finish").exists() && !slot.join(DEFERRED_FINISH).exists(),
+            "{name}'s finish is not back"
+        );
+    }
+    let recorded = |p: &ProfileName| state::load(&home.profile(p).state()).unwrap().state();
+    let crashed = recorded(&profiles[1]);
+    let exit = crashed.last_exit.as_ref().expect("the crash recorded");
+    assert_eq!((exit.code, exit.signal), (Some(3), None), "{crashed:?}");
+    assert_eq!(crashed.restarts, 1, "{crashed:?}");
+    let hung = recorded(&profiles[2]);
+    let exit = hung.last_exit.as_ref().expect("the kill recorded");
+    assert_eq!((exit.code, exit.signal), (None, Some(9)), "{hung:?}");
+    for p in [&profiles[0], &profiles[3]] {
+        assert!(
+            !home.profile(p).state().exists(),
+            "nothing to record for {p}"
+        );
+    }
+
+    // A stop killed between moving the script and putting it back.
+    let clean = scan.join(SLOTS_DIR).join("gateway-clean");
+    fs::rename(clean.join("finish"), clean.join(DEFERRED_FINISH)).unwrap();
+    let started = manager.act(&profiles[0], Action::Start, Duration::from_secs(20));
+    let started = started.expect("started");
+    assert!(started.service.up, "{started:?}");
+    assert!(clean.join("finish").exists() && !clean.join(DEFERRED_FINISH).exists());
+    assert_eq!(recorded(&profiles[0]).gateway_state, None::<RunState>);
+
+    svscan.kill().unwrap();
+    svscan.wait().unwrap();
+}
