@@ -7,7 +7,7 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hermes_core::lifecycle::Action;
@@ -18,6 +18,8 @@ use hermes_s6::finish_aside::DEFERRED_FINISH;
 use hermes_s6::scandir::SLOTS_DIR;
 use hermes_s6::teardown::{self, FinishRun};
 use hermes_s6::{svstat, S6Config, S6Manager};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 
 /// A published slot: its directory in `.slots/` and the link s6 scans.
 /// Its `finish` leaves a mark, which a stop without finish scripts must not.
@@ -52,10 +54,43 @@ fn poll(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A running `s6-svscan`, brought down when dropped, so that a failed
+/// assertion leaves no tree behind.
+struct Tree(Child);
+
+impl Tree {
+    /// SIGTERM (s6-svscan brings every service down, then exits); whether
+    /// it has exited within 20 s.
+    fn bring_down(&mut self) -> bool {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return true;
+        }
+        let pid = Pid::from_raw(self.0.id() as i32);
+        let _ = signal::kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(self.0.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        if !self.bring_down() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A scandir with four gateway slots under a running `s6-svscan`: `clean`
 /// exits 0 on SIGTERM, `crashed` exits 3, `hung` ignores it (s6-supervise
 /// kills it after timeout-kill), and `parked` is down.
-fn four_slots(scan: &Path) -> std::process::Child {
+fn four_slots(scan: &Path) -> Tree {
     fs::create_dir(scan.join(SLOTS_DIR)).unwrap();
     slot(scan, "gateway-clean", "exit 0", false);
     slot(scan, "gateway-crashed", "exit 3", false);
@@ -67,6 +102,7 @@ fn four_slots(scan: &Path) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("s6-svscan (apt-get install s6)");
+    let tree = Tree(svscan);
     for name in ["gateway-clean", "gateway-crashed", "gateway-hung"] {
         let link = scan.join(name);
         poll(&format!("{name} up"), || {
@@ -80,7 +116,7 @@ fn four_slots(scan: &Path) -> std::process::Child {
     poll("gateway-parked supervised", || {
         svstat::read_svstat(&parked).ok().flatten().is_some()
     });
-    svscan
+    tree
 }
 
 /// The marks left by finish scripts that ran.
@@ -97,7 +133,7 @@ fn finish_marks(scan: &Path) -> Vec<String> {
 fn a_container_stop_runs_no_finish_and_reports_only_the_unclean_deaths() {
     let tmp = tempfile::tempdir().unwrap();
     let scan = tmp.path();
-    let mut svscan = four_slots(scan);
+    let mut tree = four_slots(scan);
 
     let (deferred, error) = teardown::defer_finish(scan);
     assert!(error.is_none(), "{error:?}");
@@ -113,18 +149,7 @@ fn a_container_stop_runs_no_finish_and_reports_only_the_unclean_deaths() {
             "{name}"
         );
     }
-    Command::new("kill")
-        .arg(svscan.id().to_string())
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while svscan.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "s6-svscan did not end on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(tree.bring_down(), "s6-svscan did not end on SIGTERM");
 
     let marks = finish_marks(scan);
     assert!(marks.is_empty(), "s6 ran finish scripts: {marks:?}");
@@ -166,7 +191,7 @@ fn a_stop_of_many_runs_no_finish_records_the_unclean_deaths_and_puts_the_scripts
     for p in &profiles {
         fs::create_dir_all(home.profile(p).dir).unwrap();
     }
-    let mut svscan = four_slots(&scan);
+    let _tree = four_slots(&scan);
     let manager = S6Manager::new(S6Config {
         scandir: scan.clone(),
         home: home.clone(),
@@ -211,7 +236,4 @@ fn a_stop_of_many_runs_no_finish_records_the_unclean_deaths_and_puts_the_scripts
     assert!(started.service.up, "{started:?}");
     assert!(clean.join("finish").exists() && !clean.join(DEFERRED_FINISH).exists());
     assert_eq!(recorded(&profiles[0]).gateway_state, None::<RunState>);
-
-    svscan.kill().unwrap();
-    svscan.wait().unwrap();
 }
