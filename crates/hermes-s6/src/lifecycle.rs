@@ -259,8 +259,27 @@ impl S6Manager {
         }))
     }
 
-    /// One look at an asked slot: its answer, or `None` while pending.
+    /// One look at an asked slot: its answer, or `None` while pending. A
+    /// stop's answer comes once the script it moved aside is back.
     fn look(
+        &self,
+        profile: &ProfileName,
+        asked: &mut Asked,
+        action: Action,
+        expired: bool,
+        timeout: Duration,
+    ) -> Option<Result<SlotStatus, ServiceError>> {
+        let mut settled = self.judge(profile, asked, action, expired, timeout)?;
+        if let Some(aside) = asked.aside.take() {
+            if let Err(e) = self.finish_stop(profile, &asked.link, aside) {
+                settled = Err(e);
+            }
+        }
+        Some(settled)
+    }
+
+    /// [`Self::look`]'s verdict on what s6 and the state file say now.
+    fn judge(
         &self,
         profile: &ProfileName,
         asked: &mut Asked,
@@ -273,7 +292,7 @@ impl S6Manager {
             Err(e) => return Some(Err(e)),
         };
         let Some(before) = &asked.before else {
-            let mut settled = if !status.service.up {
+            return if !status.service.up {
                 Some(Ok(status))
             } else if expired {
                 Some(Err(ServiceError::Timeout {
@@ -284,15 +303,6 @@ impl S6Manager {
             } else {
                 None
             };
-            if let Some(result) = &mut settled {
-                let finished = asked.aside.take().map_or(Ok(()), |aside| {
-                    self.finish_stop(profile, &asked.link, aside)
-                });
-                if let Err(e) = finished {
-                    *result = Err(e);
-                }
-            }
-            return settled;
         };
         asked.seen_want_up |= status.service.want == Want::Up;
         let ready = GatewayState::default();
