@@ -8,9 +8,12 @@
 //! (bench/results/2026-12-03-issue12-seventh-round.md, section 5).
 //!
 //! So a stop (`gateway stop`, `stop --all`, and the container's own stop in
-//! [`crate::teardown`]) moves the script aside once s6 has been asked, notes
-//! the slot's status, and once the slot is down records itself, as the
-//! hook would have, only a death other than exit 0 ([`Aside::unclean_death`]).
+//! [`crate::teardown`]) moves the script aside just before it asks s6,
+//! notes the slot's status, and once the slot is down records itself, as
+//! the hook would have, only a death other than exit 0
+//! ([`Aside::unclean_death`]). A crash in the moment between the move and
+//! the request is restarted by s6 and then stopped: only the stop's clean
+//! exit is left to see.
 //! A `gateway stop` then puts the script back; a start puts back one that a
 //! stop killed half-way left aside, so a gateway never runs without its
 //! crash-loop policy.

