@@ -15,8 +15,7 @@
 //! the request is restarted by s6 and then stopped: only the stop's clean
 //! exit is left to see.
 //! A `gateway stop` then puts the script back; a start puts back one that a
-//! stop killed half-way left aside, so a gateway never runs without its
-//! crash-loop policy.
+//! stop killed half-way left aside, whether the gateway is up or not.
 
 use std::ffi::OsStr;
 use std::path::Path;

@@ -240,6 +240,9 @@ impl S6Manager {
                 None
             }
             Action::Start | Action::Restart => {
+                // A script a stop left aside (killed half-way, or overtaken
+                // by a start); a gateway already up gets it back too.
+                finish_aside::restore(link.as_path())?;
                 let current = self.status_of(profile, &link)?;
                 if action == Action::Start && current.service.up && current.service.ready {
                     return Ok(Err(current));
@@ -249,8 +252,6 @@ impl S6Manager {
                     .pid
                     .filter(|_| action == Action::Restart && current.service.up);
                 let before = Baseline::now(&self.recorded(profile)?, replaced);
-                // A stop that was killed before it put the script back.
-                finish_aside::restore(link.as_path())?;
                 self.set_down_marker(&link, false)?;
                 self.svc(&link, if replaced.is_some() { b"ut" } else { b"u" })?;
                 Some(before)
