@@ -15,7 +15,7 @@ use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
 use hermes_core::ProfileName;
 
 use crate::finish_aside::{self, Aside};
-use crate::svstat::StatusFile;
+use crate::svstat::{self, StatusFile};
 use crate::{finish, S6Manager, POLL};
 
 /// A slot s6 was asked to act on, while its answer is awaited.
@@ -25,6 +25,8 @@ struct Asked {
     before: Option<Baseline>,
     /// A stop's slot whose `finish` it moved aside (`finish_aside`).
     aside: Option<Aside>,
+    /// A stop's slot whose `down` is gone: a start has taken it back.
+    taken_back: bool,
     seen_want_up: bool,
     /// The state file as last read, with the slot's status then.
     recorded: Option<Recorded>,
@@ -261,6 +263,7 @@ impl S6Manager {
             link,
             before,
             aside,
+            taken_back: false,
             seen_want_up: false,
             recorded: None,
         }))
@@ -276,7 +279,14 @@ impl S6Manager {
         expired: bool,
         timeout: Duration,
     ) -> Option<Result<SlotStatus, ServiceError>> {
-        let mut settled = self.judge(profile, asked, action, expired, timeout)?;
+        let Some(mut settled) = self.judge(profile, asked, action, expired, timeout) else {
+            // The slot runs again under a start: so must its script, at
+            // once rather than when this stop gives up waiting.
+            if asked.taken_back && asked.aside.take().is_some() {
+                let _ = finish_aside::restore(asked.link.as_path());
+            }
+            return None;
+        };
         if let Some(aside) = asked.aside {
             let now = StatusFile::read(&asked.link);
             // s6 2.11 forks for `finish` and writes "finishing" before its
@@ -302,11 +312,13 @@ impl S6Manager {
         expired: bool,
         timeout: Duration,
     ) -> Option<Result<SlotStatus, ServiceError>> {
-        let status = match self.status_of(profile, &asked.link) {
-            Ok(status) => status,
+        let stat = match svstat::read(&asked.link) {
+            Ok(stat) => stat,
             Err(e) => return Some(Err(e)),
         };
+        let status = svstat::to_status(profile, &profile.service_name(), stat.as_ref());
         let Some(before) = &asked.before else {
+            asked.taken_back = stat.is_some_and(|s| s.normally_up);
             return if !status.service.up {
                 Some(Ok(status))
             } else if expired {

@@ -240,3 +240,59 @@ fn a_stop_of_many_runs_no_finish_records_the_unclean_deaths_and_puts_the_scripts
     }
     assert_eq!(recorded(&profiles[0]).gateway_state, None::<RunState>);
 }
+
+/// A start during a stop (its `down` removed, `u` sent) takes the slot
+/// back: the stop puts the script back at once, not when it gives up
+/// waiting for a gateway that is wanted up again.
+#[test]
+fn a_start_during_a_stop_gets_the_script_back_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path().join("scan");
+    fs::create_dir_all(scan.join(SLOTS_DIR)).unwrap();
+    // Ignores SIGTERM, and s6 waits 3 s before its SIGKILL: longer than
+    // the stop waits.
+    slot(&scan, "gateway-slow", "", false);
+    let dir = scan.join(SLOTS_DIR).join("gateway-slow");
+    fs::write(dir.join("timeout-kill"), "3000\n").unwrap();
+    let svscan = Command::new("s6-svscan")
+        .arg(&scan)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s6-svscan (apt-get install s6)");
+    let _tree = Tree(svscan);
+    let link = scan.join("gateway-slow");
+    poll("gateway-slow up", || {
+        svstat::read_svstat(&link)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.up)
+    });
+    let manager = S6Manager::new(S6Config {
+        scandir: scan.clone(),
+        home: HermesHome::new(tmp.path().join("home")),
+        program: "/bin/false".into(),
+        echo_to_stdout: false,
+    });
+    let profile = ProfileName::parse("slow").unwrap();
+    std::thread::scope(|s| {
+        let wait = Duration::from_millis(2500);
+        let stop = s.spawn(move || manager.act(&profile, Action::Stop, wait));
+        poll("the stop to move the script", || {
+            dir.join(DEFERRED_FINISH).exists()
+        });
+        // What a start does: `down` gone, then `u`.
+        fs::remove_file(dir.join("down")).unwrap();
+        fs::write(dir.join("supervise/control"), "u").unwrap();
+        let started = Instant::now();
+        poll("the script back", || dir.join("finish").exists());
+        assert!(
+            started.elapsed() < wait / 2,
+            "back only after {:?}, as the stop gave up",
+            started.elapsed()
+        );
+        let stopped = stop.join().unwrap();
+        assert!(stopped.is_err(), "still up, wanted up: {stopped:?}");
+    });
+    assert!(!dir.join(DEFERRED_FINISH).exists());
+}
