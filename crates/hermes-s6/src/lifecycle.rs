@@ -15,7 +15,7 @@ use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
 use hermes_core::ProfileName;
 
 use crate::finish_aside::{self, Aside};
-use crate::svstat::{self, StatusFile};
+use crate::svstat::{self, StatusFile, Svstat};
 use crate::{finish, S6Manager, POLL};
 
 /// A slot s6 was asked to act on, while its answer is awaited.
@@ -25,8 +25,6 @@ struct Asked {
     before: Option<Baseline>,
     /// A stop's slot whose `finish` it moved aside (`finish_aside`).
     aside: Option<Aside>,
-    /// A stop's slot whose `down` is gone: a start has taken it back.
-    taken_back: bool,
     seen_want_up: bool,
     /// The state file as last read, with the slot's status then.
     recorded: Option<Recorded>,
@@ -263,14 +261,12 @@ impl S6Manager {
             link,
             before,
             aside,
-            taken_back: false,
             seen_want_up: false,
             recorded: None,
         }))
     }
 
-    /// One look at an asked slot: its answer, or `None` while pending. A
-    /// stop's answer comes once the script it moved aside is back.
+    /// One look at an asked slot: its answer, or `None` while pending.
     fn look(
         &self,
         profile: &ProfileName,
@@ -279,57 +275,13 @@ impl S6Manager {
         expired: bool,
         timeout: Duration,
     ) -> Option<Result<SlotStatus, ServiceError>> {
-        let Some(mut settled) = self.judge(profile, asked, action, expired, timeout) else {
-            // The slot runs again under a start: so must its script, at
-            // once rather than when this stop gives up waiting.
-            if asked.taken_back && asked.aside.take().is_some() {
-                let _ = finish_aside::restore(asked.link.as_path());
-            }
-            return None;
-        };
-        if let Some(aside) = asked.aside {
-            let now = StatusFile::read(&asked.link);
-            // s6 2.11 forks for `finish` and writes "finishing" before its
-            // child tries the script: back before that, the script runs.
-            // s6 2.13 writes the status once the spawn has failed.
-            if settled.is_ok() && !expired && now.is_some_and(|n| n.finishing()) {
-                return None;
-            }
-            asked.aside = None;
-            if let Err(e) = self.finish_stop(profile, &asked.link, aside, now) {
-                settled = Err(e);
-            }
-        }
-        Some(settled)
-    }
-
-    /// [`Self::look`]'s verdict on what s6 and the state file say now.
-    fn judge(
-        &self,
-        profile: &ProfileName,
-        asked: &mut Asked,
-        action: Action,
-        expired: bool,
-        timeout: Duration,
-    ) -> Option<Result<SlotStatus, ServiceError>> {
-        let stat = match svstat::read(&asked.link) {
-            Ok(stat) => stat,
-            Err(e) => return Some(Err(e)),
-        };
-        let status = svstat::to_status(profile, &profile.service_name(), stat.as_ref());
+        let stat = svstat::read(&asked.link);
         let Some(before) = &asked.before else {
-            asked.taken_back = stat.is_some_and(|s| s.normally_up);
-            return if !status.service.up {
-                Some(Ok(status))
-            } else if expired {
-                Some(Err(ServiceError::Timeout {
-                    action: action.as_str(),
-                    profile: profile.clone(),
-                    waited: timeout,
-                }))
-            } else {
-                None
-            };
+            return self.look_at_stop(profile, asked, stat, expired, timeout);
+        };
+        let status = match stat {
+            Ok(stat) => svstat::to_status(profile, &profile.service_name(), stat.as_ref()),
+            Err(e) => return Some(Err(e)),
         };
         asked.seen_want_up |= status.service.want == Want::Up;
         let ready = GatewayState::default();
@@ -409,6 +361,56 @@ impl S6Manager {
             .into_iter()
             .map(|r| r.expect("every slot was answered"))
             .collect()
+    }
+
+    /// [`Self::look`] at a stopping slot (`stat`: what s6 says of it). Its
+    /// answer comes once the script the stop moved aside is back.
+    fn look_at_stop(
+        &self,
+        profile: &ProfileName,
+        asked: &mut Asked,
+        stat: Result<Option<Svstat>, ServiceError>,
+        expired: bool,
+        timeout: Duration,
+    ) -> Option<Result<SlotStatus, ServiceError>> {
+        let mut settled = match stat {
+            Err(e) => Err(e),
+            Ok(stat) => {
+                let status = svstat::to_status(profile, &profile.service_name(), stat.as_ref());
+                if !status.service.up {
+                    Ok(status)
+                } else if expired {
+                    Err(ServiceError::Timeout {
+                        action: Action::Stop.as_str(),
+                        profile: profile.clone(),
+                        waited: timeout,
+                    })
+                } else {
+                    // Its `down` gone: a start took the slot back, and the
+                    // gateway runs again, so must its script, at once
+                    // rather than when this stop gives up waiting.
+                    let taken_back = stat.is_some_and(|s| s.normally_up);
+                    if taken_back && asked.aside.take().is_some() {
+                        let _ = finish_aside::restore(asked.link.as_path());
+                    }
+                    return None;
+                }
+            }
+        };
+        if let Some(aside) = asked.aside {
+            let now = StatusFile::read(&asked.link);
+            // s6 2.11 forks for `finish` and writes "finishing" before its
+            // child tries the script: back before that, the script runs.
+            // s6 2.13 writes the status once the spawn has failed.
+            if settled.is_ok() && !expired && now.is_some_and(|n| n.finishing()) {
+                return None;
+            }
+            asked.aside = None;
+            if let Err(e) = self.finish_stop(profile, &asked.link, aside, now) {
+                settled = Err(e);
+            }
+        }
+        Some(settled)
     }
 
     /// A stop's slot has settled with its `finish` aside (`now`: its
