@@ -296,6 +296,60 @@ fn delete_while_running_stops_and_unregisters_first() {
     assert!(!all.contains("\"gone\""), "{all}");
 }
 
+/// s6-svscan starts a new s6-supervise in place of a killed one, which
+/// finds the slot's `down` and leaves the old gateway running outside the
+/// slot, still serving: a stop must end that one too.
+#[test]
+fn stop_ends_the_gateway_a_killed_supervisor_left_behind() {
+    let env = Env::with_gateway_up("orphan");
+    let gateway = pid_of(&env, "orphan").expect("pid");
+    let svscan = env.supervisor_pid().expect("s6-svscan");
+    let supervise = procs::descendants(svscan)
+        .into_iter()
+        .find(|p| p.comm == "s6-supervise" && p.argv.get(1).is_some_and(|a| a == "gateway-orphan"))
+        .expect("the slot's s6-supervise");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervise.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = env.ok(&["-p", "orphan", "gateway", "stop"]);
+    assert!(out.contains("is down"), "{out}");
+    assert!(
+        !healthy(&env, "orphan"),
+        "still serving after the stop\n{}",
+        env.dump()
+    );
+    env.wait_for("the orphaned gateway to exit", UP, || !alive(gateway));
+    let st = env.status("orphan");
+    assert_eq!(
+        (st["up"].clone(), st["desired_state"].clone()),
+        (false.into(), "stopped".into()),
+        "{st}"
+    );
+}
+
+/// A gateway run by hand holds the profile's lock while the slot is down;
+/// `gateway stop` means no gateway of the profile runs, so it ends that one.
+#[test]
+fn stop_ends_a_gateway_run_by_hand_beside_a_down_slot() {
+    let mut env = Env::new();
+    env.supervise();
+    env.create(&["byhand"]);
+    let mut by_hand = env
+        .command(&["-p", "byhand", "gateway", "run", "--no-supervise"])
+        .spawn()
+        .unwrap();
+    env.wait_for("the gateway run by hand", UP, || healthy(&env, "byhand"));
+    env.ok(&["-p", "byhand", "gateway", "stop"]);
+    assert!(!healthy(&env, "byhand"), "{}", env.dump());
+    assert_eq!(
+        by_hand.wait().unwrap().code(),
+        Some(0),
+        "it stops as on SIGTERM"
+    );
+}
+
 /// The binary's entry point blocks the stop signals in every process (only
 /// the init keeps them so): a gateway must run with the mask it was given,
 /// or a stop would never reach it.

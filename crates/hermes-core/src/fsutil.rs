@@ -8,7 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -185,7 +185,6 @@ pub fn replace(path: &Path, data: &[u8], mode: u32, durability: Durability) -> R
 /// the service user, say `hermes gateway restart` run with sudo) hands the file
 /// to that owner, so the owner's gateway can still read what root wrote.
 fn give_to_directory_owner(file: &File, dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
@@ -352,9 +351,56 @@ pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>, FsError> {
     }
 }
 
+/// Who holds a `flock` on `path`, from the kernel's own record of it
+/// (`/proc/locks`, pids as this process's namespace sees them): a pid
+/// file can be stale, this table cannot. `None` when nobody does, or the
+/// table cannot be read.
+pub fn flock_holder(path: &Path) -> Option<i32> {
+    let meta = metadata(path).ok()?;
+    let table = read_to_string(Path::new("/proc/locks")).ok()?;
+    holder_in_table(&table, meta.dev(), meta.ino())
+}
+
+/// Find the FLOCK entry for (dev, inode) in `/proc/locks` text.
+/// Lines look like `3: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`, device in hex.
+fn holder_in_table(table: &str, dev: u64, ino: u64) -> Option<i32> {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let wanted = format!("{major:02x}:{minor:02x}:{ino}");
+    table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // Blocked waiters are listed as "-> FLOCK ..."; they do not hold the lock.
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        (fields.get(5) == Some(&wanted.as_str()))
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_kernel_lock_table() {
+        let dev = libc::makedev(0xfd, 0x01);
+        let table = "1: POSIX  ADVISORY  WRITE 99 fd:01:42 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 1234 fd:01:42 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 777 fd:01:42 0 EOF\n";
+        assert_eq!(holder_in_table(table, dev, 42), Some(1234));
+        assert_eq!(holder_in_table(table, dev, 43), None);
+    }
+
+    #[test]
+    fn names_the_holder_of_a_lock_and_nobody_once_it_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = try_lock_exclusive(&path).unwrap().expect("free");
+        assert_eq!(flock_holder(&path), Some(std::process::id() as i32));
+        drop(held);
+        assert_eq!(flock_holder(&path), None);
+    }
 
     #[test]
     fn atomic_write_replaces_and_sets_mode() {

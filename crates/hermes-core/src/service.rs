@@ -185,6 +185,15 @@ pub enum ServiceError {
         profile: ProfileName,
         reason: String,
     },
+    /// A gateway of the profile outside its slot (orphaned by a killed
+    /// s6-supervise, or run by hand) that a stop could not signal.
+    #[error("gateway '{profile}' runs outside its slot as pid {pid}, and sending it {signal} failed: {errno}; stop it as its owner (`kill {pid}`)")]
+    Stray {
+        profile: ProfileName,
+        pid: i32,
+        signal: &'static str,
+        errno: nix::errno::Errno,
+    },
     /// A `gateway stop` recorded after this start or restart asked for running.
     #[error("{action} of '{profile}' was overtaken by a stop: its desired state is now stopped; run `hermes -p {profile} gateway start` if it should run")]
     Overtaken {

@@ -5,7 +5,6 @@
 //! holds the flock on that inode), falling back to `gateway.pid`: the pid file
 //! can be stale for a moment while a new holder starts, the lock table cannot.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -81,30 +80,7 @@ fn wait_for_lock(path: &Path, limit: Duration) -> Result<Option<FileLock>, Gatew
 
 /// Who holds the lock: the kernel's lock table first, then `gateway.pid`.
 pub fn holder_pid(paths: &ProfilePaths) -> Option<i32> {
-    let from_table = fsutil::metadata(&paths.gateway_lock())
-        .ok()
-        .and_then(|meta| {
-            let locks = fsutil::read_to_string(Path::new("/proc/locks")).ok()?;
-            flock_holder(&locks, meta.dev(), meta.ino())
-        });
-    from_table.or_else(|| read_pid(&paths.pid_file()))
-}
-
-/// Find the FLOCK entry for (dev, inode) in `/proc/locks` text.
-/// Lines look like `3: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`, device in hex.
-fn flock_holder(locks: &str, dev: u64, ino: u64) -> Option<i32> {
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let wanted = format!("{major:02x}:{minor:02x}:{ino}");
-    locks.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // Blocked waiters are listed as "-> FLOCK ..."; they do not hold the lock.
-        if fields.get(1) != Some(&"FLOCK") {
-            return None;
-        }
-        (fields.get(5) == Some(&wanted.as_str()))
-            .then(|| fields.get(4)?.parse().ok())
-            .flatten()
-    })
+    fsutil::flock_holder(&paths.gateway_lock()).or_else(|| read_pid(&paths.pid_file()))
 }
 
 pub fn read_pid(path: &Path) -> Option<i32> {
@@ -117,16 +93,6 @@ pub fn read_pid(path: &Path) -> Option<i32> {
 mod tests {
     use super::*;
     use hermes_core::{HermesHome, ProfileName};
-
-    #[test]
-    fn parses_the_kernel_lock_table() {
-        let dev = libc::makedev(0xfd, 0x01);
-        let table = "1: POSIX  ADVISORY  WRITE 99 fd:01:42 0 EOF\n\
-                     2: FLOCK  ADVISORY  WRITE 1234 fd:01:42 0 EOF\n\
-                     2: -> FLOCK  ADVISORY  WRITE 777 fd:01:42 0 EOF\n";
-        assert_eq!(flock_holder(table, dev, 42), Some(1234));
-        assert_eq!(flock_holder(table, dev, 43), None);
-    }
 
     #[test]
     fn names_this_process_as_the_holder() {

@@ -144,23 +144,14 @@ impl S6Manager {
         Ok(())
     }
 
-    pub(crate) fn require_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
-        self.check_supervisor()?;
-        self.supervised_slot(profile)
-    }
-
-    /// [`Self::require_slot`] once the supervisor has been checked (a batch
-    /// checks it once for all its slots).
-    pub(crate) fn supervised_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
-        let link = self.slot_link(profile);
+    /// The profile's slot link, or why there is none to act on.
+    pub(crate) fn registered_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
         if !self.is_registered(profile) {
             return Err(ServiceError::NotRegistered {
                 profile: profile.clone(),
             });
         }
-        // A slot published a moment ago by another process may not be supervised yet.
-        self.wait_supervised(profile)?;
-        Ok(link)
+        Ok(self.slot_link(profile))
     }
 
     /// Write s6's one-byte commands to a control FIFO, as `s6-svc`

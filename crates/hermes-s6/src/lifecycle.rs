@@ -13,6 +13,9 @@ use hermes_core::lifecycle::Action;
 use hermes_core::service::{ServiceError, SlotStatus, Want};
 use hermes_core::state::{self, DesiredState, GatewayState, LastExit, RunState};
 use hermes_core::ProfileName;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use crate::finish_aside::{self, Aside};
 use crate::svstat::{self, StatusFile, Svstat};
@@ -28,6 +31,8 @@ struct Asked {
     seen_want_up: bool,
     /// The state file as last read, with the slot's status then.
     recorded: Option<Recorded>,
+    /// A gateway outside the slot a stop sent SIGTERM ([`S6Manager::stop_stray`]).
+    stray: Option<i32>,
 }
 
 /// How often a starting slot's state file is read again while s6 shows no
@@ -218,15 +223,22 @@ impl S6Manager {
         action: Action,
         supervisor_checked: bool,
     ) -> Result<Result<Asked, SlotStatus>, ServiceError> {
-        let link = if supervisor_checked {
-            self.supervised_slot(profile)?
-        } else {
-            self.require_slot(profile)?
-        };
+        if !supervisor_checked {
+            self.check_supervisor()?;
+        }
+        let link = self.registered_slot(profile)?;
+        if action == Action::Stop {
+            // Before the wait for the slot's s6-supervise: one s6-svscan
+            // starts in place of a killed one then finds it and starts no
+            // gateway beside the one the killed one left running.
+            self.set_down_marker(&link, true)?;
+        }
+        // A slot published a moment ago by another process, or whose
+        // s6-supervise was killed, may not be supervised yet.
+        self.wait_supervised(profile)?;
         let mut aside = None;
         let before = match action {
             Action::Stop => {
-                self.set_down_marker(&link, true)?;
                 // Before s6 is asked: moved after, it raced the gateway's
                 // exit and lost for 7% of a 1000-slot batch on 2 busy CPUs.
                 // A script that cannot be moved stays: s6 runs it.
@@ -263,6 +275,7 @@ impl S6Manager {
             aside,
             seen_want_up: false,
             recorded: None,
+            stray: None,
         }))
     }
 
@@ -410,7 +423,58 @@ impl S6Manager {
                 settled = Err(e);
             }
         }
+        if settled.is_ok() {
+            match self.stop_stray(profile, asked, expired) {
+                Ok(true) => return None,
+                Ok(false) => {}
+                Err(e) => settled = Err(e),
+            }
+        }
         Some(settled)
+    }
+
+    /// A gateway of `profile` that holds the profile's lock while its slot
+    /// is down runs outside the slot: orphaned by a killed s6-supervise
+    /// (the one s6-svscan starts in its place finds `down` and leaves it
+    /// be) or run by hand. A stop ends it too: SIGTERM, then SIGKILL once
+    /// the stop's time is up. `Ok(true)` while it runs. Looked for only
+    /// while `gateway.pid` exists (a gateway removes its own as it exits),
+    /// so a stop of many slots pays one stat each, not a read of the
+    /// kernel's lock table.
+    fn stop_stray(
+        &self,
+        profile: &ProfileName,
+        asked: &mut Asked,
+        expired: bool,
+    ) -> Result<bool, ServiceError> {
+        let paths = self.cfg.home.profile(profile);
+        if fsutil::symlink_metadata(&paths.pid_file()).is_err() {
+            return Ok(false);
+        }
+        let Some(pid) = fsutil::flock_holder(&paths.gateway_lock()) else {
+            return Ok(false);
+        };
+        // A start took the slot back since the status was read: the holder
+        // is the slot's own new gateway.
+        if svstat::read(&asked.link)?.is_some_and(|s| s.up || s.normally_up) {
+            return Ok(false);
+        }
+        let signal = match asked.stray {
+            Some(sent) if sent == pid && !expired => return Ok(true),
+            Some(sent) if sent == pid => Signal::SIGKILL,
+            _ => Signal::SIGTERM,
+        };
+        asked.stray = Some(pid);
+        match kill(Pid::from_raw(pid), signal) {
+            Ok(()) => Ok(signal == Signal::SIGTERM),
+            Err(Errno::ESRCH) => Ok(false),
+            Err(errno) => Err(ServiceError::Stray {
+                profile: profile.clone(),
+                pid,
+                signal: signal.as_str(),
+                errno,
+            }),
+        }
     }
 
     /// A stop's slot has settled with its `finish` aside (`now`: its

@@ -6,8 +6,9 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use hermes_core::lifecycle::Action;
@@ -295,4 +296,94 @@ fn a_start_during_a_stop_gets_the_script_back_at_once() {
         assert!(stopped.is_err(), "still up, wanted up: {stopped:?}");
     });
     assert!(!dir.join(DEFERRED_FINISH).exists());
+}
+
+/// A gateway of the profile outside its slot (here a process holding the
+/// profile's lock beside a down slot, as a gateway left by a killed
+/// s6-supervise does) is ended by a stop: SIGTERM, and SIGKILL once the
+/// stop's time is up for one that ignores SIGTERM.
+#[test]
+fn a_stop_ends_a_stray_holding_the_profiles_lock_and_kills_one_deaf_to_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scan = tmp.path().join("scan");
+    fs::create_dir_all(scan.join(SLOTS_DIR)).unwrap();
+    slot(&scan, "gateway-stray", "exit 0", true);
+    let svscan = Command::new("s6-svscan")
+        .arg(&scan)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s6-svscan (apt-get install s6)");
+    let _tree = Tree(svscan);
+    let link = scan.join("gateway-stray");
+    poll("gateway-stray supervised", || {
+        svstat::read_svstat(&link).ok().flatten().is_some()
+    });
+    let home = HermesHome::new(tmp.path().join("home"));
+    let profile = ProfileName::parse("stray").unwrap();
+    let paths = home.profile(&profile);
+    fs::create_dir_all(&paths.dir).unwrap();
+    let manager = S6Manager::new(S6Config {
+        scandir: scan.clone(),
+        home: home.clone(),
+        program: "/bin/false".into(),
+        echo_to_stdout: false,
+    });
+    let stray = |on_term: &str| {
+        let body = format!(
+            "trap '{on_term}' TERM; echo $$ > {}; while :; do sleep 0.02; done",
+            paths.pid_file().display()
+        );
+        let child = Command::new("flock")
+            .arg("--no-fork")
+            .arg(paths.gateway_lock())
+            .args(["sh", "-c", &body])
+            .spawn()
+            .expect("flock (util-linux)");
+        let pid = child.id() as i32;
+        poll("the stray to hold the lock", || {
+            paths.pid_file().exists()
+                && hermes_core::fsutil::flock_holder(&paths.gateway_lock()) == Some(pid)
+        });
+        child
+    };
+
+    let mut polite = stray("exit 0");
+    let stopped = manager.act(&profile, Action::Stop, Duration::from_secs(10));
+    assert!(!stopped.expect("stopped").service.up);
+    let status = exit_of(&mut polite);
+    assert_eq!(status.code(), Some(0), "ended by SIGTERM: {status:?}");
+
+    let mut deaf = stray("");
+    let limit = Duration::from_millis(500);
+    let asked = Instant::now();
+    let stopped = manager.act(&profile, Action::Stop, limit);
+    assert!(!stopped.expect("stopped").service.up);
+    let status = exit_of(&mut deaf);
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "killed at the deadline: {status:?}"
+    );
+    assert!(
+        asked.elapsed() >= limit,
+        "SIGKILL before the stop's time was up"
+    );
+}
+
+/// How `child` ended, once it has (killed, and the test failed, if it has
+/// not within 10 s).
+fn exit_of(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} still runs after the stop", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
