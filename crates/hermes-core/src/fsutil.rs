@@ -353,8 +353,9 @@ pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>, FsError> {
 
 /// Who holds a `flock` on `path`, from the kernel's own record of it
 /// (`/proc/locks`, pids as this process's namespace sees them): a pid
-/// file can be stale, this table cannot. `None` when nobody does, or the
-/// table cannot be read.
+/// file can be stale, this table cannot. `None` when nobody does, the
+/// table cannot be read, or the holder is outside this pid namespace (the
+/// table says 0, which `kill` would take for this process group).
 pub fn flock_holder(path: &Path) -> Option<i32> {
     let meta = metadata(path).ok()?;
     let table = read_to_string(Path::new("/proc/locks")).ok()?;
@@ -375,6 +376,7 @@ fn holder_in_table(table: &str, dev: u64, ino: u64) -> Option<i32> {
         (fields.get(5) == Some(&wanted.as_str()))
             .then(|| fields.get(4)?.parse().ok())
             .flatten()
+            .filter(|&pid: &i32| pid > 0)
     })
 }
 
@@ -390,6 +392,8 @@ mod tests {
                      2: -> FLOCK  ADVISORY  WRITE 777 fd:01:42 0 EOF\n";
         assert_eq!(holder_in_table(table, dev, 42), Some(1234));
         assert_eq!(holder_in_table(table, dev, 43), None);
+        let unseen = "1: FLOCK  ADVISORY  WRITE 0 fd:01:42 0 EOF\n";
+        assert_eq!(holder_in_table(unseen, dev, 42), None);
     }
 
     #[test]
