@@ -47,6 +47,16 @@ fn slot(scan: &Path, name: &str, on_term: &str, down: bool) {
     symlink(Path::new(SLOTS_DIR).join(name), scan.join(name)).unwrap();
 }
 
+/// The s6 backend on `scan`, for the profiles of `home`.
+fn manager(scan: &Path, home: HermesHome) -> S6Manager {
+    S6Manager::new(S6Config {
+        scandir: scan.to_path_buf(),
+        home,
+        program: "/bin/false".into(),
+        echo_to_stdout: false,
+    })
+}
+
 fn poll(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
@@ -60,6 +70,18 @@ fn poll(what: &str, mut done: impl FnMut() -> bool) {
 struct Tree(Child);
 
 impl Tree {
+    /// `s6-svscan` on `scan`.
+    fn scan(scan: &Path) -> Tree {
+        Tree(
+            Command::new("s6-svscan")
+                .arg(scan)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("s6-svscan (apt-get install s6)"),
+        )
+    }
+
     /// SIGTERM (s6-svscan brings every service down, then exits); whether
     /// it has exited within 20 s.
     fn bring_down(&mut self) -> bool {
@@ -97,13 +119,7 @@ fn four_slots(scan: &Path) -> Tree {
     slot(scan, "gateway-crashed", "exit 3", false);
     slot(scan, "gateway-hung", "", false);
     slot(scan, "gateway-parked", "exit 0", true);
-    let svscan = Command::new("s6-svscan")
-        .arg(scan)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("s6-svscan (apt-get install s6)");
-    let tree = Tree(svscan);
+    let tree = Tree::scan(scan);
     for name in ["gateway-clean", "gateway-crashed", "gateway-hung"] {
         let link = scan.join(name);
         poll(&format!("{name} up"), || {
@@ -193,12 +209,7 @@ fn a_stop_of_many_runs_no_finish_records_the_unclean_deaths_and_puts_the_scripts
         fs::create_dir_all(home.profile(p).dir).unwrap();
     }
     let _tree = four_slots(&scan);
-    let manager = S6Manager::new(S6Config {
-        scandir: scan.clone(),
-        home: home.clone(),
-        program: "/bin/false".into(),
-        echo_to_stdout: false,
-    });
+    let manager = manager(&scan, home.clone());
 
     let results = manager.act_many(&profiles, Action::Stop, Duration::from_secs(20));
     for (name, result) in names.iter().zip(&results) {
@@ -255,13 +266,7 @@ fn a_start_during_a_stop_gets_the_script_back_at_once() {
     slot(&scan, "gateway-slow", "", false);
     let dir = scan.join(SLOTS_DIR).join("gateway-slow");
     fs::write(dir.join("timeout-kill"), "3000\n").unwrap();
-    let svscan = Command::new("s6-svscan")
-        .arg(&scan)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("s6-svscan (apt-get install s6)");
-    let _tree = Tree(svscan);
+    let _tree = Tree::scan(&scan);
     let link = scan.join("gateway-slow");
     poll("gateway-slow up", || {
         svstat::read_svstat(&link)
@@ -269,12 +274,7 @@ fn a_start_during_a_stop_gets_the_script_back_at_once() {
             .flatten()
             .is_some_and(|s| s.up)
     });
-    let manager = S6Manager::new(S6Config {
-        scandir: scan.clone(),
-        home: HermesHome::new(tmp.path().join("home")),
-        program: "/bin/false".into(),
-        echo_to_stdout: false,
-    });
+    let manager = manager(&scan, HermesHome::new(tmp.path().join("home")));
     let profile = ProfileName::parse("slow").unwrap();
     std::thread::scope(|s| {
         let wait = Duration::from_millis(2500);
@@ -308,13 +308,7 @@ fn a_stop_ends_a_stray_holding_the_profiles_lock_and_kills_one_deaf_to_sigterm()
     let scan = tmp.path().join("scan");
     fs::create_dir_all(scan.join(SLOTS_DIR)).unwrap();
     slot(&scan, "gateway-stray", "exit 0", true);
-    let svscan = Command::new("s6-svscan")
-        .arg(&scan)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("s6-svscan (apt-get install s6)");
-    let _tree = Tree(svscan);
+    let _tree = Tree::scan(&scan);
     let link = scan.join("gateway-stray");
     poll("gateway-stray supervised", || {
         svstat::read_svstat(&link).ok().flatten().is_some()
@@ -323,12 +317,7 @@ fn a_stop_ends_a_stray_holding_the_profiles_lock_and_kills_one_deaf_to_sigterm()
     let profile = ProfileName::parse("stray").unwrap();
     let paths = home.profile(&profile);
     fs::create_dir_all(&paths.dir).unwrap();
-    let manager = S6Manager::new(S6Config {
-        scandir: scan.clone(),
-        home: home.clone(),
-        program: "/bin/false".into(),
-        echo_to_stdout: false,
-    });
+    let manager = manager(&scan, home.clone());
     let stray = |on_term: &str| {
         let body = format!(
             "trap '{on_term}' TERM; echo $$ > {}; while :; do sleep 0.02; done",
