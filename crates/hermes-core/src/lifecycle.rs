@@ -137,7 +137,8 @@ const RECORD_THREADS: usize = 32;
 /// once every file is renamed, so one journal commit can carry every rename
 /// of the batch instead of one commit per profile. One `syncfs(2)` instead
 /// was no faster here, and it waits for every dirty page of the file
-/// system, other containers' too.
+/// system, other containers' too. A wish the file already holds is not
+/// written again, and its directory not synced.
 fn record_all(
     home: &HermesHome,
     profiles: &[ProfileName],
@@ -146,7 +147,10 @@ fn record_all(
     let written = pool::map(profiles, RECORD_THREADS, |p| record(home, p, desired));
     let dirs: Vec<Option<&Path>> = written
         .iter()
-        .map(|r| r.as_ref().ok().map(|paths| paths.dir.as_path()))
+        .map(|r| match r {
+            Ok(Some(paths)) => Some(paths.dir.as_path()),
+            Ok(None) | Err(_) => None,
+        })
         .collect();
     let synced = pool::map(&dirs, RECORD_THREADS, |dir| dir.map(fsutil::sync_dir));
     written
@@ -154,29 +158,29 @@ fn record_all(
         .zip(synced)
         .map(|(written, synced)| {
             written?;
-            synced
-                .expect("a written profile has a directory")
-                .map_err(|e| LifecycleError::State(e.into()))
+            synced.map_or(Ok(()), |r| r.map_err(|e| LifecycleError::State(e.into())))
         })
         .collect()
 }
 
 /// Record the wish in the profile's state file, replaced atomically; the
-/// caller syncs the directory.
+/// paths of a profile whose file changed, for the caller to sync its
+/// directory. The file is left alone when it already holds this wish: the
+/// call that recorded it made it durable, and other writers carry it over.
 fn record(
     home: &HermesHome,
     profile: &ProfileName,
     desired: DesiredState,
-) -> Result<ProfilePaths, LifecycleError> {
+) -> Result<Option<ProfilePaths>, LifecycleError> {
     let paths = profile::existing(home, profile)?;
-    state::update_with(&paths, Durability::Atomic, |s| {
+    let written = state::update_if_changed(&paths, Durability::Atomic, |s| {
         s.desired_state = Some(desired);
         if desired == DesiredState::Running {
             // An explicit start is a fresh chance after a crash loop.
             s.fast_failures = 0;
         }
     })?;
-    Ok(paths)
+    Ok(written.then_some(paths))
 }
 
 /// A profile created from outside (no slot yet) is registered, not refused;
@@ -256,5 +260,37 @@ mod tests {
                 assert_eq!(s.fast_failures, 0, "{name}: a start clears the failures");
             }
         }
+    }
+
+    #[test]
+    fn a_wish_already_recorded_is_not_written_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        let name = ProfileName::parse("steady").unwrap();
+        let held = profile::lock(&home).unwrap();
+        profile::create(&home, &held, &name, None).unwrap();
+        drop(held);
+        let state_file = home.profile(&name).state();
+        let inode = || std::fs::metadata(&state_file).unwrap().ino();
+
+        let names = std::slice::from_ref(&name);
+        assert!(record_all(&home, names, DesiredState::Running)[0].is_ok());
+        let recorded = inode();
+        assert!(record_all(&home, names, DesiredState::Running)[0].is_ok());
+        assert_eq!(inode(), recorded, "the same wish replaced the file");
+
+        // A crash loop counted since: the start clears it, so it writes.
+        state::update(&home.profile(&name), |s| s.fast_failures = 2).unwrap();
+        let counted = inode();
+        assert!(record_all(&home, names, DesiredState::Running)[0].is_ok());
+        assert_ne!(inode(), counted);
+        let Loaded::Found(s) = state::load(&state_file).unwrap() else {
+            panic!("no state");
+        };
+        assert_eq!(s.fast_failures, 0);
+        let cleared = inode();
+        assert!(record_all(&home, names, DesiredState::Stopped)[0].is_ok());
+        assert_ne!(inode(), cleared, "a new wish must be written");
     }
 }

@@ -239,6 +239,31 @@ pub fn update_with<T>(
     Ok(out)
 }
 
+/// [`update_with`] that writes only when `change` changes what the file
+/// says: a wish already recorded (a start of a fleet already running)
+/// costs one read instead of a replacement and its fsync. A missing or
+/// corrupt file is always written. Whether it wrote.
+pub fn update_if_changed(
+    profile: &ProfilePaths,
+    durability: Durability,
+    change: impl FnOnce(&mut GatewayState),
+) -> Result<bool, StateError> {
+    let _lock = fsutil::lock_exclusive(&profile.state_lock())?;
+    let path = profile.state();
+    let (found, mut state) = match load(&path)? {
+        Loaded::Found(state) => (true, state),
+        Loaded::Missing | Loaded::Corrupt(_) => (false, GatewayState::default()),
+    };
+    let before = found.then(|| state.clone());
+    change(&mut state);
+    if before.as_ref() == Some(&state) {
+        return Ok(false);
+    }
+    state.updated_at = now_ms();
+    save_with(&path, &state, durability)?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +286,22 @@ mod tests {
         assert_eq!(raw["kind"], "hermes-gateway");
         assert_eq!(raw["desired_state"], "stopped");
         assert_eq!(raw["gateway_state"], "running");
+    }
+
+    #[test]
+    fn update_if_changed_writes_a_change_or_a_missing_or_corrupt_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = HermesHome::new(dir.path());
+        let paths = home.profile(&ProfileName::default_profile());
+        let stop = |s: &mut GatewayState| s.desired_state = Some(DesiredState::Stopped);
+        assert!(update_if_changed(&paths, Durability::Atomic, stop).unwrap());
+        let first = std::fs::read(paths.state()).unwrap();
+        assert!(!update_if_changed(&paths, Durability::Atomic, stop).unwrap());
+        assert_eq!(std::fs::read(paths.state()).unwrap(), first, "rewritten");
+        assert!(update_if_changed(&paths, Durability::Atomic, |s| s.restarts = 1).unwrap());
+        std::fs::write(paths.state(), b"{not json").unwrap();
+        assert!(update_if_changed(&paths, Durability::Atomic, |_| {}).unwrap());
+        assert!(matches!(load(&paths.state()).unwrap(), Loaded::Found(_)));
     }
 
     #[test]
