@@ -241,8 +241,12 @@ impl S6Manager {
             Action::Stop => {
                 // Before s6 is asked: moved after, it raced the gateway's
                 // exit and lost for 7% of a 1000-slot batch on 2 busy CPUs.
-                // A script that cannot be moved stays: s6 runs it.
-                aside = finish_aside::defer(link.as_path()).ok().flatten();
+                // A script that cannot be moved stays: s6 runs it. A slot
+                // with no process has nothing to finish, and keeps it.
+                let has_process = StatusFile::read(&link).is_none_or(|s| s.pid != 0);
+                if has_process {
+                    aside = finish_aside::defer(link.as_path()).ok().flatten();
+                }
                 if let Err(e) = self.svc(&link, b"d") {
                     if aside.is_some() {
                         let _ = finish_aside::restore(link.as_path());
