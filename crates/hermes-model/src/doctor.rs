@@ -82,6 +82,7 @@ pub fn run(env: &dyn Environment, snap: &Snapshot) -> Report {
     checks.push(hooks(snap));
     checks.push(port_clashes(snap));
     checks.push(answers_as_itself(snap));
+    checks.push(inside_their_slots(snap));
     checks.push(dashboard(env));
     checks.push(dashboard_slot(env, snap));
     checks.push(ingress_slot(env, snap));
@@ -512,6 +513,34 @@ fn answers_as_itself(snap: &Snapshot) -> Check {
     }
 }
 
+/// A gateway that answers as itself while its slot is down runs outside
+/// the slot: left by an s6-supervise that was killed, or run by hand. It
+/// serves, but nothing restarts it, and `status` shows the slot instead.
+fn inside_their_slots(snap: &Snapshot) -> Check {
+    let name = "gateways inside their slots";
+    let strays: Vec<_> = snap
+        .gateways
+        .iter()
+        .filter(|g| g.slot && g.supervised && !g.up && g.health.state == HealthState::Ok)
+        .map(|g| {
+            let port = g.port.map(|p| p.to_string()).unwrap_or_default();
+            format!("'{}' (port {port})", g.profile)
+        })
+        .collect();
+    if strays.is_empty() {
+        Check::pass(name, "no gateway answers while its slot is down")
+    } else {
+        Check::fail(
+            name,
+            format!(
+                "answering while the slot is down, so outside it: {}",
+                strays.join(", ")
+            ),
+            "`hermes -p NAME gateway stop` ends it, then `hermes -p NAME gateway start` if it should run",
+        )
+    }
+}
+
 fn dashboard(env: &dyn Environment) -> Check {
     let name = "dashboard bind";
     let s = env.dashboard_settings();
@@ -843,6 +872,31 @@ mod tests {
             c[0].detail.contains("'coder'") && c[0].detail.contains("answered as profile 'web'"),
             "{}",
             c[0].detail
+        );
+    }
+
+    #[test]
+    fn a_gateway_answering_while_its_slot_is_down_is_outside_it() {
+        let env = FakeEnv::new();
+        env.add_profile("orphan");
+        env.add_profile("fine");
+        let port = env.serve_health("orphan");
+        env.serve_health("fine");
+        env.set_slot("orphan", Slot::down(Want::Down));
+        env.set_slot("fine", Slot::up(1));
+        let r = report(&env);
+        let c = failed(&r, "gateways inside their slots");
+        assert_eq!(c.len(), 1, "{:#?}", r.checks);
+        assert!(
+            c[0].detail.contains(&format!("'orphan' (port {port})"))
+                && !c[0].detail.contains("fine"),
+            "{}",
+            c[0].detail
+        );
+        assert!(
+            c[0].fix.as_deref().unwrap_or("").contains("gateway stop"),
+            "{:?}",
+            c[0]
         );
     }
 
