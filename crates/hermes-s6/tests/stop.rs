@@ -70,16 +70,28 @@ fn poll(what: &str, mut done: impl FnMut() -> bool) {
 struct Tree(Child);
 
 impl Tree {
-    /// `s6-svscan` on `scan`.
-    fn scan(scan: &Path) -> Tree {
-        Tree(
+    /// `s6-svscan` on `scan`, once it supervises each of `slots`: up, or
+    /// only supervised for one with a `down` file.
+    fn supervising(scan: &Path, slots: &[&str]) -> Tree {
+        let tree = Tree(
             Command::new("s6-svscan")
                 .arg(scan)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("s6-svscan (apt-get install s6)"),
-        )
+        );
+        for name in slots {
+            let link = scan.join(name);
+            let down = link.join("down").exists();
+            poll(&format!("{name} supervised, up unless down"), || {
+                svstat::read_svstat(&link)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| down || s.up)
+            });
+        }
+        tree
     }
 
     /// SIGTERM (s6-svscan brings every service down, then exits); whether
@@ -119,21 +131,15 @@ fn four_slots(scan: &Path) -> Tree {
     slot(scan, "gateway-crashed", "exit 3", false);
     slot(scan, "gateway-hung", "", false);
     slot(scan, "gateway-parked", "exit 0", true);
-    let tree = Tree::scan(scan);
-    for name in ["gateway-clean", "gateway-crashed", "gateway-hung"] {
-        let link = scan.join(name);
-        poll(&format!("{name} up"), || {
-            svstat::read_svstat(&link)
-                .ok()
-                .flatten()
-                .is_some_and(|s| s.up)
-        });
-    }
-    let parked = scan.join("gateway-parked");
-    poll("gateway-parked supervised", || {
-        svstat::read_svstat(&parked).ok().flatten().is_some()
-    });
-    tree
+    Tree::supervising(
+        scan,
+        &[
+            "gateway-clean",
+            "gateway-crashed",
+            "gateway-hung",
+            "gateway-parked",
+        ],
+    )
 }
 
 /// The marks left by finish scripts that ran.
@@ -266,14 +272,7 @@ fn a_start_during_a_stop_gets_the_script_back_at_once() {
     slot(&scan, "gateway-slow", "", false);
     let dir = scan.join(SLOTS_DIR).join("gateway-slow");
     fs::write(dir.join("timeout-kill"), "3000\n").unwrap();
-    let _tree = Tree::scan(&scan);
-    let link = scan.join("gateway-slow");
-    poll("gateway-slow up", || {
-        svstat::read_svstat(&link)
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.up)
-    });
+    let _tree = Tree::supervising(&scan, &["gateway-slow"]);
     let manager = manager(&scan, HermesHome::new(tmp.path().join("home")));
     let profile = ProfileName::parse("slow").unwrap();
     std::thread::scope(|s| {
@@ -308,11 +307,7 @@ fn a_stop_ends_a_stray_holding_the_profiles_lock_and_kills_one_deaf_to_sigterm()
     let scan = tmp.path().join("scan");
     fs::create_dir_all(scan.join(SLOTS_DIR)).unwrap();
     slot(&scan, "gateway-stray", "exit 0", true);
-    let _tree = Tree::scan(&scan);
-    let link = scan.join("gateway-stray");
-    poll("gateway-stray supervised", || {
-        svstat::read_svstat(&link).ok().flatten().is_some()
-    });
+    let _tree = Tree::supervising(&scan, &["gateway-stray"]);
     let home = HermesHome::new(tmp.path().join("home"));
     let profile = ProfileName::parse("stray").unwrap();
     let paths = home.profile(&profile);
