@@ -15,17 +15,6 @@ fn health(env: &Env, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-fn set_port(env: &Env, profile: &str, port: u16) {
-    let path = env.profile_dir(profile).join("config.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let old = env.port_of(profile);
-    std::fs::write(
-        &path,
-        text.replace(&format!("port: {old}"), &format!("port: {port}")),
-    )
-    .unwrap();
-}
-
 #[test]
 fn a_port_edited_to_another_profiles_is_reported_as_that_profile() {
     let mut env = Env::new();
@@ -43,7 +32,7 @@ fn a_port_edited_to_another_profiles_is_reported_as_that_profile() {
 
     // coder's gateway still listens on its old port; its config now names web's.
     let web = env.port_of("web");
-    set_port(&env, "coder", web);
+    env.set_port("coder", web);
     let (code, text) = health(&env, &[]);
     assert_eq!(code, Some(1), "{text}");
     let lines: Vec<&str> = text.lines().collect();

@@ -164,6 +164,44 @@ fn port_clash_fails_start_and_crash_loop_parks_the_slot() {
 }
 
 #[test]
+fn a_port_edited_by_hand_is_learned_at_start_and_one_another_profile_names_is_refused() {
+    let mut env = Env::new();
+    env.supervise();
+    env.create(&["a", "--no-alias"]);
+    env.create(&["b", "--no-alias"]);
+    let a = env.port_of("a");
+    // b onto a's port: its gateway refuses before it binds, naming a, and
+    // exit 78 parks the slot at once (no crash loop).
+    env.set_port("b", a);
+    let out = env.fails(&["-p", "b", "gateway", "start"], 1);
+    assert!(out.contains("also profile 'a''s"), "{out}");
+    let st = env.status("b");
+    assert_eq!(st["gateway_state"], "startup_failed", "{st}");
+    assert_eq!(st["want"], "down", "{st}");
+    assert_eq!(st["restarts"], 0, "{st}");
+    let reason = st["exit_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("gateway.port {a}")), "{reason}");
+    // b onto a free port: it starts, and the index learns the port, so a
+    // create no longer hands it out.
+    let edited = free_port();
+    env.set_port("b", edited);
+    env.ok(&["-p", "b", "gateway", "start"]);
+    assert!(healthy(&env, "b"), "{}", env.dump());
+    let out = env.fails(
+        &[
+            "profile",
+            "create",
+            "c",
+            "--no-alias",
+            "--port",
+            &edited.to_string(),
+        ],
+        1,
+    );
+    assert!(out.contains("'b'"), "{out}");
+}
+
+#[test]
 fn second_instance_is_refused_and_replace_takes_over() {
     let env = Env::new();
     env.create(&["solo", "--no-alias"]);

@@ -103,7 +103,8 @@ fn doctor_passes_then_names_each_failure_with_a_fix() {
     .unwrap();
     let start = env.run(&["-p", "beta", "gateway", "start"]);
     assert!(!start.status.success(), "beta must fail on a taken port");
-    // The crash-loop policy parks the slot after a few fast failures.
+    // Its gateway refuses alpha's port before binding (exit 78), which
+    // parks the slot.
     env.wait_for("beta permanently down", Duration::from_secs(30), || {
         label(&status(&env), "beta") == "failed"
     });

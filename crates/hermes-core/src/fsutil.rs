@@ -290,32 +290,7 @@ pub fn ensure_dir_under(root: &Path, dir: &Path, mode: u32) -> Result<(), FsErro
 
 /// An exclusive advisory lock held until dropped.
 pub struct FileLock {
-    file: Flock<File>,
-}
-
-/// A file system's own time: what it stamped a file with, at its own
-/// granularity, and which file system (device) that was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsTime {
-    pub dev: u64,
-    /// Seconds and nanoseconds since the epoch.
-    pub at: (i64, i64),
-}
-
-impl FileLock {
-    /// Set the lock file's times to now and return the change time it got:
-    /// every file written on that file system from now on gets a later one.
-    pub fn stamp_now(&self) -> Result<FsTime, nix::errno::Errno> {
-        use nix::sys::time::TimeSpec;
-        use std::os::fd::AsRawFd;
-        let fd = (*self.file).as_raw_fd();
-        nix::sys::stat::futimens(fd, &TimeSpec::UTIME_NOW, &TimeSpec::UTIME_NOW)?;
-        let st = nix::sys::stat::fstat(fd)?;
-        Ok(FsTime {
-            dev: st.st_dev,
-            at: (st.st_ctime, st.st_ctime_nsec),
-        })
-    }
+    _file: Flock<File>,
 }
 
 fn open_lock_file(path: &Path) -> Result<File, FsError> {
@@ -337,7 +312,7 @@ fn open_lock_file(path: &Path) -> Result<File, FsError> {
 pub fn lock_exclusive(path: &Path) -> Result<FileLock, FsError> {
     let file = open_lock_file(path)?;
     Flock::lock(file, FlockArg::LockExclusive)
-        .map(|lock| FileLock { file: lock })
+        .map(|lock| FileLock { _file: lock })
         .map_err(|(_, errno)| FsError::new("lock", path, io::Error::from(errno)))
 }
 
@@ -345,7 +320,7 @@ pub fn lock_exclusive(path: &Path) -> Result<FileLock, FsError> {
 pub fn try_lock_exclusive(path: &Path) -> Result<Option<FileLock>, FsError> {
     let file = open_lock_file(path)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(Some(FileLock { file: lock })),
+        Ok(lock) => Ok(Some(FileLock { _file: lock })),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
         Err((_, errno)) => Err(FsError::new("lock", path, io::Error::from(errno))),
     }

@@ -1,125 +1,78 @@
 //! The gateway port every profile claims, for `profile create` to pick a
-//! free one or refuse a taken one, without reading every `config.yaml`.
+//! free one or refuse a taken one in a time that does not grow with the
+//! number of profiles.
 //!
-//! Opening, reading and parsing each profile's config on every create made
-//! a create at 1000 profiles cost 13 ms more CPU than at 100 (seven system
-//! calls and a YAML parse per profile). `$HERMES_HOME/.profile-ports`
-//! remembers each profile's port with the identity of the config it was
-//! read from (inode, size, change and modification times); a config whose
-//! identity is unchanged is not read again, so a known profile costs one
-//! `stat` relative to `profiles/`. The index is only a cache: a missing or
-//! damaged one is rebuilt from the configs. It is written only under the
-//! profiles lock (by `profile create`), never synced: losing it costs one
-//! slower create.
+//! `$HERMES_HOME/.profile-ports` records each profile's port. A create
+//! lists `profiles/`, so a profile made, copied in or removed by hand is
+//! seen, and reads the config of a profile the index does not know; for
+//! the others it believes the index. (Checking every config for a port
+//! edited by hand cost a `stat` per profile: 4 of a create's 7.5 ms of CPU
+//! at 1000 profiles.)
+//!
+//! A port edited by hand is learned where it takes effect: a gateway,
+//! before it binds, holds its port against the index ([`confirm`]). When
+//! another profile's config names that port too, the gateway refuses to
+//! start and names that profile. When the index has the port wrong, it is
+//! set right (if no create holds the profiles lock just then), so later
+//! creates give that port to no one else. Between the edit and that
+//! gateway's next start, a create may hand the edited port to a new
+//! profile; then whichever of the two gateways starts second refuses, and
+//! `doctor`'s "gateway ports" check names both.
+//!
+//! The index is written only under the profiles lock and never synced: a
+//! missing or damaged one is rebuilt from the configs.
 
 use std::fs::{DirEntry, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{self, FileStat};
+use nix::sys::stat;
 
 use crate::config::Config;
-use crate::fsutil::{self, FsError, FsTime};
+use crate::fsutil::{self, FsError};
 use crate::home::{HermesHome, PROFILE_MARKER};
 use crate::name::ProfileName;
+use crate::profile::{self, ProfilesLock};
 
-const HEADER: &str = "hermes profile ports 1";
+const HEADER: &str = "hermes profile ports 2";
 const TRAILER: &str = "end";
 const CONFIG: &str = "config.yaml";
-/// Without the file system's own time (see [`claimed`]), a config changed
-/// this recently by the wall clock is read again next time instead of being
-/// trusted by its identity: a second write within one tick of the file
-/// system's clock (a jiffy; a whole second on some) can leave its size and
-/// times as they were.
-const SETTLE: Duration = Duration::from_secs(2);
 
-/// What identifies one version of a config file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    ino: u64,
-    size: i64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+/// The index as read: names borrowed from the file's text, sorted, each
+/// with the port its profile's config named (`None`: none readable).
+type Known<'t> = Vec<(&'t str, Option<u16>)>;
+
+/// A port that another profile's config names too: the gateway of
+/// `profile` must not start on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "gateway.port {port} is also profile '{other}''s ({}); give one of them another port, then start this gateway again",
+    config.display()
+)]
+pub struct PortClash {
+    pub port: u16,
+    pub other: ProfileName,
+    pub config: PathBuf,
 }
-
-impl Identity {
-    fn of(st: &FileStat) -> Identity {
-        Identity {
-            ino: st.st_ino,
-            size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
-        }
-    }
-
-    fn changed_since(&self, since: (i64, i64)) -> bool {
-        self.ctime >= since || self.mtime >= since
-    }
-}
-
-/// One profile's config: its identity and the port it claims, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    id: Identity,
-    port: Option<u16>,
-}
-
-/// The index as read: borrowed from the file's text, sorted by name.
-type Known<'t> = Vec<(&'t str, Entry)>;
 
 /// Every claimed port with its profile: `default`'s, then the named
 /// profiles' (directories with a valid name and a marker) in directory
-/// order. A profile the index knows is not checked for its marker again
-/// until its config changes.
-///
-/// `fs_now` is a file system's device and its own time before the scan
-/// (the change time of a file just stamped there): a config on it that last
-/// changed before that time is kept in the index, since any later change
-/// gives it a newer change time. With only the wall clock, a config is kept
-/// once [`SETTLE`] old, and a loop of single creates read each of the
-/// configs made in its last two seconds again every time (about 200 at the
-/// pace of a create every 10 ms).
+/// order. A profile the index knows costs no system call.
 pub fn claimed(
     home: &HermesHome,
-    fs_now: Option<FsTime>,
-) -> Result<Vec<(u16, ProfileName)>, FsError> {
-    claimed_at(home, fs_now, SystemTime::now())
-}
-
-/// [`claimed`] with the wall clock given: configs on another file system
-/// than `fs_now`'s that changed within [`SETTLE`] of `now` are read but
-/// not kept in the index.
-fn claimed_at(
-    home: &HermesHome,
-    fs_now: Option<FsTime>,
-    now: SystemTime,
+    _held: &ProfilesLock,
 ) -> Result<Vec<(u16, ProfileName)>, FsError> {
     let path = home.port_index();
-    let text = fsutil::read(&path)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .unwrap_or_default();
-    let known = parse(&text).unwrap_or_default();
-    let mut scan = Scan {
-        seen: vec![false; known.len()],
-        known,
-        added: Vec::new(),
-        changed: false,
-        fs_now,
-        settled: epoch(now - SETTLE),
-        rel: String::new(),
-        claims: Vec::new(),
-    };
+    let text = read_index(&path);
+    let mut scan = Scan::new(parse(&text).unwrap_or_default());
     let default = ProfileName::default_profile();
     let root = fsutil::open(home.root())?;
-    if let Some(st) = stat_at(&root, Path::new(CONFIG), || home.profile(&default).config())? {
-        let at = scan.position(default.as_str());
-        scan.take(home, default, &st, at);
+    if exists_at(&root, Path::new(CONFIG), || home.profile(&default).config())? {
+        scan.take(home, default);
     }
     let dir = home.profiles_dir();
     match fsutil::read_dir(&dir) {
@@ -140,32 +93,106 @@ fn claimed_at(
     Ok(claims)
 }
 
-/// One pass over the profiles. Per profile it costs a `stat` and the
-/// name's two allocations (the listing's and the claim's): the index is
-/// looked up in place and only rebuilt when it changed. Building a new map
-/// of owned names every time made this walk a few microseconds a profile,
-/// most of a create's growth between 10 and 1000 profiles.
+/// What a gateway checks before it binds `port`, the port `profile`'s
+/// config names: that no other profile's config names it too. Reading the
+/// index is all it costs while the index agrees. Otherwise the configs of
+/// the profiles the index gives `port` are read, and the index is set
+/// right when the profiles lock is free (a create holding it rebuilds a
+/// missing index itself). Nothing here fails the start but a clash: the
+/// index is only a record.
+pub fn confirm(home: &HermesHome, profile: &ProfileName, port: u16) -> Result<(), PortClash> {
+    let text = read_index(&home.port_index());
+    if let Some(known) = parse(&text) {
+        let mine = position(&known, profile.as_str()).map(|i| known[i].1);
+        let others = known
+            .iter()
+            .any(|(name, p)| *p == Some(port) && *name != profile.as_str());
+        if mine == Some(Some(port)) && !others {
+            return Ok(());
+        }
+    }
+    relearn(home, profile, port)
+}
+
+/// [`confirm`]'s slow way: with the lock when it is free, the index brought
+/// up to date with `profiles/` first; then every other profile it gives
+/// `port` is asked its config again.
+fn relearn(home: &HermesHome, profile: &ProfileName, port: u16) -> Result<(), PortClash> {
+    let held = profile::try_lock(home).ok().flatten();
+    if let Some(held) = &held {
+        let _ = claimed(home, held);
+    }
+    let path = home.port_index();
+    let text = read_index(&path);
+    let mut index: Vec<(String, Option<u16>)> = parse(&text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, p)| (name.to_string(), p))
+        .collect();
+    let mut changed = false;
+    for (name, claim) in index.iter_mut() {
+        if name == profile.as_str() {
+            changed |= *claim != Some(port);
+            *claim = Some(port);
+            continue;
+        }
+        if *claim != Some(port) {
+            continue;
+        }
+        // Not a valid name: no profile's, and a create drops it.
+        let Ok(other) = ProfileName::parse(name) else {
+            continue;
+        };
+        let config = home.profile(&other).config();
+        let now = Config::read_port(&config);
+        if now == Some(port) {
+            return Err(PortClash {
+                port,
+                other,
+                config,
+            });
+        }
+        *claim = now;
+        changed = true;
+    }
+    if !index.iter().any(|(name, _)| name == profile.as_str()) {
+        index.push((profile.to_string(), Some(port)));
+        index.sort();
+        changed = true;
+    }
+    if changed && held.is_some() {
+        let _ = save(&path, &index);
+    }
+    Ok(())
+}
+
+/// One pass over the profiles, the index looked up in place and rebuilt
+/// only when a profile came or went.
 struct Scan<'t> {
     known: Known<'t>,
-    /// Which of `known` still hold (their entries updated in place).
+    /// Which of `known` are still there.
     seen: Vec<bool>,
-    /// Profiles the index did not know, settled enough to keep.
-    added: Vec<(String, Entry)>,
-    /// Whether an entry of `known` changed or must go.
-    changed: bool,
-    /// A file system's device and its time before the scan: configs there
-    /// changed before it are trusted by their identity.
-    fs_now: Option<FsTime>,
-    /// Elsewhere, configs changed before this wall-clock time are.
-    settled: (i64, i64),
-    /// `<name>/<file>`, reused for every profile's `stat`.
+    /// Profiles the index did not know.
+    added: Vec<(String, Option<u16>)>,
+    /// `<name>/<file>`, reused for every new profile's `stat`s.
     rel: String,
     claims: Vec<(u16, ProfileName)>,
 }
 
-impl Scan<'_> {
+impl<'t> Scan<'t> {
+    fn new(known: Known<'t>) -> Scan<'t> {
+        Scan {
+            seen: vec![false; known.len()],
+            known,
+            added: Vec::new(),
+            rel: String::new(),
+            claims: Vec::new(),
+        }
+    }
+
     /// One entry of `profiles/`, judged as `profile::named_profiles` does
-    /// (on the type readdir gives: a link is not a directory).
+    /// (on the type readdir gives: a link is not a directory). A name the
+    /// index does not know must have its config and its marker.
     fn named(
         &mut self,
         home: &HermesHome,
@@ -184,19 +211,16 @@ impl Scan<'_> {
         {
             return Ok(());
         }
-        let config = || home.profile(&name).config();
-        let Some(st) = stat_at(profiles, self.rel_path(raw, CONFIG), config)? else {
-            return Ok(());
-        };
-        let at = self.position(raw);
-        let known = at.is_some_and(|i| self.known[i].1.id == Identity::of(&st));
-        if !known {
+        if position(&self.known, raw).is_none() {
+            let config = || home.profile(&name).config();
             let marker = || home.profile(&name).marker();
-            if stat_at(profiles, self.rel_path(raw, PROFILE_MARKER), marker)?.is_none() {
+            if !exists_at(profiles, self.rel_path(raw, CONFIG), config)?
+                || !exists_at(profiles, self.rel_path(raw, PROFILE_MARKER), marker)?
+            {
                 return Ok(());
             }
         }
-        self.take(home, name, &st, at);
+        self.take(home, name);
         Ok(())
     }
 
@@ -208,95 +232,72 @@ impl Scan<'_> {
         Path::new(&self.rel)
     }
 
-    fn position(&self, name: &str) -> Option<usize> {
-        self.known.binary_search_by(|(n, _)| (*n).cmp(name)).ok()
-    }
-
-    /// Claim the profile's port: the index's (its entry `at`, when it has
-    /// one) when the config's identity is unchanged, else read anew and
-    /// noted for the index.
-    fn take(&mut self, home: &HermesHome, name: ProfileName, st: &FileStat, at: Option<usize>) {
-        let id = Identity::of(st);
-        let read = || Entry {
-            id,
-            port: Config::read_port(&home.profile(&name).config()),
-        };
-        let since = match self.fs_now {
-            Some(now) if now.dev == st.st_dev => now.at,
-            _ => self.settled,
-        };
-        let keep = !id.changed_since(since);
-        let entry = match at {
+    /// Claim the profile's port: the index's when it knows the profile,
+    /// else read from its config and noted for the index.
+    fn take(&mut self, home: &HermesHome, name: ProfileName) {
+        let port = match position(&self.known, name.as_str()) {
             Some(i) => {
-                let held = self.known[i].1;
-                let entry = if held.id == id { held } else { read() };
-                self.seen[i] = keep;
-                self.known[i].1 = entry;
-                self.changed |= entry != held || !keep;
-                entry
+                self.seen[i] = true;
+                self.known[i].1
             }
             None => {
-                let entry = read();
-                if keep {
-                    self.added.push((name.to_string(), entry));
-                }
-                entry
+                let port = Config::read_port(&home.profile(&name).config());
+                self.added.push((name.to_string(), port));
+                port
             }
         };
-        if let Some(port) = entry.port {
+        if let Some(port) = port {
             self.claims.push((port, name));
         }
     }
 
-    /// The index to write back, when it differs from the one read.
-    fn changed_index(self) -> Option<Vec<(String, Entry)>> {
-        if !self.changed && self.added.is_empty() && !self.seen.contains(&false) {
+    /// The index to write back, when profiles came or went.
+    fn changed_index(self) -> Option<Vec<(String, Option<u16>)>> {
+        if self.added.is_empty() && !self.seen.contains(&false) {
             return None;
         }
-        let mut kept: Vec<(String, Entry)> = self
+        let mut kept: Vec<(String, Option<u16>)> = self
             .known
             .iter()
             .zip(&self.seen)
             .filter(|(_, seen)| **seen)
-            .map(|((name, entry), _)| (name.to_string(), *entry))
+            .map(|((name, port), _)| (name.to_string(), *port))
             .collect();
         kept.extend(self.added);
-        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        kept.sort();
         Some(kept)
     }
 }
 
-/// `rel`'s metadata below the open directory `dir`, not following its last
-/// component; `None` when absent. `full` names it in errors.
-fn stat_at(
-    dir: &File,
-    rel: &Path,
-    full: impl FnOnce() -> PathBuf,
-) -> Result<Option<FileStat>, FsError> {
+fn position(known: &Known<'_>, name: &str) -> Option<usize> {
+    known.binary_search_by(|(n, _)| (*n).cmp(name)).ok()
+}
+
+/// Whether `rel` exists below the open directory `dir`, not following its
+/// last component. `full` names it in errors.
+fn exists_at(dir: &File, rel: &Path, full: impl FnOnce() -> PathBuf) -> Result<bool, FsError> {
     match stat::fstatat(Some(dir.as_raw_fd()), rel, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(st)),
-        Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),
+        Ok(_) => Ok(true),
+        Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(false),
         Err(e) => Err(FsError::new("inspect", &full(), e.into())),
     }
 }
 
-fn epoch(t: SystemTime) -> (i64, i64) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+/// The index's text; empty (no index) when it cannot be read.
+fn read_index(path: &Path) -> String {
+    fsutil::read(path)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default()
 }
 
-fn render(index: &[(String, Entry)]) -> String {
+fn render(index: &[(String, Option<u16>)]) -> String {
     use std::fmt::Write;
     let mut text = format!("{HEADER}\n");
-    for (name, e) in index {
-        let _ = write!(
-            text,
-            "{name} {} {} {} {} {} {} ",
-            e.id.ino, e.id.size, e.id.mtime.0, e.id.mtime.1, e.id.ctime.0, e.id.ctime.1
-        );
-        let _ = match e.port {
-            Some(port) => writeln!(text, "{port}"),
-            None => writeln!(text, "-"),
+    for (name, port) in index {
+        let _ = match port {
+            Some(port) => writeln!(text, "{name} {port}"),
+            None => writeln!(text, "{name} -"),
         };
     }
     text.push_str(TRAILER);
@@ -305,29 +306,18 @@ fn render(index: &[(String, Entry)]) -> String {
 }
 
 /// The index sorted by name, or `None` when the text is not a whole one (a
-/// write cut short).
+/// write cut short, or an index of another version).
 fn parse(text: &str) -> Option<Known<'_>> {
     let body = text.strip_prefix(HEADER)?.strip_prefix('\n')?;
     let body = body.strip_suffix('\n')?.strip_suffix(TRAILER)?;
     let mut index = Known::new();
     for line in body.lines() {
-        let mut f = line.split(' ');
-        let mut next = || f.next();
-        let name = next()?;
-        let id = Identity {
-            ino: next()?.parse().ok()?,
-            size: next()?.parse().ok()?,
-            mtime: (next()?.parse().ok()?, next()?.parse().ok()?),
-            ctime: (next()?.parse().ok()?, next()?.parse().ok()?),
-        };
-        let port = match next()? {
+        let (name, port) = line.split_once(' ')?;
+        let port = match port {
             "-" => None,
             p => Some(p.parse().ok()?),
         };
-        if next().is_some() {
-            return None;
-        }
-        index.push((name, Entry { id, port }));
+        index.push((name, port));
     }
     index.sort_by(|a, b| a.0.cmp(b.0));
     index.dedup_by(|a, b| a.0 == b.0);
@@ -336,7 +326,7 @@ fn parse(text: &str) -> Option<Known<'_>> {
 
 /// Replace the index: a temporary file created exclusively (never through
 /// a link), then renamed over it. Not synced: see the module's comment.
-fn save(path: &Path, index: &[(String, Entry)]) -> Result<(), FsError> {
+fn save(path: &Path, index: &[(String, Option<u16>)]) -> Result<(), FsError> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
     let _ = fsutil::remove_file(&tmp);
@@ -359,7 +349,6 @@ fn save(path: &Path, index: &[(String, Entry)]) -> Result<(), FsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile;
     use std::fs;
 
     fn home_with(names: &[(&str, u16)]) -> (tempfile::TempDir, HermesHome) {
@@ -374,14 +363,38 @@ mod tests {
         (dir, home)
     }
 
-    fn later() -> SystemTime {
-        SystemTime::now() + Duration::from_secs(60)
-    }
-
-    fn ports(claims: &[(u16, ProfileName)]) -> Vec<(u16, String)> {
-        let mut v: Vec<_> = claims.iter().map(|(p, n)| (*p, n.to_string())).collect();
+    fn claims(home: &HermesHome) -> Vec<(u16, String)> {
+        let held = profile::lock(home).unwrap();
+        let mut v: Vec<_> = claimed(home, &held)
+            .unwrap()
+            .iter()
+            .map(|(p, n)| (*p, n.to_string()))
+            .collect();
         v.sort();
         v
+    }
+
+    fn name(s: &str) -> ProfileName {
+        ProfileName::parse(s).unwrap()
+    }
+
+    fn set_port(home: &HermesHome, profile: &str, port: u16) {
+        let config = home.profile(&name(profile)).config();
+        let text = fs::read_to_string(&config).unwrap();
+        let old = Config::read_port(&config).unwrap();
+        fs::write(
+            &config,
+            text.replace(&format!("port: {old}"), &format!("port: {port}")),
+        )
+        .unwrap();
+    }
+
+    fn index_line(home: &HermesHome, profile: &str) -> Option<String> {
+        fs::read_to_string(home.port_index())
+            .unwrap()
+            .lines()
+            .find(|l| l.split(' ').next() == Some(profile))
+            .map(str::to_string)
     }
 
     #[test]
@@ -398,19 +411,19 @@ mod tests {
             (9001, "a".into()),
             (9002, "b".into()),
         ];
-        assert_eq!(ports(&claimed_at(&home, None, later()).unwrap()), want);
+        assert_eq!(claims(&home), want);
         // The second time from the index: the same answer.
-        assert_eq!(ports(&claimed_at(&home, None, later()).unwrap()), want);
+        assert_eq!(claims(&home), want);
     }
 
     #[test]
-    fn the_index_is_written_only_when_it_changes() {
+    fn the_index_is_written_only_when_profiles_come_or_go() {
         use std::os::unix::fs::MetadataExt;
         let (_dir, home) = home_with(&[("b", 9002), ("a", 9001)]);
         let inode = || fs::metadata(home.port_index()).unwrap().ino();
-        claimed_at(&home, None, later()).unwrap();
+        claims(&home);
         let written = inode();
-        claimed_at(&home, None, later()).unwrap();
+        claims(&home);
         assert_eq!(inode(), written, "an unchanged index was written again");
         // Out of order and with a name twice (edited by hand): still used.
         let text = fs::read_to_string(home.port_index()).unwrap();
@@ -425,97 +438,136 @@ mod tests {
             (9001, "a".into()),
             (9002, "b".into()),
         ];
-        assert_eq!(ports(&claimed_at(&home, None, later()).unwrap()), want);
+        assert_eq!(claims(&home), want);
         // A profile gone: the index is written without it.
         let before = inode();
         fs::remove_dir_all(home.profiles_dir().join("b")).unwrap();
-        claimed_at(&home, None, later()).unwrap();
+        claims(&home);
         assert_ne!(inode(), before);
-        assert!(!fs::read_to_string(home.port_index())
-            .unwrap()
-            .contains("\nb "));
+        assert_eq!(index_line(&home, "b"), None);
     }
 
     #[test]
-    fn a_known_config_is_not_read_again_and_a_changed_one_is() {
+    fn a_known_profiles_port_comes_from_the_index_and_a_new_ones_from_its_config() {
         let (_dir, home) = home_with(&[("a", 9001)]);
-        claimed_at(&home, None, later()).unwrap();
-        let index = fs::read_to_string(home.port_index()).unwrap();
-        assert!(
-            index
-                .lines()
-                .any(|l| l.starts_with("a ") && l.ends_with(" 9001")),
-            "{index}"
-        );
-        // An index saying 9555 for the same identity is believed: no re-read.
-        fs::write(home.port_index(), index.replace(" 9001\n", " 9555\n")).unwrap();
-        assert!(ports(&claimed_at(&home, None, later()).unwrap()).contains(&(9555, "a".into())));
-        // Rewritten in place, same size, only the times differ: read again.
-        let config = home.profiles_dir().join("a/config.yaml");
-        let text = fs::read_to_string(&config).unwrap().replace("9001", "9011");
-        fs::write(&config, text).unwrap();
-        let past = nix::sys::time::TimeSpec::new(1_000_000, 0);
-        nix::sys::stat::utimensat(
-            None,
-            &config,
-            &past,
-            &past,
-            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-        )
-        .unwrap();
-        assert!(ports(&claimed_at(&home, None, later()).unwrap()).contains(&(9011, "a".into())));
+        claims(&home);
+        assert_eq!(index_line(&home, "a").as_deref(), Some("a 9001"));
+        // No config is read for a profile the index knows.
+        set_port(&home, "a", 9011);
+        assert!(claims(&home).contains(&(9001, "a".into())));
+        // A profile copied in by hand is read.
+        let copy = home.profiles_dir().join("c");
+        fs::create_dir(&copy).unwrap();
+        for file in [CONFIG, PROFILE_MARKER] {
+            fs::copy(home.profiles_dir().join("a").join(file), copy.join(file)).unwrap();
+        }
+        assert!(claims(&home).contains(&(9011, "c".into())));
     }
 
     #[test]
-    fn a_config_changed_within_the_settle_time_is_not_kept() {
+    fn a_damaged_missing_or_older_index_is_rebuilt() {
         let (_dir, home) = home_with(&[("a", 9001)]);
-        let claims = claimed_at(&home, None, SystemTime::now()).unwrap();
-        assert!(ports(&claims).contains(&(9001, "a".into())));
-        let index = fs::read_to_string(home.port_index()).unwrap_or_default();
-        assert!(
-            !index.contains("\na "),
-            "a fresh config was trusted: {index}"
-        );
-    }
-
-    #[test]
-    fn the_file_systems_own_time_settles_a_config_the_wall_clock_calls_fresh() {
-        use std::os::unix::fs::MetadataExt;
-        let (_dir, home) = home_with(&[("a", 9001)]);
-        let config = fs::metadata(home.profiles_dir().join("a/config.yaml")).unwrap();
-        let (dev, changed) = (config.dev(), (config.ctime(), config.ctime_nsec()));
-        let kept = |dev, at| {
-            let _ = fs::remove_file(home.port_index());
-            let claims = claimed_at(&home, Some(FsTime { dev, at }), SystemTime::now()).unwrap();
-            assert!(ports(&claims).contains(&(9001, "a".into())));
-            let index = fs::read_to_string(home.port_index()).unwrap_or_default();
-            index.contains("\na ")
-        };
-        // A tick after its change on the same file system: kept at once.
-        assert!(kept(dev, (changed.0 + 1, 0)));
-        // In the tick of its change: a second write may follow unseen.
-        assert!(!kept(dev, changed));
-        // On another file system, the wall clock decides: too fresh.
-        assert!(!kept(dev + 1, (changed.0 + 1, 0)));
-    }
-
-    #[test]
-    fn a_damaged_or_missing_index_is_rebuilt() {
-        let (_dir, home) = home_with(&[("a", 9001)]);
-        claimed_at(&home, None, later()).unwrap();
+        claims(&home);
         let whole = fs::read_to_string(home.port_index()).unwrap();
         // Cut short (no trailer), with a port that would be wrong if believed.
         let cut = &whole[..whole.find(" 9001\n").unwrap() + 3];
         fs::write(home.port_index(), cut).unwrap();
-        assert!(ports(&claimed_at(&home, None, later()).unwrap()).contains(&(9001, "a".into())));
+        assert!(claims(&home).contains(&(9001, "a".into())));
         assert_eq!(fs::read_to_string(home.port_index()).unwrap(), whole);
         fs::remove_file(home.port_index()).unwrap();
-        assert!(ports(&claimed_at(&home, None, later()).unwrap()).contains(&(9001, "a".into())));
-        // A deleted profile leaves the index.
-        fs::remove_dir_all(home.profiles_dir().join("a")).unwrap();
-        claimed_at(&home, None, later()).unwrap();
-        assert!(!fs::read_to_string(home.port_index())
-            .unwrap()
-            .contains("\na "));
+        assert!(claims(&home).contains(&(9001, "a".into())));
+        // The first version's index (config identities before the port).
+        fs::write(
+            home.port_index(),
+            "hermes profile ports 1\na 1 2 3 4 5 6 9555\nend\n",
+        )
+        .unwrap();
+        assert!(claims(&home).contains(&(9001, "a".into())));
+        assert_eq!(fs::read_to_string(home.port_index()).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_gateway_teaches_the_index_a_port_edited_by_hand() {
+        let (_dir, home) = home_with(&[("a", 9001), ("b", 9002)]);
+        claims(&home);
+        set_port(&home, "a", 9100);
+        assert_eq!(confirm(&home, &name("a"), 9100), Ok(()));
+        assert_eq!(index_line(&home, "a").as_deref(), Some("a 9100"));
+        assert!(claims(&home).contains(&(9100, "a".into())));
+        // The next create is refused the edited port and given the old one.
+        let held = profile::lock(&home).unwrap();
+        assert!(matches!(
+            profile::create(&home, &held, &name("c"), Some(9100)),
+            Err(profile::ProfileError::PortTaken { port: 9100, .. })
+        ));
+    }
+
+    #[test]
+    fn a_gateway_whose_port_another_config_names_is_refused() {
+        let (_dir, home) = home_with(&[("a", 9001), ("b", 9002)]);
+        claims(&home);
+        set_port(&home, "b", 9001);
+        let clash = confirm(&home, &name("b"), 9001).unwrap_err();
+        assert_eq!(clash.port, 9001);
+        assert_eq!(clash.other, name("a"));
+        assert_eq!(clash.config, home.profile(&name("a")).config());
+        assert!(clash.to_string().contains("profile 'a'"), "{clash}");
+        // Nothing was learned from a refused start.
+        assert_eq!(index_line(&home, "b").as_deref(), Some("b 9002"));
+        // The default profile's port is guarded too.
+        assert_eq!(
+            confirm(&home, &name("a"), 9000).unwrap_err().other,
+            ProfileName::default_profile()
+        );
+    }
+
+    #[test]
+    fn two_profiles_that_swapped_ports_by_hand_both_start() {
+        let (_dir, home) = home_with(&[("a", 9001), ("b", 9002)]);
+        claims(&home);
+        set_port(&home, "a", 9002);
+        set_port(&home, "b", 9001);
+        assert_eq!(confirm(&home, &name("a"), 9002), Ok(()));
+        assert_eq!(confirm(&home, &name("b"), 9001), Ok(()));
+        assert_eq!(index_line(&home, "a").as_deref(), Some("a 9002"));
+        assert_eq!(index_line(&home, "b").as_deref(), Some("b 9001"));
+    }
+
+    #[test]
+    fn a_gateway_reads_only_the_index_while_it_agrees_and_writes_only_with_the_lock() {
+        use std::os::unix::fs::MetadataExt;
+        let (_dir, home) = home_with(&[("a", 9001), ("b", 9002)]);
+        claims(&home);
+        let inode = || fs::metadata(home.port_index()).unwrap().ino();
+        let before = inode();
+        // A config the index would disagree with is not even read.
+        set_port(&home, "b", 9001);
+        assert_eq!(confirm(&home, &name("a"), 9001), Ok(()));
+        assert_eq!(inode(), before);
+        // While a create holds the lock, a clash is still found, and an
+        // edit is not written down.
+        let held = profile::lock(&home).unwrap();
+        assert!(confirm(&home, &name("b"), 9001).is_err());
+        set_port(&home, "b", 9200);
+        assert_eq!(confirm(&home, &name("b"), 9200), Ok(()));
+        assert_eq!(inode(), before);
+        drop(held);
+        assert_eq!(confirm(&home, &name("b"), 9200), Ok(()));
+        assert_eq!(index_line(&home, "b").as_deref(), Some("b 9200"));
+    }
+
+    #[test]
+    fn a_gateway_rebuilds_a_missing_index() {
+        let (_dir, home) = home_with(&[("a", 9001), ("b", 9002)]);
+        let _ = fs::remove_file(home.port_index());
+        set_port(&home, "b", 9001);
+        assert_eq!(
+            confirm(&home, &name("b"), 9001).unwrap_err().other,
+            name("a")
+        );
+        let _ = fs::remove_file(home.port_index());
+        set_port(&home, "b", 9002);
+        assert_eq!(confirm(&home, &name("a"), 9001), Ok(()));
+        assert_eq!(index_line(&home, "a").as_deref(), Some("a 9001"));
     }
 }

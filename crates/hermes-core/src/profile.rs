@@ -96,22 +96,21 @@ fn restrict_home(root: &Path) -> Result<(), FsError> {
 /// Held while profiles are created or deleted (and while their slots are
 /// registered or unregistered), so names, ports and slots never race.
 pub struct ProfilesLock {
-    lock: fsutil::FileLock,
-}
-
-impl ProfilesLock {
-    /// The file system's time now, read off the lock file (see
-    /// `ports::claimed`); `None` when it cannot be stamped.
-    fn file_system_now(&self) -> Option<fsutil::FsTime> {
-        self.lock.stamp_now().ok()
-    }
+    _lock: fsutil::FileLock,
 }
 
 pub fn lock(home: &HermesHome) -> Result<ProfilesLock, ProfileError> {
     ensure_root(home)?;
     Ok(ProfilesLock {
-        lock: fsutil::lock_exclusive(&home.profiles_lock())?,
+        _lock: fsutil::lock_exclusive(&home.profiles_lock())?,
     })
+}
+
+/// The profiles lock if no one holds it, for work that may be skipped
+/// while a create runs (a gateway setting the port index right). Unlike
+/// [`lock`] it never writes the root profile's files.
+pub fn try_lock(home: &HermesHome) -> Result<Option<ProfilesLock>, FsError> {
+    Ok(fsutil::try_lock_exclusive(&home.profiles_lock())?.map(|lock| ProfilesLock { _lock: lock }))
 }
 
 /// Profiles with a marker, `default` first, then sorted; stray directories are skipped.
@@ -268,7 +267,7 @@ impl<'a> Creator<'a> {
         }
         let claimed = match &mut self.claimed {
             Some(claimed) => claimed,
-            unread => unread.insert(crate::ports::claimed(home, self.held.file_system_now())?),
+            unread => unread.insert(crate::ports::claimed(home, self.held)?),
         };
         let port = choose_port(claimed, port)?;
         let staging = home.profiles_dir().join(format!(".{name}.creating"));
@@ -497,19 +496,6 @@ mod tests {
             create(&home, &lock(&home).unwrap(), &name("c"), Some(port)),
             Err(ProfileError::PortTaken { profile, .. }) if profile.as_str() == "broken"
         ));
-    }
-
-    #[test]
-    fn the_lock_gives_the_file_systems_time_after_what_was_written_before() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let home = HermesHome::new(dir.path());
-        let held = lock(&home).unwrap();
-        std::fs::write(dir.path().join("before"), "x").unwrap();
-        let before = std::fs::metadata(dir.path().join("before")).unwrap();
-        let now = held.file_system_now().unwrap();
-        assert_eq!(now.dev, before.dev());
-        assert!(now.at >= (before.ctime(), before.ctime_nsec()), "{now:?}");
     }
 
     #[test]

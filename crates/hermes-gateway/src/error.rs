@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use hermes_core::config::ConfigError;
 use hermes_core::fsutil::FsError;
+use hermes_core::ports::PortClash;
 use hermes_core::profile::ProfileError;
 use hermes_core::state::StateError;
 use hermes_core::ExitStatus;
@@ -29,6 +30,8 @@ pub enum GatewayError {
     Profile(#[from] ProfileError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    PortClash(#[from] PortClash),
     #[error("{}: HERMES_WEBHOOK_SECRET is missing or empty; the webhook inbox cannot verify senders", path.display())]
     NoSecret { path: PathBuf },
     #[error("inbox: {0}")]
@@ -54,6 +57,7 @@ impl GatewayError {
             GatewayError::NotifyFd { .. } => ExitStatus::Usage,
             GatewayError::AlreadyRunning { .. } => ExitStatus::AlreadyRunning,
             GatewayError::Config(_)
+            | GatewayError::PortClash(_)
             | GatewayError::NoSecret { .. }
             | GatewayError::Inbox(InboxError::NotADirectory { .. })
             | GatewayError::Profile(ProfileError::NotFound(_))

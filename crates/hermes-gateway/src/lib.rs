@@ -7,7 +7,9 @@
 //!    SIGKILL, then takes the lock.
 //! 2. `gateway.pid` (replaced atomically, not synced).
 //! 3. `config.yaml` and the `.env` secret: a problem is fatal (exit 78,
-//!    `startup_failed` with the reason). Inbox recovery, then bind
+//!    `startup_failed` with the reason), and so is a `gateway.port` another
+//!    profile's config names too (`ports::confirm`, which also sets the port
+//!    index right after a hand edit). Inbox recovery, then bind
 //!    `gateway.host:gateway.port`: failure is `startup_failed`, exit 1.
 //! 4. `gateway_state.json`, written once (its only write before readiness):
 //!    `pid`, `started_at`, `gateway_state: running` (`desired_state` is

@@ -7,6 +7,7 @@ use std::time::Instant;
 use hermes_core::config::{Config, LimitsSection};
 use hermes_core::fsutil::{self, Durability};
 use hermes_core::home::{HermesHome, ProfilePaths};
+use hermes_core::ports;
 use hermes_core::profile::{self, SECRET_VAR};
 use hermes_core::state::{self, LastExit, RunState, StopSignal};
 use hermes_core::ProfileName;
@@ -61,15 +62,17 @@ pub fn run(options: RunOptions) -> Result<(), GatewayError> {
     // The state is written once before readiness, when start-up has
     // succeeded or failed: meanwhile s6 says "up, not ready", which is what
     // every front end shows as starting.
-    let outcome = runtime.block_on(start(&paths)).and_then(|parts| {
-        report(&paths, |s| {
-            s.pid = Some(pid);
-            s.started_at = Some(started_at_ms);
-            s.gateway_state = Some(RunState::Running);
-            s.exit_reason = None;
-        })?;
-        Ok(parts)
-    });
+    let outcome = runtime
+        .block_on(start(&options.home, &paths))
+        .and_then(|parts| {
+            report(&paths, |s| {
+                s.pid = Some(pid);
+                s.started_at = Some(started_at_ms);
+                s.gateway_state = Some(RunState::Running);
+                s.exit_reason = None;
+            })?;
+            Ok(parts)
+        });
     let (listener, inbox, secret, limits, hooks) = match outcome {
         Ok(parts) => parts,
         Err(err) => {
@@ -172,11 +175,14 @@ pub(crate) fn report<T>(
     state::update_with(paths, Durability::Atomic, change)
 }
 
-/// Everything that can fail before serving: config, secret, inbox recovery, bind.
+/// Everything that can fail before serving: config, secret, a port another
+/// profile's config names too, inbox recovery, bind.
 async fn start(
+    home: &HermesHome,
     paths: &ProfilePaths,
 ) -> Result<(TcpListener, Arc<Inbox>, Vec<u8>, LimitsSection, Hooks), GatewayError> {
     let config = Config::load(&paths.config())?;
+    ports::confirm(home, &paths.name, config.gateway.port)?;
     let secret = profile::env_value(paths, SECRET_VAR)?
         .filter(|s| !s.is_empty())
         .ok_or_else(|| GatewayError::NoSecret {

@@ -280,6 +280,18 @@ impl Env {
             .unwrap_or_else(|| panic!("no port in {}:\n{text}", path.display()))
     }
 
+    /// Edit the profile's `gateway.port` by hand, as an operator would.
+    pub fn set_port(&self, profile: &str, port: u16) {
+        let path = self.profile_dir(profile).join("config.yaml");
+        let text = fs::read_to_string(&path).unwrap();
+        let old = self.port_of(profile);
+        fs::write(
+            &path,
+            text.replace(&format!("port: {old}"), &format!("port: {port}")),
+        )
+        .unwrap();
+    }
+
     /// The webhook secret from the profile's `.env`.
     pub fn secret_of(&self, profile: &str) -> String {
         let path = self.profile_dir(profile).join(".env");
