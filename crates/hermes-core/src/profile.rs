@@ -226,15 +226,24 @@ pub struct NewProfile {
 
 /// Creates profiles under one hold of the profiles lock, reading the ports
 /// the existing profiles claim once for all of them (on the first create
-/// that gets that far) and adding each new profile's port as it is made.
-/// Nothing else creates a profile while the lock is held (the creator
-/// borrows it, so it cannot outlive it), so the list stays true; reading it
-/// for every name made a create of 100 names into 1000 profiles read the
-/// 1000 configs' identities 100 times.
+/// that gets that far) and adding each new profile's port as it is made;
+/// the port index is written once, when the creator is dropped. Nothing
+/// else creates a profile while the lock is held (the creator borrows it,
+/// so it cannot outlive it), so the list stays true.
 pub struct Creator<'a> {
     home: &'a HermesHome,
     held: &'a ProfilesLock,
-    claimed: Option<Vec<(u16, ProfileName)>>,
+    claimed: Option<crate::ports::Claims>,
+}
+
+impl Drop for Creator<'_> {
+    /// The port index learns the new profiles once, however many there
+    /// were. A failure to write it only costs the next create a listing.
+    fn drop(&mut self) {
+        if let Some(claimed) = &mut self.claimed {
+            let _ = claimed.save();
+        }
+    }
 }
 
 impl<'a> Creator<'a> {
@@ -267,9 +276,9 @@ impl<'a> Creator<'a> {
         }
         let claimed = match &mut self.claimed {
             Some(claimed) => claimed,
-            unread => unread.insert(crate::ports::claimed(home, self.held)?),
+            unread => unread.insert(crate::ports::Claims::read(home, self.held)?),
         };
-        let port = choose_port(claimed, port)?;
+        let port = choose_port(claimed.ports(), port)?;
         let staging = home.profiles_dir().join(format!(".{name}.creating"));
         if staging.exists() {
             // Left by a create that was killed half way; it never became visible.
@@ -288,7 +297,7 @@ impl<'a> Creator<'a> {
             return Err(e);
         }
         fsutil::rename(&staging, &paths.dir)?;
-        claimed.push((port, name.clone()));
+        claimed.add(home, name, port);
         fsutil::sync_dir(&home.profiles_dir())?;
         Ok(NewProfile { paths, port })
     }
@@ -535,6 +544,7 @@ mod tests {
             creator.create(&name("b"), None),
             Err(ProfileError::Exists(_))
         ));
+        drop(creator);
         drop(held);
         // What the batch made is on disk, for the next create's own reading.
         assert!(matches!(
