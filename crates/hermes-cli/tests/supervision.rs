@@ -379,7 +379,16 @@ fn stop_ends_a_gateway_run_by_hand_beside_a_down_slot() {
         .spawn()
         .unwrap();
     env.wait_for("the gateway run by hand", UP, || healthy(&env, "byhand"));
+    let label = || {
+        let snap: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        snap["gateways"]
+            .as_array()
+            .and_then(|all| all.iter().find(|g| g["profile"] == "byhand"))
+            .map(|g| g["label"].clone())
+    };
+    assert_eq!(label(), Some("stray".into()), "{}", env.dump());
     env.ok(&["-p", "byhand", "gateway", "stop"]);
+    assert_eq!(label(), Some("stopped".into()), "{}", env.dump());
     assert!(!healthy(&env, "byhand"), "{}", env.dump());
     assert_eq!(
         by_hand.wait().unwrap().code(),

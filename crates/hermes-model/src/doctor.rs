@@ -521,7 +521,7 @@ fn inside_their_slots(snap: &Snapshot) -> Check {
     let strays: Vec<_> = snap
         .gateways
         .iter()
-        .filter(|g| g.slot && g.supervised && !g.up && g.health.state == HealthState::Ok)
+        .filter(|g| g.label == GatewayLabel::Stray)
         .map(|g| {
             let port = g.port.map(|p| p.to_string()).unwrap_or_default();
             format!("'{}' (port {port})", g.profile)
@@ -880,7 +880,7 @@ mod tests {
         let env = FakeEnv::new();
         env.add_profile("orphan");
         env.add_profile("fine");
-        let port = env.serve_health("orphan");
+        let port = env.serve_stray_health("orphan");
         env.serve_health("fine");
         env.set_slot("orphan", Slot::down(Want::Down));
         env.set_slot("fine", Slot::up(1));

@@ -294,19 +294,45 @@ impl FakeEnv {
         path
     }
 
-    /// Answer `GET /health` with 200 as `name`, like its gateway would, on
-    /// a fresh port, and point the profile at it.
+    /// Answer `GET /health` with 200 as `name` on a fresh port, like its
+    /// gateway would, and point the profile at it. Like a gateway in its
+    /// slot, it answers only while the fake slot is up (or there is none):
+    /// a connection to a down one is closed unanswered.
     pub fn serve_health(&self, name: &str) -> u16 {
         self.serve_health_as(name, name)
     }
 
-    /// Point profile `name` at a fresh port whose `/health` answers as `answer_as`.
+    /// Point profile `name` at a fresh port whose `/health` answers as
+    /// `answer_as`, whose gateway it is: while `answer_as`'s fake slot is up
+    /// (or there is none).
     pub fn serve_health_as(&self, name: &str, answer_as: &str) -> u16 {
+        let slots = self.manager.slots.clone();
+        let profile = ProfileName::parse(answer_as).unwrap();
+        self.serve(name, answer_as, move || {
+            slots.lock().unwrap().get(&profile).is_none_or(|s| s.up)
+        })
+    }
+
+    /// A gateway outside its slot (left by a killed supervisor, or run by
+    /// hand): `/health` answers as `name` whatever the slot says.
+    pub fn serve_stray_health(&self, name: &str) -> u16 {
+        self.serve(name, name, || true)
+    }
+
+    fn serve(
+        &self,
+        name: &str,
+        answer_as: &str,
+        answering: impl Fn() -> bool + Send + 'static,
+    ) -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let body = format!(r#"{{"status":"ok","profile":"{answer_as}"}}"#);
         std::thread::spawn(move || {
             for mut s in listener.incoming().flatten() {
+                if !answering() {
+                    continue;
+                }
                 let mut buf = [0u8; 512];
                 let _ = s.read(&mut buf);
                 let answer = format!(

@@ -90,6 +90,10 @@ pub enum GatewayLabel {
     Unhealthy,
     /// Down because it was asked to be.
     Stopped,
+    /// The slot is down, yet a gateway answers `/health` on the profile's
+    /// port as this profile: one outside the slot (left by a killed
+    /// s6-supervise, or run by hand), which nothing restarts.
+    Stray,
     /// Down while wanted up: the supervisor is restarting it.
     Crashing,
     /// Permanently down (`startup_failed`, or fatal configuration).
@@ -109,6 +113,7 @@ impl GatewayLabel {
             GatewayLabel::Starting => "starting",
             GatewayLabel::Unhealthy => "unhealthy",
             GatewayLabel::Stopped => "stopped",
+            GatewayLabel::Stray => "stray",
             GatewayLabel::Crashing => "crashing",
             GatewayLabel::Failed => "failed",
             GatewayLabel::Unsupervised => "unsupervised",
@@ -123,6 +128,7 @@ impl GatewayLabel {
             GatewayLabel::Starting | GatewayLabel::Crashing => Tone::Busy,
             GatewayLabel::Stopped | GatewayLabel::NoSlot => Tone::Idle,
             GatewayLabel::Unhealthy
+            | GatewayLabel::Stray
             | GatewayLabel::Failed
             | GatewayLabel::Unsupervised
             | GatewayLabel::Unknown => Tone::Bad,
@@ -627,6 +633,9 @@ fn label(
             GatewayLabel::Unhealthy
         };
     }
+    if health.state == HealthState::Ok {
+        return GatewayLabel::Stray;
+    }
     if gateway_state == Some("startup_failed") {
         return GatewayLabel::Failed;
     }
@@ -699,6 +708,7 @@ fn summarise(gateways: &[Gateway]) -> Summary {
             GatewayLabel::Stopped => s.stopped += 1,
             GatewayLabel::NoSlot => s.without_slot += 1,
             GatewayLabel::Crashing
+            | GatewayLabel::Stray
             | GatewayLabel::Failed
             | GatewayLabel::Unsupervised
             | GatewayLabel::Unknown => s.failing += 1,
@@ -792,6 +802,36 @@ mod tests {
         let json = serde_json::to_value(&snap).unwrap();
         assert_eq!(json["gateways"][0]["label"], "no_slot");
         assert_eq!(json["version"], SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_gateway_answering_while_its_slot_is_down_is_a_stray() {
+        let env = FakeEnv::new();
+        env.add_profile("orphan");
+        env.add_profile("quiet");
+        env.serve_stray_health("orphan");
+        env.set_slot("orphan", Slot::down(Want::Down));
+        env.set_slot("quiet", Slot::down(Want::Down));
+        let snap = Snapshot::collect_with(&env, Duration::from_secs(2));
+        let by = |n: &str| {
+            snap.gateway(&ProfileName::parse(n).unwrap())
+                .unwrap()
+                .clone()
+        };
+        let orphan = by("orphan");
+        assert_eq!(orphan.label, GatewayLabel::Stray);
+        assert_eq!(orphan.label.tone(), Tone::Bad);
+        assert_eq!(orphan.health_text, "ok");
+        assert_eq!(by("quiet").label, GatewayLabel::Stopped);
+        assert_eq!(snap.summary.failing, 1);
+        let json = serde_json::to_value(&snap).unwrap();
+        let labels: Vec<_> = json["gateways"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["label"].as_str().unwrap().to_string())
+            .collect();
+        assert!(labels.contains(&"stray".to_string()), "{labels:?}");
     }
 
     /// A profile parked on a config that does not parse, as the finish hook

@@ -249,6 +249,10 @@ fn gateway_problem(g: &Gateway) -> Option<Problem> {
             "is stopped although its desired_state is running".to_string(),
             format!("`hermes -p {p} gateway start`"),
         ),
+        GatewayLabel::Stray => (
+            "has its slot down, yet a gateway answers on its port as it: one outside the slot (left by a killed s6-supervise, or run by hand), which nothing restarts".to_string(),
+            format!("`hermes -p {p} gateway stop` ends it, then `hermes -p {p} gateway start`"),
+        ),
         GatewayLabel::Unsupervised => (
             format!("slot {} has no supervisor", g.service),
             "restart the container (on a host: restart `hermes supervise`)".to_string(),
@@ -459,6 +463,12 @@ mod tests {
                 Some("no gateway slot"),
             ),
             (
+                L::Stray,
+                Some("running"),
+                health(H::Ok, None),
+                Some("outside the slot"),
+            ),
+            (
                 L::Unknown,
                 Some("running"),
                 health(H::Unknown, None),
@@ -663,5 +673,11 @@ mod tests {
         let v = collect(&env, Duration::from_millis(500));
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
         assert!(v.problems[0].line().starts_with("gateway 'web': is down"));
+        // Its port answering as it all the same: a gateway outside the slot.
+        env.serve_stray_health("web");
+        let v = collect(&env, Duration::from_millis(500));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        let line = v.problems[0].line();
+        assert!(line.contains("outside the slot"), "{line}");
     }
 }
