@@ -76,6 +76,8 @@ pub struct Boot {
     pub user: ServiceUser,
     /// s6-svscan, ready to spawn: service user's credentials, `-d` on `ready_write`.
     pub svscan: Command,
+    /// What `svscan` was given as its stdout, open until it is spawned.
+    pub svscan_stdout: Option<File>,
     pub ready_read: OwnedFd,
     pub ready_write: OwnedFd,
     pub decision: MainProgram,
@@ -732,6 +734,7 @@ pub fn run(boot: Boot) -> u8 {
         layout,
         user,
         svscan,
+        svscan_stdout,
         ready_read,
         ready_write,
         decision,
@@ -758,6 +761,7 @@ pub fn run(boot: Boot) -> u8 {
         }
     };
     drop(ready_write);
+    drop(svscan_stdout);
     let mut init = Init {
         layout,
         user,

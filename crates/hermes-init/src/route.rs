@@ -24,6 +24,30 @@ impl MainProgram {
     pub fn reads_reconciled_slots(&self) -> bool {
         !matches!(self, MainProgram::Program { .. })
     }
+
+    /// Whether it draws the whole terminal (the TUI, however it was asked
+    /// for): nothing the supervision tree prints may land on it then.
+    pub fn draws_the_terminal(&self) -> bool {
+        match self {
+            MainProgram::Tui => true,
+            MainProgram::Hermes(args) => subcommand(args) == Some(OsStr::new("tui")),
+            _ => false,
+        }
+    }
+}
+
+/// The subcommand of hermes arguments: the first word that is neither an
+/// option nor the profile `-p`/`--profile` names.
+fn subcommand(args: &[OsString]) -> Option<&OsStr> {
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        if word == "-p" || word == "--profile" {
+            words.next();
+        } else if !word.as_encoded_bytes().starts_with(b"-") {
+            return Some(word);
+        }
+    }
+    None
 }
 
 /// Decide what to run for `cmd`. `lookup` resolves a bare name on PATH;
@@ -129,6 +153,8 @@ mod tests {
     fn the_container_contract_table() {
         assert_eq!(decide(&[], false), MainProgram::Server);
         assert_eq!(decide(&[], true), MainProgram::Tui);
+        assert!(decide(&[], true).draws_the_terminal());
+        assert!(!decide(&[], false).draws_the_terminal());
         assert_eq!(decide(&["--tui"], false), MainProgram::Tui);
         assert_eq!(decide(&["-T"], true), MainProgram::Tui);
         assert_eq!(
@@ -177,6 +203,24 @@ mod tests {
                 argv: args(&["./script.sh"])
             }
         );
+    }
+
+    #[test]
+    fn only_the_tui_draws_the_terminal() {
+        for (cmd, tty, draws) in [
+            (&[][..], true, true),
+            (&["--tui"][..], false, true),
+            (&["hermes", "tui"][..], true, true),
+            (&["tui"][..], true, true),
+            (&["-p", "coder", "tui"][..], true, true),
+            (&["coder", "tui"][..], true, true),
+            (&[][..], false, false),
+            (&["gateway", "run"][..], true, false),
+            (&["-p", "tui", "status"][..], true, false),
+            (&["sh"][..], true, false),
+        ] {
+            assert_eq!(decide(cmd, tty).draws_the_terminal(), draws, "{cmd:?}");
+        }
     }
 
     #[test]

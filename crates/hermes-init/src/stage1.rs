@@ -7,6 +7,7 @@
 //! s6-overlay, nothing clears it), with `HOME`/`USER` set to the service user.
 
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -490,17 +491,33 @@ pub fn run(mut stage: Stage1) -> Result<u8, InitError> {
         // Its own process group: Ctrl-C on a terminal in server mode reaches
         // the init (which stops everything in order), not every service at once.
         .own_process_group(None);
-    if decision != MainProgram::Server {
-        // The main program owns stdout: what the tree prints (loggers echoing
-        // a gateway's lines) goes to stderr, which `docker logs` shows too.
-        svscan = svscan.stdout(libc::STDERR_FILENO);
-    }
+    // The TUI draws the whole terminal: the loggers' echo of every gateway
+    // line would land on its screen. Those lines stay in each gateway's
+    // log, which the TUI shows.
+    let svscan_stdout = if decision.draws_the_terminal() {
+        let null = Path::new("/dev/null");
+        let file = File::options()
+            .write(true)
+            .open(null)
+            .map_err(|e| FsError::new("open", null, e))?;
+        svscan = svscan.stdout(file.as_raw_fd());
+        Some(file)
+    } else {
+        if decision != MainProgram::Server {
+            // The main program owns stdout: what the tree prints (loggers
+            // echoing a gateway's lines) goes to stderr, which `docker
+            // logs` shows too.
+            svscan = svscan.stdout(libc::STDERR_FILENO);
+        }
+        None
+    };
     let aliases =
         root.then(|| aliases::Pending::new(stage.home.clone(), stage.layout.program.clone()));
     let code = init::run(Boot {
         layout: stage.layout,
         user,
         svscan,
+        svscan_stdout,
         ready_read,
         ready_write,
         decision,
