@@ -127,7 +127,7 @@ impl Claims {
                 .iter()
                 .filter_map(|(name, port)| Some(((*port)?, ProfileName::parse(name).ok()?)))
                 .collect();
-            let index = known.iter().map(|(n, p)| (n.to_string(), *p)).collect();
+            let index = owned(&known);
             return Ok(Claims {
                 ports,
                 index,
@@ -181,7 +181,7 @@ impl Claims {
             _ => None,
         };
         self.ports.push((port, name.clone()));
-        match position_owned(&self.index, name.as_str()) {
+        match position(&self.index, name.as_str()) {
             Ok(i) => self.index[i].1 = Some(port),
             Err(i) => self.index.insert(i, (name.to_string(), Some(port))),
         }
@@ -244,12 +244,11 @@ fn relearn(home: &HermesHome, profile: &ProfileName, port: u16) -> Result<(), Po
         Some(claims) => claims.index.clone(),
         None => {
             let text = read_index(&home.port_index());
-            let (_, known) = parse(&text).unwrap_or_default();
-            known.iter().map(|(n, p)| (n.to_string(), *p)).collect()
+            owned(&parse(&text).unwrap_or_default().1)
         }
     };
     let mut changed = false;
-    if let Err(at) = position_owned(&index, profile.as_str()) {
+    if let Err(at) = position(&index, profile.as_str()) {
         index.insert(at, (profile.to_string(), None));
     }
     for (name, claim) in index.iter_mut() {
@@ -332,7 +331,7 @@ impl<'t> Scan<'t> {
         {
             return Ok(());
         }
-        if position(&self.known, raw).is_none() {
+        if position(&self.known, raw).is_err() {
             let config = || home.profile(&name).config();
             let marker = || home.profile(&name).marker();
             if !exists_at(profiles, self.rel_path(raw, CONFIG), config)?
@@ -357,11 +356,11 @@ impl<'t> Scan<'t> {
     /// else read from its config and noted for the index.
     fn take(&mut self, home: &HermesHome, name: ProfileName) {
         let port = match position(&self.known, name.as_str()) {
-            Some(i) => {
+            Ok(i) => {
                 self.seen[i] = true;
                 self.known[i].1
             }
-            None => {
+            Err(_) => {
                 let port = Config::read_port(&home.profile(&name).config());
                 self.added.push((name.to_string(), port));
                 port
@@ -393,12 +392,14 @@ impl<'t> Scan<'t> {
     }
 }
 
-fn position(known: &Known<'_>, name: &str) -> Option<usize> {
-    known.binary_search_by(|(n, _)| (*n).cmp(name)).ok()
+/// Where `name` is in an index sorted by name (`Err`: where it would go).
+fn position<S: AsRef<str>>(index: &[(S, Option<u16>)], name: &str) -> Result<usize, usize> {
+    index.binary_search_by(|(n, _)| n.as_ref().cmp(name))
 }
 
-fn position_owned(index: &[(String, Option<u16>)], name: &str) -> Result<usize, usize> {
-    index.binary_search_by(|(n, _)| n.as_str().cmp(name))
+/// The index as read, owning its names: to be changed and saved.
+fn owned(known: &Known<'_>) -> Vec<(String, Option<u16>)> {
+    known.iter().map(|(n, p)| (n.to_string(), *p)).collect()
 }
 
 /// Whether `rel` exists below the open directory `dir`, not following its

@@ -514,8 +514,8 @@ fn answers_as_itself(snap: &Snapshot) -> Check {
 }
 
 /// A gateway that answers as itself while its slot is down runs outside
-/// the slot: left by an s6-supervise that was killed, or run by hand. It
-/// serves, but nothing restarts it, and `status` shows the slot instead.
+/// the slot (label `stray`): left by an s6-supervise that was killed, or
+/// run by hand. It serves, but nothing restarts it.
 fn inside_their_slots(snap: &Snapshot) -> Check {
     let name = "gateways inside their slots";
     let strays: Vec<_> = snap
