@@ -67,6 +67,15 @@ pub enum Command {
     /// Container init stages and boot reconciliation.
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// A slot logger's run step: end an s6-log that a killed supervisor
+    /// left holding DIR's lock, then exec the logger.
+    #[command(hide = true)]
+    LogRun {
+        dir: PathBuf,
+        /// The logger's command line, after `--`.
+        #[arg(last = true, required = true)]
+        logger: Vec<OsString>,
+    },
 }
 
 #[derive(Debug, Args)]

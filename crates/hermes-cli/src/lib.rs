@@ -79,6 +79,11 @@ pub fn exit_code_for(err: &anyhow::Error) -> u8 {
 }
 
 pub fn run(cli: args::Cli) -> anyhow::Result<ExitStatus> {
+    // A logger's start reads no context: it runs at every slot's
+    // registration, and nothing of hermes's own may keep a log from starting.
+    if let Some(args::Command::LogRun { dir, logger }) = &cli.command {
+        return commands::log_run::run(dir, logger);
+    }
     // Root in the container (`docker exec` by default) would leave root-owned
     // files in the volume and hang on the service user's supervision tree;
     // only the init stages keep root. This happens before the context is

@@ -367,6 +367,48 @@ fn stop_ends_the_gateway_a_killed_supervisor_left_behind() {
     );
 }
 
+/// A killed logger supervisor leaves its s6-log running, holding the log
+/// directory's lock (its stdin is s6-svscan's pipe, which never ends). The
+/// new logger ends it instead of failing to lock every second, for good.
+#[test]
+fn a_new_logger_ends_the_s6_log_a_killed_supervisor_left_behind() {
+    let env = Env::with_gateway_up("chatty");
+    let svscan = env.supervisor_pid().expect("s6-svscan");
+    let loggers = || -> Vec<procs::Proc> {
+        procs::descendants(svscan)
+            .into_iter()
+            .filter(|p| p.comm == "s6-log" && p.argv.last().is_some_and(|a| a.ends_with("/chatty")))
+            .collect()
+    };
+    let [orphan] = loggers().try_into().expect("one s6-log for the slot");
+    let supervise = procs::read(orphan.ppid).expect("the logger's s6-supervise");
+    assert_eq!(
+        supervise.argv.get(1).map(String::as_str),
+        Some("gateway-chatty/log")
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervise.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    env.wait_for("a new s6-log for the slot, the old one gone", UP, || {
+        !alive(orphan.pid) && loggers().iter().any(|p| p.pid != orphan.pid)
+    });
+    // The gateway's lines reach the log through the new logger.
+    env.ok(&["-p", "chatty", "gateway", "restart"]);
+    let current = env.home().join("logs/gateways/chatty/current");
+    env.wait_for("the restarted gateway's line in the log", UP, || {
+        std::fs::read_to_string(&current).is_ok_and(|t| t.matches("serving on").count() >= 2)
+    });
+    let tree = std::fs::read_to_string(env.root().join("supervise.log")).unwrap();
+    assert!(!tree.contains("unable to lock"), "{}", env.dump());
+    assert!(
+        tree.contains(&format!("ended s6-log (pid {}) with SIGTERM", orphan.pid)),
+        "{}",
+        env.dump()
+    );
+}
+
 /// A gateway run by hand holds the profile's lock while the slot is down;
 /// `gateway stop` means no gateway of the profile runs, so it ends that one.
 #[test]

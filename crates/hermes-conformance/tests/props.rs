@@ -361,17 +361,34 @@ proptest! {
         prop_assert_eq!(&rec.argv, &want);
         prop_assert_eq!(&rec.env, &env);
 
-        // log/run: s6-log (found on PATH: our fake) into exactly the log dir.
-        let bin = tmp.path().join("fakebin");
-        install_fake(&bin.join("s6-log"));
+        // log/run: hermes's `log-run` step for exactly the log dir, then
+        // s6-log into exactly the log dir.
+        let log_dir_arg = log_dir.to_string_lossy().into_owned();
         let log_run = tmp.path().join("log-run");
         fs::write(&log_run, slot::render_log_run(&spec, echo)).unwrap();
         syntax_ok(&log_run).map_err(TestCaseError::fail)?;
-        let rec = execute(&log_run, &[], Some(&bin), &out).map_err(TestCaseError::fail)?;
-        prop_assert_eq!(rec.argv.last(), Some(&log_dir.to_string_lossy().into_owned()));
+        let rec = execute(&log_run, &[], None, &out).map_err(TestCaseError::fail)?;
+        let step = [prog.clone(), slot::LOG_RUN.to_string(), log_dir_arg.clone(), "--".to_string()];
+        prop_assert_eq!(&rec.argv[..4], &step[..]);
+        let logger = &rec.argv[4..];
+        prop_assert_eq!(logger.first().map(String::as_str), Some("s6-log"));
+        prop_assert_eq!(logger.last(), Some(&log_dir_arg));
         // The copy to s6-svscan's stdout (`T 1`, timestamped) only when asked.
-        prop_assert_eq!(rec.argv.len(), if echo { 8 } else { 6 });
-        prop_assert_eq!(rec.argv.windows(2).any(|w| w[0] == "T" && w[1] == "1"), echo);
+        prop_assert_eq!(logger.len(), if echo { 8 } else { 6 });
+        prop_assert_eq!(logger.windows(2).any(|w| w[0] == "T" && w[1] == "1"), echo);
+        // The real hermes, as the interpreter of a logger naming it, takes
+        // the step and execs that same s6-log (found on PATH: our fake).
+        let bin = tmp.path().join("fakebin");
+        install_fake(&bin.join("s6-log"));
+        let hermes = hermes_testkit::env::hermes_bin();
+        let by_itself = GatewaySpec { program: hermes.clone(), ..spec.clone() };
+        fs::write(&log_run, slot::render_log_run(&by_itself, echo)).unwrap();
+        let mut by_hermes = Command::new(&hermes);
+        by_hermes.arg(hermes_s6::run_script::INTERPRETER_ARG).arg(&log_run);
+        let rec = execute_by(by_hermes, &["gateway-x/log"], Some(&bin), &out, &log_run).map_err(TestCaseError::fail)?;
+        let mut want = logger.to_vec();
+        want[0] = bin.join("s6-log").to_string_lossy().into_owned();
+        prop_assert_eq!(&rec.argv, &want);
 
         // Every file of the slot stays inside the slot directory.
         for (rel, _, _) in slot::render(&spec, false, echo).files {

@@ -337,6 +337,31 @@ pub fn flock_holder(path: &Path) -> Option<i32> {
     holder_in_table(&table, meta.dev(), meta.ino())
 }
 
+/// Who holds a POSIX record lock (`fcntl`) over any part of `path`, as the
+/// kernel answers `F_GETLK`: the pid as this namespace sees it. s6-log
+/// locks its directory's `lock` file this way. `Ok(None)` when the file is
+/// missing, nobody holds a lock on it, or the holder is outside this pid
+/// namespace (the kernel says 0).
+pub fn record_lock_holder(path: &Path) -> Result<Option<i32>, FsError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FsError::new("open", path, e)),
+    };
+    // SAFETY: `flock` is plain data; all-zero is a valid value.
+    let mut probe: libc::flock = unsafe { std::mem::zeroed() };
+    probe.l_type = libc::F_WRLCK as libc::c_short;
+    probe.l_whence = libc::SEEK_SET as libc::c_short;
+    // l_start 0, l_len 0: the whole file.
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&file),
+        nix::fcntl::FcntlArg::F_GETLK(&mut probe),
+    )
+    .map_err(|errno| FsError::new("look for a lock on", path, io::Error::from(errno)))?;
+    let held = probe.l_type != libc::F_UNLCK as libc::c_short;
+    Ok((held && probe.l_pid > 0).then_some(probe.l_pid))
+}
+
 /// Find the FLOCK entry for (dev, inode) in `/proc/locks` text.
 /// Lines look like `3: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`, device in hex.
 fn holder_in_table(table: &str, dev: u64, ino: u64) -> Option<i32> {
@@ -358,6 +383,16 @@ fn holder_in_table(table: &str, dev: u64, ino: u64) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_lock_nobody_holds_has_no_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        assert_eq!(record_lock_holder(&lock).unwrap(), None, "missing file");
+        fs::write(&lock, "").unwrap();
+        assert_eq!(record_lock_holder(&lock).unwrap(), None, "unlocked file");
+        // A held one is tested with a real s6-log in hermes-s6's `logger`.
+    }
 
     #[test]
     fn parses_the_kernel_lock_table() {

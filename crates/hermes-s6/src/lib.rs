@@ -5,13 +5,15 @@
 //!
 //! Lifecycle goes through s6 only (`s6-svc`'s commands, written to each
 //! slot's control FIFO, and its `supervise/status`); supervised processes
-//! are never signalled directly.
+//! are never signalled directly (but for an s6-log whose supervisor was
+//! killed: see `logger`).
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod cmd;
 pub mod finish;
 pub mod finish_aside;
 mod lifecycle;
+pub mod logger;
 mod registration;
 pub mod run_script;
 pub mod scandir;

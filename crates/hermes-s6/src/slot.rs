@@ -136,11 +136,34 @@ pub(crate) fn log_argv(log_dir: &Path, echo_to_stdout: bool) -> Vec<String> {
     argv
 }
 
+/// The hidden command a logger's run execs: `hermes log-run DIR -- s6-log
+/// ...` ends an s6-log that a killed supervisor left holding DIR (see
+/// `logger`), then execs the rest.
+pub const LOG_RUN: &str = "log-run";
+
+/// The final `exec` of every logger's run, gateway or static: through
+/// hermes, which the `#!` line names where it can, so this costs no second
+/// process start (`run_script`).
+pub(crate) fn logger_exec(program: &Path, log_dir: &Path, echo_to_stdout: bool) -> String {
+    let mut argv = vec![
+        program.to_string_lossy().into_owned(),
+        LOG_RUN.to_string(),
+        log_dir.to_string_lossy().into_owned(),
+        "--".to_string(),
+    ];
+    argv.extend(log_argv(log_dir, echo_to_stdout));
+    format!("exec {}\n", quoted(&argv))
+}
+
 pub fn render_log_run(spec: &GatewaySpec, echo_to_stdout: bool) -> String {
     format!(
-        "{}exec {}\n",
-        header("#!/bin/sh", spec, "logger"),
-        quoted(&log_argv(&spec.log_dir, echo_to_stdout))
+        "{}{}",
+        header(
+            &run_script::interpreter_lines(&spec.program),
+            spec,
+            "logger"
+        ),
+        logger_exec(&spec.program, &spec.log_dir, echo_to_stdout)
     )
 }
 
@@ -351,13 +374,21 @@ export HERMES_HOME='/da'\\''ta'\n\
 export HERMES_SUPERVISED_CHILD='1'\n\
 exec '/opt/my bin/hermes' 'gateway' 'finish-hook' \"$1\" \"$2\"\n"
         );
+        // The logger goes through hermes (`log-run`), run by sh where a `#!`
+        // line cannot name hermes, by hermes itself where it can.
         assert_eq!(
             render_log_run(&s, true),
             "#!/bin/sh\n\
 # hermes: logger of the gateway slot for profile 'default'. Generated; edits are overwritten.\n\
-exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
+exec '/opt/my bin/hermes' 'log-run' '/data/logs/gateways/x' '--' \
+'s6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/data/logs/gateways/x'\n"
         );
         assert!(render_log_run(&s, false).ends_with("'s1000000' 'T' '/data/logs/gateways/x'\n"));
+        assert!(
+            render_log_run(&spec("default", "/usr/local/bin/hermes"), false).starts_with(
+                "#!/usr/local/bin/hermes slot-script\n# shellcheck shell=sh\n# hermes: logger"
+            )
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@ use hermes_core::fsutil::{self, FsError};
 use hermes_core::service::ServiceStatus;
 use hermes_core::ExitStatus;
 
+use crate::run_script;
 use crate::scandir::Scandir;
-use crate::slot::{log_argv, quoted, SlotFiles};
+use crate::slot::{logger_exec, quoted, SlotFiles};
 
 /// The dashboard's slot (`HERMES_DASHBOARD=1`).
 pub const DASHBOARD: &str = "dashboard";
@@ -40,7 +41,8 @@ pub const TIMEOUT_KILL_MS: u32 = 3000;
 pub struct StaticSlot {
     /// Its name in the scandir (also its published link).
     pub name: &'static str,
-    /// What its run script execs.
+    /// What its run script execs: hermes and its arguments. Its logger
+    /// runs through the same hermes (`slot::logger_exec`).
     pub argv: Vec<String>,
     pub log_dir: PathBuf,
     /// Off: rendered with a `down` marker, so it exists but does not start.
@@ -52,6 +54,7 @@ pub struct StaticSlot {
 /// s6-supervise never to restart it.
 pub fn render(slot: &StaticSlot) -> SlotFiles {
     let name = slot.name;
+    let program = Path::new(&slot.argv[0]);
     let config = ExitStatus::CONFIG_CODE;
     let mut files = vec![
         (
@@ -79,8 +82,9 @@ pub fn render(slot: &StaticSlot) -> SlotFiles {
         (
             PathBuf::from("log/run"),
             format!(
-                "#!/bin/sh\n# hermes {name} logger: generated at boot.\nexec {}\n",
-                quoted(&log_argv(&slot.log_dir, true))
+                "{}\n# hermes {name} logger: generated at boot.\n{}",
+                run_script::interpreter_lines(program),
+                logger_exec(program, &slot.log_dir, true)
             ),
             0o755,
         ),
@@ -165,8 +169,10 @@ mod tests {
         assert_eq!(file(&files, "timeout-kill"), "3000\n");
         assert_eq!(
             file(&files, "log/run"),
-            "#!/bin/sh\n# hermes dashboard logger: generated at boot.\n\
-             exec 's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/opt/data/logs/dash'\\''board'\n"
+            "#!/usr/local/bin/hermes slot-script\n# shellcheck shell=sh\n\
+             # hermes dashboard logger: generated at boot.\n\
+             exec '/usr/local/bin/hermes' 'log-run' '/opt/data/logs/dash'\\''board' '--' \
+             's6-log' '--' 'n10' 's1000000' 'T' '1' 'T' '/opt/data/logs/dash'\\''board'\n"
         );
         let modes: Vec<(&str, u32)> = files
             .files

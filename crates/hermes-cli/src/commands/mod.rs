@@ -8,6 +8,7 @@ mod gateway_run;
 mod health;
 mod host;
 mod lifecycle;
+pub(crate) mod log_run;
 mod logs;
 mod profile;
 mod status;
@@ -46,5 +47,6 @@ pub fn dispatch(ctx: &Context, cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Tui => tui::run(ctx),
         Command::Webhook(cmd) => webhook::run(ctx, cmd),
         Command::Container(cmd) => container::run(ctx, cmd),
+        Command::LogRun { dir, logger } => log_run::run(&dir, &logger),
     }
 }
