@@ -514,6 +514,42 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
             ));
         }
     }
+    // Every log directory's lock is held by a logger inside the tree, and no
+    // s6-log runs outside it: one a killed s6-supervise left behind kept
+    // the lock, and its slot's new logger failed to take it every second.
+    let logs_held_inside = |report: &mut Vec<String>| {
+        let tree: Vec<u32> = procs::descendants(svscan).iter().map(|p| p.pid).collect();
+        let dirs = profiles
+            .iter()
+            .map(|p| env.log_dir(&p.name))
+            .chain([home.dashboard_log_dir()]);
+        for dir in dirs {
+            let lock = dir.join("lock");
+            match hermes_core::fsutil::record_lock_holder(&lock) {
+                Ok(Some(pid)) if tree.contains(&(pid as u32)) => {}
+                held => report.push(format!(
+                    "{}: held by {held:?}, not by a logger in the tree",
+                    lock.display()
+                )),
+            }
+        }
+        for q in procs::belonging_to(env.root()) {
+            if q.comm == "s6-log" && !tree.contains(&q.pid) {
+                report.push(format!(
+                    "s6-log pid {} runs outside the supervision tree",
+                    q.pid
+                ));
+            }
+        }
+    };
+    let mut loggers = Vec::new();
+    // A logger whose supervisor was killed last is replaced within seconds.
+    poll(settle, Duration::from_millis(50), || {
+        loggers.clear();
+        logs_held_inside(&mut loggers);
+        loggers.is_empty()
+    });
+    violations.extend(loggers);
     // Nothing survives the supervisor.
     env.stop_supervisor(Duration::from_secs(60));
     let root = env.root().to_path_buf();
