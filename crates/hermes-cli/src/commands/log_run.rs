@@ -14,7 +14,7 @@ pub fn run(dir: &Path, logger: &[OsString]) -> anyhow::Result<ExitStatus> {
     match logger::end_unsupervised_holder(dir, &ProcFs) {
         Ok(None) => {}
         Ok(Some(ended)) => eprintln!(
-            "hermes: logger of {}: ended {} (pid {}) with {}: it held the log's lock after its supervisor was killed",
+            "hermes: logger of {}: ended {} (pid {}) with {}: it held the log's lock with no s6-supervise above it (its supervisor was killed, or it was started by hand)",
             dir.display(),
             ended.name,
             ended.pid,

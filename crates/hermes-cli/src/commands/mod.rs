@@ -47,6 +47,8 @@ pub fn dispatch(ctx: &Context, cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Tui => tui::run(ctx),
         Command::Webhook(cmd) => webhook::run(ctx, cmd),
         Command::Container(cmd) => container::run(ctx, cmd),
-        Command::LogRun { dir, logger } => log_run::run(&dir, &logger),
+        Command::LogRun { .. } => {
+            unreachable!("crate::run starts a logger before it reads any context")
+        }
     }
 }
