@@ -409,6 +409,43 @@ fn a_new_logger_ends_the_s6_log_a_killed_supervisor_left_behind() {
     );
 }
 
+/// A tree keeps its slots across `hermes supervise` restarts. After an
+/// upgrade, the restart gives them this hermes's scripts: here a logger run
+/// an older hermes wrote, and a `finish` an interrupted stop left aside.
+#[test]
+fn a_tree_restart_gives_kept_slots_this_hermess_scripts() {
+    let mut env = Env::new();
+    env.supervise();
+    env.create(&["kept", "--no-alias"]);
+    let slot = env.layout().slot_dir("gateway-kept");
+    let read = |rel: &str| std::fs::read_to_string(slot.join(rel)).unwrap();
+    let current = ["run", "finish", "log/run"].map(read);
+    env.stop_supervisor(UP);
+
+    let log_dir = env.home().join("logs/gateways/kept");
+    let older = format!(
+        "#!/bin/sh\nexec 's6-log' '--' 'T' '{}'\n",
+        log_dir.display()
+    );
+    std::fs::write(slot.join("log/run"), older).unwrap();
+    std::fs::rename(slot.join("finish"), slot.join("finish.deferred")).unwrap();
+    env.supervise();
+    assert_eq!(
+        ["run", "finish", "log/run"].map(read),
+        current,
+        "{}",
+        env.dump()
+    );
+    assert!(!slot.join("finish.deferred").exists(), "{}", env.dump());
+    let tree = std::fs::read_to_string(env.root().join("supervise.log")).unwrap();
+    assert!(
+        tree.contains("slot scripts rewritten by this hermes for kept"),
+        "{tree}"
+    );
+    let out = env.ok(&["-p", "kept", "gateway", "start"]);
+    assert!(out.contains("up and ready"), "{out}");
+}
+
 /// A gateway run by hand holds the profile's lock while the slot is down;
 /// `gateway stop` means no gateway of the profile runs, so it ends that one.
 #[test]

@@ -132,11 +132,7 @@ impl S6Manager {
         slot::remove_tree(&staging)?;
         // A directory without a published link is a leftover of an interrupted run.
         slot::remove_tree(&real)?;
-        // Marks the gateway as supervised so it never redirects itself into a slot again.
-        let mut spec = spec.clone();
-        spec.env
-            .insert("HERMES_SUPERVISED_CHILD".to_string(), "1".to_string());
-        let mut files = slot::render(&spec, start_now, self.cfg.echo_to_stdout);
+        let mut files = slot::render(&slot::supervised(spec), start_now, self.cfg.echo_to_stdout);
         files.files.push((
             PathBuf::from("timeout-kill"),
             format!("{TIMEOUT_KILL_MS}\n"),

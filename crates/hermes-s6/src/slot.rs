@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use hermes_core::fsutil::{self, FsError};
+use hermes_core::fsutil::{self, Durability, FsError};
 use hermes_core::profile::sh_quote;
 use hermes_core::runtime;
 use hermes_core::service::GatewaySpec;
@@ -193,6 +193,46 @@ pub fn render(spec: &GatewaySpec, start_now: bool, echo_to_stdout: bool) -> Slot
     SlotFiles { files }
 }
 
+/// `spec` as a slot runs it: marked supervised, so the gateway never
+/// redirects itself into a slot again.
+pub(crate) fn supervised(spec: &GatewaySpec) -> GatewaySpec {
+    let mut spec = spec.clone();
+    spec.env
+        .insert("HERMES_SUPERVISED_CHILD".to_string(), "1".to_string());
+    spec
+}
+
+/// The files of a slot that a new hermes may write differently: the
+/// scripts. The rest are settings every version writes alike, and state
+/// (`down`).
+const SCRIPTS: [&str; 3] = ["run", "finish", "log/run"];
+
+/// Bring the scripts of the slot in `slot_dir` to what this hermes renders
+/// for `spec`; whether any changed. Only while no supervisor runs on the
+/// slot: a `finish` an interrupted stop left aside is put back first, and
+/// a script is replaced by a rename (readers see the old file or the new).
+pub fn refresh_scripts(
+    slot_dir: &Path,
+    spec: &GatewaySpec,
+    echo_to_stdout: bool,
+) -> Result<bool, FsError> {
+    crate::finish_aside::restore(slot_dir)?;
+    let mut changed = false;
+    for (rel, content, mode) in render(&supervised(spec), false, echo_to_stdout).files {
+        if !SCRIPTS.iter().any(|script| rel == Path::new(script)) {
+            continue;
+        }
+        let path = slot_dir.join(&rel);
+        if fsutil::read_to_string(&path).is_ok_and(|now| now == content) {
+            continue;
+        }
+        // The scandir is rebuilt after a power loss: nothing to sync.
+        fsutil::replace(&path, content.as_bytes(), mode, Durability::Volatile)?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
 /// Where a scandir keeps [`SharedFiles`]: a dot name, which s6-svscan skips.
 pub const SHARED_DIR: &str = ".hermes-shared";
 
@@ -319,6 +359,7 @@ pub fn remove_tree(dir: &Path) -> Result<(), FsError> {
 pub(crate) mod tests {
     use super::*;
     use hermes_core::ProfileName;
+    use std::os::unix::fs::PermissionsExt;
 
     fn spec(name: &str, program: &str) -> GatewaySpec {
         GatewaySpec {
@@ -584,5 +625,42 @@ exec '/opt/my bin/hermes' 'log-run' '/data/logs/gateways/x' '--' \
         assert!(!valid_env_key("A B"));
         assert!(!valid_env_key("1A"));
         assert!(!valid_env_key("A;rm"));
+    }
+
+    #[test]
+    fn refresh_brings_older_scripts_back_and_leaves_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = dir.path().join("gateway-x");
+        let s = spec("x", "/usr/local/bin/hermes");
+        write_dir(&slot, &render(&s, false, false), None).unwrap();
+        assert!(
+            !refresh_scripts(&slot, &s, false).unwrap(),
+            "already current"
+        );
+
+        // What an older hermes wrote, and a stop interrupted with `finish` aside.
+        let old_logger = "#!/bin/sh\nexec 's6-log' '--' 'T' '/data/logs/gateways/x'\n";
+        fs::write(slot.join("log/run"), old_logger).unwrap();
+        fs::rename(slot.join("finish"), slot.join("finish.deferred")).unwrap();
+        fs::write(slot.join("notification-fd"), "7\n").unwrap();
+        assert!(refresh_scripts(&slot, &s, false).unwrap());
+        for (rel, content, mode) in render(&s, false, false).files {
+            let path = slot.join(&rel);
+            if rel == Path::new("notification-fd") {
+                // Settings and state are not the refresh's.
+                assert_eq!(fs::read_to_string(&path).unwrap(), "7\n");
+                continue;
+            }
+            assert_eq!(
+                fs::read_to_string(&path).unwrap(),
+                content,
+                "{}",
+                rel.display()
+            );
+            let now = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(now, mode, "{}", rel.display());
+        }
+        assert!(!slot.join("finish.deferred").exists());
+        assert!(slot.join("down").exists(), "the wish stays");
     }
 }
