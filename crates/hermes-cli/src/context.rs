@@ -48,13 +48,17 @@ impl Context {
         })
     }
 
-    pub fn s6(&self) -> S6Manager {
-        S6Manager::new(S6Config {
+    pub fn s6_config(&self) -> S6Config {
+        S6Config {
             scandir: self.scandir.clone(),
             home: self.home.clone(),
             program: self.program.clone(),
             echo_to_stdout: self.in_container,
-        })
+        }
+    }
+
+    pub fn s6(&self) -> S6Manager {
+        S6Manager::new(self.s6_config())
     }
 
     /// The service manager lifecycle commands go through.

@@ -36,6 +36,7 @@ use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError, ServiceManage
 use hermes_core::state::{self, GatewayState};
 use hermes_core::{HermesHome, ProfileName};
 
+pub use registration::Refreshed;
 pub use scandir::Scandir;
 /// How long s6-supervise waits after SIGTERM before SIGKILL.
 pub const TIMEOUT_KILL_MS: u32 = 5_000;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hermes_core::fsutil::{self, FsError};
+use hermes_core::profile;
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError};
 use hermes_core::ProfileName;
 
@@ -39,6 +40,16 @@ fn wait_soon(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(pause);
         pause = (pause * 2).min(POLL);
     }
+}
+
+/// What [`S6Manager::refresh_scripts`] did to the slots a tree kept.
+#[derive(Debug, Default)]
+pub struct Refreshed {
+    /// Profiles whose scripts it rewrote, sorted.
+    pub changed: Vec<ProfileName>,
+    /// Slots it could not rewrite. They keep their scripts: one broken slot
+    /// must not keep the tree from starting.
+    pub failed: Vec<(ProfileName, FsError)>,
 }
 
 impl S6Manager {
@@ -245,6 +256,29 @@ impl S6Manager {
             return Err(e);
         }
         self.wait_supervised(&spec.profile)
+    }
+
+    /// A tree keeps its slots across its restarts, with the scripts of the
+    /// hermes that wrote them, and [`Self::publish`] leaves a slot that
+    /// exists alone. So before any supervisor runs (`hermes supervise`),
+    /// every slot whose profile still exists gets this hermes's scripts
+    /// ([`slot::refresh_scripts`]). A slot whose profile is gone is left as
+    /// it is.
+    pub(crate) fn refresh_scripts(&self) -> Result<Refreshed, ServiceError> {
+        use hermes_core::service::ServiceManager;
+        let mut refreshed = Refreshed::default();
+        for profile in self.list()? {
+            if profile::existing(&self.cfg.home, &profile).is_err() {
+                continue;
+            }
+            let spec = self.spec(&profile);
+            match slot::refresh_scripts(&self.slot_dir(&profile), &spec, self.cfg.echo_to_stdout) {
+                Ok(true) => refreshed.changed.push(profile),
+                Ok(false) => {}
+                Err(e) => refreshed.failed.push((profile, e)),
+            }
+        }
+        Ok(refreshed)
     }
 
     /// Stop the slot, unpublish it, and wait for its supervisors to exit

@@ -8,11 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hermes_core::fsutil::{self, FsError};
-use hermes_core::profile;
-use hermes_core::service::{GatewaySpec, ServiceError};
-use hermes_core::{HermesHome, ProfileName};
+use hermes_core::service::ServiceError;
 
-use crate::{cmd, slot, svscan, Scandir};
+use crate::{cmd, slot, svscan, Refreshed, S6Config, S6Manager, Scandir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -49,60 +47,11 @@ fn remove_staging_leftovers(scandir: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
-/// What the tree's gateway slots run: rendered again at the tree's start
-/// for the slots it kept from its last run.
-#[derive(Debug, Clone, Copy)]
-pub struct Slots<'a> {
-    pub home: &'a HermesHome,
-    /// This hermes, which the scripts name.
-    pub program: &'a Path,
-    pub echo_to_stdout: bool,
-}
-
-/// What [`prepare`] did to the slots the tree kept from its last run.
-#[derive(Debug, Default)]
-pub struct Refreshed {
-    /// Profiles whose scripts it rewrote, sorted.
-    pub changed: Vec<ProfileName>,
-    /// Slots it could not rewrite. They keep their scripts: one broken slot
-    /// must not keep the tree from starting.
-    pub failed: Vec<(ProfileName, FsError)>,
-}
-
-/// A tree keeps its slots across its restarts, with the scripts of the
-/// hermes that wrote them. After an upgrade they are this one's: every
-/// published slot whose profile still exists gets this hermes's scripts
-/// (`slot::refresh_scripts`) before any supervisor runs. A slot whose
-/// profile is gone is left as it is.
-fn refresh_scripts(scandir: &Path, slots: Slots) -> Result<Refreshed, FsError> {
-    let layout = Scandir::new(scandir);
-    let mut refreshed = Refreshed::default();
-    for entry in fsutil::read_dir(scandir)?.flatten() {
-        let service = entry.file_name().to_string_lossy().into_owned();
-        let Some(profile) = ProfileName::from_service_name(&service) else {
-            continue;
-        };
-        if profile::existing(slots.home, &profile).is_err() {
-            continue;
-        }
-        let spec = GatewaySpec::for_profile(slots.home, &profile, slots.program);
-        match slot::refresh_scripts(&layout.slot_dir(&service), &spec, slots.echo_to_stdout) {
-            Ok(true) => refreshed.changed.push(profile),
-            Ok(false) => {}
-            Err(e) => refreshed.failed.push((profile, e)),
-        }
-    }
-    refreshed.changed.sort();
-    Ok(refreshed)
-}
-
-/// Get `scandir` ready for an s6-svscan run by the current user, the
-/// scripts of the slots it kept included.
-pub fn prepare(
-    scandir: &Path,
-    max_slots: usize,
-    slots: Slots,
-) -> Result<Refreshed, SuperviseError> {
+/// Get the scandir of `cfg` ready for an s6-svscan run by the current
+/// user, the scripts of the slots it kept from its last run included
+/// ([`S6Manager::refresh_scripts`]).
+pub fn prepare(cfg: &S6Config, max_slots: usize) -> Result<Refreshed, SuperviseError> {
+    let scandir = cfg.scandir.as_path();
     fsutil::ensure_dir(scandir, 0o755)?;
     let meta = fsutil::metadata(scandir)?;
     let uid = nix::unistd::geteuid().as_raw();
@@ -117,14 +66,15 @@ pub fn prepare(
         return Err(SuperviseError::AlreadyRunning(scandir.to_path_buf()));
     }
     remove_staging_leftovers(scandir)?;
-    let refreshed = refresh_scripts(scandir, slots)?;
+    let refreshed = S6Manager::new(cfg.clone()).refresh_scripts()?;
     svscan::write_limit(scandir, max_slots)?;
     Ok(refreshed)
 }
 
 /// Prepare and exec s6-svscan; returns only on failure.
-pub fn exec(scandir: &Path, max_slots: usize, slots: Slots) -> SuperviseError {
-    let refreshed = match prepare(scandir, max_slots, slots) {
+pub fn exec(cfg: &S6Config, max_slots: usize) -> SuperviseError {
+    let scandir = cfg.scandir.as_path();
+    let refreshed = match prepare(cfg, max_slots) {
         Ok(refreshed) => refreshed,
         Err(e) => return e,
     };

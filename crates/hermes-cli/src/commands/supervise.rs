@@ -27,12 +27,11 @@ pub fn run(ctx: &Context, args: SuperviseArgs) -> anyhow::Result<ExitStatus> {
     lock.keep_across_exec()
         .with_context(|| format!("unable to hand {} on", lock.path().display()))?;
     let _fd = lock.leak();
-    // Returns only when s6-svscan could not be started.
-    let slots = hermes_s6::supervise::Slots {
-        home: &ctx.home,
-        program: &ctx.program,
-        echo_to_stdout: ctx.in_container,
+    let cfg = hermes_s6::S6Config {
+        scandir,
+        ..ctx.s6_config()
     };
-    let err = hermes_s6::supervise::exec(&scandir, hermes_s6::svscan::max_slots_from_env(), slots);
+    // Returns only when s6-svscan could not be started.
+    let err = hermes_s6::supervise::exec(&cfg, hermes_s6::svscan::max_slots_from_env());
     Err(err.into())
 }
