@@ -56,6 +56,18 @@ impl ProfileName {
         Ok(ProfileName(name))
     }
 
+    /// Whether `raw` is a name [`parse`](Self::parse) takes as it is
+    /// spelt; nothing allocated, for checking a thousand names in a file.
+    pub fn is_canonical(raw: &str) -> bool {
+        let bytes = raw.as_bytes();
+        let valid_first = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let valid_rest = |b: &u8| valid_first(b) || *b == b'_' || *b == b'-';
+        bytes.first().is_some_and(valid_first)
+            && bytes[1..].iter().all(valid_rest)
+            && bytes.len() <= MAX_LEN
+            && !RESERVED.contains(&raw)
+    }
+
     pub fn default_profile() -> Self {
         ProfileName(Self::DEFAULT.to_string())
     }
@@ -156,6 +168,19 @@ mod tests {
             ProfileName::parse("HERMES"),
             Err(NameError::Reserved(_))
         ));
+    }
+
+    #[test]
+    fn a_canonical_name_is_one_parse_keeps_as_spelt() {
+        let long = "a".repeat(64);
+        let too_long = "a".repeat(65);
+        for raw in [
+            "a", "0_x-y", "coder", "default", &long, &too_long, "", " a", "a ", "A", "Coder",
+            "root", "tmp", "-a", "_a", "a.b", "a b", "é", "ｃoder", "a\nb",
+        ] {
+            let kept = ProfileName::parse(raw).is_ok_and(|n| n.as_str() == raw);
+            assert_eq!(ProfileName::is_canonical(raw), kept, "{raw:?}");
+        }
     }
 
     #[test]

@@ -278,7 +278,7 @@ impl<'a> Creator<'a> {
             Some(claimed) => claimed,
             unread => unread.insert(crate::ports::Claims::read(home, self.held)?),
         };
-        let port = choose_port(claimed.ports(), port)?;
+        let port = choose_port(claimed, port)?;
         let staging = home.profiles_dir().join(format!(".{name}.creating"));
         if staging.exists() {
             // Left by a create that was killed half way; it never became visible.
@@ -320,20 +320,16 @@ pub fn remove(
     Ok(())
 }
 
-fn choose_port(used: &[(u16, ProfileName)], wanted: Option<u16>) -> Result<u16, ProfileError> {
-    if let Some(port) = wanted {
-        if let Some((_, owner)) = used.iter().find(|(p, _)| *p == port) {
-            return Err(ProfileError::PortTaken {
-                port,
-                profile: owner.clone(),
-            });
-        }
-        return Ok(port);
+fn choose_port(claims: &crate::ports::Claims, wanted: Option<u16>) -> Result<u16, ProfileError> {
+    match wanted {
+        Some(port) => match claims.owner(port) {
+            Some(profile) => Err(ProfileError::PortTaken { port, profile }),
+            None => Ok(port),
+        },
+        None => claims
+            .first_free(BASE_PORT + 1)
+            .ok_or(ProfileError::NoFreePort),
     }
-    let taken: std::collections::HashSet<u16> = used.iter().map(|(p, _)| *p).collect();
-    (BASE_PORT + 1..=u16::MAX)
-        .find(|p| !taken.contains(p))
-        .ok_or(ProfileError::NoFreePort)
 }
 
 fn write_env(path: &Path) -> Result<(), ProfileError> {
