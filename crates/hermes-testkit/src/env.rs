@@ -65,6 +65,9 @@ pub struct Env {
     /// Extra variables for every hermes command (and the supervisor).
     pub vars: Vec<(String, String)>,
     supervisor: Option<Child>,
+    /// Where the scandir is when it is not beside the home (a tmpfs, as a
+    /// container's `--tmpfs /run` puts it).
+    scan_dir: Option<tempfile::TempDir>,
 }
 
 impl Default for Env {
@@ -90,6 +93,7 @@ impl Env {
             bin,
             vars: Vec::new(),
             supervisor: None,
+            scan_dir: None,
         };
         fs::create_dir_all(env.home()).unwrap();
         fs::write(
@@ -120,7 +124,19 @@ impl Env {
         self.root().join("home")
     }
     pub fn scandir(&self) -> PathBuf {
-        self.root().join("scan")
+        match &self.scan_dir {
+            Some(dir) => dir.path().join("scan"),
+            None => self.root().join("scan"),
+        }
+    }
+    /// Put the scandir in a temp dir of its own under `parent`, away from
+    /// the home; before the tree is started.
+    pub fn scandir_in(&mut self, parent: &Path) {
+        let dir = tempfile::Builder::new()
+            .prefix("hermes-test-scan-")
+            .tempdir_in(parent)
+            .expect("temp dir");
+        self.scan_dir = Some(dir);
     }
     /// The scandir's layout (`.slots/`, the control FIFO), as hermes-s6 names it.
     pub fn layout(&self) -> Scandir {

@@ -38,6 +38,10 @@ pub struct Options {
     /// of its own in the same rounds: the before of a before/after.
     #[arg(long)]
     baseline_bin: Option<PathBuf>,
+    /// Put the trees' scandirs here instead of beside their homes (a
+    /// tmpfs, as `docker run --tmpfs /run:exec -v …` lays a container out).
+    #[arg(long)]
+    scandirs_in: Option<PathBuf>,
 }
 
 /// Anything slower is a failure, not a sample.
@@ -75,12 +79,17 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         bins.push(("baseline".to_string(), base));
     }
     println!(
-        "hermes-bench fleet: {} · {} CPUs · rounds {} · trees in {} ({}) · RLIMIT_NOFILE {nofile} · RLIMIT_NPROC {nproc}",
+        "hermes-bench fleet: {} · {} CPUs · rounds {} · trees in {} ({}){} · RLIMIT_NOFILE {nofile} · RLIMIT_NPROC {nproc}",
         std::env::consts::ARCH,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         opts.runs,
         work_parent().display(),
         fs_type(&work_parent()),
+        opts.scandirs_in.as_ref().map_or(String::new(), |d| format!(
+            ", their scandirs in {} ({})",
+            d.display(),
+            fs_type(d)
+        )),
     );
     for (label, b) in &bins {
         println!("  {label}: {}", b.display());
@@ -88,7 +97,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     let mut fleets = Vec::new();
     for &n in &opts.sizes {
         let load_before = loadavg();
-        let trees = s6_fleet(n, opts.runs, &bins)?;
+        let trees = s6_fleet(n, opts.runs, &bins, opts.scandirs_in.as_deref())?;
         let (sd_start, sd_stop) = if opts.no_supervisord {
             (None, None)
         } else {
@@ -251,8 +260,17 @@ struct Tree {
 }
 
 impl Tree {
-    fn new(label: &str, bin: &Path, n: usize, ports: &mut PortRange) -> anyhow::Result<Tree> {
+    fn new(
+        label: &str,
+        bin: &Path,
+        n: usize,
+        ports: &mut PortRange,
+        scandirs_in: Option<&Path>,
+    ) -> anyhow::Result<Tree> {
         let mut env = Env::in_dir(&work_parent(), bin.to_path_buf());
+        if let Some(parent) = scandirs_in {
+            env.scandir_in(parent);
+        }
         env.vars
             .push(("HERMES_MAX_SLOTS".to_string(), (n + 16).to_string()));
         env.supervise();
@@ -354,11 +372,16 @@ impl Tree {
 
 /// Every binary's tree of `n` slots, `runs` rounds each; the trees take
 /// turns, in the other order every other round.
-fn s6_fleet(n: usize, runs: usize, bins: &[(String, PathBuf)]) -> anyhow::Result<Vec<TreeFigures>> {
+fn s6_fleet(
+    n: usize,
+    runs: usize,
+    bins: &[(String, PathBuf)],
+    scandirs_in: Option<&Path>,
+) -> anyhow::Result<Vec<TreeFigures>> {
     let mut ports = PortRange::new();
     let mut trees = bins
         .iter()
-        .map(|(label, bin)| Tree::new(label, bin, n, &mut ports))
+        .map(|(label, bin)| Tree::new(label, bin, n, &mut ports, scandirs_in))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Untimed: the first start of a new profile also creates its files
     // (inbox, state), which would count against whichever tree went first.
