@@ -121,8 +121,8 @@ pub struct Claims {
 
 impl Claims {
     /// The ports the profiles claim. A profile the index knows costs no
-    /// system call; while `profiles/` is as the index last saw
-    /// it, it is not even listed.
+    /// system call; while `profiles/` is as the index last saw it, it is
+    /// not even listed.
     pub fn read(home: &HermesHome, _held: &ProfilesLock) -> Result<Claims, FsError> {
         let path = home.port_index();
         let text = read_index(&path);
@@ -130,23 +130,24 @@ impl Claims {
         // Before the listing: a change during it makes the next create list again.
         let dir = DirState::of(&profiles)?;
         let whole = split(&text);
-        if let Some((recorded, lines)) = whole {
-            if recorded.is_some() && recorded == dir {
-                if let Some(taken) = tidy(lines) {
-                    return Ok(Claims {
-                        lines: lines.to_string(),
-                        taken,
-                        dir,
-                        unsaved: false,
-                        path,
-                    });
-                }
-            }
-        }
+        let tidy_ports = whole.and_then(|(_, lines)| tidy(lines));
         // Lines edited by hand (out of order, a name twice) are still used,
         // and written back as a create writes them.
-        let untidy = whole.is_some_and(|(_, lines)| tidy(lines).is_none());
-        let (recorded, known) = parse(&text).unwrap_or_default();
+        let untidy = whole.is_some() && tidy_ports.is_none();
+        if let (Some((recorded, lines)), Some(taken)) = (whole, tidy_ports) {
+            if recorded.is_some() && recorded == dir {
+                return Ok(Claims {
+                    lines: lines.to_string(),
+                    taken,
+                    dir,
+                    unsaved: false,
+                    path,
+                });
+            }
+        }
+        let (recorded, known) = whole
+            .and_then(|(recorded, lines)| Some((recorded, known(lines)?)))
+            .unwrap_or_default();
         let mut scan = Scan::new(known);
         let default = ProfileName::default_profile();
         let root = fsutil::open(home.root())?;
@@ -165,15 +166,14 @@ impl Claims {
             Err(e) => return Err(e),
         }
         let unsaved = scan.came_or_went() || recorded != dir || untidy;
-        let mut claims = Claims {
-            lines: String::new(),
-            taken: PortSet::new(),
+        let (lines, taken) = rendered(&scan.into_index());
+        Ok(Claims {
+            lines,
+            taken,
             dir,
             unsaved,
             path,
-        };
-        claims.set_index(&scan.into_index());
-        Ok(claims)
+        })
     }
 
     /// The profile that claims `port`, if one does.
@@ -225,22 +225,23 @@ impl Claims {
             .map(|(name, port)| (name.to_string(), port))
             .collect()
     }
+}
 
-    /// Replace the index with `index`, sorted by name.
-    fn set_index(&mut self, index: &[(String, Option<u16>)]) {
-        use std::fmt::Write;
-        self.lines.clear();
-        self.taken = PortSet::new();
-        for (name, port) in index {
-            let _ = match port {
-                Some(port) => {
-                    self.taken.insert(*port);
-                    writeln!(self.lines, "{name} {port}")
-                }
-                None => writeln!(self.lines, "{name} -"),
-            };
-        }
+/// The lines of `index` (sorted by name) and the ports they give.
+fn rendered(index: &[(String, Option<u16>)]) -> (String, PortSet) {
+    use std::fmt::Write;
+    let mut lines = String::new();
+    let mut taken = PortSet::new();
+    for (name, port) in index {
+        let _ = match port {
+            Some(port) => {
+                taken.insert(*port);
+                writeln!(lines, "{name} {port}")
+            }
+            None => writeln!(lines, "{name} -"),
+        };
     }
+    (lines, taken)
 }
 
 /// A set of ports, one bit each: what a create asks of the claims.
@@ -302,7 +303,11 @@ fn relearn(home: &HermesHome, profile: &ProfileName, port: u16) -> Result<(), Po
         Some(claims) => claims.index(),
         None => {
             let text = read_index(&home.port_index());
-            owned(&parse(&text).unwrap_or_default().1)
+            owned(
+                &split(&text)
+                    .and_then(|(_, lines)| known(lines))
+                    .unwrap_or_default(),
+            )
         }
     };
     let mut changed = false;
@@ -336,7 +341,7 @@ fn relearn(home: &HermesHome, profile: &ProfileName, port: u16) -> Result<(), Po
     }
     if let Some(claims) = claims.as_mut() {
         if changed {
-            claims.set_index(&index);
+            (claims.lines, claims.taken) = rendered(&index);
             claims.unsaved = true;
         }
         let _ = claims.save();
@@ -520,12 +525,19 @@ fn lines_of(lines: &str) -> impl Iterator<Item = &str> {
 /// `None` when malformed.
 fn entry(line: &str) -> Option<(&str, Option<u16>)> {
     let line = line.strip_suffix('\n').unwrap_or(line);
-    let space = line.bytes().position(|b| b == b' ')?;
-    let port = match &line[space + 1..] {
+    let name = name_of(line);
+    let port = match line.get(name.len() + 1..)? {
         "-" => None,
         p => Some(p.parse().ok()?),
     };
-    Some((&line[..space], port))
+    Some((name, port))
+}
+
+/// An index line's name: up to its first space (the whole line if none).
+fn name_of(line: &str) -> &str {
+    line.bytes()
+        .position(|b| b == b' ')
+        .map_or(line, |i| &line[..i])
 }
 
 /// The ports an index's lines give, when the lines are as a create writes
@@ -551,11 +563,7 @@ fn tidy(lines: &str) -> Option<PortSet> {
 fn line_of(lines: &str, name: &str) -> std::ops::Range<usize> {
     let mut at = 0;
     for line in lines_of(lines) {
-        let this = line
-            .bytes()
-            .position(|b| b == b' ')
-            .map_or(line, |i| &line[..i]);
-        match this.cmp(name) {
+        match name_of(line).cmp(name) {
             std::cmp::Ordering::Less => at += line.len(),
             std::cmp::Ordering::Equal => return at..at + line.len(),
             std::cmp::Ordering::Greater => break,
@@ -564,15 +572,13 @@ fn line_of(lines: &str, name: &str) -> std::ops::Range<usize> {
     at..at
 }
 
-/// The state of `profiles/` the index lists, and the index sorted by name;
-/// `None` when the text is not a whole one. Lines out of order or a name
-/// twice (edited by hand) are taken as meant.
-fn parse(text: &str) -> Option<(Option<DirState>, Known<'_>)> {
-    let (dir, lines) = split(text)?;
+/// An index's lines sorted by name; `None` when one is malformed. Lines
+/// out of order or a name twice (edited by hand) are taken as meant.
+fn known(lines: &str) -> Option<Known<'_>> {
     let mut index = lines_of(lines).map(entry).collect::<Option<Known<'_>>>()?;
     index.sort_by(|a, b| a.0.cmp(b.0));
     index.dedup_by(|a, b| a.0 == b.0);
-    Some((dir, index))
+    Some(index)
 }
 
 /// `Some(None)` for `-` (no state recorded); `None` when malformed.
