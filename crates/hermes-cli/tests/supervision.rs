@@ -2,7 +2,6 @@ use std::ffi::OsStr;
 use std::os::unix::fs::symlink;
 use std::time::{Duration, Instant};
 
-use hermes_s6::Scandir;
 use hermes_testkit::{alive, free_port, http, procs, Env};
 
 const UP: Duration = Duration::from_secs(10);
@@ -327,7 +326,6 @@ fn delete_while_running_stops_and_unregisters_first() {
     let pid = pid_of(&env, "gone").unwrap();
     env.ok(&["profile", "delete", "gone", "--yes"]);
     assert!(!env.scandir().join("gateway-gone").exists());
-    assert!(!env.layout().slot_dir("gateway-gone").exists());
     assert!(!env.profile_dir("gone").exists());
     env.wait_for("the gateway process to exit", UP, || !alive(pid));
     let all = env.ok(&["gateway", "status", "--all", "--json"]);
@@ -417,7 +415,7 @@ fn a_tree_restart_gives_kept_slots_this_hermess_scripts() {
     let mut env = Env::new();
     env.supervise();
     env.create(&["kept", "--no-alias"]);
-    let slot = env.layout().slot_dir("gateway-kept");
+    let slot = env.slot("kept");
     let read = |rel: &str| std::fs::read_to_string(slot.join(rel)).unwrap();
     let current = ["run", "finish", "log/run"].map(read);
     env.stop_supervisor(UP);
@@ -510,20 +508,56 @@ fn uninstall_on_s6_records_stopped_then_unregisters() {
     assert!(env.profile_dir("u").exists());
 }
 
+/// A tree an earlier hermes kept had each slot's directory in `.slots/`,
+/// published by a symlink. The next `hermes supervise` puts each directory
+/// where its link was, removes what an interrupted run of that hermes left,
+/// and the slot works as one this hermes made.
+#[test]
+fn a_tree_of_the_linked_layout_is_adopted() {
+    let mut env = Env::new();
+    env.supervise();
+    env.create(&["kept", "--no-alias"]);
+    env.stop_supervisor(UP);
+    let scan = env.scandir();
+    let legacy = scan.join(".slots");
+    std::fs::create_dir(&legacy).unwrap();
+    std::fs::rename(env.slot("kept"), legacy.join("gateway-kept")).unwrap();
+    symlink(".slots/gateway-kept", env.slot("kept")).unwrap();
+    // Left by interrupted runs: a directory no link published, a staging link.
+    std::fs::create_dir_all(legacy.join("gateway-orphan/log")).unwrap();
+    symlink(".slots/gateway-orphan", scan.join(".gateway-orphan.link.7")).unwrap();
+
+    env.supervise();
+    let kept = std::fs::symlink_metadata(env.slot("kept")).unwrap();
+    assert!(kept.is_dir(), "{}", env.dump());
+    assert!(
+        std::fs::symlink_metadata(&legacy).is_err(),
+        "{}",
+        env.dump()
+    );
+    assert!(std::fs::symlink_metadata(scan.join(".gateway-orphan.link.7")).is_err());
+    assert!(std::fs::symlink_metadata(scan.join("gateway-orphan")).is_err());
+    env.ok(&["-p", "kept", "gateway", "start"]);
+    assert!(healthy(&env, "kept"), "{}", env.dump());
+    env.ok(&["profile", "delete", "kept", "--yes"]);
+    assert!(std::fs::symlink_metadata(env.slot("kept")).is_err());
+}
+
 #[test]
 fn half_written_slot_is_never_supervised() {
     let mut env = Env::new();
     let witness = env.dir.path().join("ran");
-    let staging = env.layout().slot_dir(".gateway-x.tmp.999");
-    std::fs::create_dir_all(&staging).unwrap();
+    let layout = env.layout();
+    let staging = layout.staging("gateway-x", 999);
+    let retired = layout.retired("gateway-y", 998);
     let run = format!("#!/bin/sh\ntouch '{}'\nexec sleep 100\n", witness.display());
-    std::fs::write(staging.join("run"), &run).unwrap();
-    let stray_link = env.scandir().join(".gateway-x.link.999");
-    symlink(Scandir::link_target(".gateway-x.tmp.999"), &stray_link).unwrap();
+    for dir in [&staging, &retired] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("run"), &run).unwrap();
+    }
     env.supervise();
-    // The supervisor's start removes interrupted staging; a rescan picks up nothing.
-    assert!(!staging.exists(), "{}", env.dump());
-    assert!(std::fs::symlink_metadata(&stray_link).is_err());
+    // The supervisor's start removes interrupted staging and retired slots; a rescan picks up nothing.
+    assert!(!staging.exists() && !retired.exists(), "{}", env.dump());
     env.create(&["real", "--no-alias"]);
     assert!(!witness.exists(), "a staging directory was run");
     let all = env.ok(&["gateway", "status", "--all", "--json"]);

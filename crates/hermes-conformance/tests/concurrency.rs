@@ -44,11 +44,7 @@ fn describe(results: &[(Vec<String>, Output)]) -> String {
 fn slots_and_leftovers(env: &Env) -> (Vec<String>, Vec<String>) {
     let mut slots = Vec::new();
     let mut leftovers = Vec::new();
-    for dir in [
-        env.scandir(),
-        env.layout().slots(),
-        env.home().join("profiles"),
-    ] {
+    for dir in [env.scandir(), env.home().join("profiles")] {
         for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with("gateway-") && dir == env.scandir() {
@@ -57,7 +53,7 @@ fn slots_and_leftovers(env: &Env) -> (Vec<String>, Vec<String>) {
             if name.contains(".tmp")
                 || name.contains(".creating")
                 || name.contains(".deleting")
-                || name.contains(".link.")
+                || name.contains(".gone.")
             {
                 leftovers.push(format!("{}/{name}", dir.display()));
             }
@@ -281,10 +277,10 @@ fn create_racing_delete_leaves_profile_and_slot_together_or_neither() {
         }
         let exists = env.profile_dir(&name).exists();
         let slot = fs::symlink_metadata(env.slot(&name)).is_ok();
-        let slot_dir = env.layout().slot_dir(&format!("gateway-{name}")).exists();
+        let slot_dir = env.slot(&name).join("run").exists();
         assert!(
             exists == slot && slot == slot_dir,
-            "round {round}: profile exists={exists}, slot link={slot}, slot dir={slot_dir}\n{}\n{}\n{}",
+            "round {round}: profile exists={exists}, slot={slot}, slot complete={slot_dir}\n{}\n{}\n{}",
             render_output("profile create", &created),
             render_output("profile delete", &deleted),
             env.dump()

@@ -117,7 +117,7 @@ fn another_user_cannot_control_slots_or_plant_a_service() {
         assert!(text.starts_with("hermes: "), "unclear refusal: {text}");
     }
     assert!(http::healthy(port), "the gateway went down\n{}", env.dump());
-    for dir in [env.scandir(), env.layout().slots(), env.profile_dir("p")] {
+    for dir in [env.scandir(), env.slot("p"), env.profile_dir("p")] {
         let target = dir.join("planted");
         let out = as_nobody(
             "sh",

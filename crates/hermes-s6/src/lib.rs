@@ -1,7 +1,8 @@
-//! The s6 backend of hermes. Slots are service directories kept in
-//! `<scandir>/.slots/` (s6-svscan ignores dot names) and published into the
-//! scandir as symlinks, so removing one never yanks a directory from under a
-//! live `s6-supervise`. Every write is staged under a dot name and renamed.
+//! The s6 backend of hermes. Slots are service directories in the scandir,
+//! built under a dot name (s6-svscan ignores dot names) and renamed into
+//! place; one is removed by renaming it back out under a dot name and
+//! deleting it once no `s6-supervise` runs in it, so a directory is never
+//! yanked from under a live supervisor.
 //!
 //! Lifecycle goes through s6 only (`s6-svc`'s commands, written to each
 //! slot's control FIFO, and its `supervise/status`); supervised processes
@@ -101,17 +102,13 @@ impl S6Manager {
         &self.cfg.scandir
     }
 
-    /// The published name of a profile's slot (a symlink into `.slots/`).
-    pub fn slot_link(&self, profile: &ProfileName) -> PathBuf {
-        self.layout().link(&profile.service_name())
+    /// The service directory of a profile's slot.
+    pub fn slot_dir(&self, profile: &ProfileName) -> PathBuf {
+        self.layout().slot(&profile.service_name())
     }
 
     pub(crate) fn layout(&self) -> Scandir {
         Scandir::new(&self.cfg.scandir)
-    }
-
-    pub(crate) fn slot_dir(&self, profile: &ProfileName) -> PathBuf {
-        self.layout().slot_dir(&profile.service_name())
     }
 
     pub fn spec(&self, profile: &ProfileName) -> GatewaySpec {
@@ -147,14 +144,14 @@ impl S6Manager {
         Ok(())
     }
 
-    /// The profile's slot link, or why there is none to act on.
+    /// The profile's slot directory, or why there is none to act on.
     pub(crate) fn registered_slot(&self, profile: &ProfileName) -> Result<PathBuf, ServiceError> {
         if !self.is_registered(profile) {
             return Err(ServiceError::NotRegistered {
                 profile: profile.clone(),
             });
         }
-        Ok(self.slot_link(profile))
+        Ok(self.slot_dir(profile))
     }
 
     /// Write s6's one-byte commands to a control FIFO, as `s6-svc`
@@ -183,16 +180,16 @@ impl S6Manager {
 
     /// Send `s6-svc`'s one-byte commands straight to the slot's control
     /// FIFO, without a process per slot.
-    pub(crate) fn svc(&self, link: &Path, commands: &[u8]) -> Result<(), ServiceError> {
-        self.write_control(&link.join("supervise/control"), commands)
+    pub(crate) fn svc(&self, slot: &Path, commands: &[u8]) -> Result<(), ServiceError> {
+        self.write_control(&slot.join("supervise/control"), commands)
     }
 
     pub(crate) fn status_of(
         &self,
         profile: &ProfileName,
-        link: &Path,
+        slot: &Path,
     ) -> Result<SlotStatus, ServiceError> {
-        let stat = svstat::read(link)?;
+        let stat = svstat::read(slot)?;
         Ok(svstat::to_status(
             profile,
             &profile.service_name(),
@@ -260,7 +257,7 @@ impl ServiceManager for S6Manager {
                 profile: profile.clone(),
             });
         }
-        self.status_of(profile, &self.slot_link(profile))
+        self.status_of(profile, &self.slot_dir(profile))
     }
 
     /// Each slot's `supervise/status`, read here: microseconds a slot.
@@ -305,7 +302,7 @@ impl ServiceManager for S6Manager {
         let now = SystemTime::now();
         let mut all = true;
         for p in profiles {
-            match svstat::read_direct(&self.slot_link(p), now) {
+            match svstat::read_direct(&self.slot_dir(p), now) {
                 svstat::Direct::Read(Some(s)) if s.ready_now() => {}
                 svstat::Direct::Read(_) => return None,
                 svstat::Direct::Unknown => all = false,
@@ -316,7 +313,7 @@ impl ServiceManager for S6Manager {
         }
         let mut args: Vec<std::ffi::OsString> =
             vec!["-U".into(), "-a".into(), "-t".into(), QUICK_WAIT_MS.into()];
-        args.extend(profiles.iter().map(|p| self.slot_link(p).into_os_string()));
+        args.extend(profiles.iter().map(|p| self.slot_dir(p).into_os_string()));
         match cmd::run("s6-svwait", &args) {
             Ok(ran) if ran.code() == Some(0) => Some(true),
             _ => None,

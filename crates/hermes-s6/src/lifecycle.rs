@@ -23,7 +23,7 @@ use crate::{finish, S6Manager, POLL};
 
 /// A slot s6 was asked to act on, while its answer is awaited.
 struct Asked {
-    link: PathBuf,
+    slot: PathBuf,
     /// What a start or restart is judged against; `None` for a stop.
     before: Option<Baseline>,
     /// A stop's slot whose `finish` it moved aside (`finish_aside`).
@@ -196,8 +196,8 @@ impl Verdict {
 }
 
 impl S6Manager {
-    pub(crate) fn set_down_marker(&self, link: &Path, down: bool) -> Result<(), ServiceError> {
-        let marker = link.join("down");
+    pub(crate) fn set_down_marker(&self, slot: &Path, down: bool) -> Result<(), ServiceError> {
+        let marker = slot.join("down");
         if down {
             // s6-supervise only checks that it exists, within this boot; a
             // boot reconciles from the durable desired_state. So no fsync:
@@ -226,12 +226,12 @@ impl S6Manager {
         if !supervisor_checked {
             self.check_supervisor()?;
         }
-        let link = self.registered_slot(profile)?;
+        let slot = self.registered_slot(profile)?;
         if action == Action::Stop {
             // Before the wait for the slot's s6-supervise: one s6-svscan
             // starts in place of a killed one then finds it and starts no
             // gateway beside the one the killed one left running.
-            self.set_down_marker(&link, true)?;
+            self.set_down_marker(&slot, true)?;
         }
         // A slot published a moment ago by another process, or whose
         // s6-supervise was killed, may not be supervised yet.
@@ -243,13 +243,13 @@ impl S6Manager {
                 // exit and lost for 7% of a 1000-slot batch on 2 busy CPUs.
                 // A script that cannot be moved stays: s6 runs it. A slot
                 // with no process has nothing to finish, and keeps it.
-                let has_process = StatusFile::read(&link).is_none_or(|s| s.pid != 0);
+                let has_process = StatusFile::read(&slot).is_none_or(|s| s.pid != 0);
                 if has_process {
-                    aside = finish_aside::defer(link.as_path()).ok().flatten();
+                    aside = finish_aside::defer(slot.as_path()).ok().flatten();
                 }
-                if let Err(e) = self.svc(&link, b"d") {
+                if let Err(e) = self.svc(&slot, b"d") {
                     if aside.is_some() {
-                        let _ = finish_aside::restore(link.as_path());
+                        let _ = finish_aside::restore(slot.as_path());
                     }
                     return Err(e);
                 }
@@ -258,8 +258,8 @@ impl S6Manager {
             Action::Start | Action::Restart => {
                 // A script a stop left aside (killed half-way, or overtaken
                 // by a start); a gateway already up gets it back too.
-                finish_aside::restore(link.as_path())?;
-                let current = self.status_of(profile, &link)?;
+                finish_aside::restore(slot.as_path())?;
+                let current = self.status_of(profile, &slot)?;
                 if action == Action::Start && current.service.up && current.service.ready {
                     return Ok(Err(current));
                 }
@@ -268,13 +268,13 @@ impl S6Manager {
                     .pid
                     .filter(|_| action == Action::Restart && current.service.up);
                 let before = Baseline::now(&self.recorded(profile)?, replaced);
-                self.set_down_marker(&link, false)?;
-                self.svc(&link, if replaced.is_some() { b"ut" } else { b"u" })?;
+                self.set_down_marker(&slot, false)?;
+                self.svc(&slot, if replaced.is_some() { b"ut" } else { b"u" })?;
                 Some(before)
             }
         };
         Ok(Ok(Asked {
-            link,
+            slot,
             before,
             aside,
             seen_want_up: false,
@@ -292,7 +292,7 @@ impl S6Manager {
         expired: bool,
         timeout: Duration,
     ) -> Option<Result<SlotStatus, ServiceError>> {
-        let stat = svstat::read(&asked.link);
+        let stat = svstat::read(&asked.slot);
         let Some(before) = &asked.before else {
             return self.look_at_stop(profile, asked, stat, expired, timeout);
         };
@@ -408,14 +408,14 @@ impl S6Manager {
                     // rather than when this stop gives up waiting.
                     let taken_back = stat.is_some_and(|s| s.normally_up);
                     if taken_back && asked.aside.take().is_some() {
-                        let _ = finish_aside::restore(asked.link.as_path());
+                        let _ = finish_aside::restore(asked.slot.as_path());
                     }
                     return None;
                 }
             }
         };
         if let Some(aside) = asked.aside {
-            let now = StatusFile::read(&asked.link);
+            let now = StatusFile::read(&asked.slot);
             // s6 2.11 forks for `finish` and writes "finishing" before its
             // child tries the script: back before that, the script runs.
             // s6 2.13 writes the status once the spawn has failed.
@@ -423,7 +423,7 @@ impl S6Manager {
                 return None;
             }
             asked.aside = None;
-            if let Err(e) = self.finish_stop(profile, &asked.link, aside, now) {
+            if let Err(e) = self.finish_stop(profile, &asked.slot, aside, now) {
                 settled = Err(e);
             }
         }
@@ -460,7 +460,7 @@ impl S6Manager {
         };
         // A start took the slot back since the status was read: the holder
         // is the slot's own new gateway.
-        if svstat::read(&asked.link)?.is_some_and(|s| s.up || s.normally_up) {
+        if svstat::read(&asked.slot)?.is_some_and(|s| s.up || s.normally_up) {
             return Ok(false);
         }
         let signal = match asked.stray {
@@ -490,12 +490,12 @@ impl S6Manager {
     fn finish_stop(
         &self,
         profile: &ProfileName,
-        link: &Path,
+        slot: &Path,
         aside: Aside,
         now: Option<StatusFile>,
     ) -> Result<(), ServiceError> {
         let death = now.and_then(|now| aside.unclean_death(&now));
-        let _ = finish_aside::restore(link);
+        let _ = finish_aside::restore(slot);
         if let Some((code, signal)) = death {
             finish::record(&self.cfg.home, profile, code, signal)?;
         }
@@ -505,12 +505,12 @@ impl S6Manager {
     pub(crate) fn wait_down(
         &self,
         profile: &ProfileName,
-        link: &Path,
+        slot: &Path,
         timeout: Duration,
     ) -> Result<SlotStatus, ServiceError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let status = self.status_of(profile, link)?;
+            let status = self.status_of(profile, slot)?;
             if !status.service.up {
                 return Ok(status);
             }

@@ -10,7 +10,7 @@ use hermes_core::profile;
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError};
 use hermes_core::ProfileName;
 
-use crate::{is_supervised, slot, svscan, wait_until, S6Manager, Scandir, POLL, TIMEOUT_KILL_MS};
+use crate::{is_supervised, slot, svscan, wait_until, S6Manager, POLL, TIMEOUT_KILL_MS};
 
 const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
 /// How long a newly published slot may take to get its s6-supervise.
@@ -54,7 +54,7 @@ pub struct Refreshed {
 
 impl S6Manager {
     pub fn is_registered(&self, profile: &ProfileName) -> bool {
-        fsutil::symlink_metadata(&self.slot_link(profile)).is_ok()
+        fsutil::symlink_metadata(&self.slot_dir(profile)).is_ok()
     }
 
     /// Wait until an `s6-supervise` runs on the profile's slot and has written
@@ -80,21 +80,17 @@ impl S6Manager {
         self.write_control(&self.layout().control(), commands)
     }
 
-    /// How many gateway slots exist, exactly once it matters: while
-    /// `.slots/` holds fewer subdirectories than `limit`, its link count
+    /// How many gateway slots exist, exactly once it matters: while the
+    /// scandir holds fewer subdirectories than `limit`, its link count
     /// (2 + subdirectories) is an upper bound, read with one `stat` instead
-    /// of listing the scandir (at 1000 slots the listing was a tenth of a
-    /// create's CPU). Every published link has its directory there (made
-    /// before the link, removed after it). A file system whose directories
-    /// do not count their subdirectories (btrfs, a merged overlay directory:
+    /// of listing it (at 1000 slots the listing was a tenth of a create's
+    /// CPU): every slot is a subdirectory, beside a few that are not slots
+    /// (`.s6-svscan`, the static slots). A file system whose directories do
+    /// not count their subdirectories (btrfs, a merged overlay directory:
     /// link count 1) is listed.
     fn slot_count(&self, limit: usize) -> Result<usize, ServiceError> {
         use std::os::unix::fs::MetadataExt;
-        let links = match fsutil::metadata(&self.layout().slots()) {
-            Ok(meta) => meta.nlink(),
-            Err(e) if e.is_not_found() => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
+        let links = fsutil::metadata(&self.cfg.scandir)?.nlink();
         match usize::try_from(links).ok().and_then(|n| n.checked_sub(2)) {
             Some(dirs) if dirs < limit => Ok(dirs),
             _ => self.listed_slot_count(),
@@ -107,7 +103,7 @@ impl S6Manager {
         Ok(self.list()?.len())
     }
 
-    /// Build a slot under a dot name and publish its link; no scan yet.
+    /// Build a slot under a dot name and rename it into place; no scan yet.
     /// `None` when the profile already has a slot. `count` slots exist and
     /// at most `limit` are allowed.
     fn publish(
@@ -134,15 +130,10 @@ impl S6Manager {
         }
         // Never follow a symlink planted in the log path out of HERMES_HOME.
         fsutil::ensure_dir_under(&spec.home, &spec.log_dir, 0o700)?;
-        let slots = self.layout().slots();
-        fsutil::ensure_dir(&slots, 0o755)?;
         let name = profile.service_name();
-        let pid = std::process::id();
-        let staging = slots.join(format!(".{name}.tmp.{pid}"));
-        let real = self.slot_dir(profile);
+        let staging = self.layout().staging(&name, std::process::id());
+        let dir = self.slot_dir(profile);
         slot::remove_tree(&staging)?;
-        // A directory without a published link is a leftover of an interrupted run.
-        slot::remove_tree(&real)?;
         let mut files = slot::render(&slot::supervised(spec), start_now, self.cfg.echo_to_stdout);
         files.files.push((
             PathBuf::from("timeout-kill"),
@@ -152,19 +143,18 @@ impl S6Manager {
         slot::write_dir(&staging, &files, shared).inspect_err(|_| {
             let _ = slot::remove_tree(&staging);
         })?;
-        fsutil::rename(&staging, &real)?;
-        let link = self.slot_link(profile);
-        let link_tmp = self.cfg.scandir.join(format!(".{name}.link.{pid}"));
-        let _ = fsutil::remove_file(&link_tmp);
-        let publish = std::os::unix::fs::symlink(Scandir::link_target(&name), &link_tmp)
-            .map_err(|e| FsError::new("publish", &link, e))
-            .and_then(|()| fsutil::rename(&link_tmp, &link));
-        if let Err(e) = publish {
-            let _ = fsutil::remove_file(&link_tmp);
-            let _ = slot::remove_tree(&real);
-            return Err(e.into());
+        if let Err(e) = fsutil::rename(&staging, &dir) {
+            let _ = slot::remove_tree(&staging);
+            // A concurrent registration of the same profile renamed its own
+            // into place first (rename(2) replaces no directory that has
+            // files): that one stands.
+            return if self.is_registered(profile) {
+                Ok(None)
+            } else {
+                Err(e.into())
+            };
         }
-        Ok(Some(real))
+        Ok(Some(dir))
     }
 
     /// Register many slots, announced by a scan after the first
@@ -251,7 +241,6 @@ impl S6Manager {
             return self.wait_supervised(&spec.profile);
         };
         if let Err(e) = self.svscanctl(b"a") {
-            let _ = fsutil::remove_file(&self.slot_link(&spec.profile));
             let _ = slot::remove_tree(&real);
             return Err(e);
         }
@@ -281,26 +270,30 @@ impl S6Manager {
         Ok(refreshed)
     }
 
-    /// Stop the slot, unpublish it, and wait for its supervisors to exit
-    /// before removing its files.
+    /// Stop the slot, move it out of s6-svscan's sight, and wait for its
+    /// supervisors to exit before removing its files (a directory deleted
+    /// under a live s6-supervise floods its log with "unable to write
+    /// status file").
     pub(crate) fn unregister_slot(&self, profile: &ProfileName) -> Result<(), ServiceError> {
-        let link = self.slot_link(profile);
-        let real = self.slot_dir(profile);
-        if !self.is_registered(profile) || !is_supervised(&real) {
+        let dir = self.slot_dir(profile);
+        if !self.is_registered(profile) || !is_supervised(&dir) {
             // Nothing supervises it: there is no process to stop, only files to remove.
-            let _ = fsutil::remove_file(&link);
-            slot::remove_tree(&real)?;
+            slot::remove_tree(&dir)?;
             return Ok(());
         }
         self.check_supervisor()?;
-        self.set_down_marker(&link, true)?;
-        self.svc(&link, b"d")?;
-        self.wait_down(profile, &link, UNREGISTER_WAIT)?;
-        fsutil::remove_file(&link)?;
+        self.set_down_marker(&dir, true)?;
+        self.svc(&dir, b"d")?;
+        self.wait_down(profile, &dir, UNREGISTER_WAIT)?;
+        let retired = self
+            .layout()
+            .retired(&profile.service_name(), std::process::id());
+        slot::remove_tree(&retired)?;
+        fsutil::rename(&dir, &retired)?;
         self.svscanctl(b"an")?;
         let deadline = Instant::now() + UNREGISTER_WAIT;
         let gone = wait_until(deadline, || {
-            !is_supervised(&real) && !is_supervised(&real.join("log"))
+            !is_supervised(&retired) && !is_supervised(&retired.join("log"))
         });
         if !gone {
             return Err(ServiceError::Timeout {
@@ -309,7 +302,7 @@ impl S6Manager {
                 waited: UNREGISTER_WAIT,
             });
         }
-        slot::remove_tree(&real)?;
+        slot::remove_tree(&retired)?;
         Ok(())
     }
 }
@@ -334,17 +327,15 @@ mod tests {
     fn the_slot_count_is_exact_once_it_reaches_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let m = manager(dir.path());
-        assert_eq!(m.slot_count(3).unwrap(), 0, "no .slots/ yet");
+        assert_eq!(m.slot_count(3).unwrap(), 0, "an empty scandir");
         let layout = m.layout();
-        fs::create_dir(layout.slots()).unwrap();
         for name in ["gateway-a", "gateway-b", "gateway-c"] {
-            fs::create_dir(layout.slot_dir(name)).unwrap();
-            std::os::unix::fs::symlink(Scandir::link_target(name), layout.link(name)).unwrap();
+            fs::create_dir(layout.slot(name)).unwrap();
         }
-        // Two directories no link publishes: a static slot and a staging leftover.
-        fs::create_dir(layout.slot_dir("dashboard")).unwrap();
-        fs::create_dir(layout.slot_dir(".gateway-d.tmp.1")).unwrap();
-        let dirs = fs::metadata(layout.slots()).unwrap().nlink() - 2;
+        // Two directories that are not gateway slots: a static slot and a staging leftover.
+        fs::create_dir(layout.slot("dashboard")).unwrap();
+        fs::create_dir(layout.staging("gateway-d", 1)).unwrap();
+        let dirs = fs::metadata(dir.path()).unwrap().nlink() - 2;
         if dirs == 5 {
             // Far from the limit: the directories, an upper bound, from one stat.
             assert_eq!(m.slot_count(100).unwrap(), 5);

@@ -1,14 +1,16 @@
 //! The scandir's layout, named in one place (as `HermesHome` is for the
-//! home): slot directories live in `.slots/` (s6-svscan ignores dot names)
-//! and are published as symlinks; `.s6-svscan/control` is the FIFO the
-//! supervisor reads.
+//! home): each slot is a service directory in the scandir itself, built
+//! under a dot name (s6-svscan ignores those) and renamed into place, and
+//! renamed back out under a dot name to be retired; `.s6-svscan/control`
+//! is the FIFO the supervisor reads.
 
 use std::path::{Path, PathBuf};
 
-/// Where slot directories live, relative to the scandir.
-pub const SLOTS_DIR: &str = ".slots";
 /// The supervisor's control FIFO, relative to the scandir.
 pub const CONTROL: &str = ".s6-svscan/control";
+/// The markers of the dot names a slot takes while it is built or retired.
+const STAGING: &str = ".tmp.";
+const RETIRED: &str = ".gone.";
 
 /// One scandir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,25 +27,28 @@ impl Scandir {
         &self.root
     }
 
-    /// `.slots/`, where the real service directories are.
-    pub fn slots(&self) -> PathBuf {
-        self.root.join(SLOTS_DIR)
-    }
-
-    /// The real directory of slot `name`.
-    pub fn slot_dir(&self, name: &str) -> PathBuf {
-        self.slots().join(name)
-    }
-
-    /// The published name of slot `name` (a symlink into `.slots/`).
-    pub fn link(&self, name: &str) -> PathBuf {
+    /// The service directory of slot `name`, where s6-svscan finds it.
+    pub fn slot(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
-    /// What the published link of slot `name` points to (relative, so the
-    /// scandir can be moved or bind-mounted).
-    pub fn link_target(name: &str) -> PathBuf {
-        Path::new(SLOTS_DIR).join(name)
+    /// Where process `pid` builds slot `name` before renaming it into place.
+    pub fn staging(&self, name: &str, pid: u32) -> PathBuf {
+        self.root.join(format!(".{name}{STAGING}{pid}"))
+    }
+
+    /// Where process `pid` moves slot `name` out of s6-svscan's sight, to
+    /// delete it once no supervisor runs in it.
+    pub fn retired(&self, name: &str, pid: u32) -> PathBuf {
+        self.root.join(format!(".{name}{RETIRED}{pid}"))
+    }
+
+    /// Whether an entry of the scandir is a slot a registration or an
+    /// unregistration left half way ([`Self::staging`], [`Self::retired`]).
+    pub fn is_leftover(entry: &str) -> bool {
+        entry.strip_prefix('.').is_some_and(|rest| {
+            rest.starts_with("gateway-") && (rest.contains(STAGING) || rest.contains(RETIRED))
+        })
     }
 
     /// The supervisor's control FIFO.
@@ -70,18 +75,34 @@ mod tests {
     #[test]
     fn names_its_parts() {
         let s = Scandir::new("/run/service");
-        assert_eq!(s.slots(), Path::new("/run/service/.slots"));
+        assert_eq!(s.slot("dashboard"), Path::new("/run/service/dashboard"));
         assert_eq!(
-            s.slot_dir("dashboard"),
-            Path::new("/run/service/.slots/dashboard")
+            s.staging("gateway-a", 12),
+            Path::new("/run/service/.gateway-a.tmp.12")
         );
-        assert_eq!(s.link("dashboard"), Path::new("/run/service/dashboard"));
         assert_eq!(
-            Scandir::link_target("dashboard"),
-            Path::new(".slots/dashboard")
+            s.retired("gateway-a", 12),
+            Path::new("/run/service/.gateway-a.gone.12")
         );
         assert_eq!(s.control(), Path::new("/run/service/.s6-svscan/control"));
         let dir = tempfile::tempdir().unwrap();
         assert!(!Scandir::new(dir.path()).has_supervisor());
+    }
+
+    #[test]
+    fn only_a_gateway_slot_half_built_or_half_retired_is_a_leftover() {
+        for name in [".gateway-a.tmp.12", ".gateway-a.gone.7"] {
+            assert!(Scandir::is_leftover(name), "{name}");
+        }
+        for name in [
+            "gateway-a",
+            "gateway-a.tmp.12",
+            ".s6-svscan",
+            ".hermes-shared",
+            ".dashboard.tmp.1",
+            ".gateway-a",
+        ] {
+            assert!(!Scandir::is_leftover(name), "{name}");
+        }
     }
 }

@@ -4,7 +4,6 @@
 //! fresh scandir through a directory handle (a link planted at any
 //! component is refused).
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use hermes_core::dirfd::Dir;
@@ -27,7 +26,7 @@ pub const INGRESS: &str = "ingress";
 /// A static slot as s6 sees it; `None` when it is not in the scandir.
 /// `s6-svstat` failing means no supervisor answers for the slot.
 pub fn status(scandir: &Scandir, name: &str) -> Option<ServiceStatus> {
-    let dir = scandir.link(name);
+    let dir = scandir.slot(name);
     fsutil::symlink_metadata(&dir).ok()?;
     let stat = crate::svstat::read(&dir).ok().flatten();
     Some(crate::svstat::to_service(name, stat.as_ref()))
@@ -39,7 +38,7 @@ pub const TIMEOUT_KILL_MS: u32 = 3000;
 /// One static slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticSlot {
-    /// Its name in the scandir (also its published link).
+    /// Its name in the scandir (its service directory).
     pub name: &'static str,
     /// What its run script execs: hermes and its arguments. Its logger
     /// runs through the same hermes (`slot::logger_exec`).
@@ -95,13 +94,13 @@ pub fn render(slot: &StaticSlot) -> SlotFiles {
     SlotFiles { files }
 }
 
-/// Write every slot under `.slots/` of the scandir open as `dir`, which
-/// was just emptied and has no supervisor yet, and publish its link. Files
+/// Write every slot into the scandir open as `dir`, which was just emptied
+/// and has no supervisor yet (so nothing sees a slot half written). Files
 /// are created, not replaced, and not synced: the scandir is rebuilt at
 /// every boot, and on a fuse-overlayfs `/run` each sync costs milliseconds.
 pub fn install(dir: &Dir, slots: &[StaticSlot]) -> Result<(), FsError> {
     for slot in slots {
-        let base = Scandir::link_target(slot.name);
+        let base = Path::new(slot.name);
         let mut opened: Vec<(PathBuf, Dir)> = Vec::new();
         for (rel, content, mode) in render(slot).files {
             let rel = base.join(rel);
@@ -119,8 +118,6 @@ pub fn install(dir: &Dir, slots: &[StaticSlot]) -> Result<(), FsError> {
                 .1
                 .create_new_file(name, content.as_bytes(), mode)?;
         }
-        dir.symlink(&base, OsStr::new(slot.name))
-            .map_err(|e| FsError::new("publish", &dir.path().join(slot.name), e.source))?;
     }
     Ok(())
 }
@@ -192,22 +189,19 @@ mod tests {
     }
 
     #[test]
-    fn installed_slots_are_published_and_pass_shellcheck() {
+    fn installed_slots_are_in_the_scandir_and_pass_shellcheck() {
         let dir = tempfile::tempdir().unwrap();
         let mut other = dashboard(true);
         other.name = "ingress";
         install(&Dir::open(dir.path()).unwrap(), &[dashboard(false), other]).unwrap();
         let scandir = Scandir::new(dir.path());
         for name in ["dashboard", "ingress"] {
-            assert_eq!(
-                fs::read_link(scandir.link(name)).unwrap(),
-                Scandir::link_target(name)
-            );
+            assert!(fs::symlink_metadata(scandir.slot(name)).unwrap().is_dir());
         }
-        assert!(scandir.link("dashboard").join("down").exists());
-        assert!(!scandir.link("ingress").join("down").exists());
+        assert!(scandir.slot("dashboard").join("down").exists());
+        assert!(!scandir.slot("ingress").join("down").exists());
         for rel in ["run", "finish", "log/run"] {
-            crate::slot::tests::assert_shellcheck_clean(&scandir.slot_dir("dashboard").join(rel));
+            crate::slot::tests::assert_shellcheck_clean(&scandir.slot("dashboard").join(rel));
         }
     }
 }

@@ -24,27 +24,57 @@ pub enum SuperviseError {
     Service(#[from] ServiceError),
 }
 
-/// Remove staging entries an interrupted registration left behind.
-fn remove_staging_leftovers(scandir: &Path) -> Result<(), FsError> {
-    let layout = Scandir::new(scandir);
-    for dir in [scandir.to_path_buf(), layout.slots()] {
-        let Ok(entries) = fsutil::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".gateway-") && (name.contains(".tmp.") || name.contains(".link."))
-            {
-                let path = entry.path();
-                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    slot::remove_tree(&path)?;
-                } else {
-                    fsutil::remove_file(&path)?;
-                }
-            }
+/// Where an earlier hermes kept a tree's slot directories, each published
+/// in the scandir as a symlink to its directory here.
+const LEGACY_SLOTS_DIR: &str = ".slots";
+
+/// Remove what an interrupted registration or unregistration left behind
+/// ([`Scandir::is_leftover`]); a staging link of the earlier layout
+/// (`.gateway-<p>.link.<pid>`) too.
+fn remove_leftovers(scandir: &Path) -> Result<(), FsError> {
+    for entry in fsutil::read_dir(scandir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let legacy_link = name.starts_with(".gateway-") && name.contains(".link.");
+        if Scandir::is_leftover(&name) || legacy_link {
+            remove_entry(&entry.path())?;
         }
     }
     Ok(())
+}
+
+fn remove_entry(path: &Path) -> Result<(), FsError> {
+    match fsutil::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => slot::remove_tree(path),
+        Ok(_) => fsutil::remove_file(path),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A tree an earlier hermes kept: each slot's directory replaces its link
+/// in the scandir. Run while no supervisor does. A directory no link
+/// published, or whose name the scandir already holds as a directory, was
+/// left by an interrupted run of that hermes and is removed, as that hermes
+/// would have.
+fn adopt_legacy_slots(scandir: &Path) -> Result<(), FsError> {
+    let legacy = scandir.join(LEGACY_SLOTS_DIR);
+    let entries = match fsutil::read_dir(&legacy) {
+        Ok(entries) => entries,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let published = scandir.join(&name);
+        let linked = fsutil::symlink_metadata(&published).is_ok_and(|m| m.is_symlink());
+        if linked && !name.to_string_lossy().starts_with('.') {
+            fsutil::remove_file(&published)?;
+            fsutil::rename(&entry.path(), &published)?;
+        } else {
+            remove_entry(&entry.path())?;
+        }
+    }
+    fsutil::remove_dir(&legacy)
 }
 
 /// Get the scandir of `cfg` ready for an s6-svscan run by the current
@@ -65,7 +95,8 @@ pub fn prepare(cfg: &S6Config, max_slots: usize) -> Result<Refreshed, SuperviseE
     if Scandir::new(scandir).has_supervisor() {
         return Err(SuperviseError::AlreadyRunning(scandir.to_path_buf()));
     }
-    remove_staging_leftovers(scandir)?;
+    adopt_legacy_slots(scandir)?;
+    remove_leftovers(scandir)?;
     let refreshed = S6Manager::new(cfg.clone()).refresh_scripts()?;
     svscan::write_limit(scandir, max_slots)?;
     Ok(refreshed)

@@ -15,14 +15,13 @@
 //! writes in them): everything here goes through directory handles, never
 //! through a link, and the scripts are run as the service user.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use hermes_core::dirfd::Dir;
 use hermes_core::fsutil::FsError;
 
 use crate::finish_aside::{self, Aside, DEFERRED_FINISH};
-use crate::scandir::SLOTS_DIR;
 use crate::svstat::StatusFile;
 
 /// The gateway slots whose `finish` was moved aside, with their status
@@ -48,7 +47,7 @@ impl FinishRun {
     }
 }
 
-/// Move the `finish` of every published gateway slot of `scandir` aside,
+/// Move the `finish` of every gateway slot of `scandir` aside,
 /// noting each slot's status. A slot whose script cannot be moved keeps it
 /// (s6-supervise runs it as before); a scandir that cannot be read gives
 /// an empty set and the error. Five file operations a slot, on the way to
@@ -61,9 +60,9 @@ pub fn defer_finish(scandir: &Path) -> (DeferredFinish, Option<FsError>) {
     };
     let opened = Dir::open_no_links(scandir).and_then(|root| {
         let names = root.names()?;
-        Ok((root.open_dir(OsStr::new(SLOTS_DIR))?, names))
+        Ok((root, names))
     });
-    let (slots, names) = match opened {
+    let (root, names) = match opened {
         Ok(opened) => opened,
         Err(e) => return (deferred, Some(e)),
     };
@@ -72,7 +71,7 @@ pub fn defer_finish(scandir: &Path) -> (DeferredFinish, Option<FsError>) {
         if !name.to_str().is_some_and(|n| n.starts_with("gateway-")) {
             continue;
         }
-        match slots
+        match root
             .open_dir(&name)
             .and_then(|slot| finish_aside::defer(&slot))
         {
@@ -90,18 +89,18 @@ impl DeferredFinish {
     /// The finish runs s6-supervise would have started during the stop:
     /// every slot with an [`Aside::unclean_death`], in slot order.
     pub fn unclean_deaths(&self) -> Vec<FinishRun> {
-        let Ok(slots) = Dir::open_no_links(&self.scandir.join(SLOTS_DIR)) else {
+        let Ok(root) = Dir::open_no_links(&self.scandir) else {
             return Vec::new();
         };
         let mut runs: Vec<FinishRun> = self
             .slots
             .iter()
             .filter_map(|(name, aside)| {
-                let now = StatusFile::read_in(&slots.open_dir(name).ok()?)?;
+                let now = StatusFile::read_in(&root.open_dir(name).ok()?)?;
                 let (code, signal) = aside.unclean_death(&now)?;
                 Some(FinishRun {
                     slot: name.clone(),
-                    script: slots.path().join(name).join(DEFERRED_FINISH),
+                    script: root.path().join(name).join(DEFERRED_FINISH),
                     code,
                     signal,
                 })
@@ -129,13 +128,12 @@ mod tests {
     }
 
     fn slot(scandir: &Path, name: &str, pack: Option<Vec<u8>>) -> PathBuf {
-        let dir = Scandir::new(scandir).slot_dir(name);
+        let dir = Scandir::new(scandir).slot(name);
         fs::create_dir_all(dir.join("supervise")).unwrap();
         fs::write(dir.join("finish"), "#!/bin/sh\n").unwrap();
         if let Some(pack) = pack {
             fs::write(dir.join("supervise/status"), pack).unwrap();
         }
-        std::os::unix::fs::symlink(Scandir::link_target(name), scandir.join(name)).unwrap();
         dir
     }
 
@@ -188,13 +186,12 @@ mod tests {
     fn a_planted_link_is_neither_followed_nor_renamed_through() {
         let tmp = tempfile::tempdir().unwrap();
         let scan = tmp.path().join("scan");
-        fs::create_dir_all(scan.join(SLOTS_DIR)).unwrap();
+        fs::create_dir_all(&scan).unwrap();
         let elsewhere = tmp.path().join("elsewhere");
         fs::create_dir(&elsewhere).unwrap();
         fs::write(elsewhere.join("finish"), "").unwrap();
         // The slot directory itself replaced by a link out of the scandir.
-        std::os::unix::fs::symlink(&elsewhere, scan.join(SLOTS_DIR).join("gateway-x")).unwrap();
-        std::os::unix::fs::symlink(".slots/gateway-x", scan.join("gateway-x")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, scan.join("gateway-x")).unwrap();
         let (deferred, error) = defer_finish(&scan);
         assert!(deferred.slots.is_empty());
         assert!(error.is_some_and(|e| e.to_string().contains("gateway-x")));

