@@ -36,6 +36,7 @@ pub fn block_init_signals() {
         if let Err(e) = hermes_init::pid1::block(&hermes_init::pid1::handled_signals()) {
             eprintln!("hermes: {e}");
         }
+        hermes_init::pid1::note_signals_blocked();
     } else {
         hermes_init::pid1::release_entry_mask();
     }

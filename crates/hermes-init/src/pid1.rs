@@ -482,6 +482,21 @@ pub fn signals_blocked_at_ns() -> Option<i64> {
     Some(SIGNALS_BLOCKED_AT_NS.load(Ordering::Relaxed)).filter(|&ns| ns > 0)
 }
 
+/// For the init, from `main`: note when its stop signals were blocked
+/// where `block_init_signals_at_start` did not (musl runs no
+/// `.preinit_array`): at `hermes_entry` when it ran, else now.
+pub fn note_signals_blocked() {
+    if signals_blocked_at_ns().is_some() {
+        return;
+    }
+    let at = entry_record().map(|(_, at)| at).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64)
+    });
+    SIGNALS_BLOCKED_AT_NS.store(at, Ordering::Relaxed);
+}
+
 /// The first stop signal (TERM, INT, HUP, QUIT) waiting, blocked, for
 /// this process: for one started with them blocked
 /// ([`Command::stop_signals_blocked`]: the boot reconciler) to look at

@@ -66,10 +66,14 @@ fn write_service(scandir: &Path, log_dir: &Path, name: &str) -> anyhow::Result<P
         .with_context(|| format!("create {}", staging.display()))?;
     fs::create_dir_all(&logs).with_context(|| format!("create {}", logs.display()))?;
     script(staging.join("run"), "#!/bin/sh\nexec sleep 1000\n".into())?;
-    fs::write(staging.join("down"), "").with_context(|| format!("write {}/down", staging.display()))?;
+    fs::write(staging.join("down"), "")
+        .with_context(|| format!("write {}/down", staging.display()))?;
     script(
         staging.join("log/run"),
-        format!("#!/bin/sh\nexec s6-log -- n10 s1000000 '{}'\n", logs.display()),
+        format!(
+            "#!/bin/sh\nexec s6-log -- n10 s1000000 '{}'\n",
+            logs.display()
+        ),
     )?;
     fs::rename(&staging, &dir)
         .with_context(|| format!("rename {} to {}", staging.display(), dir.display()))?;
