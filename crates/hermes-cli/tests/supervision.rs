@@ -523,9 +523,11 @@ fn a_tree_of_the_linked_layout_is_adopted() {
     std::fs::create_dir(&legacy).unwrap();
     std::fs::rename(env.slot("kept"), legacy.join("gateway-kept")).unwrap();
     symlink(".slots/gateway-kept", env.slot("kept")).unwrap();
-    // Left by interrupted runs: a directory no link published, a staging link.
+    // Left by interrupted runs: a directory no link published, a staging
+    // link, a link whose directory is gone.
     std::fs::create_dir_all(legacy.join("gateway-orphan/log")).unwrap();
     symlink(".slots/gateway-orphan", scan.join(".gateway-orphan.link.7")).unwrap();
+    symlink(".slots/gateway-lost", scan.join("gateway-lost")).unwrap();
 
     env.supervise();
     let kept = std::fs::symlink_metadata(env.slot("kept")).unwrap();
@@ -537,6 +539,7 @@ fn a_tree_of_the_linked_layout_is_adopted() {
     );
     assert!(std::fs::symlink_metadata(scan.join(".gateway-orphan.link.7")).is_err());
     assert!(std::fs::symlink_metadata(scan.join("gateway-orphan")).is_err());
+    assert!(std::fs::symlink_metadata(scan.join("gateway-lost")).is_err());
     env.ok(&["-p", "kept", "gateway", "start"]);
     assert!(healthy(&env, "kept"), "{}", env.dump());
     env.ok(&["profile", "delete", "kept", "--yes"]);

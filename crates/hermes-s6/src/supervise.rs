@@ -55,7 +55,8 @@ fn remove_entry(path: &Path) -> Result<(), FsError> {
 /// in the scandir. Run while no supervisor does. A directory no link
 /// published, or whose name the scandir already holds as a directory, was
 /// left by an interrupted run of that hermes and is removed, as that hermes
-/// would have.
+/// would have; so is a link into `.slots/` left without its directory
+/// (s6-svscan would warn of it at every scan).
 fn adopt_legacy_slots(scandir: &Path) -> Result<(), FsError> {
     let legacy = scandir.join(LEGACY_SLOTS_DIR);
     let entries = match fsutil::read_dir(&legacy) {
@@ -74,7 +75,14 @@ fn adopt_legacy_slots(scandir: &Path) -> Result<(), FsError> {
             remove_entry(&entry.path())?;
         }
     }
-    fsutil::remove_dir(&legacy)
+    fsutil::remove_dir(&legacy)?;
+    for entry in fsutil::read_dir(scandir)?.flatten() {
+        let path = entry.path();
+        if fsutil::read_link(&path).is_ok_and(|to| to.starts_with(LEGACY_SLOTS_DIR)) {
+            fsutil::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Get the scandir of `cfg` ready for an s6-svscan run by the current
