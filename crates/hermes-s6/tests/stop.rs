@@ -310,6 +310,9 @@ fn a_stop_ends_a_stray_holding_the_profiles_lock_and_kills_one_deaf_to_sigterm()
     fs::create_dir_all(&paths.dir).unwrap();
     let manager = manager(&scan, home.clone());
     let stray = |on_term: &str| {
+        // The pid file is written after the trap is set: the last stray's
+        // must not stand for it (a SIGTERM before the trap ends a deaf one).
+        let _ = fs::remove_file(paths.pid_file());
         let body = format!(
             "trap '{on_term}' TERM; echo $$ > {}; while :; do sleep 0.02; done",
             paths.pid_file().display()
