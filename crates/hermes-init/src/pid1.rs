@@ -458,8 +458,8 @@ pub unsafe extern "C" fn block_init_signals_at_start(
     }
     libc::sigaddset(&mut set, libc::SIGCHLD);
     libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    if let Some((_, at)) = entry {
-        SIGNALS_BLOCKED_AT_NS.store(at, Ordering::Relaxed);
+    if entry.is_some() {
+        // Blocked since the entry, whose record `signals_blocked_at_ns` reads.
         return;
     }
     // The raw system call: in a static binary the vDSO may not be set up yet.
@@ -472,29 +472,30 @@ pub unsafe extern "C" fn block_init_signals_at_start(
     }
 }
 
-/// When `block_init_signals_at_start` blocked the stop signals (nanoseconds
-/// since the epoch; 0 if it did not run). A stop signal Docker sent before
-/// this instant reached a process that was not hermes yet:
-/// bench/stop-during-boot compares it with Docker's `kill` event.
+/// When a binary without `hermes_entry` blocked the stop signals
+/// (nanoseconds since the epoch; 0 until then): in `.preinit_array`, or in
+/// `main` where the C library runs none (musl).
 static SIGNALS_BLOCKED_AT_NS: AtomicI64 = AtomicI64::new(0);
 
+/// When the init's stop signals were first blocked: at `hermes_entry` when
+/// it ran, else as noted after it. A stop signal Docker sent before this
+/// instant reached a process that was not hermes yet: bench/stop-during-boot
+/// compares it with Docker's `kill` event.
 pub fn signals_blocked_at_ns() -> Option<i64> {
-    Some(SIGNALS_BLOCKED_AT_NS.load(Ordering::Relaxed)).filter(|&ns| ns > 0)
+    entry_record()
+        .map(|(_, at)| at)
+        .or_else(|| Some(SIGNALS_BLOCKED_AT_NS.load(Ordering::Relaxed)).filter(|&ns| ns > 0))
 }
 
-/// For the init, from `main`: note when its stop signals were blocked
-/// where `block_init_signals_at_start` did not (musl runs no
-/// `.preinit_array`): at `hermes_entry` when it ran, else now.
+/// For the init, from `main`, once its signals are blocked: note the
+/// instant where neither the entry nor `.preinit_array` did.
 pub fn note_signals_blocked() {
-    if signals_blocked_at_ns().is_some() {
-        return;
-    }
-    let at = entry_record().map(|(_, at)| at).unwrap_or_else(|| {
-        std::time::SystemTime::now()
+    if signals_blocked_at_ns().is_none() {
+        let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64)
-    });
-    SIGNALS_BLOCKED_AT_NS.store(at, Ordering::Relaxed);
+            .map_or(0, |d| d.as_nanos() as i64);
+        SIGNALS_BLOCKED_AT_NS.store(now, Ordering::Relaxed);
+    }
 }
 
 /// The first stop signal (TERM, INT, HUP, QUIT) waiting, blocked, for

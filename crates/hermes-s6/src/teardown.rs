@@ -58,10 +58,8 @@ pub fn defer_finish(scandir: &Path) -> (DeferredFinish, Option<FsError>) {
         scandir: scandir.to_path_buf(),
         slots: Vec::new(),
     };
-    let opened = Dir::open_no_links(scandir).and_then(|root| {
-        let names = root.names()?;
-        Ok((root, names))
-    });
+    let opened =
+        Dir::open_no_links(scandir).and_then(|root| root.names().map(|names| (root, names)));
     let (root, names) = match opened {
         Ok(opened) => opened,
         Err(e) => return (deferred, Some(e)),

@@ -35,7 +35,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
     for name in &opts.names {
         added.push(write_service(&opts.scandir, &opts.log_dir, name)?);
     }
-    let control = opts.scandir.join(".s6-svscan/control");
+    let control = hermes_s6::Scandir::new(&opts.scandir).control();
     fs::OpenOptions::new()
         .write(true)
         .open(&control)
