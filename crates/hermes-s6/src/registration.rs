@@ -24,21 +24,38 @@ const REGISTER_WAIT: Duration = Duration::from_secs(5);
 const ANNOUNCE_FIRST: usize = 16;
 const ANNOUNCE_AT_MOST: usize = 128;
 
-/// Poll `done` until it holds or `deadline` passes: every 0.5 ms at first,
-/// doubling up to [`POLL`]. A new slot's s6-supervise is there a millisecond
-/// or two after the scan; a fixed 5 ms poll made every registration wait at
-/// least 5 ms.
+/// How often a registration looks at first, and for how long.
+const FAST_POLL: Duration = Duration::from_micros(500);
+const FAST_POLL_FOR: Duration = Duration::from_millis(20);
+
+/// Poll `done` until it holds or `deadline` passes, at [`next_pause`]'s
+/// pace.
 fn wait_soon(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
-    let mut pause = Duration::from_micros(500);
+    let start = Instant::now();
+    let mut pause = FAST_POLL;
     loop {
         if done() {
             return true;
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return false;
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(POLL);
+        std::thread::sleep(pause.min(deadline - now));
+        pause = next_pause(pause, start.elapsed());
+    }
+}
+
+/// Every 0.5 ms for the first [`FAST_POLL_FOR`], then doubling up to
+/// [`POLL`]. A new slot's s6-supervise is there a millisecond or a few after
+/// the scan. Doubling from the start woke at 0.5, 1.5, 3.5, 7.5 ms and
+/// overslept that by up to half the wait, so a single create grew more than
+/// a bare s6 registration as the tree grew (`bench/create-loop`).
+fn next_pause(pause: Duration, waited: Duration) -> Duration {
+    if waited < FAST_POLL_FOR {
+        FAST_POLL
+    } else {
+        (pause * 2).min(POLL)
     }
 }
 
@@ -321,6 +338,20 @@ mod tests {
             program: "/bin/true".into(),
             echo_to_stdout: false,
         })
+    }
+
+    #[test]
+    fn a_registration_looks_every_half_millisecond_at_first_then_backs_off() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_pause(FAST_POLL, ms(0)), FAST_POLL);
+        assert_eq!(next_pause(FAST_POLL, ms(19)), FAST_POLL);
+        let mut pause = FAST_POLL;
+        let mut later = Vec::new();
+        for _ in 0..5 {
+            pause = next_pause(pause, ms(25));
+            later.push(pause.as_micros());
+        }
+        assert_eq!(later, [1000, 2000, 4000, 5000, 5000]);
     }
 
     #[test]
