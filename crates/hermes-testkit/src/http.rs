@@ -107,7 +107,18 @@ pub fn deliver(
     body: &[u8],
     idempotency_key: &str,
 ) -> Option<Response> {
-    let ts = unix_secs();
+    deliver_signed_at(port, hook, secret, body, idempotency_key, unix_secs())
+}
+
+/// [`deliver`], signed for the Unix second `ts`.
+pub fn deliver_signed_at(
+    port: u16,
+    hook: &str,
+    secret: &str,
+    body: &[u8],
+    idempotency_key: &str,
+    ts: u64,
+) -> Option<Response> {
     let (ts_text, signature) = (
         ts.to_string(),
         sign(secret.as_bytes(), ts, idempotency_key, body),

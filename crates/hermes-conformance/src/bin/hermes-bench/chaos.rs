@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,6 +68,7 @@ struct Counts {
     acked: AtomicU64,
     duplicates_acked: AtomicU64,
     retries: AtomicU64,
+    resigned: AtomicU64,
     rejected: AtomicU64,
 }
 
@@ -74,6 +76,20 @@ struct Profile {
     name: String,
     port: u16,
     secret: String,
+    /// Its `gateway_state.json`, which says when the running gateway started.
+    state_file: PathBuf,
+}
+
+/// Whether the profile's gateway started after the Unix second `signed`:
+/// it then refuses that signature by design (`timestamp_out_of_window`,
+/// "sign the request again"), as it cannot know whether its predecessor
+/// saw it, and the sender signs again.
+fn started_after(p: &Profile, signed: u64) -> bool {
+    fs::read_to_string(&p.state_file)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|state| state["started_at"].as_u64())
+        .is_some_and(|started_ms| started_ms / 1000 > signed)
 }
 
 /// Deliver events `<profile>-<seq>` one after another; an unanswered or 5xx
@@ -89,7 +105,8 @@ fn deliverer(
     while !stop.load(Ordering::Relaxed) {
         let uid = format!("{}-{seq}", p.name);
         let body = format!("{{\"uid\":\"{uid}\",\"seq\":{seq}}}");
-        match http::deliver(p.port, HOOK, &p.secret, body.as_bytes(), &uid) {
+        let signed = http::unix_secs();
+        match http::deliver_signed_at(p.port, HOOK, &p.secret, body.as_bytes(), &uid, signed) {
             Some(r) if r.status == 202 => {
                 counts.acked.fetch_add(1, Ordering::Relaxed);
                 if r.body.contains("\"duplicate\":true") {
@@ -102,6 +119,13 @@ fn deliverer(
             Some(r) if r.status >= 500 => {
                 counts.retries.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(r)
+                if r.status == 401
+                    && r.body.contains("\"timestamp_out_of_window\"")
+                    && started_after(p, signed) =>
+            {
+                counts.resigned.fetch_add(1, Ordering::Relaxed);
             }
             Some(r) => {
                 counts.rejected.fetch_add(1, Ordering::Relaxed);
@@ -267,6 +291,7 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         env.ok(&["-p", &name, "gateway", "start"]);
         profiles.push(Arc::new(Profile {
             secret: env.secret_of(&name),
+            state_file: env.profile_dir(&name).join("gateway_state.json"),
             name,
             port,
         }));
@@ -563,12 +588,14 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         println!("  {what:<45} {n}");
     }
     println!(
-        "deliveries: {acked_total} acknowledged ({} as duplicates of a retried key), {} retried after no answer or 5xx, {} rejected; {stored_total} events stored",
+        "deliveries: {acked_total} acknowledged ({} as duplicates of a retried key), {} retried after no answer or 5xx, {} signed again after the gateway restarted since their signature, {} rejected; {stored_total} events stored",
         counts.duplicates_acked.load(Ordering::Relaxed),
         counts.retries.load(Ordering::Relaxed),
+        counts.resigned.load(Ordering::Relaxed),
         counts.rejected.load(Ordering::Relaxed),
     );
-    // A signed, well-formed delivery must never be refused.
+    // A signed, well-formed delivery is never refused, but for a signature
+    // older than the gateway that received it, which the sender signs again.
     for e in errors.lock().unwrap().iter() {
         violations.push(format!("delivery rejected: {e}"));
     }
@@ -591,5 +618,27 @@ pub fn run(opts: Options) -> anyhow::Result<bool> {
         }
         println!("{}", env.dump());
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_gateway_started_after_the_signature_excuses_its_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Profile {
+            name: "p".into(),
+            port: 1,
+            secret: "s".into(),
+            state_file: dir.path().join("gateway_state.json"),
+        };
+        assert!(!started_after(&p, 100), "no state file");
+        fs::write(&p.state_file, r#"{"started_at":101000,"pid":7}"#).unwrap();
+        assert!(started_after(&p, 100));
+        assert!(!started_after(&p, 101), "the same second is not refused");
+        fs::write(&p.state_file, r#"{"pid":7}"#).unwrap();
+        assert!(!started_after(&p, 100), "no start recorded");
     }
 }
