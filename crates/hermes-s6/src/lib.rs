@@ -42,6 +42,8 @@ pub use scandir::Scandir;
 /// How long s6-supervise waits after SIGTERM before SIGKILL.
 pub const TIMEOUT_KILL_MS: u32 = 5_000;
 pub(crate) const POLL: Duration = Duration::from_millis(5);
+/// The shortest pause between two looks at what s6 is doing.
+pub(crate) const FAST_POLL: Duration = Duration::from_micros(500);
 /// How long `all_up_and_ready` lets `s6-svwait` run: it answers at once when
 /// all slots are ready, and this bounds the cost when one is not (the
 /// timeout also covers its start-up handshake with `s6-ftrigrd`).

@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 
 use crate::finish_aside::{self, Aside};
 use crate::svstat::{self, StatusFile, Svstat};
-use crate::{finish, S6Manager, POLL};
+use crate::{finish, S6Manager, FAST_POLL, POLL};
 
 /// A slot s6 was asked to act on, while its answer is awaited.
 struct Asked {
@@ -369,9 +369,7 @@ impl S6Manager {
                 }
             });
             if !pending.is_empty() {
-                // A look at a thousand slots costs CPU that the gateways
-                // starting or stopping need: rest at least as long as it took.
-                thread::sleep(POLL.max(pass.elapsed()));
+                thread::sleep(rest_after(pass.elapsed()));
             }
         }
         results
@@ -526,10 +524,33 @@ impl S6Manager {
     }
 }
 
+/// The pause after a look at the slots being waited for that took `look`:
+/// ten times the look, between [`FAST_POLL`] and [`POLL`], and never
+/// shorter than the look. A look at a thousand slots costs CPU that the
+/// gateways starting or stopping need, so it rests at least as long; a look
+/// at one slot costs microseconds, and a fixed 5 ms answered a single
+/// `gateway start` up to 5 ms after the gateway was ready.
+fn rest_after(look: Duration) -> Duration {
+    (look * 10).clamp(FAST_POLL, POLL).max(look)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use hermes_core::service::ServiceStatus;
+
+    #[test]
+    fn a_look_rests_ten_times_its_cost_within_half_a_millisecond_and_five() {
+        let us = Duration::from_micros;
+        assert_eq!(rest_after(us(20)), us(500), "one slot");
+        assert_eq!(rest_after(us(300)), us(3_000));
+        assert_eq!(rest_after(us(900)), us(5_000), "a hundred slots, as before");
+        assert_eq!(
+            rest_after(us(8_000)),
+            us(8_000),
+            "never shorter than the look"
+        );
+    }
 
     const AT: u64 = 1_000_000;
 

@@ -10,7 +10,7 @@ use hermes_core::profile;
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError};
 use hermes_core::ProfileName;
 
-use crate::{is_supervised, slot, svscan, wait_until, S6Manager, POLL, TIMEOUT_KILL_MS};
+use crate::{is_supervised, slot, svscan, wait_until, S6Manager, FAST_POLL, POLL, TIMEOUT_KILL_MS};
 
 const UNREGISTER_WAIT: Duration = Duration::from_secs(15);
 /// How long a newly published slot may take to get its s6-supervise.
@@ -24,8 +24,7 @@ const REGISTER_WAIT: Duration = Duration::from_secs(5);
 const ANNOUNCE_FIRST: usize = 16;
 const ANNOUNCE_AT_MOST: usize = 128;
 
-/// How often a registration looks at first, and for how long.
-const FAST_POLL: Duration = Duration::from_micros(500);
+/// How long a registration looks every [`FAST_POLL`].
 const FAST_POLL_FOR: Duration = Duration::from_millis(20);
 
 /// Poll `done` until it holds or `deadline` passes, at [`next_pause`]'s
