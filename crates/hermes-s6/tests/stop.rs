@@ -68,8 +68,9 @@ fn poll(what: &str, mut done: impl FnMut() -> bool) {
 struct Tree(Child);
 
 impl Tree {
-    /// `s6-svscan` on `scan`, once it supervises each of `slots`: up, or
-    /// only supervised for one with a `down` file.
+    /// `s6-svscan` on `scan`, once it supervises each of `slots`: up and
+    /// ready (its run script has set its SIGTERM trap, which a stop must
+    /// meet), or only supervised for one with a `down` file.
     fn supervising(scan: &Path, slots: &[&str]) -> Tree {
         let tree = Tree(
             Command::new("s6-svscan")
@@ -80,14 +81,17 @@ impl Tree {
                 .expect("s6-svscan (apt-get install s6)"),
         );
         for name in slots {
-            let link = scan.join(name);
-            let down = link.join("down").exists();
-            poll(&format!("{name} supervised, up unless down"), || {
-                svstat::read_svstat(&link)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|s| down || s.up)
-            });
+            let dir = scan.join(name);
+            let down = dir.join("down").exists();
+            poll(
+                &format!("{name} supervised, up and ready unless down"),
+                || {
+                    svstat::read_svstat(&dir)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| down || (s.up && s.ready))
+                },
+            );
         }
         tree
     }
