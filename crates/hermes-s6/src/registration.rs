@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hermes_core::fsutil::{self, FsError};
 use hermes_core::profile;
 use hermes_core::service::{GatewaySpec, ManagerKind, ServiceError};
+use hermes_core::wait;
 use hermes_core::ProfileName;
 
 use crate::{is_supervised, slot, svscan, wait_until, S6Manager, FAST_POLL, POLL, TIMEOUT_KILL_MS};
@@ -29,20 +30,13 @@ const FAST_POLL_FOR: Duration = Duration::from_millis(20);
 
 /// Poll `done` until it holds or `deadline` passes, at [`next_pause`]'s
 /// pace.
-fn wait_soon(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
+fn wait_soon(deadline: Instant, done: impl FnMut() -> bool) -> bool {
     let mut pause = FAST_POLL;
-    loop {
-        if done() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = next_pause(pause, start.elapsed());
-    }
+    let pace = move |waited| {
+        pause = next_pause(pause, waited);
+        pause
+    };
+    wait::until_paced(deadline, pace, done)
 }
 
 /// Every 0.5 ms for the first [`FAST_POLL_FOR`], then doubling up to

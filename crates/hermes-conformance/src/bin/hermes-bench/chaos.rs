@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use hermes_core::state::{self, Loaded};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -85,11 +86,12 @@ struct Profile {
 /// "sign the request again"), as it cannot know whether its predecessor
 /// saw it, and the sender signs again.
 fn started_after(p: &Profile, signed: u64) -> bool {
-    fs::read_to_string(&p.state_file)
-        .ok()
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|state| state["started_at"].as_u64())
-        .is_some_and(|started_ms| started_ms / 1000 > signed)
+    match state::load(&p.state_file) {
+        Ok(Loaded::Found(state)) => state
+            .started_at
+            .is_some_and(|started_ms| started_ms / 1000 > signed),
+        _ => false,
+    }
 }
 
 /// Deliver events `<profile>-<seq>` one after another; an unanswered or 5xx
